@@ -1,0 +1,199 @@
+"""The dispatcher: every committed transaction to every driver instance.
+
+Each instance has its own worker task reading its own stream from the queue, so instances
+run concurrently and a slow, hanging or raising instance never holds back the others, while
+one instance sees transactions strictly in order. Hook results that are awaitables are
+awaited (datasette's rule); instances that block (``blocking = True``) run in a thread of
+their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from inspect import isawaitable
+
+from .drivers import DriverInstance
+from .queue import Queue
+from .transaction import Transaction
+
+log = logging.getLogger("push_notification.dispatch")
+
+#: How many transactions a worker takes from the queue at once.
+BATCH = 256
+
+
+def deliver_sync(instance: DriverInstance, txn: Transaction) -> None:
+    """Run one transaction through a blocking instance's hooks, in Dovecot's order."""
+    hooks = instance.hooks
+    begin = hooks.get("begin_txn")
+    if begin is not None and begin(txn) is False:
+        return
+    for name, args in txn.hook_calls:
+        hook = hooks.get(name)
+        if hook is not None:
+            hook(*args)
+    end = hooks.get("end_txn")
+    if end is not None:
+        end(txn, txn.success)
+
+
+async def deliver(instance: DriverInstance, txn: Transaction) -> None:
+    """Run one transaction through an instance's hooks, awaiting what they return."""
+    hooks = instance.hooks
+    begin = hooks.get("begin_txn")
+    if begin is not None:
+        accepted = begin(txn)
+        if accepted is not None and isawaitable(accepted):
+            accepted = await accepted
+        if accepted is False:
+            return
+    for name, args in txn.hook_calls:
+        hook = hooks.get(name)
+        if hook is not None:
+            result = hook(*args)
+            if result is not None and isawaitable(result):
+                await result
+    end = hooks.get("end_txn")
+    if end is not None:
+        result = end(txn, txn.success)
+        if result is not None and isawaitable(result):
+            await result
+
+
+async def call_lifecycle(instance: DriverInstance, hook_name: str) -> None:
+    """Run ``driver_init``/``driver_deinit``/``driver_cleanup`` if the instance has it."""
+    hook = instance.hooks.get(hook_name)
+    if hook is None:
+        return
+    if instance.threaded:
+        result = await asyncio.get_running_loop().run_in_executor(None, hook)
+    else:
+        result = hook()
+    if result is not None and isawaitable(result):
+        await result
+
+
+class Dispatcher:
+    """Runs one worker per driver instance over a :class:`Queue`."""
+
+    def __init__(self, queue: Queue, instances: Iterable[DriverInstance]) -> None:
+        self.queue = queue
+        self.instances: dict[str, DriverInstance] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._busy: dict[str, int] = {}
+        self._initial = list(instances)
+
+    async def start(self) -> None:
+        """Initialise every instance and start its worker."""
+        await self.add(self._initial)
+
+    async def add(self, instances: Iterable[DriverInstance]) -> None:
+        """Start more instances (config reload)."""
+        new = list(instances)
+        for instance in new:
+            await call_lifecycle(instance, "driver_init")
+            self.instances[instance.name] = instance
+        self.queue.attach(self.instances)
+        for instance in new:
+            if instance.threaded:
+                self._executors[instance.name] = ThreadPoolExecutor(1, thread_name_prefix=f"pn-{instance.name}")
+            self._workers[instance.name] = asyncio.create_task(self._work(instance), name=f"pn-{instance.name}")
+
+    async def submit(self, txn: Transaction) -> None:
+        """Hand a transaction to every instance (through the queue)."""
+        await self.queue.put(txn)
+
+    def idle(self) -> bool:
+        """True when nothing is queued or being delivered."""
+        return self.queue.depth() == 0 and not any(self._busy.values())
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted so far was delivered (or ``timeout``); True if idle."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.idle():
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def remove(self, names: Iterable[str]) -> None:
+        """Stop instances (reload or shutdown): their worker, then ``driver_deinit``/``cleanup``."""
+        names = [n for n in names if n in self.instances]
+        for name in names:
+            task = self._workers.pop(name)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        remaining = [n for n in self.instances if n not in names]
+        self.queue.attach(remaining)
+        for name in names:
+            instance = self.instances.pop(name)
+            for hook in ("driver_deinit", "driver_cleanup"):
+                try:
+                    await asyncio.wait_for(call_lifecycle(instance, hook), instance.timeout)
+                except Exception as exc:  # noqa: BLE001 - logged, shutdown goes on
+                    log.error("push_notification %s: %s failed: %s", name, hook, _describe(exc))
+            executor = self._executors.pop(name, None)
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish in-flight work (up to ``timeout``), then stop every instance."""
+        await self.drain(timeout)
+        await self.remove(list(self.instances))
+
+    async def _work(self, instance: DriverInstance) -> None:
+        name = instance.name
+        queue = self.queue
+        executor = self._executors.get(name)
+        loop = asyncio.get_running_loop()
+        timeout = instance.timeout
+        needs_timeout = instance.is_async
+        while True:
+            batch = await queue.get(name, BATCH)
+            if not batch:
+                return
+            self._busy[name] = len(batch)
+            for txn in batch:
+                error: BaseException | None = None
+                try:
+                    if executor is not None:
+                        await asyncio.wait_for(loop.run_in_executor(executor, deliver_sync, instance, txn), timeout)
+                    elif needs_timeout:
+                        async with asyncio.timeout(timeout):
+                            await deliver(instance, txn)
+                    else:
+                        await deliver(instance, txn)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a driver's failure is its own
+                    error = exc
+                    _log_failure(instance, txn, exc)
+                await queue.done(name, txn, error)
+                self._busy[name] -= 1
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _log_failure(instance: DriverInstance, txn: Transaction, exc: BaseException) -> None:
+    what = f"timed out after {instance.timeout:g}s" if isinstance(exc, TimeoutError) else _describe(exc)
+    log.error(
+        "push_notification %s: transaction %s (user %s, mailbox %s) failed: %s",
+        instance.name,
+        txn.id,
+        txn.user.username,
+        txn.mailbox,
+        what,
+    )
+    log.debug("push_notification %s: traceback", instance.name, exc_info=exc)

@@ -1,0 +1,186 @@
+"""Driver discovery through entry points, and driver instances.
+
+A driver distribution declares, in its ``pyproject.toml``::
+
+    [project.entry-points."push_notification.drivers"]
+    ox = "push_notification_ox:OxDriver"
+
+The value is the driver's factory: a class called with a :class:`DriverContext` whose
+instance carries ``@hookimpl`` methods. Only drivers named in the config are imported, so
+an unrelated broken package cannot stop the daemon.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, PushNotificationError
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .metadata import MetadataStore
+
+ENTRY_POINT_GROUP = "push_notification.drivers"
+#: How to name a driver distribution so ``pip install`` hints are right.
+DISTRIBUTION_PREFIX = "push-notification-"
+
+
+@dataclass(frozen=True)
+class InstalledDriver:
+    """A driver offered by an installed distribution."""
+
+    name: str
+    entry_point: EntryPoint
+
+    @property
+    def distribution(self) -> str:
+        dist = self.entry_point.dist
+        return dist.name if dist is not None else "?"
+
+    @property
+    def version(self) -> str:
+        dist = self.entry_point.dist
+        return dist.version if dist is not None else "?"
+
+    def load(self) -> Callable[[DriverContext], object]:
+        try:
+            factory = self.entry_point.load()
+        except Exception as exc:  # noqa: BLE001 - a broken driver package must be one clear line
+            raise PushNotificationError(
+                f"driver {self.name!r} from {self.distribution} {self.version} failed to import:"
+                f" {type(exc).__name__}: {exc}; reinstall or upgrade {self.distribution}"
+            ) from None
+        if not callable(factory):
+            raise PushNotificationError(
+                f"driver {self.name!r}: entry point {self.entry_point.value!r} is not a class or callable"
+            )
+        return factory  # type: ignore[no-any-return]
+
+
+def installed_drivers() -> dict[str, InstalledDriver]:
+    """Every driver name offered by installed distributions; a name claimed twice is an error."""
+    found: dict[str, InstalledDriver] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        driver = InstalledDriver(ep.name.lower(), ep)
+        other = found.get(driver.name)
+        if other is None:
+            found[driver.name] = driver
+        elif (other.distribution, other.entry_point.value) != (driver.distribution, ep.value):
+            raise PushNotificationError(
+                f"driver {driver.name!r} is provided by two distributions:"
+                f" {other.distribution} {other.version} ({other.entry_point.value}) and"
+                f" {driver.distribution} {driver.version} ({ep.value}); uninstall one of them"
+            )
+    return found
+
+
+def find_driver(name: str, instance: str, where: str = "") -> InstalledDriver:
+    """The installed driver called ``name`` (case-insensitive, as Dovecot), or a clear error."""
+    drivers = installed_drivers()
+    driver = drivers.get(name.lower())
+    if driver is None:
+        prefix = f"{where}: " if where else ""
+        installed = ", ".join(sorted(drivers)) or "none"
+        raise ConfigError(
+            f"{prefix}push_notification {instance}: driver {name!r} is not installed"
+            f" (installed: {installed}); install it with: pip install {DISTRIBUTION_PREFIX}{name.lower()}"
+        )
+    return driver
+
+
+def implemented_hooks(factory: object) -> list[str]:
+    """Names of the hooks a driver class implements (for ``push-notification drivers``)."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    return sorted(name for name, member in inspect.getmembers(factory) if callable(member) and hasattr(member, marker))
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """Everything a driver instance gets from the daemon."""
+
+    #: The instance name (``ox1`` in ``push_notification ox1 { ... }``).
+    instance: str
+    #: The driver name (``ox``).
+    driver: str
+    #: This instance's settings; read them in ``__init__`` and call ``check_unknown()``.
+    settings: Settings
+    #: Global ``plugin { }`` settings, for Dovecot's ``plugin_getenv``.
+    plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Server METADATA per user (``push-notification metadata set``), when the daemon has one.
+    metadata: MetadataStore | None = None
+    #: A directory the instance may keep files in.
+    state_dir: Path | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """The instance's logger; its records carry the instance name."""
+        return logging.getLogger(f"push_notification.driver.{self.instance}")
+
+
+_SPEC_ARGS = {
+    name: tuple(inspect.signature(getattr(hookspecs, name)).parameters)
+    for name in dir(hookspecs)
+    if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT}_spec")
+}
+
+
+def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[str, ...]) -> Callable[..., Any]:
+    """A callable taking the spec's arguments positionally, passing the impl only what it asks."""
+    if argnames == spec:
+        return function
+    picks = [spec.index(name) for name in argnames]
+    return lambda *args: function(*(args[i] for i in picks))
+
+
+class DriverInstance:
+    """One configured instance of a driver: its plugin object and its hook table."""
+
+    def __init__(self, name: str, driver: str, plugin: object, *, timeout: float) -> None:
+        self.name = name
+        self.driver = driver
+        self.plugin = plugin
+        self.timeout = timeout
+        #: Run hooks in a thread of their own (drivers that block, such as Lua, say so).
+        self.threaded = bool(getattr(plugin, "blocking", False))
+        manager = pluggy.PluginManager(hookspecs.PROJECT)
+        manager.add_hookspecs(hookspecs)
+        try:
+            manager.register(plugin, name=name)
+            manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PushNotificationError(f"driver {driver!r} (instance {name}): invalid hook: {exc}") from None
+        self.hooks: dict[str, Callable[..., Any]] = {}
+        self.is_async = False
+        for caller in manager.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                self.hooks[caller.name] = _adapt(impl.function, tuple(impl.argnames), _SPEC_ARGS[caller.name])
+                self.is_async |= inspect.iscoroutinefunction(impl.function)
+
+    def __repr__(self) -> str:
+        return f"<DriverInstance {self.name} driver={self.driver}>"
+
+
+def create_instance(
+    context: DriverContext, factory: Callable[[DriverContext], object], *, timeout: float = 30.0
+) -> DriverInstance:
+    """Build an instance; any exception from the factory becomes one line naming the instance."""
+    try:
+        plugin = factory(context)
+    except PushNotificationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line naming the instance, not a traceback
+        raise ConfigError(
+            f"{context.settings.where}: push_notification {context.instance}: driver"
+            f" {context.driver!r} failed to start: {type(exc).__name__}: {exc}"
+        ) from None
+    return DriverInstance(context.instance, context.driver, plugin, timeout=timeout)

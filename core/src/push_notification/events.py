@@ -1,0 +1,318 @@
+"""The 12 RFC 5423 events Dovecot's push-notification framework provides, as typed values.
+
+Field names follow Dovecot's Lua event tables (``uid_validity``, ``from_address``...), so a
+driver author who knows Dovecot knows these. ``from`` is a Python keyword: the attribute
+is ``from_``, the JSON key stays ``from``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .errors import EventError, UnsupportedEventError
+
+#: System flags in Dovecot's bit order, the order every flag list is reported in.
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
+_FLAG_ORDER = {flag.lower(): (i, flag) for i, flag in enumerate(SYSTEM_FLAGS)}
+
+UNSUPPORTED_EVENTS = {
+    "Login": "authentication",
+    "Logout": "authentication",
+    "QuotaExceed": "the quota plugin",
+    "QuotaWithin": "the quota plugin",
+}
+
+_UINT32_MAX = 0xFFFFFFFF
+
+
+def canonical_flags(flags: Any, *, field: str = "flags") -> tuple[str, ...]:
+    """System flags de-duplicated, spelled and ordered as Dovecot reports them."""
+    if isinstance(flags, str):
+        flags = flags.split()
+    if not isinstance(flags, (list, tuple)):
+        raise EventError(f'{field}: expected a list of flags such as ["\\\\Seen"], got {flags!r}')
+    seen: dict[int, str] = {}
+    for flag in flags:
+        known = _FLAG_ORDER.get(flag.lower()) if isinstance(flag, str) else None
+        if known is None:
+            raise EventError(
+                f"{field}: unknown system flag {flag!r} (use one of {' '.join(SYSTEM_FLAGS)};"
+                " keywords go in the keywords field)"
+            )
+        seen[known[0]] = known[1]
+    return tuple(seen[i] for i in sorted(seen))
+
+
+def _keywords(value: Any, *, field: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) for k in value):
+        raise EventError(f"{field}: expected a list of keyword strings, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One RFC 5423 event inside a transaction. Every event names its mailbox (a UTF-8 vname)."""
+
+    name: ClassVar[str]
+    #: Name of the pluggy hook that receives this event (``message_new`` for MessageNew).
+    hook: ClassVar[str]
+    mailbox: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used on the ingress and in spool files."""
+        data: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            data[_json_key(f.name)] = list(value) if isinstance(value, tuple) else value
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxEvent(Event):
+    """An event about a whole mailbox (create, delete, rename, (un)subscribe)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageEvent(Event):
+    """An event about one message, identified by UID within the mailbox's UIDVALIDITY."""
+
+    uid: int
+    uid_validity: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSaved(MessageEvent):
+    """Fields of a saved message, as Dovecot's message fill collects them.
+
+    ``from``, ``to`` and ``subject`` are raw header values (RFC 2047 encoded-words kept);
+    the ``*_utf8``/address/display-name fields are decoded. ``None`` means unknown.
+    ``date`` is the Date: header as UTC epoch, ``tz`` its offset in minutes.
+    """
+
+    from_: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    subject_utf8: str | None = None
+    from_address: str | None = None
+    from_display_name: str | None = None
+    to_address: str | None = None
+    to_display_name: str | None = None
+    date: int | None = None
+    tz: int | None = None
+    snippet: str | None = None
+    message_id: str | None = None
+    flags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageNew(MessageSaved):
+    """A message was delivered (LMTP/LDA, including Sieve fileinto) into the mailbox."""
+
+    name: ClassVar[str] = "MessageNew"
+    hook: ClassVar[str] = "message_new"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageAppend(MessageSaved):
+    """A message was appended by a client (IMAP APPEND, COPY, MOVE, doveadm save)."""
+
+    name: ClassVar[str] = "MessageAppend"
+    hook: ClassVar[str] = "message_append"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageExpunge(MessageEvent):
+    """A message was expunged."""
+
+    name: ClassVar[str] = "MessageExpunge"
+    hook: ClassVar[str] = "message_expunge"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRead(MessageEvent):
+    r"""``\Seen`` was newly set on a message."""
+
+    name: ClassVar[str] = "MessageRead"
+    hook: ClassVar[str] = "message_read"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageTrash(MessageEvent):
+    r"""``\Deleted`` was newly set on a message."""
+
+    name: ClassVar[str] = "MessageTrash"
+    hook: ClassVar[str] = "message_trash"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlagsSet(MessageEvent):
+    """Flags and keywords newly set on a message (either may be empty, as in Dovecot)."""
+
+    name: ClassVar[str] = "FlagsSet"
+    hook: ClassVar[str] = "flags_set"
+    flags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlagsClear(MessageEvent):
+    """Flags and keywords cleared on a message, with everything it had before the change."""
+
+    name: ClassVar[str] = "FlagsClear"
+    hook: ClassVar[str] = "flags_clear"
+    flags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    flags_old: tuple[str, ...] = ()
+    keywords_old: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxCreate(MailboxEvent):
+    """A mailbox was created (IMAP CREATE, autocreate)."""
+
+    name: ClassVar[str] = "MailboxCreate"
+    hook: ClassVar[str] = "mailbox_create"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxDelete(MailboxEvent):
+    """A mailbox was deleted."""
+
+    name: ClassVar[str] = "MailboxDelete"
+    hook: ClassVar[str] = "mailbox_delete"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxRename(MailboxEvent):
+    """A mailbox was renamed; ``mailbox`` is the new name, ``mailbox_old`` the old one."""
+
+    name: ClassVar[str] = "MailboxRename"
+    hook: ClassVar[str] = "mailbox_rename"
+    mailbox_old: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxSubscribe(MailboxEvent):
+    """A mailbox was subscribed to."""
+
+    name: ClassVar[str] = "MailboxSubscribe"
+    hook: ClassVar[str] = "mailbox_subscribe"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxUnsubscribe(MailboxEvent):
+    """A mailbox was unsubscribed from."""
+
+    name: ClassVar[str] = "MailboxUnsubscribe"
+    hook: ClassVar[str] = "mailbox_unsubscribe"
+
+
+#: Every supported event type by name, in Dovecot's registration order (which is also the
+#: order in which events of one message reach drivers).
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.name: cls
+    for cls in (
+        FlagsClear,
+        FlagsSet,
+        MailboxCreate,
+        MailboxDelete,
+        MailboxRename,
+        MailboxSubscribe,
+        MailboxUnsubscribe,
+        MessageAppend,
+        MessageExpunge,
+        MessageNew,
+        MessageRead,
+        MessageTrash,
+    )
+}
+EVENT_ORDER = {name: i for i, name in enumerate(EVENT_TYPES)}
+_BY_LOWER = {name.lower(): cls for name, cls in EVENT_TYPES.items()}
+
+
+def _json_key(attr: str) -> str:
+    return "from" if attr == "from_" else attr
+
+
+def event_type(name: str) -> type[Event]:
+    """The event class for ``name`` (case-insensitive, as Dovecot matches), or a clear error."""
+    cls = _BY_LOWER.get(name.lower()) if isinstance(name, str) else None
+    if cls is not None:
+        return cls
+    for unsupported, handler in UNSUPPORTED_EVENTS.items():
+        if isinstance(name, str) and name.lower() == unsupported.lower():
+            raise UnsupportedEventError(
+                f"event {unsupported!r} is not supported by the notification framework"
+                f" ({handler} handles it); supported events: {' '.join(EVENT_TYPES)}"
+            )
+    raise EventError(f"unknown event {name!r}; supported events: {' '.join(EVENT_TYPES)}")
+
+
+def _field_specs(cls: type[Event]) -> dict[str, dataclasses.Field[Any]]:
+    return {_json_key(f.name): f for f in dataclasses.fields(cls)}
+
+
+_SPECS = {name: _field_specs(cls) for name, cls in EVENT_TYPES.items()}
+_INT_FIELDS = {"uid", "uid_validity"}
+_SIGNED_INT_FIELDS = {"date", "tz"}
+_FLAG_FIELDS = {"flags", "flags_old"}
+_KEYWORD_FIELDS = {"keywords", "keywords_old"}
+
+
+def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> Event:
+    """Build an event from its JSON form, checking every field; ``mailbox`` fills a missing one."""
+    if not isinstance(data, Mapping):
+        raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
+    if "name" not in data:
+        raise EventError('event has no \'name\' (e.g. "name": "MessageNew")')
+    cls = event_type(data["name"])
+    specs = _SPECS[cls.name]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "name":
+            continue
+        spec = specs.get(key)
+        if spec is None:
+            raise EventError(f"{cls.name}: unknown field {key!r} (fields: {', '.join(specs)})")
+        kwargs[spec.name] = _check_field(cls.name, key, value)
+    if "mailbox" not in kwargs and mailbox is not None:
+        kwargs["mailbox"] = mailbox
+    missing = [
+        key
+        for key, f in specs.items()
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise EventError(f"{cls.name}: missing required field(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def _check_field(event: str, key: str, value: Any) -> Any:
+    where = f"{event}.{key}"
+    if value is None:
+        return None
+    if key in _FLAG_FIELDS:
+        return canonical_flags(value, field=where)
+    if key in _KEYWORD_FIELDS:
+        return _keywords(value, field=where)
+    if key in _INT_FIELDS or key in _SIGNED_INT_FIELDS:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise EventError(f"{where}: expected an integer, got {value!r}")
+        if key in _INT_FIELDS and not 0 <= value <= _UINT32_MAX:
+            raise EventError(f"{where}: {value} is outside 0..{_UINT32_MAX}")
+        return value
+    if not isinstance(value, str):
+        raise EventError(f"{where}: expected a string, got {value!r}")
+    return value

@@ -1,0 +1,248 @@
+"""Transactions: what drivers receive, one user and one mailbox at a time, as in Dovecot.
+
+A Dovecot mailbox transaction (or a mailbox operation) becomes one :class:`Transaction`.
+Drivers see ``begin_txn``, then per message (or once for the mailbox) the events, then
+``end_txn(success)``. A rolled-back transaction has no events and reaches drivers only as
+``begin_txn``/``end_txn(False)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
+
+from .errors import EventError
+from .events import EVENT_ORDER, Event, MessageEvent, event_from_dict
+
+#: Where OX (and scripts following it) keep a user's push activation.
+OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def new_transaction_id() -> str:
+    """A stable id drivers may pass on as an idempotency key."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """The mail user a transaction belongs to, with the fields Dovecot's Lua user object has.
+
+    ``extra`` keeps any further fields the sender knew (Dovecot's booleans such as
+    ``anonymous``), so drivers that mirror Dovecot's API can expose them.
+    """
+
+    username: str
+    service: str = ""
+    session_id: str = ""
+    home: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    session_create_time: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"username": self.username}
+        for key in ("service", "session_id", "home", "uid", "gid", "session_create_time"):
+            value = getattr(self, key)
+            if value not in (None, ""):
+                data[key] = value
+        data.update(self.extra)
+        return data
+
+
+_USER_FIELDS = {"username", "service", "session_id", "home", "uid", "gid", "session_create_time"}
+_STATUS_FIELDS = ("messages", "recent", "unseen", "uidvalidity", "uidnext")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """The transaction's mailbox after the change, as ``mailbox_get_status`` reports it."""
+
+    messages: int
+    recent: int
+    unseen: int
+    uidvalidity: int
+    uidnext: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in _STATUS_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The events of one message within a transaction (Dovecot's ``process_msg`` unit)."""
+
+    uid: int
+    uid_validity: int
+    events: tuple[MessageEvent, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transaction:
+    """One committed (or rolled-back) transaction of one user on one mailbox."""
+
+    user: User
+    mailbox: str
+    events: tuple[Event, ...] = ()
+    success: bool = True
+    id: str = field(default_factory=new_transaction_id)
+    #: Server METADATA the sender forwarded (key → value), e.g. :data:`OX_METADATA_KEY`.
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    #: The mailbox's status after the change, when the sender took a snapshot.
+    status: MailboxStatus | None = None
+
+    def __post_init__(self) -> None:
+        if not self.success and self.events:
+            raise EventError("a rolled-back transaction (success=false) cannot carry events")
+        for event in self.events:
+            if event.mailbox != self.mailbox:
+                raise EventError(
+                    f"{event.name}: mailbox {event.mailbox!r} differs from the transaction's"
+                    f" mailbox {self.mailbox!r}; send one transaction per mailbox"
+                )
+
+    @cached_property
+    def mailbox_events(self) -> tuple[Event, ...]:
+        """Mailbox-level events (Dovecot's ``process_mbox`` unit)."""
+        return tuple(e for e in self.events if not isinstance(e, MessageEvent))
+
+    @cached_property
+    def messages(self) -> tuple[Message, ...]:
+        """Message events grouped by message (in order of first appearance), each message's
+        events in Dovecot's event order."""
+        groups: dict[tuple[int, int], list[MessageEvent]] = {}
+        for event in self.events:
+            if isinstance(event, MessageEvent):
+                groups.setdefault((event.uid, event.uid_validity), []).append(event)
+        return tuple(
+            Message(uid, uidv, tuple(sorted(evs, key=lambda e: EVENT_ORDER[e.name])))
+            for (uid, uidv), evs in groups.items()
+        )
+
+    @cached_property
+    def hook_calls(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The hooks between ``begin_txn`` and ``end_txn``, in Dovecot's order, with arguments."""
+        if not self.success:
+            return ()
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+        if self.mailbox_events:
+            calls.append(("process_mbox", (self,)))
+            calls.extend((event.hook, (self, event)) for event in self.mailbox_events)
+        for message in self.messages:
+            calls.append(("process_msg", (self, message)))
+            calls.extend((event.hook, (self, event)) for event in message.events)
+        return tuple(calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form accepted by ``POST /v1/transactions`` (see ``transaction_from_dict``)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "user": self.user.to_dict(),
+            "mailbox": self.mailbox,
+            "success": self.success,
+            "events": [event.to_dict() for event in self.events],
+        }
+        if self.metadata:
+            data["metadata"] = dict(self.metadata)
+        if self.status is not None:
+            data["status"] = self.status.to_dict()
+        return data
+
+
+_TXN_FIELDS = {"id", "user", "mailbox", "success", "events", "metadata", "status"}
+
+
+def transaction_from_dict(data: Any) -> Transaction:
+    """Validate the JSON form of a transaction; every mistake is one :class:`EventError` line.
+
+    Schema (``push_notification/schema/transaction.json`` documents it)::
+
+        {"id": "optional stable id", "user": {"username": "alice", "service": "lmtp", ...},
+         "mailbox": "INBOX", "success": true,
+         "events": [{"name": "MessageNew", "uid": 1, "uid_validity": 1700000000, ...}],
+         "metadata": {"/private/vendor/vendor.dovecot/http-notify": "user=11@3"},
+         "status": {"messages": 1, "recent": 1, "unseen": 1, "uidvalidity": 1700000000, "uidnext": 2}}
+    """
+    if not isinstance(data, Mapping):
+        raise EventError(f"a transaction must be a JSON object, got {type(data).__name__}")
+    unknown = set(data) - _TXN_FIELDS
+    if unknown:
+        raise EventError(
+            f"transaction: unknown field(s) {', '.join(sorted(unknown))} (fields: {', '.join(sorted(_TXN_FIELDS))})"
+        )
+    mailbox = data.get("mailbox")
+    if not isinstance(mailbox, str) or not mailbox:
+        raise EventError("transaction: 'mailbox' must be a non-empty string such as \"INBOX\"")
+    events_data = data.get("events", [])
+    if not isinstance(events_data, list):
+        raise EventError("transaction: 'events' must be a list of event objects")
+    events = []
+    for i, item in enumerate(events_data, 1):
+        try:
+            events.append(event_from_dict(item, mailbox=mailbox))
+        except EventError as exc:
+            raise EventError(f"event {i}: {exc}") from None
+    success = data.get("success", True)
+    if not isinstance(success, bool):
+        raise EventError("transaction: 'success' must be true or false")
+    txn_id = data.get("id") or new_transaction_id()
+    if not isinstance(txn_id, str) or len(txn_id) > 200:
+        raise EventError("transaction: 'id' must be a string of at most 200 characters")
+    return Transaction(
+        id=txn_id,
+        user=_user_from(data.get("user")),
+        mailbox=mailbox,
+        events=tuple(events),
+        success=success,
+        metadata=_metadata_from(data.get("metadata")),
+        status=_status_from(data.get("status")),
+    )
+
+
+def _user_from(data: Any) -> User:
+    if isinstance(data, str):
+        data = {"username": data}
+    if not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]:
+        raise EventError("transaction: 'user' must be an object with a \"username\" string")
+    known = {k: v for k, v in data.items() if k in _USER_FIELDS}
+    for key in ("uid", "gid", "session_create_time"):
+        value = known.get(key)
+        if isinstance(value, float) and value.is_integer():
+            known[key] = int(value)
+        elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise EventError(f"user.{key}: expected an integer, got {value!r}")
+    for key in ("service", "session_id", "home"):
+        if known.get(key) is not None and not isinstance(known[key], str):
+            raise EventError(f"user.{key}: expected a string, got {known[key]!r}")
+    extra = {k: v for k, v in data.items() if k not in _USER_FIELDS}
+    return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
+
+
+def _metadata_from(data: Any) -> Mapping[str, str]:
+    if data is None:
+        return _EMPTY
+    if not isinstance(data, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise EventError("transaction: 'metadata' must map METADATA keys to string values")
+    return MappingProxyType(dict(data))
+
+
+def _status_from(data: Any) -> MailboxStatus | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise EventError("transaction: 'status' must be an object")
+    values = {}
+    for key in _STATUS_FIELDS:
+        value = data.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise EventError(f"status.{key}: expected a non-negative integer, got {value!r}")
+        values[key] = value
+    return MailboxStatus(**values)
