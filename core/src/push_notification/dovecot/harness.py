@@ -1,0 +1,459 @@
+"""A real Dovecot for tests and benchmarks: self-contained config in a temp dir, own ports.
+
+``Dovecot`` writes a config (base_dir, state_dir, log inside its directory; IMAP, LMTP and
+optionally doveadm HTTP on 127.0.0.1 with free ports; passwd-file users; Maildir; server
+METADATA), starts ``dovecot -F -c CONFIG`` in its own process group, waits until the ports
+answer and stops the master by PID with SIGTERM. Nothing here touches the system service::
+
+    with Dovecot(plugin={"push_notification_driver": "dlog"}) as dovecot:
+        dovecot.deliver("Subject: hi\\r\\n\\r\\nbody\\r\\n", "alice@example.com")
+        imap = dovecot.imap("alice@example.com")
+        print(dovecot.log_text())
+
+Run as root, mail processes run as ``mail_user`` (default: the system ``mail`` account);
+as another user, everything runs as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import itertools
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from email.message import Message
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "free_port", "lmtp_send"]
+
+#: The plugins a push-notification Lua setup needs (Dovecot's dependency order).
+PUSH_MAIL_PLUGINS = "notify push_notification mail_lua push_notification_lua"
+DEFAULT_PASSWORD = "pass"
+_counter = itertools.count(1)
+
+
+class DovecotUnavailable(RuntimeError):
+    """Dovecot is not installed here (the message says how to install it)."""
+
+
+def dovecot_binary() -> str:
+    """Path of the ``dovecot`` binary, or :class:`DovecotUnavailable` naming the fix."""
+    found = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
+    if found is None:
+        raise DovecotUnavailable(
+            "dovecot is not installed: run scripts/install-dovecot as root"
+            " (apt-get install dovecot-core dovecot-imapd dovecot-lmtpd)"
+        )
+    return found
+
+
+def doveadm_binary() -> str:
+    found = shutil.which("doveadm") or "/usr/bin/doveadm"
+    if not os.access(found, os.X_OK):
+        raise DovecotUnavailable("doveadm is not installed: run scripts/install-dovecot as root")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lmtp_send(
+    conn: smtplib.LMTP, message: bytes | str | Message, recipients: Sequence[str], sender: str
+) -> list[tuple[int, str]]:
+    """Deliver one message over an open LMTP connection; one ``(code, text)`` per recipient.
+
+    LMTP answers DATA once per accepted recipient; smtplib reads only the first reply, so the
+    others are read here (otherwise they would poison the next command on the connection).
+    """
+    if isinstance(message, Message):
+        message = message.as_bytes()
+    if isinstance(message, str):
+        message = message.encode()
+    code, text = conn.mail(sender)
+    if code != 250:
+        conn.rset()
+        return [(code, text.decode(errors="replace"))] * len(recipients)
+    replies: list[tuple[int, str] | None] = []
+    for rcpt in recipients:
+        code, text = conn.rcpt(rcpt)
+        replies.append(None if code == 250 else (code, text.decode(errors="replace")))
+    accepted = [i for i, r in enumerate(replies) if r is None]
+    if not accepted:
+        conn.rset()
+        return [r for r in replies if r is not None]
+    code, text = conn.data(message)
+    answers = [(code, text.decode(errors="replace"))]
+    for _ in accepted[1:]:
+        code, text = conn.getreply()
+        answers.append((code, text.decode(errors="replace")))
+    for i, answer in zip(accepted, answers, strict=True):
+        replies[i] = answer
+    return [r for r in replies if r is not None]
+
+
+def _mail_account(name: str | None) -> tuple[int, int]:
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    for candidate in [name] if name else ["mail", "nobody"]:
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(candidate)
+            return entry.pw_uid, entry.pw_gid
+    raise DovecotUnavailable(f"no system account {name!r} for the mail processes; pass mail_user=<existing user>")
+
+
+class Dovecot:
+    """One private Dovecot instance (context manager). Attributes after :meth:`start`:
+    ``imap_port``, ``lmtp_port``, ``doveadm_port`` (``None`` unless ``doveadm_http``),
+    ``pid``; always: ``root`` (its directory), ``config_path``, ``log_path``, ``users``.
+
+    ``plugin``: keys for the ``plugin { }`` block (e.g. ``push_notification_driver``).
+    ``extra_config``: raw dovecot.conf text appended at the end. ``environment``: variables
+    passed through ``import_environment`` (the only way they reach Lua scripts).
+    """
+
+    def __init__(
+        self,
+        *,
+        users: Sequence[str] = ("alice@example.com", "bob@example.com"),
+        password: str = DEFAULT_PASSWORD,
+        plugin: Mapping[str, str] | None = None,
+        extra_config: str = "",
+        mail_plugins: str = PUSH_MAIL_PLUGINS,
+        mail_debug: bool = False,
+        doveadm_http: bool = False,
+        doveadm_api_key: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        mail_user: str | None = None,
+        directory: Path | None = None,
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.binary = dovecot_binary()
+        self.users = tuple(users)
+        self.password = password
+        self.plugin = dict(plugin or {})
+        self.extra_config = extra_config
+        self.mail_plugins = mail_plugins
+        self.mail_debug = mail_debug
+        self.doveadm_http = doveadm_http
+        self.doveadm_api_key = doveadm_api_key or (secrets.token_hex(16) if doveadm_http else None)
+        self.environment = dict(environment or {})
+        self.mail_uid, self.mail_gid = _mail_account(mail_user)
+        self.start_timeout = start_timeout
+        self._own_dir = directory is None
+        self.root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="pn-dovecot-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)  # mail processes (another uid when root) must reach the homes
+        self.instance_name = f"pn-test-{os.getpid()}-{next(_counter)}-{secrets.token_hex(3)}"
+        self.config_path = self.root / "dovecot.conf"
+        self.log_path = self.root / "dovecot.log"
+        self.imap_port = 0
+        self.lmtp_port = 0
+        self.doveadm_port: int | None = None
+        self.pid: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # ----------------------------------------------------------------- config
+    def home(self, user: str) -> Path:
+        """The user's home directory (Maildir lives in ``home/Maildir``)."""
+        return self.root / "home" / user
+
+    def chown_for_mail(self, path: Path) -> None:
+        """Give ``path`` to the account the mail processes run as (no-op unless root)."""
+        if os.geteuid() == 0:
+            os.chown(path, self.mail_uid, self.mail_gid)
+
+    def _write_config(self) -> None:
+        for sub in ("run", "state", "home"):
+            (self.root / sub).mkdir(exist_ok=True)
+        os.chmod(self.root / "home", 0o755)
+        lines = []
+        for user in self.users:
+            home = self.home(user)
+            home.mkdir(exist_ok=True)
+            self.chown_for_mail(home)
+            lines.append(f"{user}:{{PLAIN}}{self.password}:{self.mail_uid}:{self.mail_gid}::{home}::\n")
+        passwd = self.root / "passwd"
+        passwd.write_text("".join(lines))
+        os.chmod(passwd, 0o644)
+        self.config_path.write_text(self.render_config())
+
+    def render_config(self) -> str:
+        """The dovecot.conf text for the current ports and options."""
+        if os.geteuid() == 0:
+            internal_user, internal_group, login_user = "dovecot", "dovecot", "dovenull"
+        else:
+            me = pwd.getpwuid(os.getuid()).pw_name
+            internal_user, internal_group, login_user = me, me, me
+        passwd = self.root / "passwd"
+        env = " ".join(f"{k}={v}" for k, v in self.environment.items())
+        plugin = "".join(f"  {key} = {value}\n" for key, value in self.plugin.items())
+        doveadm = ""
+        if self.doveadm_port is not None:
+            doveadm = (
+                f"doveadm_api_key = {self.doveadm_api_key}\n"
+                "service doveadm {\n"
+                f"  inet_listener http {{\n    address = 127.0.0.1\n    port = {self.doveadm_port}\n  }}\n"
+                "}\n"
+            )
+        return f"""# Written by push_notification.dovecot.harness for one test instance.
+instance_name = {self.instance_name}
+base_dir = {self.root / "run"}
+state_dir = {self.root / "state"}
+log_path = {self.log_path}
+listen = 127.0.0.1
+protocols = imap lmtp
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+default_login_user = {login_user}
+first_valid_uid = 1
+mail_debug = {"yes" if self.mail_debug else "no"}
+import_environment = $import_environment {env}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+}}
+mail_location = maildir:~/Maildir
+mail_attribute_dict = file:%h/dovecot-attributes
+mail_plugins = $mail_plugins {self.mail_plugins}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+protocol imap {{
+  imap_metadata = yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.lmtp_port}
+  }}
+}}
+{doveadm}plugin {{
+{plugin}}}
+{self.extra_config}
+"""
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> Dovecot:
+        """Write the config, start Dovecot in the foreground and wait until its ports answer."""
+        if self._process is not None:
+            return self
+        self.imap_port, self.lmtp_port = free_port(), free_port()
+        if self.doveadm_http:
+            self.doveadm_port = free_port()
+        self._write_config()
+        log = (self.root / "dovecot.stderr").open("ab")
+        self._process = subprocess.Popen(
+            [self.binary, "-F", "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self.pid = self._process.pid
+        ports = [self.imap_port, self.lmtp_port] + ([self.doveadm_port] if self.doveadm_port else [])
+        deadline = time.monotonic() + self.start_timeout
+        for port in ports:
+            while not _port_open(port):
+                if self._process.poll() is not None:
+                    problem = self._startup_problem()
+                    self._process = None
+                    raise DovecotUnavailable(f"dovecot exited at start-up: {problem}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise DovecotUnavailable(f"dovecot did not open port {port} within {self.start_timeout:g}s")
+                time.sleep(0.05)
+        return self
+
+    def _startup_problem(self) -> str:
+        text = ""
+        for path in (self.root / "dovecot.stderr", self.log_path):
+            with contextlib.suppress(OSError):
+                text += path.read_text(errors="replace")
+        errors = [line for line in text.splitlines() if "Fatal" in line or "Error" in line]
+        return (errors or text.splitlines() or ["no output"])[-1].strip()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the master PID; its children go with it. SIGKILL the group if it hangs."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        # Children (lmtp, imap...) notice the master's exit; give them a moment to go.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(process.pid):
+            time.sleep(0.05)
+
+    def cleanup(self) -> None:
+        """Stop and remove the instance's directory (if this object created it)."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Dovecot:
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # ---------------------------------------------------------------- clients
+    def lmtp(self, timeout: float = 30.0) -> smtplib.LMTP:
+        """An open LMTP connection (LHLO done); close it with ``quit()``."""
+        conn = smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=timeout)
+        conn.ehlo_or_helo_if_needed()
+        return conn
+
+    def deliver(
+        self,
+        message: bytes | str | Message,
+        recipients: str | Sequence[str] = "alice@example.com",
+        sender: str = "sender@example.org",
+    ) -> list[tuple[int, str]]:
+        """Deliver one message over a fresh LMTP connection; ``(code, text)`` per recipient."""
+        rcpts = [recipients] if isinstance(recipients, str) else list(recipients)
+        conn = self.lmtp()
+        try:
+            return lmtp_send(conn, message, rcpts, sender)
+        finally:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                conn.quit()
+
+    def imap(self, user: str = "alice@example.com", password: str | None = None) -> imaplib.IMAP4:
+        """A logged-in IMAP connection; ``logout()`` when done."""
+        conn = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
+        conn.login(user, password or self.password)
+        return conn
+
+    def doveadm(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``doveadm -c CONFIG ARGS``; with ``check`` a failure raises with its output."""
+        result = subprocess.run(
+            [doveadm_binary(), "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"doveadm {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def set_metadata(self, user: str, key: str, value: str | None) -> None:
+        """Set (or with ``None`` unset) a server METADATA entry, as OX does for a user."""
+        if value is None:
+            self.doveadm("mailbox", "metadata", "unset", "-u", user, "-s", "", key)
+        else:
+            self.doveadm("mailbox", "metadata", "set", "-u", user, "-s", "", key, value)
+
+    @property
+    def doveadm_http_url(self) -> str:
+        """Base URL of the doveadm HTTP API (``…/doveadm/v1``); needs ``doveadm_http=True``."""
+        if self.doveadm_port is None:
+            raise RuntimeError("doveadm HTTP is off: create Dovecot(doveadm_http=True)")
+        return f"http://127.0.0.1:{self.doveadm_port}/doveadm/v1"
+
+    # -------------------------------------------------------------------- log
+    def log_text(self) -> str:
+        """Everything Dovecot logged so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self, pattern: str | None = None) -> list[str]:
+        """Log lines, optionally only those matching the regular expression ``pattern``."""
+        lines = self.log_text().splitlines()
+        if pattern is None:
+            return lines
+        regex = re.compile(pattern)
+        return [line for line in lines if regex.search(line)]
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = 10.0) -> list[str]:
+        """Wait until at least ``count`` log lines match ``pattern``; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.log_lines(pattern)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def log_errors(self) -> list[str]:
+        """Lines Dovecot logged as Error, Fatal or Panic."""
+        return self.log_lines(r"(Error|Fatal|Panic):")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
