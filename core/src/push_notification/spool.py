@@ -1,0 +1,210 @@
+"""The spool reader: transactions Dovecot's bridge script left as files, taken in durably.
+
+The bridge script writes each transaction as one JSON file into ``SPOOL/tmp/`` and renames it
+into ``SPOOL/new/`` (as Maildir does), so a file in ``new/`` is always complete. The reader
+watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net),
+hands each transaction to ``submit`` and deletes the file only after ``submit`` returned: a
+daemon that is down or restarting loses nothing, it finds the files on start.
+
+``submit`` raising :class:`~push_notification.queue.QueueFull` means "not now": the file stays
+and is tried again after ``retry_after``. A file that is not a valid transaction is moved to
+``SPOOL/bad/`` with one log line: never lost, never retried in a loop.
+
+Delivery is at-least-once: if the daemon dies between ``submit`` and the delete, the file is
+submitted again on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import EventError
+from .queue import QueueFull
+from .transaction import Transaction, transaction_from_dict
+
+__all__ = ["SpoolReader"]
+
+log = logging.getLogger("push_notification.spool")
+
+Submit = Callable[[Transaction], Awaitable[None]]
+
+
+class SpoolReader:
+    """Feeds the files in ``spool_dir/new`` to ``submit``, oldest first, until stopped."""
+
+    def __init__(
+        self,
+        spool_dir: str | os.PathLike[str],
+        submit: Submit,
+        *,
+        poll_interval: float = 0.25,
+        error_delay: float = 1.0,
+        use_inotify: bool = True,
+    ) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.new_dir = self.spool_dir / "new"
+        self.tmp_dir = self.spool_dir / "tmp"
+        self.bad_dir = self.spool_dir / "bad"
+        self.submit = submit
+        self.poll_interval = poll_interval
+        self.error_delay = error_delay
+        self.use_inotify = use_inotify
+        #: Counters for status output: files accepted, and files moved to bad/.
+        self.accepted = 0
+        self.rejected = 0
+        self._task: asyncio.Task[None] | None = None
+        self._blocked_until = 0.0
+
+    # ---------------------------------------------------------------- control
+    def prepare(self) -> None:
+        """Create ``tmp/``, ``new/`` and ``bad/`` when missing (their permissions are the admin's)."""
+        for path in (self.spool_dir, self.tmp_dir, self.new_dir, self.bad_dir):
+            path.mkdir(exist_ok=True)
+
+    async def start(self) -> None:
+        """Prepare the directories and start reading in a background task."""
+        self.prepare()
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"spool-reader {self.spool_dir}")
+
+    async def stop(self) -> None:
+        """Stop reading; a file being submitted stays in the spool unless submit returned."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Read forever: everything present now, then whatever arrives."""
+        inotify = self._open_inotify() if self.use_inotify else None
+        try:
+            await self.scan()
+            if inotify is None:
+                while True:
+                    await asyncio.sleep(self.poll_interval)
+                    await self.scan()
+            else:
+                await self._follow(inotify)
+        finally:
+            if inotify is not None:
+                inotify.close()
+
+    # ---------------------------------------------------------------- reading
+    async def scan(self) -> int:
+        """Take every file now in ``new/``, oldest first; returns how many were taken in."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._blocked_until:
+            return 0
+        taken = 0
+        for path in self._pending_files():
+            if not await self.take(path):
+                break
+            taken += 1
+        return taken
+
+    async def take(self, path: Path) -> bool:
+        """Submit one spool file and delete it; False when the queue said "later"."""
+        data = _read(path)
+        if data is None:
+            return True  # taken by someone else, or a duplicate notification
+        try:
+            txn = transaction_from_dict(json.loads(data))
+        except (ValueError, EventError) as exc:
+            self._reject(path, exc)
+            return True
+        try:
+            await self.submit(txn)
+        except QueueFull as exc:
+            self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
+            log.debug("spool: queue full, retrying %s in %.1fs", path.name, exc.retry_after)
+            return False
+        except Exception as exc:  # noqa: BLE001 - never crash the reader; the file stays
+            self._blocked_until = asyncio.get_running_loop().time() + self.error_delay
+            log.error("spool: could not hand over %s (%s); it stays in %s", path.name, exc, self.new_dir)
+            return False
+        _delete(path)
+        self.accepted += 1
+        return True
+
+    def _pending_files(self) -> list[Path]:
+        entries: list[tuple[int, str, Path]] = []
+        try:
+            with os.scandir(self.new_dir) as it:
+                for entry in it:
+                    if entry.name.startswith("."):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        entries.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
+        except FileNotFoundError:
+            log.error("spool: %s is missing; create it (push-notification dovecot-config shows how)", self.new_dir)
+            return []
+        entries.sort()
+        return [path for _, _, path in entries]
+
+    def _reject(self, path: Path, exc: BaseException) -> None:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            self.bad_dir.mkdir(exist_ok=True)
+            path.rename(self.bad_dir / path.name)
+        except FileNotFoundError:
+            return
+        except OSError as move_error:
+            log.error("spool: %s is not a valid transaction (%s) and cannot be moved: %s", path, reason, move_error)
+            return
+        self.rejected += 1
+        log.error("spool: moved %s to %s: not a valid transaction: %s", path.name, self.bad_dir, reason)
+
+    # ---------------------------------------------------------------- inotify
+    def _open_inotify(self) -> Any:
+        try:
+            from asyncinotify import Inotify, Mask  # Linux-only, optional
+
+            inotify = Inotify()
+            inotify.add_watch(self.new_dir, Mask.MOVED_TO | Mask.CLOSE_WRITE)
+        except (ImportError, OSError) as exc:
+            log.info("spool: inotify unavailable (%s); polling %s every %gs", exc, self.new_dir, self.poll_interval)
+            return None
+        return inotify
+
+    async def _follow(self, inotify: Any) -> None:
+        """One file per inotify event, in rename order; a full scan when idle or after a pause."""
+        loop = asyncio.get_running_loop()
+        last_scan = loop.time()
+        while True:
+            if loop.time() - last_scan > 4 * self.poll_interval:
+                # a safety net under constant load (inotify overflow, files skipped while paused)
+                last_scan = loop.time()
+                await self.scan()
+            try:
+                event = await asyncio.wait_for(inotify.get(), self.poll_interval)
+            except TimeoutError:
+                last_scan = loop.time()
+                await self.scan()
+                continue
+            if event.name is None or loop.time() < self._blocked_until:
+                # overflow, or the queue asked us to wait: the next idle scan catches up
+                continue
+            if not await self.take(self.new_dir / str(event.name)):
+                await asyncio.sleep(max(0.0, self._blocked_until - loop.time()))
+                await self.scan()
+
+
+# Spool files are small and local: reading one inline costs less than a hop to a thread.
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _delete(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

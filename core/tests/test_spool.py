@@ -1,0 +1,132 @@
+"""The spool reader takes in what the bridge script leaves in SPOOL/new, durably and in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from push_notification.queue import QueueFull
+from push_notification.spool import SpoolReader
+from push_notification.testing import make_event, make_transaction
+from push_notification.transaction import Transaction
+
+
+def spool_file(spool: Path, name: str, txn: Transaction | None = None, text: str | None = None) -> Path:
+    """Write a file the way the bridge does: into tmp/, then rename into new/."""
+    body = text if text is not None else json.dumps(txn.to_dict() if txn else {})
+    tmp = spool / "tmp" / name
+    tmp.write_text(body)
+    target = spool / "new" / name
+    os.rename(tmp, target)
+    return target
+
+
+def message_new(uid: int) -> Transaction:
+    return make_transaction(make_event("MessageNew", uid=uid, subject_utf8=f"mail {uid}"), id=f"txn-{uid}")
+
+
+class Recorder:
+    """A submit callable that records what it accepted and can refuse with QueueFull."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.accepted: list[Transaction] = []
+        self.refuse = refuse
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, txn: Transaction) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise QueueFull("full", retry_after=0.05)
+        self.accepted.append(txn)
+        self.arrived.set()
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.accepted) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    SpoolReader(tmp_path / "spool", Recorder()).prepare()
+    return tmp_path / "spool"
+
+
+async def test_files_present_at_start_are_taken_in_oldest_first_and_deleted(spool: Path) -> None:
+    for uid in (1, 2, 3):
+        path = spool_file(spool, f"file-{uid}.json", message_new(uid))
+        os.utime(path, ns=(uid * 10**9, uid * 10**9))
+    recorder = Recorder()
+    reader = SpoolReader(spool, recorder)
+    assert await reader.scan() == 3
+    assert [t.id for t in recorder.accepted] == ["txn-1", "txn-2", "txn-3"]
+    assert list((spool / "new").iterdir()) == []
+    assert reader.accepted == 3
+
+
+@pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "poll"])
+async def test_files_arriving_while_running_are_picked_up(spool: Path, use_inotify: bool) -> None:
+    recorder = Recorder()
+    reader = SpoolReader(spool, recorder, use_inotify=use_inotify, poll_interval=0.05)
+    await reader.start()
+    try:
+        for uid in range(1, 21):
+            spool_file(spool, f"f{uid:03}.json", message_new(uid))
+        await recorder.wait_for(20)
+    finally:
+        await reader.stop()
+    assert sorted(t.id for t in recorder.accepted) == sorted(f"txn-{uid}" for uid in range(1, 21))
+    assert list((spool / "new").iterdir()) == []
+
+
+async def test_a_full_queue_leaves_the_file_until_it_is_accepted(spool: Path) -> None:
+    spool_file(spool, "one.json", message_new(1))
+    recorder = Recorder(refuse=2)
+    reader = SpoolReader(spool, recorder, poll_interval=0.02)
+    await reader.start()
+    try:
+        await recorder.wait_for(1)
+    finally:
+        await reader.stop()
+    assert [t.id for t in recorder.accepted] == ["txn-1"]
+    assert list((spool / "new").iterdir()) == []
+
+
+async def test_a_failing_submit_keeps_the_file_for_a_later_try(spool: Path) -> None:
+    path = spool_file(spool, "one.json", message_new(1))
+
+    async def broken(txn: Transaction) -> None:
+        raise RuntimeError("daemon is shutting down")
+
+    reader = SpoolReader(spool, broken)
+    assert await reader.scan() == 0
+    assert path.exists()
+
+
+async def test_malformed_files_move_to_bad_with_one_clear_line(spool: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool_file(spool, "broken.json", text='{"mailbox": "INBOX", "user": ')
+    spool_file(spool, "unknown.json", text=json.dumps({"mailbox": "INBOX", "user": "a", "events": [{"name": "Nope"}]}))
+    spool_file(spool, "good.json", message_new(7))
+    recorder = Recorder()
+    reader = SpoolReader(spool, recorder)
+    with caplog.at_level(logging.ERROR, logger="push_notification.spool"):
+        await reader.scan()
+    assert [t.id for t in recorder.accepted] == ["txn-7"]
+    assert sorted(p.name for p in (spool / "bad").iterdir()) == ["broken.json", "unknown.json"]
+    assert reader.rejected == 2
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert all("not a valid transaction" in line and "\n" not in line for line in lines)
+    assert any("unknown event 'Nope'" in line for line in lines)
+
+
+async def test_a_missing_spool_directory_is_created_on_start(tmp_path: Path) -> None:
+    reader = SpoolReader(tmp_path / "fresh", Recorder())
+    await reader.start()
+    await reader.stop()
+    assert {p.name for p in (tmp_path / "fresh").iterdir()} == {"tmp", "new", "bad"}
