@@ -8,7 +8,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from push_notification.config import DEFAULT_CONFIG_TEXT, DaemonConfig, load_config, parse_config
+from push_notification.config import DEFAULT_CONFIG_TEXT, DaemonConfig, InstanceConfig, load_config, parse_config
 from push_notification.config_daemon import DAEMON_SETTINGS, default_state_dir
 from push_notification.settings import Value
 
@@ -19,7 +19,7 @@ def parse(text: str) -> DaemonConfig:
     return parse_config(dedent(text), SOURCE)
 
 
-def instance(config: DaemonConfig, name: str):
+def instance(config: DaemonConfig, name: str) -> InstanceConfig:
     return next(item for item in config.instances if item.name == name)
 
 
