@@ -1,0 +1,216 @@
+"""``push-notification dovecot-config``: connect a stock Dovecot to the daemon in one command.
+
+Installs the bridge Lua script where Dovecot's mail processes can read it and prints the
+dovecot.conf snippet (2.3 ``plugin { }`` form or 2.4 ``push_notification`` block), the
+daemon's ``spool_dir`` line and the spool directory's owner and mode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+__all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
+
+DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
+DEFAULT_SPOOL = "/var/spool/push-notification"
+DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
+SCRIPT_NAME = "dovecot-bridge.lua"
+MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
+PROTOCOLS = ("lmtp", "lda", "imap")
+
+
+@dataclass(frozen=True)
+class BridgeOptions:
+    """What the bridge script is told (see the settings table at the top of bridge.lua)."""
+
+    script_path: str
+    transport: str = "spool"
+    spool: str = DEFAULT_SPOOL
+    url: str = DEFAULT_INGRESS
+    token: str | None = None
+    timeout_msecs: int = 1000
+    status: bool = True
+
+    def lua_settings(self) -> dict[str, str]:
+        """The script's settings without prefix (2.4 ``lua_settings`` keys)."""
+        values = {"transport": self.transport, "spool": self.spool}
+        if self.transport == "http":
+            values["url"] = self.url
+            values["timeout_msecs"] = str(self.timeout_msecs)
+            if self.token:
+                values["token"] = self.token
+        if not self.status:
+            values["status"] = "no"
+        return values
+
+
+def script_source() -> str:
+    """The bridge script shipped inside the package."""
+    return resources.files("push_notification.dovecot").joinpath("bridge.lua").read_text(encoding="utf-8")
+
+
+def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification_driver") -> dict[str, str]:
+    """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options``."""
+    settings = {driver_key: f"lua:file={options.script_path}"}
+    settings.update({f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()})
+    return settings
+
+
+def install_script(directory: str | os.PathLike[str]) -> Path:
+    """Copy the bridge script into ``directory`` (mode 0644, readable by every mail user)."""
+    target_dir = Path(directory)
+    target = target_dir / SCRIPT_NAME
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".lua.tmp")
+        tmp.write_text(script_source(), encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot install the bridge script into {target_dir}: {exc.strerror or exc};"
+            " run as root or choose a directory with --install-dir"
+        ) from None
+    return target
+
+
+def detect_version() -> str:
+    """``2.3`` or ``2.4`` from ``dovecot --version`` (2.3 when Dovecot is not installed here)."""
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except OSError:
+        return "2.3"
+    match = re.match(r"\s*(\d+)\.(\d+)", out)
+    if match and (int(match.group(1)), int(match.group(2))) >= (2, 4):
+        return "2.4"
+    return "2.3"
+
+
+def _conf_value(value: str) -> str:
+    """A dovecot.conf value, quoted when it holds spaces or quotes."""
+    if value and re.fullmatch(r"[^\s\"'#{}]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_snippet(options: BridgeOptions, version: str) -> str:
+    """The dovecot.conf lines for ``version`` (``2.3`` or ``2.4``)."""
+    lines = ["# push-notification bridge (written by: push-notification dovecot-config)"]
+    lines.append("# Server METADATA (the OX http-notify key) needs mail_attribute_dict and imap_metadata = yes.")
+    if version == "2.4":
+        for protocol in PROTOCOLS:
+            lines.append(f"protocol {protocol} {{")
+            lines.append("  mail_plugins {")
+            lines.extend(f"    {plugin} = yes" for plugin in MAIL_PLUGINS)
+            lines.append("  }")
+            lines.append("}")
+        lines.append("push_notification bridge {")
+        lines.append("  driver = lua")
+        lines.append(f"  lua_file = {_conf_value(options.script_path)}")
+        lines.append("  lua_settings {")
+        lines.extend(f"    {k} = {_conf_value(v)}" for k, v in options.lua_settings().items())
+        lines.append("  }")
+        lines.append("}")
+    else:
+        for protocol in PROTOCOLS:
+            lines.append(f"protocol {protocol} {{")
+            lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
+            lines.append("}")
+        lines.append("plugin {")
+        lines.append(
+            "  # With other push drivers configured, use the next free number (push_notification_driver2 ...)."
+        )
+        lines.extend(f"  {k} = {_conf_value(v)}" for k, v in plugin_settings(options).items())
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _spool_advice(spool: str, mail_user: str) -> str:
+    dirs = " ".join(f"{spool}/{sub}" for sub in ("tmp", "new", "bad"))
+    return (
+        f"# Spool: Dovecot writes {spool}/tmp and renames into {spool}/new as the mail user;\n"
+        "# the daemon reads and deletes there, so it runs as that user (or root). Create it with:\n"
+        f"#   install -d -o {mail_user} -g {mail_user} -m 0770 {spool} {dirs}\n"
+        "# and tell the daemon (its config file, not dovecot.conf):\n"
+        f"#   spool_dir = {spool}\n"
+    )
+
+
+def _url_warning(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise click.BadParameter(f"{url!r} is not a URL (e.g. {DEFAULT_INGRESS})", param_hint="--url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. {DEFAULT_INGRESS})", param_hint="--url")
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return (
+            f"warning: {parts.hostname} is a host name; Dovecot 2.3.19's Lua HTTP client resolves names"
+            " unreliably (fixed in 2.3.20), so use the daemon's IP address"
+        )
+    return None
+
+
+@click.command("dovecot-config")
+@click.option(
+    "--transport",
+    type=click.Choice(["spool", "http"]),
+    default="spool",
+    show_default=True,
+    help="spool: the daemon runs on this host; http: POST to a daemon elsewhere (spool as fallback).",
+)
+@click.option("--url", default=DEFAULT_INGRESS, show_default=True, help="Ingress URL for --transport http.")
+@click.option("--token", envvar="PUSH_NOTIFICATION_TOKEN", help="Ingress token for --transport http.")
+@click.option("--spool", default=DEFAULT_SPOOL, show_default=True, help="Spool directory.")
+@click.option("--version", "version", type=click.Choice(["2.3", "2.4"]), help="Dovecot version (default: detect).")
+@click.option("--install-dir", default=DEFAULT_INSTALL_DIR, show_default=True, help="Where to put the script.")
+@click.option("--no-install", is_flag=True, help="Only print; do not install the script.")
+@click.option("--mail-user", default="vmail", show_default=True, help="The user Dovecot delivers mail as.")
+@click.option("--timeout-msecs", default=1000, show_default=True, type=click.IntRange(50, 60000))
+@click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (saves a sync per delivery).")
+def dovecot_config(
+    transport: str,
+    url: str,
+    token: str | None,
+    spool: str,
+    version: str | None,
+    install_dir: str,
+    no_install: bool,
+    mail_user: str,
+    timeout_msecs: int,
+    no_status: bool,
+) -> None:
+    """Install the bridge script and print the dovecot.conf snippet that feeds the daemon."""
+    if transport == "http":
+        warning = _url_warning(url)
+        if warning:
+            click.echo(warning, err=True)
+    spool = spool.rstrip("/") or "/"
+    script_path = str(Path(install_dir) / SCRIPT_NAME)
+    if not no_install:
+        script_path = str(install_script(install_dir))
+        click.echo(f"# installed {script_path}", err=True)
+    options = BridgeOptions(
+        script_path=script_path,
+        transport=transport,
+        spool=spool,
+        url=url,
+        token=token,
+        timeout_msecs=timeout_msecs,
+        status=not no_status,
+    )
+    click.echo(render_snippet(options, version or detect_version()), nl=False)
+    click.echo(_spool_advice(spool, mail_user), nl=False)

@@ -1,0 +1,78 @@
+"""dovecot-config installs the bridge script and prints a snippet Dovecot accepts."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from click.testing import CliRunner
+from push_notification.dovecot.setup import SCRIPT_NAME, dovecot_config, script_source
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(dovecot_config, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_installs_the_script_readable_by_every_mail_user(tmp_path: Path) -> None:
+    code, out, _ = run("--install-dir", str(tmp_path / "share"), "--version", "2.3")
+    installed = tmp_path / "share" / SCRIPT_NAME
+    assert code == 0
+    assert installed.read_text() == script_source()
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+    assert f"push_notification_driver = lua:file={installed}" in out
+
+
+def test_spool_transport_for_2_3_loads_all_four_plugins_for_lmtp_lda_and_imap(tmp_path: Path) -> None:
+    code, out, _ = run("--no-install", "--version", "2.3", "--spool", "/srv/spool/")
+    assert code == 0
+    for protocol in ("lmtp", "lda", "imap"):
+        assert (
+            f"protocol {protocol} {{\n  mail_plugins = $mail_plugins notify push_notification mail_lua"
+            " push_notification_lua\n}" in out
+        )
+    assert "push_notification_bridge_transport = spool" in out
+    assert "push_notification_bridge_spool = /srv/spool\n" in out
+    assert "install -d -o vmail -g vmail -m 0770 /srv/spool /srv/spool/tmp /srv/spool/new /srv/spool/bad" in out
+    assert "spool_dir = /srv/spool" in out
+
+
+def test_http_transport_for_2_4_puts_url_and_token_in_lua_settings() -> None:
+    code, out, err = run(
+        "--no-install", "--version", "2.4", "--transport", "http", "--url", "http://10.0.0.5:8425/v1/transactions",
+        "--token", "tkn",
+    )  # fmt: skip
+    assert code == 0
+    assert err == ""
+    assert "push_notification bridge {\n  driver = lua\n  lua_file = " in out
+    assert "    transport = http\n" in out
+    assert "    url = http://10.0.0.5:8425/v1/transactions\n" in out
+    assert "    token = tkn\n" in out
+    assert "mail_plugins {\n    notify = yes\n    push_notification = yes\n    mail_lua = yes\n" in out
+
+
+def test_a_host_name_in_the_url_draws_a_warning_about_2_3_19_dns() -> None:
+    code, _, err = run("--no-install", "--transport", "http", "--url", "http://push.example:8425/v1/transactions")
+    assert code == 0
+    assert "use the daemon's IP address" in err
+
+
+def test_a_bad_url_is_one_line_naming_the_option() -> None:
+    code, _, err = run("--no-install", "--transport", "http", "--url", "ftp://x")
+    assert code == 2
+    assert "--url" in err and "http(s) URL" in err
+    assert "Traceback" not in err
+
+
+def test_an_unwritable_install_dir_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run("--install-dir", str(blocker / "sub"))
+    assert code == 1
+    assert "cannot install the bridge script" in err and "--install-dir" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_no_status_turns_the_snapshot_off() -> None:
+    _, out, _ = run("--no-install", "--version", "2.3", "--no-status")
+    assert "push_notification_bridge_status = no" in out
