@@ -1,0 +1,158 @@
+"""Helpers for the end-to-end tests: a Dovecot wired to the bridge, the spool, a recording ingress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from push_notification.dovecot.harness import Dovecot, free_port
+from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
+
+OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
+
+
+class BridgedDovecot(Dovecot):
+    """A private Dovecot whose push_notification_lua driver runs the installed bridge script.
+
+    ``spool`` is the bridge's spool directory (owned by the mail processes' account).
+    ``plugin`` entries passed in are added after the bridge's (e.g. a dlog driver2).
+    """
+
+    def __init__(
+        self,
+        transport: str = "spool",
+        *,
+        url: str = DEFAULT_INGRESS,
+        token: str | None = None,
+        status: bool = True,
+        timeout_msecs: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        extra_plugin = dict(kwargs.pop("plugin", None) or {})
+        super().__init__(**kwargs)
+        self.spool = self.root / "spool"
+        for path in (self.spool, self.spool / "tmp", self.spool / "new"):
+            path.mkdir(exist_ok=True)
+            self.chown_for_mail(path)
+        script = install_script(self.root / "share")
+        self.options = BridgeOptions(
+            script_path=str(script),
+            transport=transport,
+            spool=str(self.spool),
+            url=url,
+            token=token,
+            timeout_msecs=timeout_msecs,
+            status=status,
+        )
+        self.plugin.update(plugin_settings(self.options))
+        self.plugin.update(extra_plugin)
+
+    def take_spool(self) -> list[dict[str, Any]]:
+        """The transactions in ``spool/new`` (oldest first), removed from the spool."""
+        return take_spool(self.spool)
+
+
+def take_spool(spool: Path) -> list[dict[str, Any]]:
+    entries = []
+    for path in (spool / "new").iterdir():
+        entries.append((path.stat().st_mtime_ns, path.name, path))
+    result = []
+    for _, _, path in sorted(entries):
+        result.append(json.loads(path.read_bytes()))
+        path.unlink()
+    return result
+
+
+@dataclass
+class Recorded:
+    """One request the recording ingress received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RecordingServer:
+    """A real aiohttp server on 127.0.0.1 (own thread and loop) that records every request.
+
+    ``status`` is what it answers; ``delay`` seconds before answering (to test timeouts).
+    """
+
+    status: int = 202
+    delay: float = 0.0
+    requests: list[Recorded] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/transactions"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Recorded(request.method, request.path_qs, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.json_response({"status": "recorded"}, status=self.status)
+
+
+@contextmanager
+def recording_server(status: int = 202, delay: float = 0.0) -> Iterator[RecordingServer]:
+    """Run a :class:`RecordingServer` for the ``with`` block."""
+    server = RecordingServer(status=status, delay=delay, port=free_port())
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", server._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", server.port).start()
+        ready.set()
+        await stop.wait()
+        await runner.cleanup()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("recording server did not start")
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return bool(value)
+        time.sleep(interval)
+
+
+def events_of(txns: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(mailbox, event name)`` of every event, in order."""
+    return [(t["mailbox"], e["name"]) for t in txns for e in t["events"]]
+
+
+def env_without_proxy() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
