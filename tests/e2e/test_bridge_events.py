@@ -63,6 +63,7 @@ class Scenario:
         self.dovecot = dovecot
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.lmtp_codes: list[int] = []
+        self.errors: list[str] = []
 
     def record(self, label: str) -> list[dict[str, Any]]:
         txns = self.dovecot.take_spool()
@@ -118,7 +119,7 @@ def scenario() -> Iterator[Scenario]:
         imap.delete("Projects")
         run.record("delete")
         imap.logout()
-        run.errors = dovecot.log_errors()  # type: ignore[attr-defined]
+        run.errors = dovecot.log_errors()
         yield run
 
 
@@ -131,7 +132,7 @@ def test_every_spool_file_is_a_valid_transaction_and_dovecot_logged_no_error(sce
     for txns in scenario.results.values():
         for txn in txns:
             transaction_from_dict(txn)
-    assert scenario.errors == []  # type: ignore[attr-defined]
+    assert scenario.errors == []
     assert set(scenario.lmtp_codes) == {250}
 
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from email.message import Message
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 __all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "free_port", "lmtp_send"]
 
@@ -278,7 +279,7 @@ service lmtp {{
 """
 
     # -------------------------------------------------------------- lifecycle
-    def start(self) -> Dovecot:
+    def start(self) -> Self:
         """Write the config, start Dovecot in the foreground and wait until its ports answer."""
         if self._process is not None:
             return self
@@ -342,7 +343,7 @@ service lmtp {{
         if self._own_dir:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Dovecot:
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:
