@@ -1,0 +1,71 @@
+"""The http transport: POST to the ingress, and the spool whenever the ingress fails."""
+
+from __future__ import annotations
+
+import time
+
+from e2e_support import BridgedDovecot, free_port, recording_server
+from push_notification.transaction import transaction_from_dict
+
+MAIL = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\nSubject: over http\r\n\r\nHello\r\n"
+TOKEN = "s3cret-ingress-token"
+
+
+def test_each_transaction_is_one_post_with_the_bearer_token_and_nothing_is_spooled() -> None:
+    with recording_server() as ingress, BridgedDovecot("http", url=ingress.url, token=TOKEN) as dovecot:
+        assert [code for code, _ in dovecot.deliver(MAIL, ["alice@example.com", "bob@example.com"])] == [250, 250]
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        requests = list(ingress.requests)
+        assert dovecot.take_spool() == []
+        assert dovecot.log_errors() == []
+    assert {r.method for r in requests} == {"POST"}
+    assert {r.path for r in requests} == {"/v1/transactions"}
+    assert {r.headers["Authorization"] for r in requests} == {f"Bearer {TOKEN}"}
+    assert {r.headers["Content-Type"] for r in requests} == {"application/json"}
+    txns = [transaction_from_dict(r.json()) for r in requests]
+    delivered = [(t.user.username, t.events[0].name) for t in txns]
+    # first delivery: both INBOXes are created; then alice's second delivery
+    assert delivered == [
+        ("alice@example.com", "MailboxCreate"),
+        ("alice@example.com", "MessageNew"),
+        ("bob@example.com", "MailboxCreate"),
+        ("bob@example.com", "MessageNew"),
+        ("alice@example.com", "MessageNew"),
+    ]
+
+
+def test_an_ingress_error_spools_the_transaction_and_the_delivery_still_succeeds() -> None:
+    with recording_server(status=500) as ingress, BridgedDovecot("http", url=ingress.url, token=TOKEN) as dovecot:
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        spooled = dovecot.take_spool()
+        warnings = dovecot.log_lines("push-notification-bridge")
+    assert [t["events"][0]["name"] for t in spooled] == ["MailboxCreate", "MessageNew"]
+    assert len(ingress.requests) == 2
+    # the spooled copy keeps the id the ingress saw, so a receiver can de-duplicate
+    assert [t["id"] for t in spooled] == [r.json()["id"] for r in ingress.requests]
+    assert len(warnings) == 2
+    assert all("500 Internal Server Error" in line and "spooled" in line for line in warnings)
+    assert not any(TOKEN in line for line in warnings)
+
+
+def test_a_daemon_that_is_not_listening_costs_a_refused_connect_and_the_spool() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1/transactions"
+    with BridgedDovecot("http", url=url, token=TOKEN) as dovecot:
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        assert len(dovecot.take_spool()) == 2
+        assert dovecot.log_lines("Error:") == []
+
+
+def test_a_hanging_ingress_is_given_up_after_the_timeout() -> None:
+    with (
+        recording_server(delay=3.0) as ingress,
+        BridgedDovecot("http", url=ingress.url, token=TOKEN, timeout_msecs=300) as dovecot,
+    ):
+        dovecot.set_metadata("alice@example.com", "/private/x", "y")  # INBOX exists before we time
+        dovecot.take_spool()
+        started = time.monotonic()
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        elapsed = time.monotonic() - started
+        spooled = dovecot.take_spool()
+    assert [t["events"][0]["name"] for t in spooled] == ["MessageNew"]
+    assert elapsed < 2.0, f"delivery took {elapsed:.2f}s with a 300 ms bridge timeout"
