@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from e2e_support import BridgedDovecot, free_port, recording_server
+from e2e_support import BridgedDovecot, recording_server
+from push_notification.dovecot.harness import free_port
 from push_notification.transaction import transaction_from_dict
 
 MAIL = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\nSubject: over http\r\n\r\nHello\r\n"
