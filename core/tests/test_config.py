@@ -302,7 +302,7 @@ def test_daemon_settings_are_read_and_normalised() -> None:
     assert (config.spool_dir, config.max_pending) == ("/var/spool/pn", 50)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"])
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", ":8425", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"])
 def test_listen_forms(listen: str) -> None:
     assert parse(f"listen = {listen}\npush_notification dlog {{ }}\n").listen == listen
 
@@ -376,7 +376,7 @@ def test_include_is_relative_to_the_including_file(tmp_path: Path) -> None:
     (tmp_path / "more" / "ox_url.conf").write_text("ox_url = http://included/\n")
     (tmp_path / "pn.conf").write_text("push_notification ox {\n  !include conf.d/ox.conf\n}\n")
     url = instance(load_config(tmp_path / "pn.conf"), "ox").settings["url"]
-    assert url == Value("http://included/", str(tmp_path / "conf.d" / "../more/ox_url.conf"), 1)
+    assert url == Value("http://included/", str(tmp_path / "more" / "ox_url.conf"), 1)
 
 
 def test_include_globs_are_read_in_sorted_order(tmp_path: Path) -> None:

@@ -55,14 +55,14 @@ class DaemonConfig:
 
 
 def parse_listen(text: str) -> str:
-    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path``."""
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path`` (``:PORT`` is 127.0.0.1, as for ``--listen``)."""
     hint = "use HOST:PORT, [IPv6]:PORT or unix:/path"
     if text.startswith("unix:"):
         if not text[5:]:
             raise ValueError(hint)
         return text
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(hint)
     if host.startswith("["):
         try:

@@ -162,7 +162,7 @@ class _Parser:
         if not pattern:
             raise ConfigError(f"{where}: {directive} needs a file name (e.g. {directive} conf.d/*.conf)")
         base = os.path.dirname(source) if not source.startswith("<") else os.getcwd()
-        pattern = os.path.join(base, os.path.expanduser(pattern))
+        pattern = os.path.normpath(os.path.join(base, os.path.expanduser(pattern)))
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths and directive == "!include":
             raise ConfigError(f"{where}: !include: no file matches {pattern} (fix the pattern or use !include_try)")
