@@ -392,7 +392,7 @@ def test_include_globs_are_read_in_sorted_order(tmp_path: Path) -> None:
 
 def test_include_try_ignores_missing_files(tmp_path: Path) -> None:
     (tmp_path / "pn.conf").write_text(
-        '!include_try missing.conf\n!include_try "none/*.conf"\npush_notification dlog { }\n'
+        '!include_try\tmissing.conf\n!include_try "none/*.conf"\npush_notification dlog { }\n'
     )
     assert [item.name for item in load_config(tmp_path / "pn.conf").instances] == ["dlog"]
 
