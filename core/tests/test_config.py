@@ -302,9 +302,16 @@ def test_daemon_settings_are_read_and_normalised() -> None:
     assert (config.spool_dir, config.max_pending) == ("/var/spool/pn", 50)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", ":8425", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"])
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:0", "127.1.2.3:80", ":8425", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"]
+)
 def test_listen_forms(listen: str) -> None:
     assert parse(f"listen = {listen}\npush_notification dlog {{ }}\n").listen == listen
+
+
+def test_listening_beyond_this_host_is_fine_with_a_token() -> None:
+    config = parse("listen = 0.0.0.0:8425\ningress_token = t\npush_notification dlog { }\n")
+    assert (config.listen, config.ingress_token) == ("0.0.0.0:8425", "t")
 
 
 def test_explicit_paths_override_state_dir_and_expand_home() -> None:

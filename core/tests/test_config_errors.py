@@ -157,6 +157,14 @@ def test_invalid_daemon_values(line: str, message: str) -> None:
     assert error(f"{DLOG}\n{line}\n") == f"{SOURCE}:3: {message}"
 
 
+@pytest.mark.parametrize("listen", ["0.0.0.0:8425", "[::]:8425", "192.0.2.1:8425", "mail.example.com:8425"])
+def test_listening_beyond_this_host_needs_a_token(listen: str) -> None:
+    assert error(f"{DLOG}listen = {listen}\n") == (
+        f"{SOURCE}:2: listen = {listen} lets other hosts submit transactions; "
+        "set ingress_token (or listen on 127.0.0.1, [::1] or a unix: socket)"
+    )
+
+
 def test_an_invalid_instance_timeout_points_at_its_line() -> None:
     assert error("push_notification ox1 {\n  driver = ox\n  driver_timeout = 10 parsecs\n}\n") == (
         f"{SOURCE}:3: invalid time '10 parsecs' for driver_timeout (use e.g. 10s, 2 mins, 500ms)"
