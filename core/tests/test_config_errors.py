@@ -390,3 +390,17 @@ def test_includes_nested_too_deep(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "0.conf")
     assert str(caught.value) == f"{tmp_path}/19.conf:1: !include: includes nest more than 20 deep (flatten them)"
+
+
+def test_an_invalid_23_driver_name() -> None:
+    assert error("plugin {\n  push_notification_driver = o/x:url=http://a/\n}\n") == (
+        f"{SOURCE}:2: invalid push_notification_driver driver name 'o/x' (use letters, digits, '_', '.' and '-')"
+    )
+
+
+def test_include_of_a_file_that_is_not_text(tmp_path: Path) -> None:
+    (tmp_path / "blob.conf").write_bytes(b"\xff\xfe\x00")
+    source = str(tmp_path / "pn.conf")
+    assert error(DLOG + "!include blob.conf\n", source) == (
+        f"{source}:2: !include: {tmp_path}/blob.conf is not UTF-8 text (save it as UTF-8 or leave it out of the pattern)"
+    )

@@ -189,7 +189,9 @@ class _Parser:
                 return
             raise ConfigError(f"{where}: !include: cannot read {path}: No such file or directory") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"{where}: {directive}: {path} is not UTF-8 text") from None
+            raise ConfigError(
+                f"{where}: {directive}: {path} is not UTF-8 text (save it as UTF-8 or leave it out of the pattern)"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"{where}: {directive}: cannot read {path}: {exc.strerror}") from None
         self.including.append(real)
