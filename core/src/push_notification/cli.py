@@ -222,3 +222,7 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="push-notification")
+
+
+if __name__ == "__main__":
+    main()
