@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from push_notification.errors import PushNotificationError
 from push_notification.queue import QueueFull
 from push_notification.spool import SpoolReader
 from push_notification.testing import make_event, make_transaction
@@ -130,3 +131,11 @@ async def test_a_missing_spool_directory_is_created_on_start(tmp_path: Path) -> 
     await reader.start()
     await reader.stop()
     assert {p.name for p in (tmp_path / "fresh").iterdir()} == {"tmp", "new", "bad"}
+
+
+async def test_an_unusable_spool_directory_is_one_line_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    reader = SpoolReader(blocker / "spool", Recorder())
+    with pytest.raises(PushNotificationError, match=r"^cannot use spool_dir .*a-file/spool: .*dovecot-config"):
+        await reader.start()

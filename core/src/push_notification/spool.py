@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import EventError
+from .errors import EventError, PushNotificationError
 from .queue import QueueFull
 from .transaction import Transaction, transaction_from_dict
 
@@ -66,7 +66,13 @@ class SpoolReader:
     def prepare(self) -> None:
         """Create ``tmp/``, ``new/`` and ``bad/`` when missing (their permissions are the admin's)."""
         for path in (self.spool_dir, self.tmp_dir, self.new_dir, self.bad_dir):
-            path.mkdir(exist_ok=True)
+            try:
+                path.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise PushNotificationError(
+                    f"cannot use spool_dir {self.spool_dir}: {path}: {exc.strerror or exc};"
+                    " create it as push-notification dovecot-config shows"
+                ) from None
 
     async def start(self) -> None:
         """Prepare the directories and start reading in a background task."""
