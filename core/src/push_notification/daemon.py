@@ -22,6 +22,7 @@ from .errors import PushNotificationError
 from .ingress import create_app, parse_listen
 from .metadata import MetadataStore
 from .queue import MemoryQueue, Queue
+from .spool import SpoolReader
 
 log = logging.getLogger("push_notification.daemon")
 
@@ -111,8 +112,12 @@ class Daemon:
         app = create_app(self.dispatcher.submit, token=self.config.ingress_token, health=self.health)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
+        spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit) if self.config.spool_dir else None
         try:
             await self._start_site(runner)
+            if spool is not None:
+                await spool.start()
+                log.info("reading the Dovecot bridge spool %s", spool.spool_dir)
             names = ", ".join(f"{i.name} ({i.driver})" for i in self.instances) or "none"
             log.info(
                 "listening on %s; driver instances: %s; config: %s",
@@ -123,6 +128,8 @@ class Daemon:
             await self._stopping.wait()
             log.info("shutting down: finishing in-flight work")
         finally:
+            if spool is not None:
+                await spool.stop()
             await runner.shutdown()
             await runner.cleanup()
             if not await self.dispatcher.drain(SHUTDOWN_GRACE):
