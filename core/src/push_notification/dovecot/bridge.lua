@@ -221,7 +221,7 @@ end
 local function status_snapshot(user, mailbox)
   local box = user:mailbox(mailbox)
   local ok, result = pcall(function()
-    box:sync()
+    box:open()
     local s = dovecot.storage
     return box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
   end)
