@@ -1,0 +1,75 @@
+-- Sets up one Lua state the way Dovecot's lib-lua does (the `dovecot` global, the modules
+-- scripts require), applies the sandbox, and returns the functions the driver calls.
+local host, constants, bits, dovecot_src, modules_src, sandbox = ...
+
+local dovecot, make_user = load(dovecot_src, "=dovecot", "t")(host, constants, bits)
+local modules, provided = load(modules_src, "=modules", "t")(host)
+_G.dovecot = dovecot
+
+local searchers = package.searchers or package.loaders
+for name, module in pairs(modules) do
+  package.preload[name] = function() return module end
+end
+
+if sandbox then
+  -- No process spawning, no native code, no exiting the daemon.
+  os.execute = nil
+  os.exit = nil
+  io.popen = nil
+  package.loadlib = nil
+  package.cpath = ""
+  for i = #searchers, 3, -1 do table.remove(searchers, i) end
+  if _VERSION ~= "Lua 5.1" then
+    -- text chunks only: precompiled bytecode can crash the VM
+    local real_load, real_loadfile, real_dofile = load, loadfile, dofile
+    load = function(chunk, name, mode, env)
+      if env == nil then return real_load(chunk, name, "t") end
+      return real_load(chunk, name, "t", env)
+    end
+    loadfile = function(file, mode, env)
+      if env == nil then return real_loadfile(file, "t") end
+      return real_loadfile(file, "t", env)
+    end
+    dofile = function(file)
+      local f, err = real_loadfile(file, "t")
+      if not f then error(err, 2) end
+      return f()
+    end
+  end
+end
+
+table.insert(searchers, function(name)
+  error("module '" .. tostring(name) .. "' is not available: the lua driver provides " .. provided
+    .. " and .lua files on package.path; install it as a .lua file there or remove the require", 3)
+end)
+
+local api = {provided = provided}
+
+local function traceback(err)
+  if type(err) ~= "string" then err = tostring(err) end
+  return debug.traceback(err, 2)
+end
+
+-- Compile and run the script's main chunk; a syntax error comes back as (false, message).
+function api.load(source, chunkname)
+  local chunk, err = load(source, chunkname, "t")
+  if not chunk then return false, err, true end
+  local ok, run_err = xpcall(chunk, traceback)
+  if not ok then return false, run_err, false end
+  return true
+end
+
+-- Which globals are functions (bypassing restrict_global_variables).
+function api.is_function(name)
+  return type(rawget(_G, name)) == "function"
+end
+
+-- Call a global function: (true, results...) or (false, message with traceback).
+function api.call(name, ...)
+  local fn = rawget(_G, name)
+  if type(fn) ~= "function" then return false, "'" .. name .. "' is not a function" end
+  return xpcall(fn, traceback, ...)
+end
+
+api.make_user = make_user
+return api
