@@ -169,7 +169,7 @@ local function http_send(req)
   local body = nil
   if req.source then
     local parts = {}
-    local ok, err = ltn12.pump.all(req.source, ltn12.sink.table(parts))
+    local ok, err = ltn12.pump.all(req.source, (ltn12.sink.table(parts)))
     if not ok then return nil, err end
     body = table.concat(parts)
   end
@@ -194,7 +194,7 @@ end
 function http.request(reqt, body)
   if type(reqt) == "string" then
     local parts = {}
-    local req = {url = reqt, sink = ltn12.sink.table(parts)}
+    local req = {url = reqt, sink = (ltn12.sink.table(parts))}
     if body then
       req.method = "POST"
       req.source = ltn12.source.string(body)
