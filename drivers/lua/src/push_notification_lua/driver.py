@@ -10,6 +10,7 @@ and stop. Each instance owns one Lua state, used only from the instance's own th
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from push_notification import DriverContext, hookimpl
@@ -27,6 +28,7 @@ from .runtime import LuaState
 
 BEGIN = "dovecot_lua_notify_begin_txn"
 END = "dovecot_lua_notify_end_txn"
+_TRUNCATED = re.compile(r"\.\.\.([^\s:]+)(?=:\d+:)")
 HANDLERS = {name: handler_name(name) for name in EVENT_TYPES}
 
 
@@ -62,6 +64,15 @@ class LuaDriver:
             f"{self.ctx.settings.where}: push_notification {self.ctx.instance}: lua script {self.script}: {message}"
         )
 
+    def _full_path(self, message: Any) -> str:
+        """Lua shortens long chunk names to ``...tail``; put the script's full path back."""
+        script = self.script
+
+        def restore(match: re.Match[str]) -> str:
+            return script if script.endswith(match.group(1)) else match.group(0)
+
+        return _TRUNCATED.sub(restore, str(message))
+
     def _load(self) -> None:
         try:
             source = self.config.file.read_text(encoding="utf-8")
@@ -70,7 +81,7 @@ class LuaDriver:
         self.log.debug("lua: Loading %s", self.script)
         ok, error, syntax = self.state.load(source, "@" + self.script)
         if not ok:
-            first = _first_line(error)
+            first = _first_line(self._full_path(error))
             if syntax:
                 raise self._fail(f"syntax error: {first}")
             raise self._fail(f"failed to run: {first}")
@@ -78,7 +89,7 @@ class LuaDriver:
             self.log.debug("lua: Calling script_init")
             ok, result = self.state.call("script_init", self.state.table(dict(self.config.script_settings)))
             if not ok:
-                raise self._fail(f"script_init() failed: {_first_line(result)}")
+                raise self._fail(f"script_init() failed: {_first_line(self._full_path(result))}")
             # 2.3 requires an integer 0; 2.4 ignores the result. nil (the 2.4 examples) is accepted.
             if isinstance(result, (int, float)) and not isinstance(result, bool):
                 if result != 0:
@@ -88,7 +99,7 @@ class LuaDriver:
 
     # ------------------------------------------------------------ helpers
     def _error(self, function: str, message: Any) -> None:
-        text = str(message)
+        text = self._full_path(message)
         self.log.error(
             "push_notification %s: lua: %s failed: %s",
             self.ctx.instance,
