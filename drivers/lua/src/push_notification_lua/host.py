@@ -47,12 +47,14 @@ class LuaHost:
         self._script = script
         self._runtime: Any = None
         self._lua_type: Any = None
+        self._rawequal: Any = None
         #: The transaction being delivered (its user, status snapshot, forwarded metadata).
         self.txn: Transaction | None = None
 
     def _bind(self, runtime: Any, lua_type: Any) -> None:
         self._runtime = runtime
         self._lua_type = lua_type
+        self._rawequal = runtime.eval("rawequal")
 
     def _table(self, value: Mapping[str, Any]) -> Any:
         return self._runtime.table_from(value, recursive=True)
@@ -190,7 +192,7 @@ class LuaHost:
     # ------------------------------------------------------------ JSON, time
     def json_encode(self, value: Any, style: str, null: Any) -> tuple[str | None, str | None]:
         try:
-            return json_codec.encode(value, style, self._lua_type, null), None
+            return json_codec.encode(value, style, self._lua_type, null, self._rawequal), None
         except json_codec.JsonError as exc:
             return None, str(exc)
 

@@ -65,7 +65,7 @@ def _array_length(table: Any, *, cjson: bool) -> int | None:
     return highest
 
 
-def encode(value: Any, style: str, lua_type: LuaType, null: Any = None) -> str:
+def encode(value: Any, style: str, lua_type: LuaType, null: Any = None, rawequal: Any = None) -> str:
     """Encode a Lua value (as lupa hands it over) in the given module's style."""
     cjson = style == "cjson"
     pretty = style == "jsonlua-pretty"
@@ -76,7 +76,7 @@ def encode(value: Any, style: str, lua_type: LuaType, null: Any = None) -> str:
     def enc(v: Any, depth: int, indent: str) -> str:
         if depth > _MAX_DEPTH:
             raise JsonError("Cannot serialise, excessive nesting (1001)")
-        if v is None or (null is not None and _is_table(v) and v == null):
+        if v is None or (null is not None and _is_table(v) and rawequal(v, null)):
             return "null"
         if isinstance(v, bool):
             return "true" if v else "false"
