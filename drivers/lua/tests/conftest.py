@@ -45,8 +45,7 @@ function dovecot_lua_notify_end_txn(ctx, success)
 end
 """
     + "".join(
-        f"function dovecot_lua_notify_event_{name}(ctx, event)\n"
-        f'  dovecot.i_info("CALL {name} " .. ser(event))\nend\n'
+        f'function dovecot_lua_notify_event_{name}(ctx, event)\n  dovecot.i_info("CALL {name} " .. ser(event))\nend\n'
         for name in (
             "flags_clear",
             "flags_set",

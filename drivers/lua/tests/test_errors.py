@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from conftest import RECORDER
-
 from push_notification.errors import ConfigError
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification_lua import LuaDriver
@@ -80,10 +79,7 @@ async def test_runtime_error_is_logged_with_file_and_line_and_the_transaction_go
     write_script, lua_calls, caplog
 ) -> None:
     script = RECORDER + (
-        "function dovecot_lua_notify_event_flags_set(ctx, event)\n"
-        "  local missing = nil\n"
-        "  return missing.field\n"
-        "end\n"
+        "function dovecot_lua_notify_event_flags_set(ctx, event)\n  local missing = nil\n  return missing.field\nend\n"
     )
     path = write_script(script)
     txn = make_transaction(make_event("FlagsSet", uid=1, flags=["\\Seen"]), make_event("MessageRead", uid=1))
@@ -92,10 +88,14 @@ async def test_runtime_error_is_logged_with_file_and_line_and_the_transaction_go
     assert [c.split(" ")[0] for c in lua_calls()] == ["begin_txn", "message_read", "end_txn"] * 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     line = len(script.splitlines()) - 1
-    assert errors == [
-        f"push_notification test: lua: dovecot_lua_notify_event_flags_set failed: {path}:{line}:"
-        " attempt to index a nil value (local 'missing')"
-    ] * 2
+    assert (
+        errors
+        == [
+            f"push_notification test: lua: dovecot_lua_notify_event_flags_set failed: {path}:{line}:"
+            " attempt to index a nil value (local 'missing')"
+        ]
+        * 2
+    )
 
 
 async def test_error_in_begin_txn_skips_the_transaction(write_script, lua_calls, caplog) -> None:

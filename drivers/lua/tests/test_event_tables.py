@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from conftest import RECORDER
-
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification_lua import LuaDriver
 
@@ -148,7 +147,13 @@ async def test_seen_flag_change_calls_clear_set_read_in_dovecots_order(write_scr
     )
     async with DriverHarness(LuaDriver, {"file": write_script(RECORDER)}) as harness:
         await harness.send(txn)
-    assert [c.split(" ")[0] for c in lua_calls()] == ["begin_txn", "flags_clear", "flags_set", "message_read", "end_txn"]
+    assert [c.split(" ")[0] for c in lua_calls()] == [
+        "begin_txn",
+        "flags_clear",
+        "flags_set",
+        "message_read",
+        "end_txn",
+    ]
 
 
 async def test_rollback_calls_only_begin_and_end_false(write_script, lua_calls) -> None:

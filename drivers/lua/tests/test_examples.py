@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from conftest import SCRIPTS
-
 from push_notification.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
@@ -99,9 +98,7 @@ async def test_event_code_examples_post_messages_then_mailbox_states(version, sc
         await harness.send(delivery())
     assert [r["body"] for r in sink.requests] == EVENT_CODE_BODIES
     for request in sink.requests:
-        assert ("Content-Type", "application/x-www-form-url.escaped") in [
-            (k.title(), v) for k, v in request["headers"]
-        ]
+        assert ("Content-Type", "application/x-www-form-url.escaped") in [(k.title(), v) for k, v in request["headers"]]
     infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO" and r.name.endswith(".test")]
     if "socket_http" not in script:
         assert infos == ["Mail notify status 200", "Mailbox notify status 200"]

@@ -56,7 +56,7 @@ def test_json_lua_encodes_with_sorted_keys_and_lua_numbers(write_script, lua_cal
         write_script,
         'local JSON = require "JSON"\n'
         "out(JSON:encode({b = 1, a = 42.0, c = {}}))\n"
-        "local t = JSON:decode('{\"n\": 7, \"x\": null, \"l\": [1, \"two\"]}')\n"
+        'local t = JSON:decode(\'{"n": 7, "x": null, "l": [1, "two"]}\')\n'
         "out(math.type(t.n) .. ' ' .. tostring(t.x) .. ' ' .. t.l[2])\n",
     )
     assert lua_calls() == ['{"a":42.0,"b":1,"c":[]}', "integer nil two"]
@@ -92,7 +92,7 @@ async def test_socket_http_get_and_post_against_a_real_endpoint(write_script, lu
         '  dovecot.i_info("CALL " .. code .. " " .. tostring(cjson.decode(body).ok) .. " " .. headers["content-type"])\n'
         "  local out = {}\n"
         f'  local ok, code2 = http.request{{url = "{sink.url}", method = "PUT",'
-        ' source = ltn12.source.string(cjson.encode({uid = e})), sink = ltn12.sink.table(out),'
+        " source = ltn12.source.string(cjson.encode({uid = e})), sink = ltn12.sink.table(out),"
         ' headers = {["content-type"] = "application/json", ["content-length"] = 2}}\n'
         '  dovecot.i_info("CALL " .. ok .. " " .. code2 .. " " .. table.concat(out))\n'
         '  local r, err = http.request("http://127.0.0.1:1/")\n'
@@ -106,7 +106,10 @@ async def test_socket_http_get_and_post_against_a_real_endpoint(write_script, lu
         '1 200 {"ok": true}',
         "nil connection refused",
     ]
-    assert [(r["method"], r["path"], r["body"]) for r in sink.requests] == [("GET", "/push?q=1", ""), ("PUT", "/push", "{}")]
+    assert [(r["method"], r["path"], r["body"]) for r in sink.requests] == [
+        ("GET", "/push?q=1", ""),
+        ("PUT", "/push", "{}"),
+    ]
     assert json.loads(sink.requests[1]["body"]) == {}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from conftest import SERIALIZE
-
 from push_notification.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
@@ -43,10 +42,23 @@ async def run(write_script, body: str, *, settings=None, plugin_env=None, metada
 
 
 async def test_user_fields_are_dovecots(write_script, lua_calls) -> None:
-    fields = (
-        "username home uid gid service session_id session_create_time nonexistent anonymous"
-        " autocreated mail_debug fuzzy_search dsyncing admin session_restored"
-    ).split()
+    fields = [
+        "username",
+        "home",
+        "uid",
+        "gid",
+        "service",
+        "session_id",
+        "session_create_time",
+        "nonexistent",
+        "anonymous",
+        "autocreated",
+        "mail_debug",
+        "fuzzy_search",
+        "dsyncing",
+        "admin",
+        "session_restored",
+    ]
     await run(write_script, "".join(f"out(user.{f})\n" for f in fields) + "out(tostring(user))")
     assert lua_calls() == [
         "alice@example.com",

@@ -52,15 +52,15 @@ def read_config(settings: Settings, plugin_env: Mapping[str, str]) -> LuaConfig:
         raise settings.error("runtime", f"unknown Lua runtime {runtime!r}; use lua54 or luajit")
     sandbox = settings.get_bool("sandbox", True)
     url = settings.get_str("doveadm_url") or plugin_env.get("doveadm_url")
-    key = settings.get_str("doveadm_api_key") or plugin_env.get("doveadm_api_key")
+    api_key = settings.get_str("doveadm_api_key") or plugin_env.get("doveadm_api_key")
     doveadm = None
-    if url or key:
-        if not (url and key):
+    if url or api_key:
+        if not (url and api_key):
             missing = "doveadm_api_key" if url else "doveadm_url"
             raise settings.error(missing, "doveadm_url and doveadm_api_key must be set together")
         if not url.startswith(("http://", "https://")):
             raise settings.error("doveadm_url", f"{url!r} is not an http:// URL (e.g. http://127.0.0.1:8080)")
-        doveadm = Doveadm(url, key, settings.get_time("doveadm_timeout", 10.0, minimum=0.1))
+        doveadm = Doveadm(url, api_key, settings.get_time("doveadm_timeout", 10.0, minimum=0.1))
     section = settings.section("settings")
     script_settings = section.as_dict() if section is not None else {}
     if section is not None:

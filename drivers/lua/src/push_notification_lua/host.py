@@ -61,7 +61,7 @@ class LuaHost:
 
     # ------------------------------------------------------------ logging
     def log(self, level: str, text: str, fields: Any, name: str | None) -> None:
-        extra = {"lua_script": self._script}
+        extra: dict[str, Any] = {"lua_script": self._script}
         if fields is not None:
             extra["lua_fields"] = dict(fields.items())
         if name is not None:
@@ -128,12 +128,7 @@ class LuaHost:
     def mailbox_status(self, username: str, mailbox: str, items: float) -> tuple[Any, str | None]:
         values: dict[str, int] | None = None
         txn = self.txn
-        if (
-            txn is not None
-            and txn.status is not None
-            and txn.mailbox == mailbox
-            and txn.user.username == username
-        ):
+        if txn is not None and txn.status is not None and txn.mailbox == mailbox and txn.user.username == username:
             values = txn.status.to_dict()
         elif self._doveadm is not None:
             try:

@@ -115,7 +115,9 @@ def encode(value: Any, style: str, lua_type: LuaType, null: Any = None, rawequal
         if not cjson:
             out.sort(key=lambda kv: kv[0])
         colon = ": " if pretty else ":"
-        body = sep.join(_escape(k, _CJSON_ESCAPES if cjson else _JSONLUA_ESCAPES) + colon + enc(v, depth, inner) for k, v in out)
+        body = sep.join(
+            _escape(k, _CJSON_ESCAPES if cjson else _JSONLUA_ESCAPES) + colon + enc(v, depth, inner) for k, v in out
+        )
         return "{" + open_sep + body + close_sep + "}"
 
     return enc(value, 0, "")

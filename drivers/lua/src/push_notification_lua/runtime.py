@@ -81,8 +81,7 @@ class LuaState:
             lupa_module = importlib.import_module(module_name)
         except ImportError:
             raise ConfigError(
-                f"lua runtime {runtime!r} is not available in this lupa build ({module_name});"
-                " use lua_runtime = lua54"
+                f"lua runtime {runtime!r} is not available in this lupa build ({module_name}); use lua_runtime = lua54"
             ) from None
         self.lua = lupa_module.LuaRuntime(
             unpack_returned_tuples=True,
