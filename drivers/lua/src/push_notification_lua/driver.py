@@ -54,8 +54,10 @@ class LuaDriver:
         )
         self.state = LuaState(self.host, runtime=self.config.runtime, sandbox=self.config.sandbox)
         self._load()
+        self._names = self.state.array([BEGIN, END, *HANDLERS.values()])
         self._ctx: Any = None
         self._handlers: dict[str, str] = {}
+        self._has_end = False
         self._began = False
 
     # ------------------------------------------------------------ start-up
@@ -137,11 +139,12 @@ class LuaDriver:
     @hookimpl
     def begin_txn(self, txn: Transaction) -> bool:
         # Dovecot registers only the events whose handler exists; none => no calls at all.
-        handlers = {event: fn for event, fn in HANDLERS.items() if self.state.is_function(fn)}
+        defined = self.state.defined(self._names)
+        handlers = {event: fn for event, fn in HANDLERS.items() if fn in defined}
         if not handlers:
             self.log.debug("lua: No event handlers found in script")
             return False
-        if not self.state.is_function(BEGIN):
+        if BEGIN not in defined:
             self._error(BEGIN, f"Missing function {BEGIN}")
             return False
         self.host.txn = txn
@@ -153,6 +156,7 @@ class LuaDriver:
             return False
         self._ctx = result
         self._handlers = handlers
+        self._has_end = END in defined
         self._began = True
         return True
 
@@ -172,7 +176,7 @@ class LuaDriver:
         if not self._began:
             return
         try:
-            if not self.state.is_function(END):
+            if not self._has_end:
                 self._error(END, f"Missing function {END}")
                 return
             ok, result = self.state.call(END, self._ctx, success)

@@ -69,8 +69,8 @@ def event_table(event: Event) -> dict[str, Any]:
 
 def _decode(raw: str | None) -> str | None:
     """RFC 2047-decode a raw header when the sender gave no decoded form."""
-    if raw is None:
-        return None
+    if raw is None or "=?" not in raw:
+        return raw
     try:
         return str(make_header(decode_header(raw)))
     except (ValueError, LookupError):

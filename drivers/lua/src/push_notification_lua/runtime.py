@@ -126,6 +126,13 @@ class LuaState:
     def is_function(self, name: str) -> bool:
         return bool(self.api.is_function(name))
 
+    def defined(self, names: Any) -> set[str]:
+        """Which of ``names`` (a Lua array from :meth:`array`) are global functions now."""
+        return set(str(self.api.defined(names)).split())
+
+    def array(self, items: list[str]) -> Any:
+        return self.lua.table_from(items)
+
     def call(self, name: str, *args: Any) -> tuple[bool, Any]:
         """Call a global function: (True, first result) or (False, error with traceback)."""
         result = self.api.call(name, *args)
