@@ -187,7 +187,7 @@ async def test_missing_begin_txn_is_dovecots_error_and_no_events(write_script, l
     assert lua_calls() == []
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert errors == [
-        "push_notification test: lua: dovecot_lua_notify_begin_txn failed:"
+        "test: lua: dovecot_lua_notify_begin_txn failed:"
         " Missing function dovecot_lua_notify_begin_txn"
     ]
 
@@ -201,7 +201,7 @@ async def test_missing_end_txn_is_dovecots_error_after_the_events(write_script, 
         await harness.send(make_transaction(make_event("MessageNew")))
     assert lua_calls() == ["new"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "push_notification test: lua: dovecot_lua_notify_end_txn failed: Missing function dovecot_lua_notify_end_txn"
+        "test: lua: dovecot_lua_notify_end_txn failed: Missing function dovecot_lua_notify_end_txn"
     ]
 
 
