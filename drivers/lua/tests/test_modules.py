@@ -81,6 +81,26 @@ def test_socket_url_matches_luasocket(write_script, lua_calls) -> None:
     ]
 
 
+async def test_socket_http_sends_luasockets_headers(write_script, lua_calls, sink) -> None:
+    script = (
+        'local http = require "socket.http"\n'
+        "function dovecot_lua_notify_begin_txn(user) return {} end\n"
+        "function dovecot_lua_notify_event_message_new(ctx, e) end\n"
+        "function dovecot_lua_notify_end_txn(ctx, success)\n"
+        f'  local body, code, headers, status = http.request("{sink.url}", "a=1")\n'
+        '  dovecot.i_info("CALL " .. body .. " " .. math.type(code) .. " " .. status)\n'
+        "end\n"
+    )
+    async with DriverHarness(LuaDriver, {"file": write_script(script)}) as harness:
+        await harness.send(make_transaction(make_event("MessageNew")))
+    assert lua_calls() == ["ok integer HTTP/1.1 200 OK"]
+    headers = dict(sink.requests[0]["headers"])
+    assert headers["User-Agent"] == "LuaSocket 3.0.0"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["TE"] == "trailers"
+    assert "Date" not in headers
+
+
 async def test_socket_http_get_and_post_against_a_real_endpoint(write_script, lua_calls, sink) -> None:
     sink.reply = '{"ok": true}'
     script = (
@@ -144,3 +164,13 @@ async def test_dovecot_http_client_request_response(write_script, lua_calls, sin
         "pn-test",
     )
     assert "X-Drop" not in headers
+    # the order a running Dovecot 2.3.19 sends them in
+    assert [name for name, _ in request["headers"]] == [
+        "Host",
+        "Date",
+        "User-Agent",
+        "Expect",
+        "Content-Length",
+        "Connection",
+        "X-Token",
+    ]

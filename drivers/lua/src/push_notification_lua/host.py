@@ -17,7 +17,7 @@ from push_notification.transaction import Transaction, User
 
 from . import http_client, json_codec
 from .doveadm import Doveadm, DoveadmError
-from .var_expand import VarExpandError, var_expand
+from .var_expand import var_expand
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _NO_STATUS = (
@@ -81,10 +81,7 @@ class LuaHost:
         return self._plugin_env.get(key)
 
     def var_expand(self, username: str, template: str) -> tuple[str | None, str | None]:
-        try:
-            return var_expand(template, self._user(username)), None
-        except VarExpandError as exc:
-            return None, f"var_expand({template}) failed: {exc}"
+        return var_expand(template, self._user(username)), None
 
     # ------------------------------------------------------------ metadata
     def _check(self, key: str) -> str | None:
@@ -167,12 +164,15 @@ class LuaHost:
         connect_timeout_msecs: float,
         attempts: float,
         user_agent: str | None,
+        lib_http: bool,
     ) -> Any:
         pairs = [(str(h[1]), str(h[2])) for h in headers.values()] if headers is not None else []
         if user_agent is not None:
             pairs.insert(0, ("User-Agent", str(user_agent)))
         timeout = (timeout_msecs or connect_timeout_msecs or 0) / 1000 or http_client.DEFAULT_TIMEOUT
-        response = http_client.request(str(method), str(url), pairs, body, timeout=timeout, attempts=int(attempts))
+        response = http_client.request(
+            str(method), str(url), pairs, body, timeout=timeout, attempts=int(attempts), lib_http=bool(lib_http)
+        )
         table: dict[str, Any] = {
             "status": response.status,
             "reason": response.reason,

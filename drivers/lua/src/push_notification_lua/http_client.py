@@ -38,10 +38,11 @@ class Response:
     payload: str = ""
     #: LuaSocket-style error text when no response came (``connection refused``, ``timeout``).
     error: str | None = None
+    version: str = "HTTP/1.1"
 
     @property
     def status_line(self) -> str:
-        return f"HTTP/1.1 {self.status} {self.reason}"
+        return f"{self.version} {self.status} {self.reason}"
 
 
 def request(
@@ -52,14 +53,19 @@ def request(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     attempts: int = 1,
+    lib_http: bool = True,
 ) -> Response:
-    """Send one request; connection failures are retried up to ``attempts`` times like lib-http."""
+    """Send one request; connection failures are retried up to ``attempts`` times like lib-http.
+
+    ``lib_http``: add the headers Dovecot's lib-http sends before the script's own (``Date``,
+    ``Expect: 100-continue``, ``Content-Length``, ``Connection: Keep-Alive``); LuaSocket
+    requests carry only what the module put in."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Response(ERROR_INVALID_URL, f"Invalid URL: {mask_url(url)}", error="invalid url")
     last = Response(ERROR_CONNECT_FAILED, "connect failed", error="connection refused")
     for _ in range(max(1, attempts)):
-        last = _once(method, parts.scheme, parts.hostname, parts.port, _target(parts), headers, body, timeout)
+        last = _once(method, parts.scheme, parts.hostname, parts.port, _target(parts), headers, body, timeout, lib_http)
         if last.status not in (ERROR_CONNECTION_LOST, ERROR_TIMED_OUT):
             break
     return last
@@ -80,6 +86,7 @@ def _once(
     headers: list[tuple[str, str]],
     body: str | None,
     timeout: float,
+    lib_http: bool,
 ) -> Response:
     conn: http.client.HTTPConnection
     if scheme == "https":
@@ -100,17 +107,29 @@ def _once(
             return Response(ERROR_CONNECT_FAILED, f"connect({where}) failed: {reason}", error=reason.lower())
         conn.putrequest(method, target, skip_accept_encoding=True)
         names = {name.lower() for name, _ in headers}
-        if "date" not in names:
-            conn.putheader("Date", email.utils.formatdate(usegmt=True))
+        if lib_http:
+            user_agent = [value for name, value in headers if name.lower() == "user-agent"]
+            headers = [(name, value) for name, value in headers if name.lower() != "user-agent"]
+            if "date" not in names:
+                conn.putheader("Date", email.utils.formatdate(usegmt=True))
+            for value in user_agent:
+                conn.putheader("User-Agent", value)
+            if data is not None:
+                conn.putheader("Expect", "100-continue")
+                if "content-length" not in names:
+                    conn.putheader("Content-Length", str(len(data)))
+            if "connection" not in names:
+                conn.putheader("Connection", "Keep-Alive")
+        elif data is not None and "content-length" not in names:
+            conn.putheader("Content-Length", str(len(data)))
         for name, value in headers:
             conn.putheader(name, value)
-        if data is not None and "content-length" not in names:
-            conn.putheader("Content-Length", str(len(data)))
         conn.endheaders(data)
         resp = conn.getresponse()
         payload = resp.read().decode("utf-8", errors="replace")
         response_headers = {name.lower(): value for name, value in resp.getheaders()}
-        return Response(resp.status, resp.reason, response_headers, payload)
+        version = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
+        return Response(resp.status, resp.reason, response_headers, payload, version=version)
     except TimeoutError:
         return Response(ERROR_TIMED_OUT, "Request timed out", error="timeout")
     except (http.client.HTTPException, OSError) as exc:

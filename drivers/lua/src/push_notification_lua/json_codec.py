@@ -135,6 +135,8 @@ def decode(runtime: Any, text: str, style: str, null: Any = None) -> Any:
 
     try:
         data = json.loads(text, parse_int=number, parse_float=float)
+    except json.JSONDecodeError as exc:
+        raise JsonError(f"Expected value but found invalid token at character {exc.pos + 1}") from None
     except (ValueError, RecursionError) as exc:
         raise JsonError(f"Expected value but found invalid token: {exc}") from None
 

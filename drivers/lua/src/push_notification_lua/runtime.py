@@ -17,8 +17,9 @@ from .host import LuaHost
 
 RUNTIMES = {"lua54": "lupa.lua54", "lua5.4": "lupa.lua54", "luajit": "lupa.luajit21", "luajit21": "lupa.luajit21"}
 
-#: ``dovecot.storage`` constants (Dovecot 2.3.19 ``mail-storage.h``); numbers are floats as
-#: Dovecot pushes them with ``lua_pushnumber``.
+#: ``dovecot.storage`` constants exactly as a running Dovecot 2.3.19 exposes them (2.4's
+#: MAILBOX_FLAG_AUTO_* are absent there); numbers are floats, as Dovecot pushes them with
+#: ``lua_pushnumber``.
 STORAGE_CONSTANTS: dict[str, Any] = {
     "STATUS_MESSAGES": 0x01,
     "STATUS_RECENT": 0x02,
@@ -37,8 +38,6 @@ STORAGE_CONSTANTS: dict[str, Any] = {
     "MAILBOX_FLAG_NO_INDEX_FILES": 0x10,
     "MAILBOX_FLAG_KEEP_LOCKED": 0x20,
     "MAILBOX_FLAG_IGNORE_ACLS": 0x100,
-    "MAILBOX_FLAG_AUTO_CREATE": 0x1000,
-    "MAILBOX_FLAG_AUTO_SUBSCRIBE": 0x2000,
     "MAILBOX_SYNC_FLAG_FULL_READ": 0x01,
     "MAILBOX_SYNC_FLAG_FULL_WRITE": 0x02,
     "MAILBOX_SYNC_FLAG_FAST": 0x04,

@@ -16,10 +16,6 @@ _SHORT = {"u": "user", "n": "username", "d": "domain", "h": "home", "s": "servic
 _TOKEN = re.compile(r"%([LU]*)(\{[^}]*\}|.)")
 
 
-class VarExpandError(ValueError):
-    """An unknown variable (message as Dovecot words it)."""
-
-
 def variables(user: User) -> dict[str, str]:
     """The values of every long variable name for ``user``."""
     local, _, domain = user.username.partition("@")
@@ -41,9 +37,10 @@ def variables(user: User) -> dict[str, str]:
 
 
 def var_expand(template: str, user: User, extra: Mapping[str, str] | None = None) -> str:
-    """Expand ``template`` for ``user``; raises :class:`VarExpandError` for an unknown name."""
+    """Expand ``template`` for ``user``; an unknown name becomes ``UNSUPPORTED_VARIABLE_<name>``."""
     values = variables(user)
-    userdb = {k: str(v) for k, v in user.extra.items()}
+    userdb = {"home": values["home"], "uid": values["uid"], "gid": values["gid"], "user": user.username}
+    userdb.update({k: str(v) for k, v in user.extra.items()})
     if extra:
         userdb.update(extra)
 
@@ -59,11 +56,12 @@ def var_expand(template: str, user: User, extra: Mapping[str, str] | None = None
             elif key in values:
                 value = values[key]
             else:
-                raise VarExpandError(f"Unknown variable '{name}'")
+                value = f"UNSUPPORTED_VARIABLE_{key}"
         elif name in _SHORT:
             value = values[_SHORT[name]]
         else:
-            raise VarExpandError(f"Unknown variable '%{name}'")
+            # Dovecot 2.3 expands an unknown variable to this text and succeeds (observed).
+            value = f"UNSUPPORTED_VARIABLE_{name}"
         if "L" in modifiers:
             value = value.lower()
         if "U" in modifiers:

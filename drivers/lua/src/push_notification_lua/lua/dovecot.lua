@@ -226,7 +226,7 @@ function Request:set_payload(payload) self.payload = tostring(payload) end
 function Request:submit()
   local c = self.client
   local r = host.http_request(self.method, self.url, self.headers, self.payload, c.timeout_msecs,
-    c.connect_timeout_msecs, c.max_attempts, c.user_agent)
+    c.connect_timeout_msecs, c.max_attempts, c.user_agent, true)
   return setmetatable({r = r}, Response)
 end
 

@@ -155,7 +155,7 @@ function url.build_path(parsed, unsafe)
 end
 
 -- ------------------------------------------------------------------ socket, socket.http
-local socket = {_VERSION = "LuaSocket 3.0-rc1"}
+local socket = {_VERSION = "LuaSocket 3.0.0"}
 modules["socket"] = socket
 function socket.gettime() return host.now() end
 function socket.sleep(seconds) host.sleep(seconds) end
@@ -182,7 +182,7 @@ local function http_send(req)
   if not has["user-agent"] then table.insert(headers, {"user-agent", http.USERAGENT}) end
   if not has["connection"] then table.insert(headers, {"connection", "close, TE"}) end
   if not has["te"] then table.insert(headers, {"te", "trailers"}) end
-  local r = host.http_request(req.method or "GET", req.url, headers, body, http.TIMEOUT * 1000, http.TIMEOUT * 1000, 1, nil)
+  local r = host.http_request(req.method or "GET", req.url, headers, body, http.TIMEOUT * 1000, http.TIMEOUT * 1000, 1, nil, false)
   if r.error then return nil, r.error end
   if req.sink then
     local ok, err = ltn12.pump.all(ltn12.source.string(r.payload), req.sink)
@@ -210,7 +210,7 @@ end
 
 -- ------------------------------------------------------------------ cjson
 local cjson = {_NAME = "cjson", _VERSION = "2.1.0"}
-cjson.null = setmetatable({}, {__tostring = function() return "userdata: NULL" end, __name = "cjson.null"})
+cjson.null = setmetatable({}, {__tostring = function() return "userdata: (nil)" end, __name = "cjson.null"})
 modules["cjson"] = cjson
 function cjson.encode(value)
   local text, err = host.json_encode(value, "cjson", cjson.null)
