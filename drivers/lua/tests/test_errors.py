@@ -109,7 +109,10 @@ async def test_error_in_begin_txn_skips_the_transaction(write_script, lua_calls,
     ]
 
 
-@pytest.mark.parametrize("expression", ["os.execute", "io.popen", "os.exit", "package.loadlib", "python"])
+@pytest.mark.parametrize(
+    "expression",
+    ["os.execute", "io.popen", "os.exit", "package.loadlib", "python", "package.loaded.python", "debug.getregistry"],
+)
 async def test_sandbox_removes_process_spawning_by_default(expression, write_script, lua_calls) -> None:
     start({"file": write_script(f'dovecot.i_info("CALL " .. tostring({expression}))\n')})
     assert lua_calls() == ["nil"]

@@ -1,10 +1,18 @@
 -- Sets up one Lua state the way Dovecot's lib-lua does (the `dovecot` global, the modules
 -- scripts require), applies the sandbox, and returns the functions the driver calls.
 local host, constants, bits, dovecot_src, modules_src, sandbox = ...
+-- captured now, so a script redefining these globals cannot break error handling
+local type, tostring, rawget, xpcall, load, concat = type, tostring, rawget, xpcall, load, table.concat
+local debug_traceback = debug.traceback
 
 local dovecot, make_user = load(dovecot_src, "=dovecot", "t")(host, constants, bits)
 local modules, provided = load(modules_src, "=modules", "t")(host)
 _G.dovecot = dovecot
+
+-- lupa's own bridge to Python is not part of Dovecot's API: scripts reach Python only
+-- through the functions above.
+python = nil
+package.loaded.python = nil
 
 local searchers = package.searchers or package.loaders
 for name, module in pairs(modules) do
@@ -18,6 +26,9 @@ if sandbox then
   io.popen = nil
   package.loadlib = nil
   package.cpath = ""
+  -- debug keeps what error reporting needs; no registry or metatable surgery
+  debug = {traceback = debug.traceback, getinfo = debug.getinfo}
+  package.loaded.debug = debug
   for i = #searchers, 3, -1 do table.remove(searchers, i) end
   if _VERSION ~= "Lua 5.1" then
     -- text chunks only: precompiled bytecode can crash the VM
@@ -47,7 +58,7 @@ local api = {provided = provided}
 
 local function traceback(err)
   if type(err) ~= "string" then err = tostring(err) end
-  return debug.traceback(err, 2)
+  return debug_traceback(err, 2)
 end
 
 -- Compile and run the script's main chunk; a syntax error comes back as (false, message).
@@ -71,7 +82,7 @@ function api.defined(names)
   for i = 1, #names do
     if type(rawget(_G, names[i])) == "function" then found[#found + 1] = names[i] end
   end
-  return table.concat(found, " ")
+  return concat(found, " ")
 end
 
 -- Call a global function: (true, results...) or (false, message with traceback).
