@@ -96,7 +96,7 @@ class Sink:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     delay: float = 0.0
-    reply: str = "ok"
+    reply: str | bytes = "ok"
 
 
 @pytest.fixture
@@ -104,17 +104,20 @@ async def sink() -> AsyncIterator[Sink]:
     record = Sink()
 
     async def handle(request: web.Request) -> web.Response:
-        body = await request.text()
+        raw = await request.read()
         record.requests.append(
             {
                 "method": request.method,
                 "path": request.path_qs,
                 "headers": list(request.headers.items()),
-                "body": body,
+                "body": raw.decode("utf-8", errors="replace"),
+                "raw": raw,
             }
         )
         if record.delay:
             await asyncio.sleep(record.delay)
+        if isinstance(record.reply, bytes):
+            return web.Response(status=record.status, body=record.reply)
         return web.Response(status=record.status, text=record.reply)
 
     app = web.Application()

@@ -174,3 +174,21 @@ async def test_dovecot_http_client_request_response(write_script, lua_calls, sin
         "Connection",
         "X-Token",
     ]
+
+
+async def test_binary_bodies_cross_unchanged(write_script, lua_calls, sink) -> None:
+    sink.reply = b"\xff\x00ok"
+    script = (
+        "function dovecot_lua_notify_begin_txn(user) return {} end\n"
+        "function dovecot_lua_notify_event_message_new(ctx, e) end\n"
+        "function dovecot_lua_notify_end_txn(ctx, success)\n"
+        f'  local rq = dovecot.http.client({{}}):request({{url = "{sink.url}", method = "PUT"}})\n'
+        '  rq:set_payload("\\255\\0abc")\n'
+        "  local p = rq:submit():payload()\n"
+        '  dovecot.i_info("CALL " .. #p .. " " .. string.byte(p, 1) .. " " .. string.byte(p, 2))\n'
+        "end\n"
+    )
+    async with DriverHarness(LuaDriver, {"file": write_script(script)}) as harness:
+        await harness.send(make_transaction(make_event("MessageNew")))
+    assert sink.requests[0]["raw"] == b"\xff\x00abc"
+    assert lua_calls() == ["4 255 0"]

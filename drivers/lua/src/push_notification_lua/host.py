@@ -160,6 +160,7 @@ class LuaHost:
         url: str,
         headers: Any,
         body: str | None,
+        body_hex: bool,
         timeout_msecs: float,
         connect_timeout_msecs: float,
         attempts: float,
@@ -170,8 +171,9 @@ class LuaHost:
         if user_agent is not None:
             pairs.insert(0, ("User-Agent", str(user_agent)))
         timeout = (timeout_msecs or connect_timeout_msecs or 0) / 1000 or http_client.DEFAULT_TIMEOUT
+        data = bytes.fromhex(body) if body is not None and body_hex else body
         response = http_client.request(
-            str(method), str(url), pairs, body, timeout=timeout, attempts=int(attempts), lib_http=bool(lib_http)
+            str(method), str(url), pairs, data, timeout=timeout, attempts=int(attempts), lib_http=bool(lib_http)
         )
         table: dict[str, Any] = {
             "status": response.status,

@@ -35,7 +35,8 @@ class Response:
     status: int
     reason: str
     headers: dict[str, str] = field(default_factory=dict)
-    payload: str = ""
+    #: The body as received; handed to Lua as a byte string.
+    payload: bytes = b""
     #: LuaSocket-style error text when no response came (``connection refused``, ``timeout``).
     error: str | None = None
     version: str = "HTTP/1.1"
@@ -49,7 +50,7 @@ def request(
     method: str,
     url: str,
     headers: list[tuple[str, str]],
-    body: str | None,
+    body: str | bytes | None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     attempts: int = 1,
@@ -84,7 +85,7 @@ def _once(
     port: int | None,
     target: str,
     headers: list[tuple[str, str]],
-    body: str | None,
+    body: str | bytes | None,
     timeout: float,
     lib_http: bool,
 ) -> Response:
@@ -93,7 +94,7 @@ def _once(
         conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    data = body.encode("utf-8") if body is not None else None
+    data = body.encode("utf-8") if isinstance(body, str) else body
     where = f"{host}:{port or (443 if scheme == 'https' else 80)}"
     try:
         try:
@@ -126,7 +127,7 @@ def _once(
             conn.putheader(name, value)
         conn.endheaders(data)
         resp = conn.getresponse()
-        payload = resp.read().decode("utf-8", errors="replace")
+        payload = resp.read()
         response_headers = {name.lower(): value for name, value in resp.getheaders()}
         version = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
         return Response(resp.status, resp.reason, response_headers, payload, version=version)

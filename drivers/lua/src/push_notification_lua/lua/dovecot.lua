@@ -1,7 +1,7 @@
 -- The `dovecot` global as Dovecot 2.3.19 builds it (dlua-dovecot.c, dlua-dovecot-http.c,
 -- mail-storage-lua.c, mail-user-lua.c, mailbox-lua.c), backed by the Python `host`.
 -- Errors raised here use level 2 so the script's file and line appear in the message.
-local host, constants, bits = ...
+local host, constants, bits, wire = ...
 local unpack = table.unpack or unpack
 
 local dovecot = {}
@@ -225,7 +225,8 @@ function Request:set_payload(payload) self.payload = tostring(payload) end
 
 function Request:submit()
   local c = self.client
-  local r = host.http_request(self.method, self.url, self.headers, self.payload, c.timeout_msecs,
+  local body, body_hex = wire(self.payload)
+  local r = host.http_request(self.method, self.url, self.headers, body, body_hex, c.timeout_msecs,
     c.connect_timeout_msecs, c.max_attempts, c.user_agent, true)
   return setmetatable({r = r}, Response)
 end

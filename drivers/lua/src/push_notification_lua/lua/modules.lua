@@ -1,7 +1,7 @@
 -- The luarocks modules Dovecot admins' scripts `require`, provided inside the driver:
 -- ltn12 and socket.url in Lua (same behaviour as LuaSocket 3.0), socket.http, cjson and
 -- JSON (json-lua) backed by the Python `host` (stdlib json, the driver's HTTP client).
-local host = ...
+local host, wire = ...
 local unpack = table.unpack or unpack
 local modules = {}
 
@@ -182,7 +182,9 @@ local function http_send(req)
   if not has["user-agent"] then table.insert(headers, {"user-agent", http.USERAGENT}) end
   if not has["connection"] then table.insert(headers, {"connection", "close, TE"}) end
   if not has["te"] then table.insert(headers, {"te", "trailers"}) end
-  local r = host.http_request(req.method or "GET", req.url, headers, body, http.TIMEOUT * 1000, http.TIMEOUT * 1000, 1, nil, false)
+  local wire_body, body_hex = wire(body)
+  local r = host.http_request(req.method or "GET", req.url, headers, wire_body, body_hex,
+    http.TIMEOUT * 1000, http.TIMEOUT * 1000, 1, nil, false)
   if r.error then return nil, r.error end
   if req.sink then
     local ok, err = ltn12.pump.all(ltn12.source.string(r.payload), req.sink)

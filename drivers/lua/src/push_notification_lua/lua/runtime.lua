@@ -5,8 +5,16 @@ local host, constants, bits, dovecot_src, modules_src, sandbox = ...
 local type, tostring, rawget, xpcall, load, concat = type, tostring, rawget, xpcall, load, table.concat
 local debug_traceback = debug.traceback
 
-local dovecot, make_user = load(dovecot_src, "=dovecot", "t")(host, constants, bits)
-local modules, provided = load(modules_src, "=modules", "t")(host)
+-- Strings reach Python decoded as UTF-8; a binary body travels as hex instead.
+local utf8_len = utf8 and utf8.len
+local function wire(s)
+  if s == nil then return nil, false end
+  if utf8_len and utf8_len(s) then return s, false end
+  return (string.gsub(s, ".", function(c) return string.format("%02x", string.byte(c)) end)), true
+end
+
+local dovecot, make_user = load(dovecot_src, "=dovecot", "t")(host, constants, bits, wire)
+local modules, provided = load(modules_src, "=modules", "t")(host, wire)
 _G.dovecot = dovecot
 
 -- lupa's own bridge to Python is not part of Dovecot's API: scripts reach Python only
