@@ -11,6 +11,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -33,16 +34,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class DovecotServer:
     """``with DovecotServer() as dovecot:`` then ``dovecot.doveadm(...)``, ``dovecot.api_url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lmtp: bool = False, extra_config: str = "") -> None:
         # Dovecot's unprivileged processes must reach these files: not pytest's 0700 tmp dirs.
         self.root = Path(tempfile.mkdtemp(prefix="pn-lua-dovecot-"))
         self.root.chmod(0o755)
         self.api_key = secrets.token_hex(12)
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/doveadm/v1"
+        self.lmtp_port = _free_port() if lmtp else None
+        self.extra_config = extra_config
         self.config = self.root / "dovecot.conf"
         self.process: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
@@ -66,7 +74,7 @@ state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 instance_name = pn-lua-{self.port}
 listen = 127.0.0.1
-protocols =
+protocols = {"lmtp" if self.lmtp_port else ""}
 ssl = no
 disable_plaintext_auth = no
 default_internal_user = {internal}
@@ -90,6 +98,13 @@ service doveadm {{
   }}
 }}
 """
+            + (
+                f"service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n"
+                f"    port = {self.lmtp_port}\n  }}\n}}\n"
+                if self.lmtp_port
+                else ""
+            )
+            + self.extra_config
         )
 
     def __enter__(self) -> DovecotServer:
@@ -97,10 +112,10 @@ service doveadm {{
         binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
         self.process = subprocess.Popen([binary, "-F", "-c", str(self.config)], start_new_session=True)
         deadline = time.monotonic() + 20
+        ports = [self.port] + ([self.lmtp_port] if self.lmtp_port else [])
         while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
+            if all(_listening(port) for port in ports):
+                return self
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
@@ -117,6 +132,19 @@ service doveadm {{
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def deliver(self, message: str, recipient: str = USERNAME) -> None:
+        """Deliver over LMTP, as an MTA does (the push plugins see MessageNew)."""
+        assert self.lmtp_port is not None, "DovecotServer(lmtp=True) delivers"
+        client = smtplib.LMTP("127.0.0.1", self.lmtp_port)
+        try:
+            client.sendmail("sender@example.org", [recipient], message.encode())
+        finally:
+            client.quit()
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text() if path.exists() else ""
 
     def doveadm(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
