@@ -7,11 +7,13 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 UIDV = 1700000000
 
 SCRIPT = """\
 function script_init(settings)
-  dovecot.i_info("lua-test: init url=" .. settings.push_lua_url)
+  dovecot.i_info("lua-test: init url=" .. tostring(settings.push_lua_url))
   return 0
 end
 function dovecot_lua_notify_begin_txn(user)
@@ -36,18 +38,32 @@ def post(url: str, txn: dict) -> int:
         return int(response.status)
 
 
-def test_erroring_lua_handler_beside_a_healthy_dlog_instance(start_daemon, tmp_path: Path) -> None:
-    script = tmp_path / "push.lua"
-    script.write_text(SCRIPT)
-    daemon = start_daemon(
+CONFIGS = {
+    "2.4": (
         "push_notification dlog { }\n"
         "push_notification lua1 {\n"
         "  driver = lua\n"
-        f"  lua_file = {script}\n"
+        "  lua_file = {script}\n"
         "  lua_settings {\n    push_lua_url = http://127.0.0.1:9/push\n  }\n"
         "}\n"
-    )
-    daemon.wait_for_log("lua-test: init url=http://127.0.0.1:9/push")
+    ),
+    "2.3": (
+        "plugin {\n"
+        "  push_notification_driver = dlog\n"
+        "  push_notification_driver2 = lua:file={script}\n"
+        "  push_lua_url = http://127.0.0.1:9/push\n"
+        "}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("version", sorted(CONFIGS))
+def test_erroring_lua_handler_beside_a_healthy_dlog_instance(version, start_daemon, tmp_path: Path) -> None:
+    script = tmp_path / "push.lua"
+    script.write_text(SCRIPT)
+    daemon = start_daemon(CONFIGS[version].replace("{script}", str(script)))
+    expected_init = "http://127.0.0.1:9/push" if version == "2.4" else "nil"  # 2.3 has no lua_settings
+    daemon.wait_for_log(f"lua-test: init url={expected_init}")
     seen = {
         "user": {"username": "alice"},
         "mailbox": "INBOX",
