@@ -6,10 +6,13 @@ project, as a driver author would, and runs the generated tests there.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from push_notification.scaffold import NAME_RULE, new_driver
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core"
-HAS_CLI = (CORE / "src" / "push_notification" / "cli.py").exists()
+HAS_NEW_DRIVER = "new_driver" in (CORE / "src" / "push_notification" / "cli.py").read_text()
 
 
 def scaffold(*args: str) -> tuple[int, str]:
@@ -77,22 +80,33 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-USE_DRIVER = """
-import asyncio, json, sys
-from push_notification.testing import DriverHarness, make_event, make_transaction
+def _serve(cli: str, config: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``push-notification serve`` from the fresh venv, once it answers /healthz."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [cli, "serve", "-c", str(config), "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=out, env=env
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"daemon did not start:\n{log.read_text()}") from None
+            time.sleep(0.05)
 
-async def main():
-    async with DriverHarness("matrix", {"path": sys.argv[1]}) as harness:
-        await harness.send(make_transaction(make_event("MessageNew", uid=5, subject_utf8="Hi"), user="bob"))
-asyncio.run(main())
-print(open(sys.argv[1]).read(), end="")
-"""
 
-LIST_DRIVERS = """
-from push_notification.drivers import implemented_hooks, installed_drivers
-for name, d in sorted(installed_drivers().items()):
-    print(name, d.distribution, d.version, ",".join(implemented_hooks(d.load())))
-"""
+def _wait_for(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.read_text() if path.exists() else ""
 
 
 def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
@@ -102,13 +116,13 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     bin_dir = env_dir / "bin"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    python = str(bin_dir / "python")
+    python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run([*pip, str(CORE), "pytest-asyncio>=0.23"], tmp_path, env)
 
     project = tmp_path / "push-notification-matrix"
-    if HAS_CLI:
-        _run([str(bin_dir / "push-notification"), "new-driver", "matrix", "--dir", str(project)], tmp_path, env)
+    if HAS_NEW_DRIVER:
+        _run([cli, "new-driver", "matrix", "--dir", str(project)], tmp_path, env)
     else:  # until the CLI registers the command
         _run([python, "-m", "push_notification.scaffold", "matrix", "--dir", str(project)], tmp_path, env)
     _run([*pip, "-e", f"{project}[test]"], project, env)
@@ -117,17 +131,27 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     # The generated tests pass right after installing.
     assert " passed" in _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, env)
 
-    # The daemon's discovery lists it...
-    if HAS_CLI:
-        listing = _run([str(bin_dir / "push-notification"), "drivers"], tmp_path, env)
-        assert "matrix" in listing and "push-notification-matrix" in listing
-    else:
-        listing = _run([python, "-c", LIST_DRIVERS], tmp_path, env)
-        assert "matrix push-notification-matrix 0.1.0 begin_txn,end_txn,message_new" in listing.splitlines()
+    # push-notification drivers lists it...
+    listing = {row["name"]: row for row in json.loads(_run([cli, "drivers", "--json"], tmp_path, env))}
+    assert listing["matrix"] == {
+        "name": "matrix",
+        "distribution": "push-notification-matrix",
+        "version": "0.1.0",
+        "hooks": ["begin_txn", "end_txn", "message_new"],
+    }
 
-    # ...and, enabled by name, it gets events.
-    out = tmp_path / "out.jsonl"
-    lines = _run([python, "-c", USE_DRIVER, str(out)], tmp_path, env)
+    # ...and the daemon, with the driver enabled by name in its config, delivers events to it.
+    out = tmp_path / "mail.jsonl"
+    config = tmp_path / "pn.conf"
+    config.write_text(f"push_notification matrix {{\n  driver = matrix\n  matrix_path = {out}\n}}\n")
+    daemon, url = _serve(cli, config, env, tmp_path / "daemon.log")
+    try:
+        fields = ["-f", "uid=5", "-f", "uid_validity=7", "-f", "subject_utf8=Hi"]
+        _run([cli, "send", "MessageNew", "-u", "bob", *fields, "--url", url], tmp_path, env)
+        lines = _wait_for(out)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
     assert lines == '{"user": "bob", "mailbox": "INBOX", "uid": 5, "from": null, "subject": "Hi"}\n'
     print(
         f"\nscaffold end-to-end: venv+install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",
