@@ -13,6 +13,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+from push_notification.events import Event
 from push_notification.settings import Settings
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification_webhook import WebhookDriver
@@ -28,14 +29,14 @@ PRESETS = {
 }
 
 
-def events(n: int) -> list:
+def events(n: int) -> list[Event]:
     return [
         make_event("MessageNew", uid=i + 1, from_address="bob@example.org", subject_utf8=f"Grüße {i}", snippet="Hi")
         for i in range(n)
     ]
 
 
-def render_rate(settings: dict[str, str], evs: list) -> float:
+def render_rate(settings: dict[str, str], evs: list[Event]) -> float:
     config = read_config(Settings.from_dict("bench", {"url": "http://127.0.0.1:9/", **settings}))
     txn = make_transaction(*evs[:1])
     started = time.perf_counter()
@@ -63,7 +64,7 @@ async def serve() -> tuple[web.AppRunner, str, list[int]]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook", count
 
 
-async def driver_rate(url: str, evs: list, per_txn: int) -> float:
+async def driver_rate(url: str, evs: list[Event], per_txn: int) -> float:
     txns = [make_transaction(*evs[i : i + per_txn]) for i in range(0, len(evs), per_txn)]
     async with DriverHarness(WebhookDriver, {"url": url, "secret": SECRET}) as harness:
         started = time.perf_counter()
