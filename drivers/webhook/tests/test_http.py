@@ -31,14 +31,14 @@ async def run(endpoint: Any, settings: dict[str, str] | None = None, url: str | 
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
-async def test_transient_statuses_are_retried(endpoint, status):
+async def test_transient_statuses_are_retried(endpoint: Any, status: int) -> None:
     endpoint.responses = [(status, {})]
     assert await run(endpoint) is None
     assert len(endpoint.received) == 2
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410])
-async def test_other_client_errors_are_permanent_and_not_retried(endpoint, status):
+async def test_other_client_errors_are_permanent_and_not_retried(endpoint: Any, status: int) -> None:
     endpoint.responses = [(status, {})] * 3
     error = await run(endpoint, {"max_retries": "3"})
     assert isinstance(error, PermanentError)
@@ -46,7 +46,7 @@ async def test_other_client_errors_are_permanent_and_not_retried(endpoint, statu
     assert len(endpoint.received) == 1
 
 
-async def test_attempts_run_out_into_a_retryable_error(endpoint):
+async def test_attempts_run_out_into_a_retryable_error(endpoint: Any) -> None:
     endpoint.responses = [(500, {})] * 5
     error = await run(endpoint, {"http_client_request_max_attempts": "3"})
     assert isinstance(error, RetryableError)
@@ -54,7 +54,7 @@ async def test_attempts_run_out_into_a_retryable_error(endpoint):
     assert len(endpoint.received) == 3
 
 
-async def test_retry_after_is_honoured(endpoint):
+async def test_retry_after_is_honoured(endpoint: Any) -> None:
     endpoint.responses = [(429, {"Retry-After": "1"})]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -63,17 +63,17 @@ async def test_retry_after_is_honoured(endpoint):
     assert len(endpoint.received) == 2
 
 
-async def test_a_long_retry_after_is_left_to_the_queue(endpoint):
+async def test_a_long_retry_after_is_left_to_the_queue(endpoint: Any) -> None:
     endpoint.responses = [(503, {"Retry-After": "120"})]
     error = await run(endpoint, {"max_retries": "5"})
     assert isinstance(error, RetryableError) and error.retry_after == 120
     assert len(endpoint.received) == 1
 
 
-async def test_a_slow_endpoint_times_out_and_is_retried(endpoint):
+async def test_a_slow_endpoint_times_out_and_is_retried(endpoint: Any) -> None:
     calls = 0
 
-    async def slow_first(request, received):
+    async def slow_first(request: web.Request, received: Any) -> web.Response:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -85,7 +85,7 @@ async def test_a_slow_endpoint_times_out_and_is_retried(endpoint):
     assert len(endpoint.received) == 2
 
 
-async def test_a_refused_connection_is_retryable():
+async def test_a_refused_connection_is_retryable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -94,7 +94,7 @@ async def test_a_refused_connection_is_retryable():
     assert "(2 attempts in" in str(error)
 
 
-async def test_secrets_in_urls_never_reach_the_log(endpoint, caplog):
+async def test_secrets_in_urls_never_reach_the_log(endpoint: Any, caplog: pytest.LogCaptureFixture) -> None:
     endpoint.responses = [(404, {})]
     url = endpoint.url.replace("http://", "http://user:hunter2@") + "/services/T0/B0/SecretPath?token=tok123"
     error = await run(endpoint, url=url)
@@ -104,12 +104,12 @@ async def test_secrets_in_urls_never_reach_the_log(endpoint, caplog):
         assert secret not in str(error)
 
 
-def test_safe_url_keeps_only_scheme_host_and_port():
+def test_safe_url_keeps_only_scheme_host_and_port() -> None:
     assert safe_url("https://u:p@hooks.example.com:8443/a/b?c=d") == "https://hooks.example.com:8443/..."
     assert safe_url("http://ntfy.example.com") == "http://ntfy.example.com/"
 
 
-async def test_one_failing_event_does_not_stop_the_rest_of_the_transaction(endpoint):
+async def test_one_failing_event_does_not_stop_the_rest_of_the_transaction(endpoint: Any) -> None:
     endpoint.responses = [(400, {})]
     txn = make_transaction(make_event("MessageNew", uid=1), make_event("MessageNew", uid=2))
     async with DriverHarness(WebhookDriver, {"url": endpoint.url}) as harness:
@@ -118,7 +118,7 @@ async def test_one_failing_event_does_not_stop_the_rest_of_the_transaction(endpo
     assert harness.plugin.delivered == 1
 
 
-async def test_instances_are_independent(endpoint):
+async def test_instances_are_independent(endpoint: Any) -> None:
     endpoint.responses = [(400, {})]
     async with (
         DriverHarness(WebhookDriver, {"url": endpoint.url + "/a"}, instance="a") as a,

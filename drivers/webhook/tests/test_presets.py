@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -26,7 +27,7 @@ def bad(reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=400)
 
 
-async def ntfy_server(request: web.Request, received) -> web.StreamResponse:
+async def ntfy_server(request: web.Request, received: Any) -> web.StreamResponse:
     """https://docs.ntfy.sh/publish/#publish-as-json"""
     if request.method != "POST" or request.path != "/":
         return web.json_response({"error": "JSON must be published to the root URL"}, status=404)
@@ -45,7 +46,7 @@ async def ntfy_server(request: web.Request, received) -> web.StreamResponse:
     return web.json_response({"id": "abc", "event": "message", "topic": body["topic"]})
 
 
-async def test_ntfy_publishes_json_to_the_server_root(endpoint):
+async def test_ntfy_publishes_json_to_the_server_root(endpoint: Any) -> None:
     endpoint.handler = ntfy_server
     settings = {"preset": "ntfy", "url": endpoint.url, "topic": "mail-{{ user | replace('@', '-') }}"}
     async with DriverHarness(WebhookDriver, settings) as harness:
@@ -62,12 +63,12 @@ async def test_ntfy_publishes_json_to_the_server_root(endpoint):
     }
 
 
-async def test_ntfy_needs_a_topic(endpoint):
+async def test_ntfy_needs_a_topic(endpoint: Any) -> None:
     with pytest.raises(ConfigError, match="setting 'topic': is required"):
         DriverHarness(WebhookDriver, {"preset": "ntfy", "url": endpoint.url})
 
 
-async def gotify_server(request: web.Request, received) -> web.StreamResponse:
+async def gotify_server(request: web.Request, received: Any) -> web.StreamResponse:
     """https://gotify.net/api-docs#/message/createMessage"""
     if request.method != "POST" or request.path != "/message":
         return web.json_response({"error": "Not Found"}, status=404)
@@ -81,7 +82,7 @@ async def gotify_server(request: web.Request, received) -> web.StreamResponse:
     return web.json_response({"id": 1, "appid": 1, **body})
 
 
-async def test_gotify_posts_to_message_with_the_application_token(endpoint):
+async def test_gotify_posts_to_message_with_the_application_token(endpoint: Any) -> None:
     endpoint.handler = gotify_server
     settings = {"preset": "gotify", "url": endpoint.url + "/", "token": "AppToken.123", "priority": "8"}
     async with DriverHarness(WebhookDriver, settings) as harness:
@@ -91,7 +92,9 @@ async def test_gotify_posts_to_message_with_the_application_token(endpoint):
     assert got.json() == {"title": "New mail from Jürgen", "message": "Grüße & <Küsse>", "priority": 8}
 
 
-async def test_gotify_with_a_wrong_token_is_a_permanent_failure(endpoint, caplog):
+async def test_gotify_with_a_wrong_token_is_a_permanent_failure(
+    endpoint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     endpoint.handler = gotify_server
     settings = {"preset": "gotify", "url": endpoint.url, "token": "wrong-token"}
     async with DriverHarness(WebhookDriver, settings) as harness:
@@ -101,7 +104,7 @@ async def test_gotify_with_a_wrong_token_is_a_permanent_failure(endpoint, caplog
     assert "wrong-token" not in caplog.text
 
 
-async def slack_server(request: web.Request, received) -> web.StreamResponse:
+async def slack_server(request: web.Request, received: Any) -> web.StreamResponse:
     """https://api.slack.com/messaging/webhooks: JSON with a text field, answers "ok"."""
     if request.method != "POST" or not request.path.startswith("/services/"):
         return web.Response(status=404, text="no_service")
@@ -113,7 +116,7 @@ async def slack_server(request: web.Request, received) -> web.StreamResponse:
     return web.Response(text="ok")
 
 
-async def test_slack_sends_escaped_mrkdwn_text(endpoint, caplog):
+async def test_slack_sends_escaped_mrkdwn_text(endpoint: Any, caplog: pytest.LogCaptureFixture) -> None:
     endpoint.handler = slack_server
     url = endpoint.url + "/services/T000/B000/SecretPart"
     async with DriverHarness(WebhookDriver, {"preset": "slack", "url": url}) as harness:
@@ -124,7 +127,7 @@ async def test_slack_sends_escaped_mrkdwn_text(endpoint, caplog):
     assert got.json() == {"text": "*New mail from Jürgen*\nGrüße &amp; &lt;Küsse&gt;"}
 
 
-async def test_slack_describes_other_events_in_one_line(endpoint):
+async def test_slack_describes_other_events_in_one_line(endpoint: Any) -> None:
     endpoint.handler = slack_server
     url = endpoint.url + "/services/T000/B000/SecretPart"
     rename = make_event("MailboxRename", mailbox="Archive", mailbox_old="Projects")
@@ -137,7 +140,7 @@ async def test_slack_describes_other_events_in_one_line(endpoint):
     ]
 
 
-async def test_generic_json_is_the_standard_webhooks_payload(endpoint):
+async def test_generic_json_is_the_standard_webhooks_payload(endpoint: Any) -> None:
     status = {"messages": 3, "recent": 1, "unseen": 2, "uidvalidity": 9, "uidnext": 43}
     txn = make_transaction(NEW_MAIL, id="txn1", status=status)
     async with DriverHarness(WebhookDriver, {"url": endpoint.url + "/hook"}) as harness:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 import pytest
 from push_notification.errors import ConfigError
@@ -16,7 +17,7 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
-async def test_each_request_carries_a_verifiable_signature_and_a_stable_id(endpoint):
+async def test_each_request_carries_a_verifiable_signature_and_a_stable_id(endpoint: Any) -> None:
     secret = new_secret()
     txn = make_transaction(make_event("MessageNew", uid=1, subject="Grüße"), make_event("MessageRead", uid=1), id="t1")
     async with DriverHarness(WebhookDriver, {"url": endpoint.url, "secret": secret}) as harness:
@@ -30,7 +31,7 @@ async def test_each_request_carries_a_verifiable_signature_and_a_stable_id(endpo
         Webhook(new_secret()).verify(first.body, first.headers)
 
 
-async def test_several_secrets_sign_together_for_rotation(endpoint):
+async def test_several_secrets_sign_together_for_rotation(endpoint: Any) -> None:
     old, new = new_secret(), new_secret()
     async with DriverHarness(WebhookDriver, {"url": endpoint.url, "secret": f"{new} {old}"}) as harness:
         await harness.send(make_transaction(make_event("MessageNew")))
@@ -40,7 +41,7 @@ async def test_several_secrets_sign_together_for_rotation(endpoint):
     Webhook(new).verify(got.body, got.headers)
 
 
-async def test_a_retry_keeps_the_id_and_is_signed_again(endpoint):
+async def test_a_retry_keeps_the_id_and_is_signed_again(endpoint: Any) -> None:
     secret = new_secret()
     endpoint.responses = [(503, {"Retry-After": "0"})]
     async with DriverHarness(WebhookDriver, {"url": endpoint.url, "secret": secret}) as harness:
@@ -50,7 +51,7 @@ async def test_a_retry_keeps_the_id_and_is_signed_again(endpoint):
     Webhook(secret).verify(retry.body, retry.headers)
 
 
-async def test_signing_works_with_any_preset_and_custom_body(endpoint):
+async def test_signing_works_with_any_preset_and_custom_body(endpoint: Any) -> None:
     secret = new_secret()
     settings = {
         "url": endpoint.url,
@@ -74,7 +75,7 @@ async def test_signing_works_with_any_preset_and_custom_body(endpoint):
         ("whsec_" + base64.b64encode(b"short").decode(), "secret 1 decodes to 5 bytes; use 24 to 64"),
     ],
 )
-def test_a_malformed_secret_is_a_start_up_error_that_does_not_show_it(secret, problem):
+def test_a_malformed_secret_is_a_start_up_error_that_does_not_show_it(secret: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         DriverHarness(WebhookDriver, {"url": "http://127.0.0.1:9/", "secret": secret})
     assert f"setting 'secret': {problem}" in str(err.value)

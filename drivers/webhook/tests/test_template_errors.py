@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from push_notification.errors import ConfigError
@@ -16,7 +17,7 @@ def start(**settings: object) -> DriverHarness:
     return DriverHarness(WebhookDriver, {"url": URL, **settings})
 
 
-def test_a_syntax_error_names_the_setting_and_line():
+def test_a_syntax_error_names_the_setting_and_line() -> None:
     body = '{"user": "{{ user }}",\n "subject": "{{ event.subject }"}'
     with pytest.raises(ConfigError) as err:
         start(body=body)
@@ -26,21 +27,21 @@ def test_a_syntax_error_names_the_setting_and_line():
     assert "\n" not in message
 
 
-def test_a_syntax_error_in_a_body_file_names_the_file_and_line(tmp_path: Path):
+def test_a_syntax_error_in_a_body_file_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "body.j2"
     path.write_text('{\n  "user": {{ user | json }},\n  {% if event.name %}\n  "x": 1\n}\n')
     with pytest.raises(ConfigError, match=rf"setting 'body_file': template error in {path} at line 3: .*'endif'"):
         start(body_file=str(path))
 
 
-def test_an_unknown_variable_is_caught_at_start_up_with_its_line():
+def test_an_unknown_variable_is_caught_at_start_up_with_its_line() -> None:
     with pytest.raises(
         ConfigError, match=r"setting 'body': template fails for FlagsClear at line 2: .*'usr' is undefined"
     ):
         start(body="{\n{{ usr }}\n}")
 
 
-def test_an_unknown_event_field_is_caught_for_the_events_that_lack_it():
+def test_an_unknown_event_field_is_caught_for_the_events_that_lack_it() -> None:
     with pytest.raises(
         ConfigError, match=r"setting 'url': template fails for MailboxCreate at line 1: .*no attribute 'uid'"
     ):
@@ -48,29 +49,31 @@ def test_an_unknown_event_field_is_caught_for_the_events_that_lack_it():
     start(url="http://127.0.0.1:9/{{ event.uid }}", events="MessageNew MessageRead")
 
 
-def test_the_sandbox_refuses_unsafe_attributes_at_start_up():
+def test_the_sandbox_refuses_unsafe_attributes_at_start_up() -> None:
     with pytest.raises(ConfigError, match=r"setting 'body': .*SecurityError.*unsafe"):
         start(body="{{ user.__class__.__mro__ }}")
 
 
-def test_a_header_template_error_names_the_header():
+def test_a_header_template_error_names_the_header() -> None:
     with pytest.raises(ConfigError, match=r"setting 'X-Mail-User': template error at line 1"):
         start(headers={"X-Mail-User": "{{ user"})
 
 
-def test_a_url_that_renders_without_scheme_is_refused():
+def test_a_url_that_renders_without_scheme_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"setting 'url': .*http:// or https://"):
         start(url="ntfy.example.com/{{ user }}")
 
 
-def test_an_unknown_preset_or_setting_is_refused():
+def test_an_unknown_preset_or_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"setting 'preset': unknown preset 'pushover' \(use one of: json, ntfy"):
         start(preset="pushover")
     with pytest.raises(ConfigError, match=r"setting 'topic': unknown setting"):
         start(topic="only-ntfy-has-topics")
 
 
-async def test_a_template_failing_on_real_data_skips_that_event_only(endpoint, caplog):
+async def test_a_template_failing_on_real_data_skips_that_event_only(
+    endpoint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     # Passes the start-up check (the sample has a subject), fails when a mail has none.
     body = "{{ event.subject.upper() }}"
     async with DriverHarness(WebhookDriver, {"url": endpoint.url, "body": body, "events": "MessageNew"}) as harness:

@@ -9,6 +9,7 @@ failing every delivery.
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -133,11 +134,18 @@ def _read_http(settings: Settings) -> HttpOptions:
         settings.get_int("max_retries", 1)  # known, though unset
     if timeout <= 0:
         raise settings.error("http_client_request_timeout", "must be more than 0 (e.g. 2s)")
+    ca_file = settings.get_str("ssl_client_ca_file")
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise settings.error("ssl_client_ca_file", f"cannot read {ca_file} as PEM certificates: {reason}") from None
     return HttpOptions(
         timeout=timeout,
         max_attempts=attempts,
         max_connections=settings.get_int("http_client_max_parallel_connections", 8, minimum=1),
-        ca_file=settings.get_str("ssl_client_ca_file"),
+        ca_file=ca_file or None,
         verify=settings.get_bool("ssl_client_require_valid_cert", True),
     )
 
