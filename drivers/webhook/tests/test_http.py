@@ -127,3 +127,20 @@ async def test_instances_are_independent(endpoint: Any) -> None:
         await a.send(make_transaction(NEW))
         await b.send(make_transaction(NEW))
     assert (a.plugin.delivered, b.plugin.delivered) == (0, 1)
+
+
+async def test_an_unavailable_endpoint_stops_the_transaction_and_a_retry_resumes_it(endpoint: Any) -> None:
+    endpoint.responses = [(200, {}), (503, {})]
+    txn = make_transaction(*(make_event("MessageNew", uid=uid) for uid in (1, 2, 3)), id="t9")
+    async with DriverHarness(WebhookDriver, {"url": endpoint.url, "max_retries": "0"}) as harness:
+        driver = harness.plugin
+        for _ in range(2):  # the first delivery, then the queue's retry of the same transaction
+            driver.begin_txn(txn)
+            for event in txn.events:
+                driver.message_new(txn, event)
+            try:
+                await driver.end_txn(txn, True)
+            except RetryableError as exc:
+                assert str(exc).startswith("1 of 3 notifications failed, 1 more not attempted; first: POST ")
+    assert [r.json()["data"]["id"] for r in endpoint.received] == ["t9.0", "t9.1", "t9.1", "t9.2"]
+    assert driver.delivered == 3

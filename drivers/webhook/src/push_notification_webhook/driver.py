@@ -42,6 +42,10 @@ class _Pending:
     failures: list[DriverError] = field(default_factory=list)
 
 
+#: Transactions whose partial delivery is remembered, so a retry does not repeat what got through.
+PARTLY_DELIVERED_MAX = 10_000
+
+
 class WebhookDriver:
     """Any event to any HTTP endpoint; see the README for settings and template variables."""
 
@@ -53,6 +57,8 @@ class WebhookDriver:
         self.config = read_config(ctx.settings)
         self.sender = Sender(self.config.http)
         self._pending: dict[str, _Pending] = {}
+        #: webhook-ids already delivered of transactions that failed part-way (oldest first).
+        self._partly_delivered: dict[str, set[str]] = {}
         #: Notifications delivered since start (``push-notification status`` may show it).
         self.delivered = 0
 
@@ -85,18 +91,39 @@ class WebhookDriver:
 
     @hookimpl
     async def end_txn(self, txn: Transaction, success: bool) -> None:
+        """Send the transaction's requests in order. A 4xx (or a template failing on this
+        event) fails that request only; a retryable failure (endpoint down, overloaded) stops
+        the rest, which keep their order for the queue's retry. On that retry, requests this
+        instance already delivered are not sent again."""
         pending = self._pending.pop(txn.id, None)
         if pending is None or not success:
             return
+        done = self._partly_delivered.pop(txn.id, set())
         failures = list(pending.failures)
+        stopped, skipped = False, 0
         for request in pending.requests:
+            if request.id in done:
+                continue
+            if stopped:
+                skipped += 1
+                continue
             try:
                 await self.sender.send(request)
-                self.delivered += 1
             except DriverError as exc:
                 failures.append(exc)
+                stopped = isinstance(exc, RetryableError)
+                continue
+            done.add(request.id)
+            self.delivered += 1
         if failures:
-            raise _summary(failures, len(pending.requests) + len(pending.failures))
+            if stopped:
+                self._remember(txn.id, done)
+            raise _summary(failures, len(pending.requests) + len(pending.failures), skipped)
+
+    def _remember(self, txn_id: str, done: set[str]) -> None:
+        self._partly_delivered[txn_id] = done
+        while len(self._partly_delivered) > PARTLY_DELIVERED_MAX:
+            self._partly_delivered.pop(next(iter(self._partly_delivered)))
 
     # One hook per event; all take the same path.
     @hookimpl
@@ -148,12 +175,13 @@ class WebhookDriver:
         self._add(txn, event)
 
 
-def _summary(failures: list[DriverError], total: int) -> DriverError:
+def _summary(failures: list[DriverError], total: int, skipped: int) -> DriverError:
     """One error for the transaction: retryable if any part may succeed later."""
-    if len(failures) == 1:
+    if len(failures) == 1 and not skipped:
         return failures[0]
     retry = [f for f in failures if isinstance(f, RetryableError)]
-    text = f"{len(failures)} of {total} notifications failed; first: {failures[0]}"
+    not_sent = f", {skipped} more not attempted" if skipped else ""
+    text = f"{len(failures)} of {total} notifications failed{not_sent}; first: {failures[0]}"
     if retry:
         delays = [f.retry_after for f in retry if f.retry_after is not None]
         return RetryableError(text, retry_after=max(delays) if delays else None)
