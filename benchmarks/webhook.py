@@ -20,6 +20,7 @@ from push_notification_webhook import WebhookDriver
 from push_notification_webhook.config import read_config
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+ROUNDS = 3
 PRESETS = {
     "json": {},
     "json+signature": {"secret": SECRET},
@@ -90,12 +91,15 @@ async def main(n: int) -> None:
     for name, settings in PRESETS.items():
         print(f"  render {name:<15} {render_rate(settings, evs):>10,.0f} requests/s")
     runner, url, _count = await serve()
+    bare = one = ten = 0.0
     try:
-        bare = await bare_rate(url, n)
-        one = await driver_rate(url, evs, 1)
-        ten = await driver_rate(url, evs, 10)
+        for _ in range(ROUNDS):  # interleaved, best of each: the machine is shared
+            bare = max(bare, await bare_rate(url, n))
+            one = max(one, await driver_rate(url, evs, 1))
+            ten = max(ten, await driver_rate(url, evs, 10))
     finally:
         await runner.cleanup()
+    print(f"  (HTTP figures: best of {ROUNDS} interleaved rounds)")
     print(f"  bare aiohttp POST, sequential      {bare:>10,.0f} requests/s")
     print(f"  driver, signed, 1 event/txn        {one:>10,.0f} requests/s  ({one / bare:.2f} of bare)")
     print(f"  driver, signed, 10 events/txn      {ten:>10,.0f} requests/s  ({ten / bare:.2f} of bare)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from push_notification.events import Event
+from push_notification.events import EVENT_TYPES, Event
 from push_notification.transaction import Transaction
 
 
@@ -65,8 +65,12 @@ class Template:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(exc.message or "syntax error", exc.lineno) from None
         self.source = source
+        #: Text without any jinja syntax (``POST``, ``application/json``) renders once.
+        self._constant = None if any(m in source for m in ("{{", "{%", "{#")) else self._template.render()
 
     def render(self, context: Mapping[str, Any]) -> str:
+        if self._constant is not None:
+            return self._constant
         try:
             return self._template.render(context)
         except jinja2.TemplateError as exc:
@@ -89,16 +93,22 @@ def _line_of(exc: BaseException) -> int | None:
     return found
 
 
+#: (attribute, key) of every field, per event class; ``from_`` is keyed ``from``.
+_FIELD_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
+    name: tuple((f.name, "from" if f.name == "from_" else f.name) for f in dataclasses.fields(cls))
+    for name, cls in EVENT_TYPES.items()
+}
+
+
 def event_fields(event: Event) -> dict[str, Any]:
     """Every field of the event (absent ones as ``None``), keyed as in its JSON form;
     ``from`` is also reachable as ``from_``."""
     data: dict[str, Any] = {"name": event.name}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        value = list(value) if isinstance(value, tuple) else value
-        data["from" if f.name == "from_" else f.name] = value
-        if f.name == "from_":
-            data["from_"] = value
+    for attr, key in _FIELD_NAMES[event.name]:
+        value = getattr(event, attr)
+        data[key] = list(value) if isinstance(value, tuple) else value
+    if "from" in data:
+        data["from_"] = data["from"]
     return data
 
 
