@@ -43,7 +43,8 @@ def cross(session: nox.Session) -> None:
     install_dovecot = ROOT / "scripts" / "install-dovecot"
     if install_dovecot.exists() and (os.geteuid() == 0 or os.environ.get("CI") == "true"):
         session.run("bash", str(install_dovecot), external=True)
-    session.install(*TEST_DEPS, "./core", *(_extras(p) for p in DRIVERS))
+    # pip: tests install drivers the way users do (uv venvs come without it)
+    session.install(*TEST_DEPS, "pip", "./core", *(_extras(p) for p in DRIVERS))
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs)
 
 
