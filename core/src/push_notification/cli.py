@@ -224,6 +224,16 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
     _store(config_path).unset(user, key)
 
 
+def _add_feature_commands() -> None:
+    """Commands that live beside the feature they serve."""
+    from .scaffold import new_driver
+
+    cli.add_command(new_driver)
+
+
+_add_feature_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="push-notification")
