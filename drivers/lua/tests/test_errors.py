@@ -139,3 +139,24 @@ def test_luajit_runtime_runs_the_same_script(write_script, lua_calls) -> None:
     pytest.importorskip("lupa.luajit21")
     start({"file": write_script('dovecot.i_info("CALL " .. _VERSION)\n'), "runtime": "luajit"})
     assert lua_calls() == ["Lua 5.1"]
+
+
+async def test_script_deinit_runs_when_the_instance_stops(write_script, lua_calls) -> None:
+    script = 'function script_deinit() dovecot.i_info("CALL deinit") end\n'
+    async with DriverHarness(LuaDriver, {"file": write_script(script)}):
+        assert lua_calls() == []
+    assert lua_calls() == ["deinit"]
+
+
+def test_unknown_runtime_is_rejected(write_script) -> None:
+    with pytest.raises(ConfigError, match="setting 'runtime': unknown Lua runtime 'lua53'; use lua54 or luajit"):
+        start({"file": write_script(""), "runtime": "lua53"})
+
+
+async def test_require_of_an_unavailable_module_in_a_handler_is_logged_naming_it(write_script, caplog) -> None:
+    script = RECORDER + "function dovecot_lua_notify_event_message_new(ctx, e) local m = require('redis') end\n"
+    async with DriverHarness(LuaDriver, {"file": write_script(script)}) as harness:
+        await harness.send(make_transaction(make_event("MessageNew")))
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "dovecot_lua_notify_event_message_new failed:" in error
+    assert "module 'redis' is not available: the lua driver provides JSON, cjson" in error
