@@ -3,6 +3,7 @@ real ones (lua-cjson 2.1, json-lua, LuaSocket 3.0)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from push_notification.testing import DriverHarness, make_event, make_transaction
@@ -12,7 +13,12 @@ from push_notification_lua import LuaDriver
 def start(write_script, body: str) -> None:
     """Run ``body`` at load time, with ``out(v)`` logging ``CALL v``."""
     script = "local function out(v) dovecot.i_info('CALL ' .. tostring(v)) end\n" + body
-    DriverHarness(LuaDriver, {"file": write_script(script)})
+
+    async def run() -> None:
+        async with DriverHarness(LuaDriver, {"file": write_script(script)}):
+            pass
+
+    asyncio.run(run())
 
 
 def test_cjson_encodes_numbers_like_lua_cjson(write_script, lua_calls) -> None:

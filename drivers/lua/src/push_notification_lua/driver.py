@@ -53,7 +53,7 @@ class LuaDriver:
             script=self.script,
         )
         self.state = LuaState(self.host, runtime=self.config.runtime, sandbox=self.config.sandbox)
-        self._load()
+        self._compile()
         self._names = self.state.array([BEGIN, END, *HANDLERS.values()])
         self._ctx: Any = None
         self._handlers: dict[str, str] = {}
@@ -75,18 +75,31 @@ class LuaDriver:
 
         return _TRUNCATED.sub(restore, str(message))
 
-    def _load(self) -> None:
+    def _compile(self) -> None:
+        """Read and compile the script: a syntax error stops the instance at construction."""
         try:
             source = self.config.file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise self._fail(f"cannot read it: {exc}") from None
         self.log.debug("lua: Loading %s", self.script)
-        ok, error, syntax = self.state.load(source, "@" + self.script)
-        if not ok:
-            first = _first_line(self._full_path(error))
-            if syntax:
-                raise self._fail(f"syntax error: {first}")
-            raise self._fail(f"failed to run: {first}")
+        error = self.state.compile(source, "@" + self.script)
+        if error is not None:
+            raise self._fail(f"syntax error: {_first_line(self._full_path(error))}")
+        missing = self.state.missing_require(source)
+        if missing is not None:
+            line, module = missing
+            raise self._fail(
+                f"{self.script}:{line}: module '{module}' is not available: the lua driver provides"
+                f" {self.state.provided} and .lua files on package.path; install it as a .lua file there"
+                " or remove the require"
+            )
+
+    @hookimpl
+    def driver_init(self) -> None:
+        """Run the main chunk and ``script_init`` on the instance's own thread (they may block)."""
+        error = self.state.run()
+        if error is not None:
+            raise self._fail(f"failed to run: {_first_line(self._full_path(error))}")
         if self.state.is_function("script_init"):
             self.log.debug("lua: Calling script_init")
             ok, result = self.state.call("script_init", self.state.table(dict(self.config.script_settings)))

@@ -114,13 +114,22 @@ class LuaState:
     def table(self, fields: dict[str, Any]) -> Any:
         return self.lua.table_from(fields, recursive=True)
 
-    def load(self, source: str, chunkname: str) -> tuple[bool, str | None, bool]:
-        """Run the script's main chunk: (ok, error, is_syntax_error)."""
-        result = self.api.load(source, chunkname)
-        if result is True:
-            return True, None, False
-        _ok, error, syntax = result
-        return False, str(error), bool(syntax)
+    def compile(self, source: str, chunkname: str) -> str | None:
+        """Compile the script; the syntax error, if any."""
+        result = self.api.compile(source, chunkname)
+        return None if result is True else str(result[1])
+
+    def missing_require(self, source: str) -> tuple[int, str] | None:
+        """(line, module) of the first ``require "x"`` that cannot load, found without running."""
+        result = self.api.missing_require(source)
+        if isinstance(result, tuple):
+            return int(result[0]), str(result[1])
+        return None
+
+    def run(self) -> str | None:
+        """Run the compiled main chunk; the error (with traceback), if any."""
+        result = self.api.run()
+        return None if result is True else str(result[1])
 
     def is_function(self, name: str) -> bool:
         return bool(self.api.is_function(name))

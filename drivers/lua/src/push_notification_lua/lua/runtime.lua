@@ -69,16 +69,41 @@ local function traceback(err)
   return debug_traceback(err, 2)
 end
 
--- Compile and run the script's main chunk; a syntax error comes back as (false, message).
-function api.load(source, chunkname)
+-- Compile the script (a syntax error comes back as (false, message)); run() executes it.
+local main_chunk = nil
+function api.compile(source, chunkname)
   local chunk, err = load(source, chunkname, "t")
-  if not chunk then return false, err, true end
-  local ok, run_err = xpcall(chunk, traceback)
-  if not ok then return false, run_err, false end
+  if not chunk then return false, err end
+  main_chunk = chunk
   return true
 end
 
--- Which globals are functions (bypassing restrict_global_variables).
+function api.run()
+  local ok, err = xpcall(main_chunk, traceback)
+  if not ok then return false, err end
+  return true
+end
+
+-- A static look for `require "name"` of modules that cannot load, so a config check catches
+-- them before the script runs: (line, name) of the first, or nil. Scripts that change where
+-- modules come from (package.path, preload, searchers) are left to the check at run time.
+function api.missing_require(source)
+  if source:find("package%s*%.") or source:find("package%s*%[") then return nil end
+  local n = 0
+  for line in (source .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    local code = line:gsub("%-%-.*$", "")
+    for name, after in code:gmatch("require%s*%(?%s*[\"']([%w_%.%-]+)[\"']%s*(%.?)") do
+      if after == "" and package.preload[name] == nil and package.loaded[name] == nil
+          and package.searchpath(name, package.path) == nil then
+        return n, name
+      end
+    end
+  end
+  return nil
+end
+
+-- Whether a global is a function (bypassing restrict_global_variables).
 function api.is_function(name)
   return type(rawget(_G, name)) == "function"
 end
