@@ -116,7 +116,7 @@ async def start_endpoint(endpoint: OxEndpoint, ssl_context: ssl.SSLContext | Non
     await site.start()
     server = site._server
     assert server is not None
-    endpoint.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    endpoint.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     endpoint.scheme = "https" if ssl_context is not None else "http"
     return runner
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from push_notification.events import MessageNew
 from push_notification.testing import make_event
 from push_notification_ox.payload import build_payload, clean_snippet, json_string
 
@@ -31,7 +32,9 @@ def test_undecodable_bytes_become_replacement_characters() -> None:
 
 def test_payload_is_valid_json_whatever_the_header_holds() -> None:
     subject = 'He said "hi"\\\x02\n'
-    body = build_payload("alice", make_event("MessageNew", subject=subject), None)
+    event = make_event("MessageNew", subject=subject)
+    assert isinstance(event, MessageNew)
+    body = build_payload("alice", event, None)
     assert json.loads(body)["subject"] == subject
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-
-from helpers import activated, harness
-from push_notification.testing import make_event, make_transaction
+from typing import Any
 
 from conftest import LOGIN, PASSWORD, PATH, OxEndpoint
+from helpers import activated, harness
+from push_notification.events import Event
+from push_notification.testing import make_event, make_transaction
 
 SEED_FROM = "=?utf-8?q?=C3=84?= <alice@barfoo.org>"
 SEED_SUBJECT = "Test =?utf-8?q?p=C3=A4iv=C3=A4=C3=A4?="
 
 
-def seed_event(**fields: object):
-    values: dict[str, object] = {
+def seed_event(**fields: Any) -> Event:
+    values: dict[str, Any] = {
         "uid": 2345,
         "uid_validity": 123412341,
         "from_": SEED_FROM,

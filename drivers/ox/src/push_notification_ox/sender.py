@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -143,7 +144,9 @@ class Sender:
         except aiohttp.ClientSSLError as exc:
             return _Failure(f"TLS handshake failed: {exc}", retryable=False)
         except aiohttp.ClientConnectorError as exc:
-            return _Failure(f"connect({exc.host}:{exc.port}) failed: {exc.os_error.strerror or exc}", retryable=True)
+            errno = exc.os_error.errno
+            reason = os.strerror(errno) if errno else str(exc.os_error)
+            return _Failure(f"connect({exc.host}:{exc.port}) failed: {reason}", retryable=True)
         except aiohttp.ClientError as exc:
             return _Failure(f"Connection lost: {type(exc).__name__}: {exc}", retryable=True)
         if 200 <= status < 300:
