@@ -46,6 +46,8 @@ class Received:
     path: str
     headers: CIMultiDictProxy[str]
     body: bytes
+    #: The client's (address, port): equal for requests sent over one kept-alive connection.
+    peer: tuple[str, int]
 
     @property
     def json(self) -> Any:
@@ -75,7 +77,8 @@ class OxEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(Received(request.method, request.path, request.headers, body))
+        peer = request.transport.get_extra_info("peername") if request.transport else ("", 0)
+        self.received.append(Received(request.method, request.path, request.headers, body, tuple(peer)))
         problem = self._check(request, body)
         if problem is not None:
             self.rejected.append(problem)

@@ -137,6 +137,7 @@ async def test_connections_are_kept_alive_between_notifications(ox_endpoint: OxE
         await h.send(new_mail(1), new_mail(2), new_mail(3))
     assert len(ox_endpoint.received) == 3
     assert {r.headers.get("Connection", "").lower() for r in ox_endpoint.received} == {"keep-alive"}
+    assert len({r.peer for r in ox_endpoint.received}) == 1
 
 
 async def test_a_retried_transaction_resends_only_what_failed(

@@ -106,7 +106,10 @@ class OxDriver:
         if pending is None:
             return
         unseen = txn.status.unseen if txn.status is not None else None
-        pending.bodies.append((event.uid, build_payload(pending.user, event, unseen)))
+        body = build_payload(pending.user, event, unseen)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%sSending notification: %s", self.prefix, body.decode())
+        pending.bodies.append((event.uid, body))
 
     @hookimpl
     async def end_txn(self, txn: Transaction, success: bool) -> None:
