@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OxEndpoint
-from helpers import OX_METADATA_KEY, FakeClock, activated, harness
+from ox_testkit import OX_METADATA_KEY, FakeClock, OxEndpoint, activated, harness
 from push_notification.events import Event
 from push_notification.metadata import MetadataStore
 from push_notification.testing import make_event, make_transaction

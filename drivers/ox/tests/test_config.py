@@ -4,7 +4,7 @@ setting; 2.3 and 2.4 setting names both work."""
 from __future__ import annotations
 
 import pytest
-from conftest import PASSWORD
+from ox_testkit import PASSWORD
 from push_notification.drivers import DriverContext, create_instance
 from push_notification.errors import ConfigError
 from push_notification.settings import Settings

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import PASSWORD, OxEndpoint, Reply
-from helpers import activated, harness
+from ox_testkit import PASSWORD, OxEndpoint, Reply, activated, harness
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.settings import Settings
 from push_notification.testing import make_event, make_transaction

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OxEndpoint, TlsFiles
-from helpers import activated, harness
+from ox_testkit import OxEndpoint, TlsFiles, activated, harness
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 

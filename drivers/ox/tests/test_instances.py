@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PATH, OxEndpoint, Reply
-from helpers import activated
+from ox_testkit import PATH, OxEndpoint, Reply, activated
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance
 from push_notification.metadata import MetadataStore

@@ -6,8 +6,7 @@ import base64
 import json
 from typing import Any
 
-from conftest import LOGIN, PASSWORD, PATH, OxEndpoint
-from helpers import activated, harness
+from ox_testkit import LOGIN, PASSWORD, PATH, OxEndpoint, activated, harness
 from push_notification.events import Event
 from push_notification.testing import make_event, make_transaction
 
