@@ -7,6 +7,7 @@ is set for them (OX App Suite sets it). Its value is TAB-separated ``key=value``
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ def tab_unescape(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def metadata_user(value: str) -> str | None:
     """The ``user`` of a METADATA value such as ``user=11@3``, or ``None`` when it has none."""
     user = None

@@ -71,7 +71,10 @@ class OxDriver:
             if debug:
                 self.log.debug("%sSkipped because %s is not a watched mailbox", self.prefix, txn.mailbox)
             return False
-        if not any(isinstance(event, MessageNew) for event in txn.events):
+        for event in txn.events:
+            if type(event) is MessageNew:
+                break
+        else:
             return False
         value = self.activation.value(txn)
         if value is None:
@@ -116,8 +119,12 @@ class OxDriver:
         pending = self._pending.pop(txn.id, None)
         if pending is None or not pending.bodies:
             return
-        done = self._delivered.pop(txn.id, set())
-        bodies = [(uid, body) for uid, body in pending.bodies if uid not in done]
+        done = self._delivered.pop(txn.id, None) if self._delivered else None
+        if done is None:
+            done = set()
+            bodies = pending.bodies
+        else:
+            bodies = [(uid, body) for uid, body in pending.bodies if uid not in done]
         if len(bodies) == 1:
             await self.sender.put(bodies[0][1])
             return

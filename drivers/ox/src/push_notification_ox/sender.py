@@ -61,19 +61,22 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class _HttpDate:
-    """The ``Date`` header Dovecot sends, formatted once per second."""
+class _Headers:
+    """The request headers: fixed ones, plus the ``Date`` Dovecot sends, re-formatted once a
+    second. aiohttp copies headers per request, so one dict serves every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, authorization: str | None) -> None:
         self._second = -1
-        self._text = ""
+        self._headers = dict(_STATIC_HEADERS)
+        if authorization is not None:
+            self._headers["Authorization"] = authorization
 
-    def now(self) -> str:
+    def now(self) -> dict[str, str]:
         second = int(time.time())
         if second != self._second:
             self._second = second
-            self._text = email.utils.formatdate(second, usegmt=True)
-        return self._text
+            self._headers["Date"] = email.utils.formatdate(second, usegmt=True)
+        return self._headers
 
 
 class Sender:
@@ -84,11 +87,7 @@ class Sender:
         self.log = log
         self.prefix = prefix
         self._session: aiohttp.ClientSession | None = None
-        self._date = _HttpDate()
-        headers = dict(_STATIC_HEADERS)
-        if config.authorization is not None:
-            headers["Authorization"] = config.authorization
-        self._headers = headers
+        self._headers = _Headers(config.authorization)
 
     async def start(self) -> None:
         if self._session is not None:
@@ -110,24 +109,23 @@ class Sender:
         """Send ``body``; return on a 2xx, else raise once attempts are spent."""
         if self._session is None:
             await self.start()
-        assert self._session is not None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = {**self._headers, "Date": self._date.now()}
-            failure = await self._attempt(self._session, body, headers)
-            if failure is None:
-                return
+        session = self._session
+        assert session is not None
+        started = time.monotonic()
+        attempt = 1
+        failure = await self._attempt(session, body)
+        while failure is not None:
             delay = self._retry_delay(failure, attempt)
             if delay is None:
-                raise self._error(failure, attempt, loop.time() - started)
+                raise self._error(failure, attempt, time.monotonic() - started)
             if delay:
                 await asyncio.sleep(delay)
+            attempt += 1
+            failure = await self._attempt(session, body)
 
-    async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> _Failure | None:
+    async def _attempt(self, session: aiohttp.ClientSession, body: bytes) -> _Failure | None:
         config = self.config
+        headers = self._headers.now()
         try:
             async with session.put(config.request_url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()
