@@ -65,6 +65,9 @@ class OxEndpoint:
         self.replies: list[Reply] = []
         self.received: list[Received] = []
         self.rejected: list[str] = []
+        #: Requests being answered right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = 0
         self.scheme = "http"
         self._stop = asyncio.Event()
@@ -86,9 +89,14 @@ class OxEndpoint:
             self.rejected.append(problem)
             return web.Response(status=400, text=problem)
         reply = self.replies.pop(0) if self.replies else Reply()
-        if reply.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), reply.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if reply.delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), reply.delay)
+        finally:
+            self.in_flight -= 1
         return web.Response(status=reply.status, headers=reply.headers)
 
     def _check(self, request: web.Request, body: bytes) -> str | None:

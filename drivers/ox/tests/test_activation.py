@@ -120,3 +120,15 @@ def test_metadata_value_is_tab_separated_and_tab_escaped() -> None:
     assert metadata_user("events=MessageNew\tuser=11@3\texpire=0") == "11@3"
     assert metadata_user("user=a\x01tb") == "a\tb"
     assert metadata_user("folder=INBOX") is None
+
+
+async def test_an_unreadable_metadata_store_is_a_retryable_failure(
+    ox_endpoint: OxEndpoint, logs: pytest.LogCaptureFixture
+) -> None:
+    store = activated("bob")
+    store.close()
+    async with harness({"url": ox_endpoint.url()}, metadata=store) as h:
+        await h.send(make_transaction(new_mail(), user="alice"))
+    assert ox_endpoint.received == []
+    [line] = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]
+    assert "RetryableError: Skipped because unable to get METADATA of user alice" in line

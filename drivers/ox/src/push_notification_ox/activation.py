@@ -8,10 +8,12 @@ is set for them (OX App Suite sets it). Its value is TAB-separated ``key=value``
 from __future__ import annotations
 
 import functools
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from push_notification.errors import PushNotificationError, RetryableError
 from push_notification.metadata import MetadataStore
 from push_notification.transaction import OX_METADATA_KEY, Transaction
 
@@ -73,7 +75,11 @@ class Activation:
         cached = self._cache.get(username)
         if cached is not None and cached[0] > now:
             return cached[1]
-        value = self.store.get(username, OX_METADATA_KEY) if self.store is not None else None
+        try:
+            value = self.store.get(username, OX_METADATA_KEY) if self.store is not None else None
+        except (sqlite3.Error, PushNotificationError) as exc:
+            # Dovecot skips the transaction ("unable to get attribute"); a queue can retry it.
+            raise RetryableError(f"Skipped because unable to get METADATA of user {username}: {exc}") from None
         if not value:
             self._cache.pop(username, None)
             return None
