@@ -87,7 +87,7 @@ class OxEndpoint:
         problem = self._check(request, body)
         if problem is not None:
             self.rejected.append(problem)
-            return web.Response(status=400, text=problem)
+            return web.Response(status=401 if problem == "authorization" else 400, text=problem)
         reply = self.replies.pop(0) if self.replies else Reply()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -183,3 +183,25 @@ def test_retry_after_as_a_future_http_date() -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     wait = parse_retry_after(when)
     assert wait is not None and 28 <= wait <= 30
+
+
+async def test_a_rejected_login_says_what_to_check(ox_endpoint: OxEndpoint, logs: pytest.LogCaptureFixture) -> None:
+    async with harness({"url": ox_endpoint.url(password="wr0ng-pw")}, metadata=activated("alice")) as h:
+        await h.send(new_mail())
+    assert ox_endpoint.rejected == ["authorization"]
+    [line] = errors(logs)
+    assert "PermanentError" in line
+    assert "401 Unauthorized (check the login and password in url) (1 attempt in " in line
+    assert "wr0ng-pw" not in logs.text
+
+
+async def test_what_succeeded_is_remembered_across_several_retries(
+    ox_endpoint: OxEndpoint, logs: pytest.LogCaptureFixture
+) -> None:
+    ox_endpoint.replies = [Reply(400), Reply(200), Reply(400)]
+    txn = make_transaction(*(make_event("MessageNew", uid=uid) for uid in (1, 2)), user="alice")
+    async with harness({"url": ox_endpoint.url()}, metadata=activated("alice")) as h:
+        await h.send(txn)
+        await h.send(txn)
+        await h.send(txn)
+    assert [b["imap-uid"] for b in ox_endpoint.bodies] == [1, 2, 1, 1]

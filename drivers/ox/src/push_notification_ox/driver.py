@@ -126,7 +126,11 @@ class OxDriver:
         else:
             bodies = [(uid, body) for uid, body in pending.bodies if uid not in done]
         if len(bodies) == 1:
-            await self.sender.put(bodies[0][1])
+            try:
+                await self.sender.put(bodies[0][1])
+            except DriverError:
+                self._remember(txn.id, done)
+                raise
             return
         results = await asyncio.gather(*(self.sender.put(body) for _, body in bodies), return_exceptions=True)
         errors: list[tuple[int, DriverError]] = []

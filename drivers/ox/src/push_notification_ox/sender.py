@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import logging
 import os
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -92,8 +93,8 @@ class Sender:
     async def start(self) -> None:
         if self._session is not None:
             return
-        ssl_option: object = self.config.ssl_context if self.config.ssl_context is not None else True
-        connector = aiohttp.TCPConnector(limit=self.config.max_parallel_connections, ssl=ssl_option)  # type: ignore[arg-type]
+        ssl_option: ssl.SSLContext | bool = self.config.ssl_context if self.config.ssl_context is not None else True
+        connector = aiohttp.TCPConnector(limit=self.config.max_parallel_connections, ssl=ssl_option)
         self._session = aiohttp.ClientSession(
             connector=connector,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
@@ -130,7 +131,6 @@ class Sender:
             async with session.put(config.request_url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()
                 status, reason = resp.status, resp.reason or ""
-                retry_after_header = resp.headers.get("Retry-After")
         except TimeoutError:
             return _Failure(f"Request timed out after {config.request_timeout:g}s", retryable=True)
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -154,8 +154,11 @@ class Sender:
         what = f"{status} {reason}".rstrip()
         if 300 <= status < 400:
             return _Failure(f"{what} (Redirect refused)", retryable=False)
+        if status in (401, 403):
+            what += " (check the login and password in url)"
         retryable = status in _RETRY_STATUSES or status >= 500
-        return _Failure(what, retryable=retryable, retry_after=parse_retry_after(retry_after_header), status=status)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        return _Failure(what, retryable=retryable, retry_after=retry_after, status=status)
 
     def _retry_delay(self, failure: _Failure, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` to give up now."""
