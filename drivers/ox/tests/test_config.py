@@ -92,3 +92,8 @@ def test_the_requested_url_carries_no_credentials() -> None:
     assert str(config.request_url) == "https://ox.example:8009/notify?x=1"
     assert config.display_url == "https://login:***@ox.example:8009/notify?x=1"
     assert config.authorization is not None and config.ssl_context is not None
+
+
+def test_a_missing_ca_directory_is_reported_at_start() -> None:
+    message = config_error({"url": "https://ox.example/notify", "ssl_client_ca_dir": "/nonexistent/certs"})
+    assert "setting 'ssl_client_ca_dir': /nonexistent/certs is not a directory" in message

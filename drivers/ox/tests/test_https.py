@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from ox_testkit import OxEndpoint, TlsFiles, activated, harness
 from push_notification.testing import make_event, make_transaction
@@ -37,6 +41,29 @@ async def test_without_the_ca_the_certificate_is_refused_and_not_retried(
 
 async def test_verification_can_be_turned_off_explicitly(tls_endpoint: OxEndpoint) -> None:
     settings = {"url": tls_endpoint.url(), "ssl_client_require_valid_cert": "no"}
+    async with harness(settings, metadata=activated("alice")) as h:
+        await h.send(new_mail())
+    assert len(tls_endpoint.received) == 1
+
+
+@pytest.fixture
+def hashed_ca_dir(tls_files: TlsFiles, tmp_path: Path) -> Path:
+    """A CA directory as OpenSSL reads it: the CA under its subject hash."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command names CA files by subject hash; it is not installed")
+    subject_hash = subprocess.run(
+        [openssl, "x509", "-subject_hash", "-noout", "-in", str(tls_files.ca_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    shutil.copy(tls_files.ca_file, tmp_path / f"{subject_hash}.0")
+    return tmp_path
+
+
+async def test_a_hashed_ca_directory_given_by_ssl_client_ca_dir_is_accepted(
+    tls_endpoint: OxEndpoint, hashed_ca_dir: Path
+) -> None:
+    settings = {"url": tls_endpoint.url(), "ssl_client_ca_dir": str(hashed_ca_dir)}
     async with harness(settings, metadata=activated("alice")) as h:
         await h.send(new_mail())
     assert len(tls_endpoint.received) == 1

@@ -12,6 +12,7 @@ import base64
 import re
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from push_notification.settings import Settings, mask_url, parse_bool
 from yarl import URL
@@ -152,6 +153,9 @@ def _read_ssl(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
     verify = settings.get_bool("ssl_client_require_valid_cert", True)
     if not https:
         return None
+    if ca_dir and not Path(ca_dir).is_dir():
+        # OpenSSL would accept a missing directory silently and fail at the first request.
+        raise settings.error("ssl_client_ca_dir", f"{ca_dir} is not a directory")
     context = ssl.create_default_context()
     for key, kwargs in (("ssl_client_ca_file", {"cafile": ca_file}), ("ssl_client_ca_dir", {"capath": ca_dir})):
         if not next(iter(kwargs.values())):
