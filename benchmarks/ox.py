@@ -144,8 +144,16 @@ async def ox_loop(url: str, bodies: list[bytes], txns: list[Transaction]) -> Mea
     settings = {"url": url.replace("http://", "http://login:pass@")}
     async with DriverHarness(OxDriver, settings, metadata=store, instance="ox") as harness:
         with Measured(len(txns)) as measured:
-            await harness.send(*txns)
+            await _deliver_all(harness, txns)
     return measured
+
+
+async def _deliver_all(harness: DriverHarness, txns: list[Transaction]) -> None:
+    """Submit every transaction and return once all were delivered. Polls every 0.5 ms: the
+    harness's own wait polls every 5 ms, up to 2 % of a 1000-request run."""
+    await harness.send(*txns, wait=False)
+    while not harness.dispatcher.idle():
+        await asyncio.sleep(0.0005)
 
 
 class FloorDriver:
@@ -178,7 +186,7 @@ async def floor_loop(url: str, bodies: list[bytes], txns: list[Transaction]) -> 
     FloorDriver.url, FloorDriver.body = url, bodies[0]
     async with DriverHarness(FloorDriver, {}, instance="floor") as harness:
         with Measured(len(txns)) as measured:
-            await harness.send(*txns)
+            await _deliver_all(harness, txns)
     return measured
 
 
