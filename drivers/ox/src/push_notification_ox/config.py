@@ -9,7 +9,6 @@ nothing about the configuration can first go wrong at a delivery. Names are Dove
 from __future__ import annotations
 
 import base64
-import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ DEFAULT_REQUEST_TIMEOUT = 2.0
 DEFAULT_MAX_ATTEMPTS = 2
 #: Dovecot's lib-http default: one connection per peer, requests queue behind it.
 DEFAULT_MAX_PARALLEL_CONNECTIONS = 1
-_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*:)[^@/]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +65,7 @@ def read_config(settings: Settings) -> OxConfig:
 def _read_url(settings: Settings) -> tuple[URL, str, str | None]:
     text = settings.get_str("url", required=True)
     assert text is not None  # required=True raised otherwise
-    shown = _masked(text)
+    shown = mask_url(text)
     try:
         url = URL(text.strip())
         host = url.host
@@ -86,14 +84,6 @@ def _read_url(settings: Settings) -> tuple[URL, str, str | None]:
         token = base64.b64encode(f"{url.user}:{url.password}".encode()).decode("ascii")
         authorization = f"Basic {token}"
     return url.with_user(None), shown, authorization
-
-
-def _masked(url: str) -> str:
-    """``mask_url``, also for URLs it cannot take apart (core's raises on a bad port)."""
-    try:
-        return mask_url(url)
-    except ValueError:
-        return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 
 def _read_cache_ttl(settings: Settings) -> float:
