@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import aiohttp
+from conftest import CLI
 
 UIDV = "1700000000"
 
@@ -111,3 +116,27 @@ def test_send_to_a_daemon_that_is_not_running_is_one_line(start_daemon) -> None:
     result = daemon.cli("send", "MailboxCreate", "-u", "a", "--url", daemon.url, check=False)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "cannot reach the daemon" in result.stderr
+
+
+def test_the_daemon_can_listen_on_a_unix_socket(tmp_path: Path) -> None:
+    socket_path = tmp_path / "pn.sock"
+    config = tmp_path / "unix.conf"
+    config.write_text(f"state_dir = {tmp_path / 'state'}\nlisten = unix:{socket_path}\npush_notification dlog {{ }}\n")
+    log_path = tmp_path / "unix.log"
+
+    async def post() -> int:
+        while not socket_path.exists():
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path))) as session:
+            body = {"user": "a", "mailbox": "Sock", "events": [{"name": "MailboxCreate"}]}
+            async with session.post("http://localhost/v1/transactions", json=body) as response:
+                return response.status
+
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([*CLI, "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert asyncio.run(asyncio.wait_for(post(), 20)) == 202
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert "dlog: Mailbox data: Mailbox [Sock]" in log_path.read_text()

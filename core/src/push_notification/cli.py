@@ -62,16 +62,21 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
+    from .config_daemon import is_local, parse_listen
     from .daemon import Daemon
-    from .ingress import parse_listen
     from .logsetup import setup_logging
 
     config = load_config(config_path)
     if listen:
         try:
-            parse_listen(listen)
+            listen = parse_listen(listen)
         except ValueError as exc:
-            raise PushNotificationError(f"--listen: {exc}") from None
+            raise PushNotificationError(f"--listen {listen}: {exc}") from None
+        if not config.ingress_token and not is_local(listen):
+            raise PushNotificationError(
+                f"--listen {listen} lets other hosts submit transactions; set ingress_token in the config"
+                " (or listen on 127.0.0.1, [::1] or a unix: socket)"
+            )
         config = replace(config, listen=listen)
     config = replace(config, log_level=log_level or config.log_level, log_format=log_format or config.log_format)
     setup_logging(config.log_level, config.log_format)
@@ -217,6 +222,16 @@ def metadata_get(config_path: str | None, user: str, server: str, key: str) -> N
 def metadata_unset(config_path: str | None, user: str, server: str, key: str) -> None:
     """Remove KEY."""
     _store(config_path).unset(user, key)
+
+
+def _add_feature_commands() -> None:
+    """Commands that live beside the feature they serve."""
+    from .scaffold import new_driver
+
+    cli.add_command(new_driver)
+
+
+_add_feature_commands()
 
 
 def main() -> None:

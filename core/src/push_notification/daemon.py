@@ -19,7 +19,7 @@ from .config import DaemonConfig, InstanceConfig
 from .dispatch import Dispatcher
 from .drivers import DriverContext, DriverInstance, create_instance, find_driver
 from .errors import PushNotificationError
-from .ingress import create_app, parse_listen
+from .ingress import create_app, listen_address
 from .metadata import MetadataStore
 from .queue import MemoryQueue, Queue
 from .spool import SpoolReader
@@ -84,7 +84,7 @@ class Daemon:
         self._stopping.set()
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
-        where = parse_listen(self.config.listen)
+        where = listen_address(self.config.listen)
         site: web.BaseSite
         if isinstance(where, str):
             site = web.UnixSite(runner, where)
