@@ -103,6 +103,15 @@ async def test_non_ascii_mime_encoded_from_and_subject_pass_through_raw(ox_endpo
     assert "und Grüße".encode() in request.body
 
 
+async def test_only_a_decoded_subject_is_sent_decoded_and_a_raw_one_wins(ox_endpoint: OxEndpoint) -> None:
+    # the Dovecot bridge can only forward Dovecot's decoded subject (subject_utf8)
+    bridged = seed_event(subject=None, subject_utf8="Grüße")
+    both = seed_event(uid=2346, subject_utf8="Grüße")
+    async with harness({"url": ox_endpoint.url()}, metadata=activated("alice")) as h:
+        await h.send(make_transaction(bridged, both, user="alice"))
+    assert [body["subject"] for body in ox_endpoint.bodies] == ["Grüße", SEED_SUBJECT]
+
+
 async def test_long_snippet_is_cut_to_200_characters_without_newlines(ox_endpoint: OxEndpoint) -> None:
     words = " ".join(f"wörd{i:03d}" for i in range(60))
     snippet = "  Hello\n\n  there\t" + words

@@ -58,8 +58,11 @@ def build_payload(user: str, event: MessageNew, unseen: int | None) -> bytes:
     ]
     if event.from_ is not None:
         parts += (',"from":', json_string(event.from_))
-    if event.subject is not None:
-        parts += (',"subject":', json_string(event.subject))
+    # Dovecot sends the raw header; a sender that only knows the decoded subject (the Dovecot
+    # bridge: Dovecot's Lua API has no raw one) gets that sent rather than nothing.
+    subject = event.subject if event.subject is not None else event.subject_utf8
+    if subject is not None:
+        parts += (',"subject":', json_string(subject))
     if event.snippet is not None:
         parts += (',"snippet":', json_string(clean_snippet(event.snippet)))
     if unseen is not None:
