@@ -17,11 +17,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
-from push_notification.dovecot.harness import Dovecot, free_port
+from push_notification.dovecot.harness import Dovecot, DovecotUnavailable, dovecot_binary, free_port
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
 
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
+REPO = Path(__file__).resolve().parents[2]
+_missing: list[str | None] = []
+
+
+def dovecot_missing() -> str | None:
+    """Why Dovecot cannot be used here (after trying scripts/install-dovecot), or None."""
+    if _missing:
+        return _missing[0]
+    try:
+        dovecot_binary()
+        reason = None
+    except DovecotUnavailable:
+        script = REPO / "scripts" / "install-dovecot"
+        result = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+        try:
+            dovecot_binary()
+            reason = None
+        except DovecotUnavailable as exc:
+            reason = (result.stderr.strip() or str(exc)).splitlines()[-1]
+    _missing.append(reason)
+    return reason
+
+
+def require_dovecot() -> None:
+    """Call at the top of a test module: under CI=true a missing Dovecot fails the run,
+    elsewhere the module is skipped with the reason."""
+    reason = dovecot_missing()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but Dovecot is unavailable: {reason}", pytrace=False)
+    pytest.skip(f"Dovecot is unavailable: {reason}", allow_module_level=True)
 
 
 class BridgedDovecot(Dovecot):

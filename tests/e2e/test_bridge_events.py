@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import OX_KEY, BridgedDovecot, events_of
+from e2e_support import OX_KEY, BridgedDovecot, events_of, require_dovecot
 from push_notification.events import EVENT_TYPES
 from push_notification.transaction import transaction_from_dict
+
+require_dovecot()
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
-from e2e_support import BridgedDovecot, recording_server
+from e2e_support import BridgedDovecot, recording_server, require_dovecot
 from push_notification.dovecot.harness import free_port
 from push_notification.transaction import transaction_from_dict
+
+require_dovecot()
 
 MAIL = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\nSubject: over http\r\n\r\nHello\r\n"
 TOKEN = "s3cret-ingress-token"

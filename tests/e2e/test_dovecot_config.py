@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from e2e_support import wait_until
+from e2e_support import require_dovecot, wait_until
 from push_notification.dovecot.harness import Dovecot
 from push_notification.dovecot.setup import dovecot_config
 from push_notification.transaction import transaction_from_dict
+
+require_dovecot()
 
 
 def test_the_printed_snippet_makes_a_stock_config_feed_the_spool() -> None:

@@ -6,7 +6,10 @@ import base64
 import json
 import urllib.request
 
+from e2e_support import require_dovecot
 from push_notification.dovecot.harness import Dovecot
+
+require_dovecot()
 
 PLAIN = b"From: Bob <bob@example.org>\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, wait_until
+from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, wait_until
+
+require_dovecot()
 
 pytestmark = pytest.mark.skipif(
     "lua" not in {ep.name for ep in entry_points(group="push_notification.drivers")},
@@ -36,13 +38,15 @@ Txn = tuple[str, tuple[str, ...]]
 
 
 def transactions(path: Path, *, dovecot_side: bool) -> Counter[Txn]:
-    """Every transaction as (begin line, its other lines as a sorted tuple), as a multiset."""
+    """Every ended transaction as (begin line, its other lines as a sorted tuple), as a multiset."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for line in path.read_text().splitlines():
         record = json.loads(line)
         groups.setdefault(record["txn"], []).append(record)
     found: Counter[Txn] = Counter()
     for records in groups.values():
+        if records[-1]["kind"] != "end":
+            continue  # still being written
         begin = json.dumps(records[0]["data"], sort_keys=True)
         rest = [json.dumps({"kind": r["kind"], "data": normalise(r["data"], dovecot_side)}, sort_keys=True)
                 for r in records[1:]]  # fmt: skip

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import OX_KEY, BridgedDovecot, DaemonRunner, RecordingServer, recording_server, wait_until
+from e2e_support import (
+    OX_KEY,
+    BridgedDovecot,
+    DaemonRunner,
+    RecordingServer,
+    recording_server,
+    require_dovecot,
+    wait_until,
+)
+
+require_dovecot()
 
 pytestmark = pytest.mark.skipif(
     "ox" not in {ep.name for ep in entry_points(group="push_notification.drivers")},
