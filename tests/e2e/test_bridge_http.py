@@ -72,3 +72,14 @@ def test_a_hanging_ingress_is_given_up_after_the_timeout() -> None:
         spooled = dovecot.take_spool()
     assert [t["events"][0]["name"] for t in spooled] == ["MessageNew"]
     assert elapsed < 2.0, f"delivery took {elapsed:.2f}s with a 300 ms bridge timeout"
+
+
+def test_a_missing_spool_never_fails_a_delivery_and_says_what_to_do() -> None:
+    with BridgedDovecot() as dovecot:
+        for sub in ("new", "tmp"):
+            (dovecot.spool / sub).rmdir()
+        replies = dovecot.deliver(MAIL, ["alice@example.com", "bob@example.com"])
+        errors = dovecot.wait_for_log("push-notification-bridge", count=4)
+    assert [code for code, _ in replies] == [250, 250]
+    assert len(errors) == 4  # INBOX creation and delivery, per user
+    assert all("cannot write" in line and "dovecot-config" in line for line in errors)
