@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
@@ -187,12 +188,17 @@ class Dispatcher:
                 if not batch:
                     return
                 self._busy[name] = len(batch)
-                for txn in batch:
+                # A blocking instance gets the whole batch in one hand-off to its thread.
+                outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
+                for index, txn in enumerate(batch):
                     error: BaseException | None = None
                     expired = False
                     try:
-                        if executor is not None:
-                            await asyncio.wait_for(loop.run_in_executor(executor, deliver_sync, instance, txn), timeout)
+                        if outcomes is not None:
+                            async with asyncio.timeout(timeout):
+                                failure = await outcomes[index]
+                            if failure is not None:
+                                raise failure
                         elif watched:
                             self._deadline[name] = loop.time() + timeout
                             try:
@@ -235,6 +241,46 @@ class Dispatcher:
             if deadline is not None and loop.time() >= deadline and not self._expired.get(name):
                 self._expired[name] = True
                 worker.cancel()
+
+
+def _run_in_thread(
+    executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, instance: DriverInstance, batch: list[Transaction]
+) -> list[asyncio.Future[Exception | None]]:
+    """Deliver ``batch`` on the instance's thread; one future per transaction tells how it ended.
+
+    A future given up on (timeout) is cancelled; the thread still finishes that transaction and
+    goes on with the next, in order.
+    """
+    outcomes: list[asyncio.Future[Exception | None]] = [loop.create_future() for _ in batch]
+    finished: list[tuple[asyncio.Future[Exception | None], Exception | None]] = []
+    lock = threading.Lock()
+
+    def settle() -> None:  # on the loop: every outcome finished since the last wake-up
+        with lock:
+            ready = finished[:]
+            finished.clear()
+        for outcome, failure in ready:
+            if not outcome.done():
+                outcome.set_result(failure)
+
+    def run() -> None:
+        for txn, outcome in zip(batch, outcomes, strict=True):
+            failure: Exception | None = None
+            try:
+                deliver_sync(instance, txn)
+            except Exception as exc:  # noqa: BLE001 - reported to the worker, which logs it
+                failure = exc
+            with lock:
+                finished.append((outcome, failure))
+                wake = len(finished) == 1  # else a wake-up is already on its way
+            if wake:
+                try:
+                    loop.call_soon_threadsafe(settle)
+                except RuntimeError:  # the loop closed: the daemon is gone
+                    return
+
+    executor.submit(run)
+    return outcomes
 
 
 def _describe(exc: BaseException) -> str:
