@@ -6,8 +6,9 @@ import base64
 import json
 import urllib.request
 
+import pytest
 from e2e_support import require_dovecot
-from push_notification.dovecot.harness import Dovecot
+from push_notification.dovecot.harness import Dovecot, DovecotUnavailable
 
 require_dovecot()
 
@@ -66,3 +67,13 @@ def test_stop_ends_every_dovecot_process_and_frees_the_ports() -> None:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def test_a_config_dovecot_refuses_is_one_line_with_dovecots_reason() -> None:
+    dovecot = Dovecot(mail_plugins="", extra_config="no_such_setting = 1\n")
+    with pytest.raises(DovecotUnavailable) as caught:
+        dovecot.__enter__()
+    message = str(caught.value)
+    assert message.startswith("dovecot exited at start-up: ")
+    assert "no_such_setting" in message and "\n" not in message
+    assert not dovecot.root.exists()
