@@ -19,6 +19,7 @@
 --   push_notification_bridge_url = URL           url = URL   (http://127.0.0.1:8425/v1/transactions)
 --   push_notification_bridge_token = TOKEN       token = TOKEN
 --   push_notification_bridge_timeout_msecs = 1000
+--   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify METADATA)
 -- `push-notification dovecot-config` prints these for you.
@@ -31,6 +32,7 @@ local DEFAULTS = {
   url = "http://127.0.0.1:8425/v1/transactions",
   token = "",
   timeout_msecs = "1000",
+  http_pause_secs = "10",
   status = "yes",
   metadata = "yes",
 }
@@ -138,6 +140,7 @@ local function read_config(user)
     c[key] = value or default
   end
   c.timeout_msecs = math.tointeger(tonumber(c.timeout_msecs) or 1000) or 1000
+  c.http_pause_secs = math.tointeger(tonumber(c.http_pause_secs) or 10) or 10
   c.status = truthy(c.status)
   c.metadata = truthy(c.metadata)
   c.spool = c.spool:gsub("/+$", "")
@@ -307,27 +310,53 @@ local function post(body)
   return false, string.format("%d %s", status, tostring(response:reason()))
 end
 
+-- After a failed POST, every process spools directly for http_pause_secs (a marker file in the
+-- spool holds the time to try again): a hanging ingress costs one timeout, not one per mail.
+local function http_paused()
+  local file = io.open(config.spool .. "/.http-paused", "rb")
+  if not file then
+    return false
+  end
+  local until_time = tonumber(file:read("a"))
+  file:close()
+  return until_time ~= nil and os.time() < until_time
+end
+
+local function pause_http()
+  if config.http_pause_secs <= 0 then
+    return
+  end
+  local file = io.open(config.spool .. "/.http-paused", "wb")
+  if file then
+    file:write(tostring(os.time() + config.http_pause_secs))
+    file:close()
+  end
+end
+
+local function spool_or_log(id, body, prefix)
+  local spooled, err = write_spool(id, body)
+  if not spooled then
+    log("i_error", prefix .. err .. "; transaction " .. id .. " lost (run push-notification dovecot-config"
+      .. " for the spool directory's owner and mode)")
+  end
+  return spooled
+end
+
 local function hand_over(id, body)
-  if config.transport == "http" then
+  if config.transport == "http" and not http_paused() then
     local ok, sent, why = pcall(post, body)
     if ok and sent then
       return
     end
-    local reason = ok and why or sent
-    local spooled, err = write_spool(id, body)
-    if spooled then
-      log("i_warning", "ingress " .. safe_url(config.url) .. " failed (" .. tostring(reason) .. "); spooled " .. id)
-    else
-      log("i_error", "ingress " .. safe_url(config.url) .. " failed (" .. tostring(reason) .. ") and " .. err
-        .. "; transaction " .. id .. " lost")
+    local reason = "ingress " .. safe_url(config.url) .. " failed (" .. tostring(ok and why or sent) .. ")"
+    pause_http()
+    if spool_or_log(id, body, reason .. " and ") then
+      log("i_warning", reason .. "; spooled " .. id .. ", spooling for the next "
+        .. config.http_pause_secs .. "s")
     end
     return
   end
-  local spooled, err = write_spool(id, body)
-  if not spooled then
-    log("i_error", err .. "; transaction " .. id .. " lost (run push-notification dovecot-config for the"
-      .. " spool directory's owner and mode)")
-  end
+  spool_or_log(id, body, "")
 end
 
 -- --------------------------------------------------------- Dovecot callbacks
