@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ def dovecot_missing() -> str | None:
             reason = (result.stderr.strip() or str(exc)).splitlines()[-1]
     _missing.append(reason)
     return reason
+
+
+def require_driver(name: str) -> None:
+    """Call at the top of a test module that needs driver ``name``: fail under CI=true, else skip."""
+    if name in {ep.name for ep in entry_points(group="push_notification.drivers")}:
+        return
+    reason = f"the {name} driver (drivers/{name}) is not installed"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def require_dovecot() -> None:

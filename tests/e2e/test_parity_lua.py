@@ -11,19 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, wait_until
+from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, require_driver, wait_until
 
 require_dovecot()
 
-pytestmark = pytest.mark.skipif(
-    "lua" not in {ep.name for ep in entry_points(group="push_notification.drivers")},
-    reason="the lua driver (drivers/lua) is not installed",
-)
+require_driver("lua")
 
 SCRIPT = Path(__file__).parent / "lua" / "parity.lua"
 ALICE, BOB = "alice@example.com", "bob@example.com"

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 from email.header import decode_header, make_header
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import pytest
 from e2e_support import (
     OX_KEY,
     BridgedDovecot,
@@ -21,15 +19,13 @@ from e2e_support import (
     RecordingServer,
     recording_server,
     require_dovecot,
+    require_driver,
     wait_until,
 )
 
 require_dovecot()
 
-pytestmark = pytest.mark.skipif(
-    "ox" not in {ep.name for ep in entry_points(group="push_notification.drivers")},
-    reason="the ox driver (drivers/ox) is not installed",
-)
+require_driver("ox")
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 OX_PATH = "/preliminary/http-notify/v1/notify"
