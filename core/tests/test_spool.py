@@ -139,3 +139,16 @@ async def test_an_unusable_spool_directory_is_one_line_naming_it(tmp_path: Path)
     reader = SpoolReader(blocker / "spool", Recorder())
     with pytest.raises(PushNotificationError, match=r"^cannot use spool_dir .*a-file/spool: .*dovecot-config"):
         await reader.start()
+
+
+async def test_a_vanished_new_directory_is_reported_once_not_every_poll(
+    spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = SpoolReader(spool, Recorder())
+    (spool / "new").rmdir()
+    with caplog.at_level(logging.ERROR, logger="push_notification.spool"):
+        for _ in range(3):
+            assert await reader.scan() == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"spool: {spool / 'new'} is missing; create it (push-notification dovecot-config shows how)"
+    ]

@@ -65,6 +65,7 @@ class SpoolReader:
         self.rejected = 0
         self._task: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
+        self._missing_reported = False
 
     # ---------------------------------------------------------------- control
     def prepare(self) -> None:
@@ -154,8 +155,11 @@ class SpoolReader:
                     with contextlib.suppress(FileNotFoundError):
                         entries.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
         except FileNotFoundError:
-            log.error("spool: %s is missing; create it (push-notification dovecot-config shows how)", self.new_dir)
+            if not self._missing_reported:  # once, not every poll
+                self._missing_reported = True
+                log.error("spool: %s is missing; create it (push-notification dovecot-config shows how)", self.new_dir)
             return []
+        self._missing_reported = False
         entries.sort()
         return [path for _, _, path in entries]
 
