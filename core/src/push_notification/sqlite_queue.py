@@ -1,0 +1,455 @@
+"""The durable queue: SQLite in WAL mode, group commit, per-instance delivery state.
+
+Why it looks like this:
+
+* ``put`` returns only once the transaction is committed to disk, so the ingress answers
+  2xx only for what survives a SIGKILL. Concurrent ``put``\\ s share one commit: a writer
+  thread takes every operation waiting, runs them in one SQLite transaction and resolves
+  their futures together (group commit), so the time to 2xx stays near one fsync.
+* Each driver instance has a *lane*: its own rows, retry timers and dead letters, so a
+  failing endpoint never holds back another instance.
+* Order is kept per user within a lane: a user has at most one delivery in flight, and a
+  delivery waiting for its retry holds back that user's later transactions (for that
+  instance only).
+* Memory stays bounded: a lane keeps at most ``window`` transactions in memory; the rest
+  wait on disk and are read back in order as the lane drains. Past ``high_water`` pending
+  transactions in any lane, ``put`` raises :class:`QueueFull` (the ingress answers 503).
+* Recording outcomes (delete, retry time, dead letter) needs no waiting: if the daemon dies
+  before that commit, the transaction is delivered again (at-least-once; drivers get the
+  stable ``txn.id`` as idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .lanes import Entry, Lane
+from .queue import Queue, QueueFull
+from .retry import RetryPolicy, describe_error
+from .sqlite_store import open_store
+from .transaction import Transaction, transaction_from_dict
+
+log = logging.getLogger("push_notification.queue")
+
+#: How often the writer looks for dead letters requeued by ``push-notification queue retry``.
+POLL_INTERVAL = 0.5
+
+
+@dataclass(eq=False)
+class _Put:
+    seq: int
+    txn: Transaction
+    accepted_at: float
+    instances: tuple[str, ...]
+    future: asyncio.Future[None]
+
+
+#: Work for the writer thread; may return a callback to run in the loop after the commit.
+_Work = Callable[[sqlite3.Connection], "Callable[[], None] | object"]
+
+
+@dataclass(eq=False)
+class _Op:
+    work: _Work
+    #: The put this op writes, failed with :class:`QueueFull` if its commit fails.
+    put: _Put | None = None
+    #: Run in the loop if the commit failed (so a refill is asked for again).
+    on_error: Callable[[], None] | None = None
+
+
+class SqliteQueue(Queue):
+    """The durable default queue (``queue = sqlite``)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        policy: RetryPolicy | None = None,
+        high_water: int = 100_000,
+        window: int = 10_000,
+        sync: str = "full",
+    ) -> None:
+        self.path = Path(path)
+        self.policy = policy or RetryPolicy()
+        self.high_water = high_water
+        self.window = window
+        # Opening is synchronous on purpose: a bad store is an error at start-up.
+        self._conn = open_store(self.path, sync=sync)
+        self._lanes: dict[str, Lane] = {}
+        self._dead: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ops: list[_Op] = []
+        self._unwritten = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._warned = False
+        #: Commits made (fewer than puts under load: group commit).
+        self.commits = 0
+        conn = self._conn
+        conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
+        self._next_seq = (conn.execute("SELECT max(seq) FROM delivery").fetchone()[0] or 0) + 1
+        self._counts: dict[str, int] = {}
+        for instance, state, count in conn.execute(
+            "SELECT instance, state, count(*) FROM delivery GROUP BY instance, state"
+        ):
+            if state == "dead":
+                self._dead[instance] = count
+            else:
+                self._counts[instance] = count
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- the Queue interface ---------------------------------------------------------
+
+    def attach(self, instances: Iterable[str]) -> None:
+        wanted = list(instances)
+        for name in wanted:
+            if name not in self._lanes:
+                lane = Lane(name, pending=self._counts.pop(name, 0))
+                self._lanes[name] = lane
+                lane.wakeup.set()
+        for name in list(self._lanes):
+            if name not in wanted:
+                lane = self._lanes.pop(name)
+                # Its rows stay on disk: re-adding the instance later delivers them.
+                self._counts[name] = lane.pending
+                lane.wakeup.set()
+        if self._warned:
+            return
+        self._warned = True
+        stale = {n: c for n, c in self._counts.items() if c and n not in self._lanes}
+        for name, count in stale.items():
+            log.warning(
+                "push_notification %s: %d queued transaction(s) kept for an instance no longer"
+                " configured; add it back to deliver them",
+                name,
+                count,
+            )
+
+    async def put(self, txn: Transaction) -> None:
+        lanes = self._lanes
+        if not lanes:
+            return
+        for lane in lanes.values():
+            if lane.pending >= self.high_water:
+                raise QueueFull(f"queue for push_notification {lane.name} holds {lane.pending} transactions")
+        if self._unwritten >= self.high_water:
+            raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
+        self._start()
+        loop = self._loop
+        assert loop is not None
+        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), loop.create_future())
+        self._next_seq += 1
+        body = json.dumps(txn.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        rows = [(name, put.seq, txn.id, txn.user.username, put.accepted_at, body) for name in put.instances]
+
+        def write(conn: sqlite3.Connection) -> Callable[[], None]:
+            conn.executemany(
+                "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return lambda: self._committed(put)
+
+        self._unwritten += 1
+        self._submit(_Op(write, put=put))
+        try:
+            await put.future
+        finally:
+            self._unwritten -= 1
+
+    async def get(self, instance: str, limit: int) -> list[Transaction]:
+        while True:
+            lane = self._lanes.get(instance)
+            if lane is None:
+                return []
+            self._refill_if_low(lane)
+            now = time.time()
+            next_due = lane.promote(now)
+            if lane.ready:
+                return lane.take(limit)
+            lane.wakeup.clear()
+            if next_due is None:
+                await lane.wakeup.wait()
+            else:
+                try:
+                    async with asyncio.timeout(next_due - now):
+                        await lane.wakeup.wait()
+                except TimeoutError:
+                    pass
+
+    async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
+        lane = self._lanes.get(instance)
+        entry = lane.head(txn) if lane is not None else None
+        if lane is None or entry is None:
+            return  # the instance was removed meanwhile; its row stays for a later run
+        now = time.time()
+        seq = entry.seq
+        if error is None:
+            lane.finish(entry, now)
+            self._submit(
+                _Op(lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)))
+            )
+            self.observer.finished(instance, "delivered", now - entry.accepted_at)
+            return
+        entry.attempts += 1
+        attempts = entry.attempts
+        reason = describe_error(error)
+        outcome, when = self.policy.decide(error, attempts=attempts, accepted_at=entry.accepted_at, now=now)
+        if outcome == "retry":
+            entry.next_at = when
+            lane.in_flight.discard(txn.user.username)
+            lane.schedule(txn.user.username, now)
+            self._submit(
+                _Op(
+                    lambda c: c.execute(
+                        "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
+                        " WHERE instance = ? AND seq = ?",
+                        (attempts, when, reason, now, instance, seq),
+                    )
+                )
+            )
+            log.info(
+                "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
+                instance,
+                txn.id,
+                txn.user.username,
+                when - now,
+                attempts + 1,
+            )
+        else:
+            lane.finish(entry, now)
+            self._dead[instance] = self._dead.get(instance, 0) + 1
+            self._submit(
+                _Op(
+                    lambda c: c.execute(
+                        "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
+                        " WHERE instance = ? AND seq = ?",
+                        (attempts, reason, now, instance, seq),
+                    )
+                )
+            )
+            log.warning(
+                "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
+                " see push-notification queue list --instance %s",
+                instance,
+                txn.id,
+                txn.user.username,
+                attempts,
+                reason,
+                instance,
+            )
+        self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def depth(self, instance: str | None = None) -> int:
+        if instance is not None:
+            lane = self._lanes.get(instance)
+            return lane.pending if lane is not None else self._counts.get(instance, 0)
+        return sum(lane.pending for lane in self._lanes.values())
+
+    def dead_letters(self, instance: str | None = None) -> int:
+        if instance is not None:
+            return self._dead.get(instance, 0)
+        return sum(self._dead.values())
+
+    async def close(self) -> None:
+        """Write what is still waiting, then close the file."""
+        thread = self._thread
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        else:
+            self._conn.close()
+
+    # -- in the event loop -----------------------------------------------------------
+
+    def _committed(self, put: _Put) -> None:
+        """Runs in the loop, in commit order, once ``put``'s rows are on disk."""
+        for name in put.instances:
+            lane = self._lanes.get(name)
+            if lane is None:
+                self._counts[name] = self._counts.get(name, 0) + 1
+                continue
+            lane.pending += 1
+            if not lane.spilled and lane.in_memory < self.window:
+                lane.add(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
+                lane.loaded_upto = put.seq
+            else:
+                lane.spilled = True
+        self.observer.accepted(put.txn)
+        if not put.future.done():
+            put.future.set_result(None)
+
+    def _refill_if_low(self, lane: Lane) -> None:
+        """Read the next rows of a spilled lane once its memory runs low."""
+        if not lane.spilled or lane.refilling or lane.in_memory > self.window // 2:
+            return
+        lane.refilling = True
+        name, after, room = lane.name, lane.loaded_upto, self.window - lane.in_memory
+
+        def read(conn: sqlite3.Connection) -> Callable[[], None]:
+            rows = conn.execute(
+                "SELECT seq, body, accepted_at, attempts, next_at FROM delivery"
+                " WHERE instance = ? AND seq > ? AND state = 'pending' ORDER BY seq LIMIT ?",
+                (name, after, room),
+            ).fetchall()
+            entries = [_load(row) for row in rows]
+            return lambda: self._refilled(lane, entries, caught_up=len(rows) < room)
+
+        def retry_later() -> None:
+            lane.refilling = False
+
+        self._start()
+        self._submit(_Op(read, on_error=retry_later))
+
+    def _refilled(self, lane: Lane, entries: list[Entry | None], *, caught_up: bool) -> None:
+        lane.refilling = False
+        now = time.time()
+        for entry in entries:
+            if entry is None:
+                continue
+            lane.add(entry, now)
+            lane.loaded_upto = max(lane.loaded_upto, entry.seq)
+        if caught_up:
+            lane.spilled = False
+        lane.wakeup.set()
+
+    def _requeued(self, rows: list[tuple[str, Entry | None]]) -> None:
+        """Dead letters ``push-notification queue retry`` sent back, now ``pending``."""
+        now = time.time()
+        for name, entry in rows:
+            if entry is None:
+                continue
+            self._dead[name] = max(self._dead.get(name, 0) - 1, 0)
+            lane = self._lanes.get(name)
+            if lane is None:
+                self._counts[name] = self._counts.get(name, 0) + 1
+                continue
+            lane.pending += 1
+            if not lane.spilled or entry.seq <= lane.loaded_upto:
+                lane.add(entry, now)
+            # else: a later refill reads it from disk, in order
+
+    def _recount_dead(self, counts: dict[str, int]) -> None:
+        self._dead = counts
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._write_loop, name="pn-queue-writer", daemon=True)
+            self._thread.start()
+
+    def _submit(self, op: _Op) -> None:
+        with self._cond:
+            self._ops.append(op)
+            self._cond.notify()
+
+    def _write_loop(self) -> None:
+        conn = self._conn
+        loop = self._loop
+        assert loop is not None
+        last_poll = time.monotonic()
+        while True:
+            with self._cond:
+                if not self._ops and not self._closing:
+                    self._cond.wait(POLL_INTERVAL)
+                ops, self._ops = self._ops, []
+                closing = self._closing
+            if ops:
+                self._run(conn, loop, ops)
+            if time.monotonic() - last_poll >= POLL_INTERVAL:
+                last_poll = time.monotonic()
+                self._poll(conn, loop)
+            if closing and not ops:
+                break
+        conn.close()
+
+    def _run(
+        self,
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        ops: list[_Op],
+    ) -> None:
+        """One SQLite transaction for every waiting operation: the group commit."""
+        callbacks: list[Callable[[], None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                result = op.work(conn)
+                if callable(result):
+                    callbacks.append(result)
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.error("queue store %s: write failed: %s; new transactions get 503 until it is fixed", self.path, exc)
+            loop.call_soon_threadsafe(self._write_failed, str(exc), ops)
+            return
+        if callbacks:
+            loop.call_soon_threadsafe(_run_all, callbacks)
+
+    def _write_failed(self, message: str, ops: list[_Op]) -> None:
+        """Fail every put of the lost commit with :class:`QueueFull`, so the sender keeps the
+        transaction and retries; recorded outcomes that were lost only mean a redelivery."""
+        for op in ops:
+            if op.put is not None and not op.put.future.done():
+                op.put.future.set_exception(
+                    QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0)
+                )
+            if op.on_error is not None:
+                op.on_error()
+
+    def _poll(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """Notice ``push-notification queue retry|purge`` run against the file meanwhile."""
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return
+            self._data_version = version
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT instance, seq, body, accepted_at, attempts, next_at FROM delivery WHERE state = 'requeued'"
+            ).fetchall()
+            conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
+            conn.execute("COMMIT")
+            dead = dict(conn.execute("SELECT instance, count(*) FROM delivery WHERE state = 'dead' GROUP BY instance"))
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.error("queue store %s: reading requeued dead letters failed: %s", self.path, exc)
+            return
+        requeued = [(row[0], _load(row[1:])) for row in rows]
+        loop.call_soon_threadsafe(self._recount_dead, dead)
+        if requeued:
+            loop.call_soon_threadsafe(self._requeued, requeued)
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
+
+
+def _load(row: tuple[Any, ...]) -> Entry | None:
+    """An entry from ``(seq, body, accepted_at, attempts, next_at)``; a row that no longer
+    parses (hand-edited file) is logged and skipped rather than stopping the lane."""
+    seq, body, accepted_at, attempts, next_at = row
+    try:
+        txn = transaction_from_dict(json.loads(str(body)))
+    except (ValueError, TypeError) as exc:
+        log.error("queue: row %s cannot be read back (%s); left in the file", seq, exc)
+        return None
+    return Entry(int(seq), txn, float(accepted_at), int(attempts), float(next_at))
