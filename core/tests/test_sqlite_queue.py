@@ -6,14 +6,14 @@ import asyncio
 import sqlite3
 
 import pytest
-from queue_helpers import Running, recorder, wait_for
-
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.queue import QueueFull
 from push_notification.retry import RetryPolicy
 from push_notification.sqlite_queue import SqliteQueue
 from push_notification.sqlite_store import Filter, open_store, requeue
 from push_notification.testing import make_event, make_transaction
+
+from .queue_helpers import Running, recorder, wait_for
 
 FAST = RetryPolicy(min_delay=0.02, max_delay=0.05, deadline=5.0)
 
@@ -24,7 +24,8 @@ def txn(user: str = "alice", uid: int = 1):
 
 def rows(path, state: str = "%") -> int:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT count(*) FROM delivery WHERE state LIKE ?", (state,)).fetchone()[0]
+        count: int = conn.execute("SELECT count(*) FROM delivery WHERE state LIKE ?", (state,)).fetchone()[0]
+    return count
 
 
 async def test_delivers_every_transaction_and_forgets_it_afterwards(tmp_path):
@@ -218,4 +219,3 @@ async def test_a_removed_instance_keeps_its_queue_until_it_comes_back(tmp_path):
         await dispatcher.add([back])
         await wait_for(lambda: back.plugin.delivered)
     assert back.plugin.delivered_ids == [t.id]
-
