@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from push_notification.dispatch import Dispatcher
-from push_notification.drivers import DriverContext, DriverInstance, create_instance
+from push_notification.drivers import DriverContext, DriverInstance
 from push_notification.hookspecs import hookimpl
 from push_notification.queue import Queue
 from push_notification.settings import Settings
@@ -40,9 +40,15 @@ class Recorder:
         return [txn.id for txn in self.delivered]
 
 
-def recorder(name: str, script: Script | None = None) -> DriverInstance:
+class RecorderInstance(DriverInstance):
+    """A driver instance whose plugin is known to be a :class:`Recorder`."""
+
+    plugin: Recorder
+
+
+def recorder(name: str, script: Script | None = None) -> RecorderInstance:
     ctx = DriverContext(instance=name, driver="recorder", settings=Settings.from_dict(name, {}))
-    return create_instance(ctx, lambda c: Recorder(c, script), timeout=5.0)
+    return RecorderInstance(name, "recorder", Recorder(ctx, script), timeout=5.0)
 
 
 async def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
