@@ -70,8 +70,9 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
         if str(mode).lower() != "wal":
             raise QueueStoreError(f"{where}: cannot switch to WAL mode (got {mode}); put the queue on a local disk")
         conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
+        check = "; ".join(line for problem in problems for line in problem.splitlines() if "***" not in line)
+        if problems != ["ok"]:
             raise QueueStoreError(
                 f"{where}: the file is damaged ({check}); move it aside to start an empty queue,"
                 " or restore it from a backup"
@@ -86,10 +87,9 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
                 f"{where}: not a push-notification queue (schema version {version}, tables"
                 f" {', '.join(sorted(tables)) or 'none'}); point queue_path at another file"
             )
-        # A write at start-up proves the file (and its -wal) are writable now, not at the
-        # first accepted transaction.
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("COMMIT")
+        # A real write at start-up proves the file (and its -wal) are writable now, not at
+        # the first accepted transaction.
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except QueueStoreError:
         conn.close()
         raise
