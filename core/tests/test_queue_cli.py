@@ -54,7 +54,7 @@ async def test_list_filters_by_user_and_instance(path):
     assert [line["id"] for line in lines] == [sent[1].id]
     assert lines[0]["instance"] == "ox" and lines[0]["attempts"] == 1
     code, out = run("list", "--queue-path", str(path), "--instance", "web", "--json")
-    assert out == ""
+    assert (code, out) == (0, "")
 
 
 async def test_list_filters_by_age(path):
@@ -68,6 +68,7 @@ async def test_list_filters_by_age(path):
 async def test_show_prints_the_transaction(path):
     sent = await dead_letters_for(path, "alice")
     code, out = run("show", "--queue-path", str(path), "ox", sent[0].id)
+    assert code == 0
     data = json.loads(out)
     assert data["transaction"] == sent[0].to_dict()
     assert data["state"] == "dead"
@@ -83,6 +84,7 @@ async def test_show_of_an_unknown_id_is_one_line(path):
 async def test_retry_delivers_dead_letters_once_the_endpoint_is_fixed(path):
     sent = await dead_letters_for(path, "alice", "bob")
     code, out = run("retry", "--queue-path", str(path), "--user", "alice")
+    assert code == 0
     assert out.startswith("requeued 1 dead letter(s)")
     fixed = recorder("ox")
     async with Running(SqliteQueue(path), fixed) as dispatcher:
