@@ -9,11 +9,10 @@ Drivers see ``begin_txn``, then per message (or once for the mailbox) the events
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import EventError
 from .events import EVENT_ORDER, Event, MessageEvent, event_from_dict
@@ -22,6 +21,25 @@ from .events import EVENT_ORDER, Event, MessageEvent, event_from_dict
 OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):
+    """functools.cached_property without its per-access lock (Python 3.11): the dispatcher
+    reads these once per transaction per instance, on the hot path."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> T:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 def new_transaction_id() -> str:
@@ -121,7 +139,7 @@ class Transaction:
             if isinstance(event, MessageEvent):
                 groups.setdefault((event.uid, event.uid_validity), []).append(event)
         return tuple(
-            Message(uid, uidv, tuple(sorted(evs, key=lambda e: EVENT_ORDER[e.name])))
+            Message(uid, uidv, tuple(evs) if len(evs) == 1 else tuple(sorted(evs, key=_event_order)))
             for (uid, uidv), evs in groups.items()
         )
 
@@ -130,6 +148,13 @@ class Transaction:
         """The hooks between ``begin_txn`` and ``end_txn``, in Dovecot's order, with arguments."""
         if not self.success:
             return ()
+        events = self.events
+        if len(events) == 1:  # the common case (one delivery, one flag change): no grouping
+            event = events[0]
+            if isinstance(event, MessageEvent):
+                message = Message(event.uid, event.uid_validity, (event,))
+                return (("process_msg", (self, message)), (event.hook, (self, event)))
+            return (("process_mbox", (self,)), (event.hook, (self, event)))
         calls: list[tuple[str, tuple[Any, ...]]] = []
         if self.mailbox_events:
             calls.append(("process_mbox", (self,)))
@@ -153,6 +178,10 @@ class Transaction:
         if self.status is not None:
             data["status"] = self.status.to_dict()
         return data
+
+
+def _event_order(event: Event) -> int:
+    return EVENT_ORDER[event.name]
 
 
 _TXN_FIELDS = {"id", "user", "mailbox", "success", "events", "metadata", "status"}

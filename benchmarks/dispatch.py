@@ -1,0 +1,91 @@
+"""Events per second through the dispatcher to no-op drivers, and the bare cost of a pluggy hook call.
+
+Run: python benchmarks/dispatch.py [--events N]. Target (issue 2): >= 100,000 events/s to one
+no-op driver. All figures come from this one run, so they can be compared with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+
+import pluggy
+from push_notification import DriverContext, hookimpl, hookspecs
+from push_notification.dispatch import Dispatcher
+from push_notification.drivers import create_instance
+from push_notification.queue import MemoryQueue
+from push_notification.settings import Settings
+from push_notification.testing import make_event, make_transaction
+
+
+class NoOp:
+    def __init__(self, ctx: DriverContext) -> None:
+        self.count = 0
+
+    @hookimpl
+    def message_new(self) -> None:
+        self.count += 1
+
+
+def transactions(total: int, per_txn: int) -> list:
+    return [
+        make_transaction(*(make_event("MessageNew", uid=t * per_txn + i + 1) for i in range(per_txn)))
+        for t in range(total // per_txn)
+    ]
+
+
+async def events_per_second(instances: int, txns: list, per_txn: int) -> float:
+    plugins = [
+        create_instance(DriverContext(instance=f"n{i}", driver="noop", settings=Settings(f"n{i}")), NoOp)
+        for i in range(instances)
+    ]
+    dispatcher = Dispatcher(MemoryQueue(max_pending=len(txns) + 1), plugins)
+    await dispatcher.start()
+    started = time.perf_counter()
+    for txn in txns:
+        await dispatcher.submit(txn)
+    await dispatcher.drain()
+    elapsed = time.perf_counter() - started
+    await dispatcher.stop()
+    assert all(p.plugin.count == len(txns) * per_txn for p in plugins)  # type: ignore[attr-defined]
+    return len(txns) * per_txn / elapsed
+
+
+def bare_pluggy_call_ns(calls: int) -> float:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    manager.register(NoOp.__new__(NoOp))
+    NoOp.__init__(manager.get_plugins().pop(), None)  # type: ignore[arg-type]
+    txn = make_transaction(make_event("MessageNew"))
+    event = txn.events[0]
+    hook = manager.hook.message_new
+    started = time.perf_counter()
+    for _ in range(calls):
+        hook(txn=txn, event=event)
+    return (time.perf_counter() - started) / calls * 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"dispatcher → no-op driver, {args.events} MessageNew events per run (fresh transactions each run)")
+    print(f"{'instances':>9} {'events/txn':>10} {'events/s':>12} {'deliveries/s (events x instances)':>34}")
+    for per_txn in (1, 10):
+        for instances in (1, 2, 8):
+            txns = transactions(args.events, per_txn)
+            # The pre-built pile of transactions is benchmark input, not daemon state: keep the
+            # garbage collector from rescanning it (a running daemon never holds 200k at once).
+            gc.freeze()
+            rate = asyncio.run(events_per_second(instances, txns, per_txn))
+            del txns
+            gc.unfreeze()
+            gc.collect()
+            print(f"{instances:>9} {per_txn:>10} {rate:>12,.0f} {rate * instances:>34,.0f}")
+    print(f"bare pluggy hook call (one impl, via manager.hook): {bare_pluggy_call_ns(200_000):,.0f} ns")
+
+
+if __name__ == "__main__":
+    main()

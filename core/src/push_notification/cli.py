@@ -1,0 +1,224 @@
+"""The ``push-notification`` command line (click, as llm and datasette do).
+
+Every user mistake is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+
+from .client import DEFAULT_URL, IngressClient, read_json_lines
+from .config import load_config, render_effective
+from .drivers import implemented_hooks, installed_drivers
+from .errors import PushNotificationError
+from .events import event_type
+from .metadata import MetadataStore
+from .transaction import transaction_from_dict
+
+TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
+CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
+
+
+class Cli(click.Group):
+    """Turns our errors into ``push-notification: error: <one line>``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PushNotificationError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=CONFIG_ENV,
+    help=f"Config file (Dovecot syntax). Default: built-in (dlog enabled). Env: {CONFIG_ENV}.",
+)
+url_option = click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's ingress URL.")
+token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. Env: {TOKEN_ENV}.")
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="push-notification")
+def cli() -> None:
+    """Turn mail-store events (RFC 5423) into notifications delivered by pluggable drivers."""
+
+
+@cli.command()
+@config_option
+@click.option("--listen", help="HOST:PORT, [IPv6]:PORT or unix:/path (overrides the 'listen' setting).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Overrides 'log_level'.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Overrides 'log_format'.")
+def serve(config_path: str | None, listen: str | None, log_level: str | None, log_format: str | None) -> None:
+    """Run the daemon: the HTTP ingress and every configured driver instance."""
+    from dataclasses import replace
+
+    from .daemon import Daemon
+    from .ingress import parse_listen
+    from .logsetup import setup_logging
+
+    config = load_config(config_path)
+    if listen:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise PushNotificationError(f"--listen: {exc}") from None
+        config = replace(config, listen=listen)
+    config = replace(config, log_level=log_level or config.log_level, log_format=log_format or config.log_format)
+    setup_logging(config.log_level, config.log_format)
+
+    async def run() -> None:
+        await Daemon(config).run()
+
+    asyncio.run(run())
+
+
+@cli.command("check-config")
+@config_option
+def check_config(config_path: str | None) -> None:
+    """Validate the config, load every driver it names, print the effective config (secrets masked)."""
+    from .daemon import build_instances
+
+    config = load_config(config_path)
+    build_instances(config, MetadataStore())
+    click.echo(render_effective(config), nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def drivers(as_json: bool) -> None:
+    """List installed drivers: name, distribution, version, hooks implemented."""
+    rows = []
+    for name, driver in sorted(installed_drivers().items()):
+        try:
+            hooks = implemented_hooks(driver.load())
+        except PushNotificationError as exc:
+            hooks = [f"<failed to load: {exc}>"]
+        rows.append({"name": name, "distribution": driver.distribution, "version": driver.version, "hooks": hooks})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No drivers installed. Install one, e.g.: pip install push-notification-dlog")
+    for row in rows:
+        click.echo(f"{row['name']:<12} {row['distribution']} {row['version']}")
+        click.echo(f"{'':<12} hooks: {', '.join(row['hooks']) or 'none'}")
+
+
+@cli.command()
+@click.argument("event")
+@click.option("--user", "-u", required=True, help="The mail user.")
+@click.option("--mailbox", "-m", default="INBOX", show_default=True, help="The mailbox (UTF-8 name).")
+@click.option(
+    "--field", "-f", "fields", multiple=True, metavar="KEY=VALUE",
+    help="An event field, e.g. uid=1, uid_validity=1700000000, subject=Hi, flags='\\Seen'. Repeatable.",
+)  # fmt: skip
+@url_option
+@token_option
+def send(event: str, user: str, mailbox: str, fields: tuple[str, ...], url: str, token: str | None) -> None:
+    """Post one event, as a one-event transaction, to a running daemon."""
+    name = event_type(event).name
+    data: dict[str, Any] = {"name": name, "mailbox": mailbox}
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PushNotificationError(f"--field {item!r}: expected KEY=VALUE, e.g. --field uid=1")
+        data[key.strip()] = value
+    transaction = {"user": {"username": user}, "mailbox": mailbox, "events": [data]}
+    transaction_from_dict(transaction)  # a mistake is reported here, before anything is sent
+
+    async def post() -> str:
+        async with IngressClient(url, token) as client:
+            return await client.post(transaction)
+
+    click.echo(f"accepted transaction {asyncio.run(post())}")
+
+
+@cli.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@url_option
+@token_option
+def replay(file: Any, url: str, token: str | None) -> None:
+    """Post recorded transactions (JSON lines, one transaction per line; - for stdin)."""
+    source = getattr(file, "name", "<stdin>")
+
+    async def post_all() -> int:
+        sent = 0
+        async with IngressClient(url, token) as client:
+            for number, data in read_json_lines(file, source):
+                try:
+                    transaction_from_dict(data)
+                    await client.post(data)
+                except PushNotificationError as exc:
+                    raise PushNotificationError(
+                        f"{source}:{number}: {exc} ({sent} earlier transaction(s) were accepted)"
+                    ) from None
+                sent += 1
+        return sent
+
+    click.echo(f"accepted {asyncio.run(post_all())} transaction(s)")
+
+
+@cli.group()
+def metadata() -> None:
+    """Server METADATA per user (as doveadm mailbox metadata), e.g. OX activation."""
+
+
+def _store(config_path: str | None) -> MetadataStore:
+    return MetadataStore(load_config(config_path).metadata_path)
+
+
+def _metadata_options(func: Any) -> Any:
+    options = [
+        config_option,
+        click.option("-u", "--user", required=True, help="The mail user."),
+        click.option(
+            "-s", "server", default="", metavar='""',
+            help='Server metadata (-s ""), as doveadm; the only kind the daemon keeps.',
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@metadata.command("set")
+@_metadata_options
+@click.argument("key")
+@click.argument("value")
+def metadata_set(config_path: str | None, user: str, server: str, key: str, value: str) -> None:
+    """Set KEY to VALUE (e.g. /private/vendor/vendor.dovecot/http-notify user=11@3)."""
+    _store(config_path).set(user, key, value)
+
+
+@metadata.command("get")
+@_metadata_options
+@click.argument("key")
+def metadata_get(config_path: str | None, user: str, server: str, key: str) -> None:
+    """Print KEY's value (exit 1 when unset)."""
+    value = _store(config_path).get(user, key)
+    if value is None:
+        raise click.ClickException(f"{key} is not set for {user}")
+    click.echo(value)
+
+
+@metadata.command("unset")
+@_metadata_options
+@click.argument("key")
+def metadata_unset(config_path: str | None, user: str, server: str, key: str) -> None:
+    """Remove KEY."""
+    _store(config_path).unset(user, key)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="push-notification")

@@ -1,0 +1,91 @@
+"""The HTTP ingress: one transaction per ``POST /v1/transactions``, plus ``GET /healthz``.
+
+Answers ``202`` once the queue accepted the transaction, ``400`` with a one-line reason for
+malformed input, ``401`` without the configured token, ``503`` with ``Retry-After`` when the
+queue is past its high-water mark (the Dovecot bridge then spools and retries).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .errors import EventError
+from .queue import QueueFull
+from .transaction import Transaction, transaction_from_dict
+
+log = logging.getLogger("push_notification.ingress")
+
+TRANSACTIONS_PATH = "/v1/transactions"
+HEALTH_PATH = "/healthz"
+#: A transaction is small; anything bigger than this is a mistake, not mail.
+MAX_BODY = 1 << 20
+
+Submit = Callable[[Transaction], Awaitable[None]]
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def parse_listen(text: str) -> tuple[str, int] | str:
+    """``HOST:PORT``, ``[v6]:PORT`` → (host, port); ``unix:/path`` → the socket path."""
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise ValueError("unix: needs a socket path, e.g. unix:/run/push-notification.sock")
+        return path
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {text!r} (use HOST:PORT, [IPv6]:PORT or unix:/path)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def create_app(
+    submit: Submit, *, token: str | None = None, health: Callable[[], dict[str, Any]] | None = None
+) -> web.Application:
+    """The ingress application; ``submit`` hands a valid transaction to the queue."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def post_transaction(request: web.Request) -> web.Response:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error(
+                    401,
+                    "missing or wrong ingress token (send Authorization: Bearer <token>)",
+                    **{"WWW-Authenticate": "Bearer"},
+                )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"transaction larger than {MAX_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            log.warning("ingress: rejected request from %s: invalid JSON: %s", request.remote, exc)
+            return _error(400, f"invalid JSON: {exc}")
+        try:
+            txn = transaction_from_dict(data)
+        except EventError as exc:
+            log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
+            return _error(400, str(exc))
+        try:
+            await submit(txn)
+        except QueueFull as exc:
+            log.warning("ingress: busy, answering 503: %s", exc)
+            return _error(503, f"busy: {exc}; retry later", **{"Retry-After": str(max(1, round(exc.retry_after)))})
+        return web.json_response({"id": txn.id}, status=202)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", **(health() if health else {})})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post(TRANSACTIONS_PATH, post_transaction)
+    app.router.add_get(HEALTH_PATH, healthz)
+    return app

@@ -1,0 +1,189 @@
+"""The dispatcher: every instance gets every transaction, in order, whatever the others do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from push_notification import DriverContext, Transaction, hookimpl
+from push_notification.dispatch import Dispatcher
+from push_notification.drivers import DriverInstance, create_instance
+from push_notification.queue import MemoryQueue
+from push_notification.settings import Settings
+from push_notification.testing import DriverHarness, make_event, make_transaction
+
+
+class Recorder:
+    """Records what it sees; ``label`` comes from its settings."""
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.label = ctx.settings.get_str("label", "")
+        ctx.settings.check_unknown()
+        self.seen: list[Any] = []
+
+    @hookimpl
+    def begin_txn(self, txn: Transaction) -> None:
+        self.seen.append(("begin", txn.id))
+
+    @hookimpl
+    async def message_new(self, event: Any) -> None:
+        await asyncio.sleep(0)
+        self.seen.append((self.label, event.uid))
+
+    @hookimpl
+    def end_txn(self, success: bool) -> None:
+        self.seen.append(("end", success))
+
+
+class Raiser:
+    def __init__(self, ctx: DriverContext) -> None:
+        pass
+
+    @hookimpl
+    def message_new(self) -> None:
+        raise RuntimeError("endpoint exploded")
+
+
+class Hanger:
+    def __init__(self, ctx: DriverContext) -> None:
+        pass
+
+    @hookimpl
+    async def message_new(self) -> None:
+        await asyncio.Event().wait()
+
+
+class Blocker:
+    """A blocking driver (like Lua): runs in its own thread, sleeping inside a hook."""
+
+    blocking = True
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.threads: set[str] = set()
+
+    @hookimpl
+    def message_new(self) -> None:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.2)
+
+
+class Decliner(Recorder):
+    @hookimpl
+    def begin_txn(self, txn: Transaction) -> bool:
+        self.seen.append(("begin", txn.id))
+        return False
+
+
+def instance(factory: Any, name: str, timeout: float = 5.0, **settings: str) -> DriverInstance:
+    ctx = DriverContext(instance=name, driver=name, settings=Settings.from_dict(name, settings))
+    return create_instance(ctx, factory, timeout=timeout)
+
+
+def new_mail(uid: int) -> Transaction:
+    return make_transaction(make_event("MessageNew", uid=uid))
+
+
+async def run(instances: list[DriverInstance], txns: list[Transaction]) -> None:
+    dispatcher = Dispatcher(MemoryQueue(), instances)
+    await dispatcher.start()
+    for txn in txns:
+        await dispatcher.submit(txn)
+    await dispatcher.drain(timeout=10)
+    await dispatcher.stop()
+
+
+async def test_a_driver_sees_begin_events_end_in_order() -> None:
+    txns = [new_mail(uid) for uid in range(1, 4)]
+    async with DriverHarness(Recorder, {"label": "r"}) as harness:
+        await harness.send(*txns)
+    expected: list[Any] = []
+    for txn in txns:
+        expected += [("begin", txn.id), ("r", txn.events[0].uid), ("end", True)]  # type: ignore[attr-defined]
+    assert harness.plugin.seen == expected
+
+
+async def test_two_instances_of_one_driver_keep_their_own_settings_and_state() -> None:
+    one, two = instance(Recorder, "one", label="first"), instance(Recorder, "two", label="second")
+    await run([one, two], [new_mail(1)])
+    assert ("first", 1) in one.plugin.seen and ("second", 1) not in one.plugin.seen  # type: ignore[attr-defined]
+    assert ("second", 1) in two.plugin.seen  # type: ignore[attr-defined]
+
+
+async def test_a_raising_driver_does_not_stop_a_healthy_one(caplog: pytest.LogCaptureFixture) -> None:
+    healthy, broken = instance(Recorder, "healthy", label="ok"), instance(Raiser, "broken")
+    await run([broken, healthy], [new_mail(uid) for uid in range(1, 6)])
+    assert [s for s in healthy.plugin.seen if s[0] == "ok"] == [("ok", uid) for uid in range(1, 6)]  # type: ignore[attr-defined]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 5
+    assert all("push_notification broken:" in e and "RuntimeError: endpoint exploded" in e for e in errors)
+
+
+async def test_a_hanging_driver_times_out_without_delaying_a_healthy_one(caplog: pytest.LogCaptureFixture) -> None:
+    healthy, hung = instance(Recorder, "healthy", label="ok"), instance(Hanger, "hung", timeout=0.2)
+    dispatcher = Dispatcher(MemoryQueue(), [hung, healthy])
+    await dispatcher.start()
+    for uid in (1, 2):
+        await dispatcher.submit(new_mail(uid))
+    started = time.monotonic()
+    while len([s for s in healthy.plugin.seen if s[0] == "ok"]) < 2:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.005)
+    assert time.monotonic() - started < 0.2  # the healthy one did not wait for the hung one's timeout
+    assert await dispatcher.drain(timeout=5)
+    await dispatcher.stop()
+    assert (
+        sum(
+            "push_notification hung:" in r.getMessage() and "timed out after 0.2s" in r.getMessage()
+            for r in caplog.records
+        )
+        == 2
+    )
+
+
+async def test_a_blocking_driver_runs_in_its_own_thread_and_does_not_block_the_loop() -> None:
+    blocker, healthy = instance(Blocker, "slow"), instance(Recorder, "fast", label="ok")
+    dispatcher = Dispatcher(MemoryQueue(), [blocker, healthy])
+    await dispatcher.start()
+    await dispatcher.submit(new_mail(1))
+    started = time.monotonic()
+    while not healthy.plugin.seen:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.001)
+    assert time.monotonic() - started < 0.15
+    await dispatcher.drain(timeout=5)
+    await dispatcher.stop()
+    assert blocker.plugin.threads and threading.current_thread().name not in blocker.plugin.threads  # type: ignore[attr-defined]
+
+
+async def test_declining_begin_txn_skips_the_rest_of_the_transaction() -> None:
+    async with DriverHarness(Decliner) as harness:
+        txn = new_mail(1)
+        await harness.send(txn)
+    assert harness.plugin.seen == [("begin", txn.id)]
+
+
+async def test_a_rolled_back_transaction_reaches_drivers_as_end_txn_false() -> None:
+    async with DriverHarness(Recorder) as harness:
+        txn = make_transaction(success=False)
+        await harness.send(txn)
+    assert harness.plugin.seen == [("begin", txn.id), ("end", False)]
+
+
+def test_unknown_hook_names_are_refused_when_the_instance_is_created() -> None:
+    class Typo:
+        def __init__(self, ctx: DriverContext) -> None:
+            pass
+
+        @hookimpl
+        def message_neu(self) -> None:
+            pass
+
+    with pytest.raises(Exception, match=r"invalid hook.*message_neu"):
+        instance(Typo, "typo")
+
+
+def test_unknown_settings_are_a_start_up_error_naming_instance_and_key() -> None:
+    with pytest.raises(Exception, match="push_notification rec: setting 'lable': unknown setting"):
+        instance(Recorder, "rec", lable="x")
