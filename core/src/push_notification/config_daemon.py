@@ -1,0 +1,183 @@
+"""The daemon's own settings (listen address, log level, queue...), one declarative row each.
+
+To add a daemon setting: add a field to :class:`DaemonConfig` and a row to
+:data:`DAEMON_SETTINGS`; parsing, validation, error messages and ``check-config`` output
+follow from the row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config_instances import InstanceConfig
+from .config_syntax import Entry
+from .errors import ConfigError
+from .settings import parse_time
+
+
+def default_state_dir() -> str:
+    """Where state lives unless ``state_dir`` says otherwise: system-wide for root, else per user."""
+    if os.geteuid() == 0:
+        return "/var/lib/push-notification"
+    return os.path.expanduser("~/.local/state/push-notification")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything the daemon needs: its own settings, the driver instances, the plugin env."""
+
+    instances: tuple[InstanceConfig, ...]
+    plugin_env: Mapping[str, str]
+    source: str
+    listen: str = "127.0.0.1:8425"
+    log_level: str = "info"
+    log_format: str = "text"
+    ingress_token: str | None = None
+    driver_timeout: float = 30.0
+    state_dir: str = field(default_factory=default_state_dir)
+    metadata_path: str = ""
+    queue: str = "memory"
+    queue_path: str = ""
+    spool_dir: str | None = None
+    max_pending: int = 100000
+
+    def __post_init__(self) -> None:
+        # Paths left unset live in state_dir.
+        if not self.metadata_path:
+            object.__setattr__(self, "metadata_path", os.path.join(self.state_dir, "metadata.sqlite"))
+        if not self.queue_path:
+            object.__setattr__(self, "queue_path", os.path.join(self.state_dir, "queue.sqlite"))
+
+
+def parse_listen(text: str) -> str:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path``."""
+    hint = "use HOST:PORT, [IPv6]:PORT or unix:/path"
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError(hint)
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(hint)
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            raise ValueError(hint) from None
+        if not host.endswith("]"):
+            raise ValueError(hint)
+    elif ":" in host:
+        raise ValueError(f"put an IPv6 address in brackets, e.g. [::1]:{port}")
+    return text
+
+
+def parse_timeout(text: str) -> float:
+    """A positive duration in seconds."""
+    try:
+        seconds = parse_time(text)
+    except ValueError:
+        raise ValueError("use e.g. 10s, 2 mins, 500ms") from None
+    if seconds <= 0:
+        raise ValueError("must be more than 0, e.g. 30s")
+    return seconds
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"use one of: {', '.join(choices)}")
+        return text.lower()
+
+    return parse
+
+
+def parse_positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("use a whole number of at least 1")
+    return int(text)
+
+
+def parse_directory(text: str) -> str:
+    if not text:
+        raise ValueError("give a directory path")
+    return os.path.expanduser(text)
+
+
+def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, except that an empty value means unset (None)."""
+    return lambda text: parse(text) if text else None
+
+
+@dataclass(frozen=True)
+class DaemonSetting:
+    """One top-level key of the daemon's config file."""
+
+    name: str
+    kind: str  # what a bad value is called in "invalid KIND 'x' for NAME"
+    parse: Callable[[str], Any]
+    default: str  # as written in a config file; "" means unset or derived (see help)
+    help: str
+    secret: bool = False
+
+
+DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
+    DaemonSetting("listen", "address", parse_listen, "127.0.0.1:8425",
+                  "ingress HTTP address: HOST:PORT, [IPv6]:PORT or unix:/path"),
+    DaemonSetting("log_level", "log level", choice("debug", "info", "warning", "error"), "info",
+                  "least severe message logged"),
+    DaemonSetting("log_format", "log format", choice("text", "json"), "text",
+                  "one line of text or one JSON object per message"),
+    DaemonSetting("ingress_token", "token", optional(str), "",
+                  "bearer token required on POST /v1/transactions (unset: none)", secret=True),
+    DaemonSetting("driver_timeout", "time", parse_timeout, "30s",
+                  "longest one instance may take for one transaction (an instance block may override it)"),
+    DaemonSetting("state_dir", "directory", parse_directory, "",
+                  "state directory (default /var/lib/push-notification as root, else ~/.local/state/...)"),
+    DaemonSetting("metadata_path", "path", optional(os.path.expanduser), "",
+                  "METADATA store (default STATE_DIR/metadata.sqlite)"),
+    DaemonSetting("queue", "queue", choice("memory", "sqlite"), "memory",
+                  "where pending transactions wait: memory, or sqlite to survive restarts"),
+    DaemonSetting("queue_path", "path", optional(os.path.expanduser), "",
+                  "sqlite queue file (default STATE_DIR/queue.sqlite)"),
+    DaemonSetting("spool_dir", "directory", optional(os.path.expanduser), "",
+                  "Dovecot bridge spool directory to watch (unset: off)"),
+    DaemonSetting("max_pending", "number", parse_positive_int, "100000",
+                  "transactions waiting at most; ingress refuses more"),
+)  # fmt: skip
+DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
+
+
+def parse_daemon_value(setting: DaemonSetting, entry: Entry) -> Any:
+    """``entry``'s value parsed by ``setting``, or a ConfigError naming file, line, key and fix."""
+    try:
+        return setting.parse(entry.value)
+    except ValueError as exc:
+        shown = "***" if setting.secret else entry.value
+        raise ConfigError(f"{entry.where}: invalid {setting.kind} {shown!r} for {setting.name} ({exc})") from None
+
+
+def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
+    """The parsed top-level settings, keyed as DaemonConfig fields; a later line wins, as in Dovecot."""
+    values: dict[str, Any] = {}
+    for entry in entries:
+        setting = DAEMON_SETTINGS_BY_NAME.get(entry.key)
+        if setting is None:
+            raise ConfigError(f"{entry.where}: unknown setting {entry.key!r} ({_unknown_hint(entry.key)})")
+        values[setting.name] = parse_daemon_value(setting, entry)
+    return values
+
+
+def _unknown_hint(key: str) -> str:
+    known = ", ".join(DAEMON_SETTINGS_BY_NAME)
+    close = difflib.get_close_matches(key, DAEMON_SETTINGS_BY_NAME, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? known: {known}"
+    return (
+        "this file is the push-notification daemon's config, not dovecot.conf; top-level settings are "
+        f"{known}; driver settings go in 'push_notification NAME {{ }}' or 'plugin {{ }}'"
+    )
