@@ -67,3 +67,12 @@ def test_an_unwritable_file_is_refused_at_start(tmp_path: Path) -> None:
             SqliteQueue(path)
     finally:
         path.chmod(0o644)
+
+
+async def test_two_daemons_cannot_share_a_queue_file(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    first = SqliteQueue(path)
+    with pytest.raises(QueueStoreError, match=r"in use by another push-notification daemon"):
+        SqliteQueue(path)
+    await first.close()
+    await SqliteQueue(path).close()  # free again once the first one closed

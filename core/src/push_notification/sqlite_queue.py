@@ -22,6 +22,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import sqlite3
@@ -30,12 +31,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .lanes import Entry, Lane
 from .queue import Queue, QueueFull
 from .retry import RetryPolicy, describe_error
-from .sqlite_store import open_store
+from .sqlite_store import QueueStoreError, open_store
 from .transaction import Transaction, transaction_from_dict
 
 log = logging.getLogger("push_notification.queue")
@@ -84,6 +85,7 @@ class SqliteQueue(Queue):
         self.window = window
         # Opening is synchronous on purpose: a bad store is an error at start-up.
         self._conn = open_store(self.path, sync=sync)
+        self._lock = _lock_exclusively(self.path, self._conn)
         self._lanes: dict[str, Lane] = {}
         self._dead: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -270,6 +272,7 @@ class SqliteQueue(Queue):
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
         else:
             self._conn.close()
+            self._lock.close()
 
     # -- in the event loop -----------------------------------------------------------
 
@@ -375,6 +378,7 @@ class SqliteQueue(Queue):
             if closing and not ops:
                 break
         conn.close()
+        self._lock.close()
 
     def _run(
         self,
@@ -436,6 +440,22 @@ class SqliteQueue(Queue):
         loop.call_soon_threadsafe(self._recount_dead, dead)
         if requeued:
             loop.call_soon_threadsafe(self._requeued, requeued)
+
+
+def _lock_exclusively(path: Path, conn: sqlite3.Connection) -> IO[bytes]:
+    """One daemon per queue file: two would deliver every transaction twice and race on
+    its rows. The lock dies with the process, so a SIGKILLed daemon never blocks a restart."""
+    handle = open(path, "rb")  # noqa: SIM115 - held for the queue's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        conn.close()
+        raise QueueStoreError(
+            f"queue_path {path}: in use by another push-notification daemon; stop it, or give this"
+            " one its own queue_path"
+        ) from None
+    return handle
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:
