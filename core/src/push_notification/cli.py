@@ -17,6 +17,7 @@ from .drivers import implemented_hooks, installed_drivers
 from .errors import PushNotificationError
 from .events import event_type
 from .metadata import MetadataStore
+from .queue_cli import queue_group
 from .transaction import transaction_from_dict
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
@@ -217,6 +218,9 @@ def metadata_get(config_path: str | None, user: str, server: str, key: str) -> N
 def metadata_unset(config_path: str | None, user: str, server: str, key: str) -> None:
     """Remove KEY."""
     _store(config_path).unset(user, key)
+
+
+cli.add_command(queue_group)
 
 
 def main() -> None:
