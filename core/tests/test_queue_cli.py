@@ -117,3 +117,20 @@ def test_a_bad_age_is_one_line(path):
     code, out = run("list", "--queue-path", str(path), "--older-than", "soon")
     assert code == 2
     assert "Invalid value for '--older-than'" in out
+
+
+async def test_the_queue_file_is_found_through_the_config(path, tmp_path):
+    sent = await dead_letters_for(path, "alice")
+    config = tmp_path / "pn.conf"
+    config.write_text(f"queue_path = {path}\npush_notification dlog {{ }}\n")
+    code, out = run("-c", str(config), "list", "--json")
+    assert code == 0
+    assert json.loads(out)["id"] == sent[0].id
+
+
+def test_memory_mode_has_no_dead_letters(tmp_path):
+    config = tmp_path / "pn.conf"
+    config.write_text("queue = memory\npush_notification dlog { }\n")
+    code, out = run("-c", str(config), "list")
+    assert code == 1
+    assert out.strip() == f"Error: {config}: queue = memory keeps no dead letters (set queue = sqlite)"

@@ -53,6 +53,8 @@ class Queue(ABC):
 
     #: Replaced by the daemon with its metrics; implementations report through it.
     observer: QueueObserver = _Unobserved()
+    #: Whether accepted transactions survive a restart (shutdown need not wait for them).
+    durable: bool = False
 
     @abstractmethod
     def attach(self, instances: Iterable[str]) -> None:
@@ -91,17 +93,21 @@ class MemoryQueue(Queue):
         self.max_pending = max_pending
         self._pending: dict[str, deque[Transaction]] = {}
         self._wakeup: dict[str, asyncio.Event] = {}
+        #: Queues of instances removed by the last ``attach``, until the next one.
+        self._detached: dict[str, deque[Transaction]] = {}
         #: Monotonic acceptance time per transaction still owed to some instance (for latency).
         self._accepted: dict[str, tuple[float, int]] = {}
 
     def attach(self, instances: Iterable[str]) -> None:
         wanted = list(instances)
         for name in wanted:
-            self._pending.setdefault(name, deque())
+            # An instance restarted by a reload (detached, then attached again) keeps its queue.
+            self._pending.setdefault(name, self._detached.pop(name, deque()))
             self._wakeup.setdefault(name, asyncio.Event())
+        self._detached.clear()
         for name in list(self._pending):
             if name not in wanted:
-                del self._pending[name]
+                self._detached[name] = self._pending.pop(name)
                 self._wakeup.pop(name).set()
 
     async def put(self, txn: Transaction) -> None:

@@ -15,16 +15,10 @@ from typing import Any
 
 import click
 
+from .config import load_config
 from .errors import PushNotificationError
 from .settings import parse_time
 from .sqlite_store import DeadLetter, Filter, dead_letter_body, dead_letters, open_store, purge, requeue
-
-#: Where the daemon keeps its queue unless the config says otherwise (``queue_path``).
-DEFAULT_QUEUE_PATH = "/var/lib/push-notification/queue.db"
-
-#: Finds the queue file from the CLI's context (the daemon's config); replaced by cli.py.
-QueuePathResolver = Callable[[click.Context], str | None]
-resolve_queue_path: QueuePathResolver = lambda ctx: None  # noqa: E731
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -47,7 +41,7 @@ def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--queue-path",
             envvar="PUSH_NOTIFICATION_QUEUE_PATH",
-            help=f"The queue file (default: queue_path from the config, else {DEFAULT_QUEUE_PATH}).",
+            help="The queue file (default: queue_path from the config).",
         ),
     ]
     for option in reversed(options):
@@ -56,11 +50,28 @@ def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open(queue_path: str | None) -> sqlite3.Connection:
-    path = queue_path or resolve_queue_path(click.get_current_context()) or DEFAULT_QUEUE_PATH
     try:
-        return open_store(path, create=False)
+        if queue_path is None:
+            config = load_config(_group_config())
+            if config.queue != "sqlite":
+                raise PushNotificationError(
+                    f"{config.source}: queue = {config.queue} keeps no dead letters (set queue = sqlite)"
+                )
+            queue_path = config.queue_path
+        return open_store(queue_path, create=False)
     except PushNotificationError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _group_config() -> str | None:
+    """``-c`` given to ``queue`` itself (``push-notification queue -c FILE list``)."""
+    ctx: click.Context | None = click.get_current_context()
+    while ctx is not None:
+        if ctx.command.name == "queue":
+            value = ctx.params.get("config_path")
+            return str(value) if value else None
+        ctx = ctx.parent
+    return None
 
 
 def _filter(options: dict[str, Any]) -> Filter:
@@ -92,7 +103,15 @@ def _as_dict(letter: DeadLetter) -> dict[str, Any]:
 
 
 @click.group("queue")
-def queue_group() -> None:
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="PUSH_NOTIFICATION_CONFIG",
+    help="The daemon's config file, to find queue_path. Env: PUSH_NOTIFICATION_CONFIG.",
+)
+def queue_group(config_path: str | None) -> None:
     """Dead letters of the durable queue: list, show, retry, purge."""
 
 

@@ -70,6 +70,8 @@ class _Op:
 class SqliteQueue(Queue):
     """The durable default queue (``queue = sqlite``)."""
 
+    durable = True
+
     def __init__(
         self,
         path: str | Path,
