@@ -9,7 +9,6 @@ PYTHONPATH), so nothing needs installing.
 from __future__ import annotations
 
 import aiohttp
-
 from push_notification import DriverContext, hookimpl
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.transaction import Transaction
