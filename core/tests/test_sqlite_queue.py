@@ -50,9 +50,10 @@ async def test_an_accepted_transaction_is_on_disk_before_put_returns(tmp_path):
     await queue.close()
 
 
-async def test_transactions_accepted_before_a_restart_are_delivered_after_it(tmp_path):
+@pytest.mark.parametrize("fsync", [False, True], ids=["commit", "fsync"])
+async def test_transactions_accepted_before_a_restart_are_delivered_after_it(tmp_path, fsync):
     path = tmp_path / "queue.db"
-    first = SqliteQueue(path)
+    first = SqliteQueue(path, fsync=fsync)
     first.attach(["ox"])
     sent = [txn(user=f"u{i % 3}", uid=i) for i in range(20)]
     for t in sent:
@@ -66,8 +67,9 @@ async def test_transactions_accepted_before_a_restart_are_delivered_after_it(tmp
     assert {t.id: t for t in ox.plugin.delivered}[sent[4].id].events == sent[4].events
 
 
-async def test_concurrent_puts_share_commits(tmp_path):
-    queue = SqliteQueue(tmp_path / "queue.db")
+@pytest.mark.parametrize("fsync", [False, True], ids=["commit", "fsync"])
+async def test_concurrent_puts_share_commits(tmp_path, fsync):
+    queue = SqliteQueue(tmp_path / "queue.db", fsync=fsync)
     queue.attach(["ox"])
     await asyncio.gather(*(queue.put(txn(uid=i)) for i in range(500)))
     assert queue.depth("ox") == 500
@@ -135,7 +137,8 @@ async def test_a_failing_instance_never_holds_back_another(tmp_path):
         assert dispatcher.queue.depth("up") == 0
 
 
-async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tmp_path):
+@pytest.mark.parametrize("fsync", [False, True], ids=["commit", "fsync"])
+async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tmp_path, fsync):
     path = tmp_path / "queue.db"
     broken = {"yes": True}
 
@@ -144,7 +147,7 @@ async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tm
 
     ox = recorder("ox", rejects_while_broken)
     t = txn()
-    async with Running(SqliteQueue(path, policy=FAST), ox) as dispatcher:
+    async with Running(SqliteQueue(path, policy=FAST, fsync=fsync), ox) as dispatcher:
         await dispatcher.submit(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         assert ox.plugin.attempts[t.id] == 1  # permanent: no retry

@@ -62,6 +62,8 @@ def format_time(seconds: float) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return format_time(value) if isinstance(value, float) else str(value)
 
 

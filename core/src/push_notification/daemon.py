@@ -35,7 +35,7 @@ SHUTDOWN_GRACE = 30.0
 #: The same with a durable queue, which keeps undelivered work for the next start.
 DURABLE_SHUTDOWN_GRACE = 2.0
 #: Daemon settings a reload leaves alone: the socket, the queue and the logs are set up once.
-RESTART_ONLY = ("listen", "queue", "queue_path", "state_dir", "ingress_token", "log_format")
+RESTART_ONLY = ("listen", "queue", "queue_path", "queue_fsync", "state_dir", "ingress_token", "log_format")
 
 
 def make_queue(config: DaemonConfig) -> Queue:
@@ -51,7 +51,7 @@ def make_queue(config: DaemonConfig) -> Queue:
             max_delay=config.queue_retry_max_delay,
             deadline=config.queue_retry_deadline,
         )
-        return SqliteQueue(path, policy=policy, high_water=config.max_pending)
+        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 

@@ -45,3 +45,15 @@ class HttpPost:
     async def driver_deinit(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+class NoOp:
+    """Accepts every transaction instantly: measures the daemon, not an endpoint."""
+
+    def __init__(self, ctx: DriverContext) -> None:
+        ctx.settings.check_unknown()
+        self.count = 0
+
+    @hookimpl
+    def end_txn(self) -> None:
+        self.count += 1
