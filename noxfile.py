@@ -8,6 +8,7 @@ then the cross-package and end-to-end tests in ``tests/`` run with everything in
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -20,7 +21,7 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23"]
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "cross"]
+nox.options.sessions = ["lint", "typecheck", "tests", "cross", "template"]
 
 
 def _extras(package: str) -> str:
@@ -43,7 +44,8 @@ def cross(session: nox.Session) -> None:
     install_dovecot = ROOT / "scripts" / "install-dovecot"
     if install_dovecot.exists() and (os.geteuid() == 0 or os.environ.get("CI") == "true"):
         session.run("bash", str(install_dovecot), external=True)
-    session.install(*TEST_DEPS, "./core", *(_extras(p) for p in DRIVERS))
+    # pip: tests install drivers the way users do (uv venvs come without it)
+    session.install(*TEST_DEPS, "pip", "./core", *(_extras(p) for p in DRIVERS))
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs)
 
 
@@ -53,6 +55,8 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.install("./core")
+    session.run("python", "scripts/gen-hooks-doc", "--check")
 
 
 @nox.session
@@ -66,3 +70,18 @@ def typecheck(session: nox.Session) -> None:
         if p.is_dir() and not p.name.endswith("egg-info")
     ]
     session.run("mypy", "--config-file", "mypy.ini", *sources)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """A driver made by ``push-notification new-driver`` passes its own tests and lint right after install."""
+    session.install("./core", "ruff", "mypy")
+    project = Path(session.create_tmp()) / "push-notification-example"
+    shutil.rmtree(project, ignore_errors=True)
+    session.run("push-notification", "new-driver", "example", "--dir", str(project))
+    session.install("-e", str(project))
+    session.chdir(project)
+    session.run("pytest", "-q", "-p", "no:cacheprovider")
+    session.run("ruff", "check", "src", "tests")
+    session.run("ruff", "format", "--check", "src", "tests")
+    session.run("mypy", "--strict", "src")

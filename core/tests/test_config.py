@@ -302,9 +302,16 @@ def test_daemon_settings_are_read_and_normalised() -> None:
     assert (config.spool_dir, config.max_pending) == ("/var/spool/pn", 50)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"])
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:0", "127.1.2.3:80", ":8425", "localhost:8425", "[::1]:8425", "unix:/run/pn.sock"]
+)
 def test_listen_forms(listen: str) -> None:
     assert parse(f"listen = {listen}\npush_notification dlog {{ }}\n").listen == listen
+
+
+def test_listening_beyond_this_host_is_fine_with_a_token() -> None:
+    config = parse("listen = 0.0.0.0:8425\ningress_token = t\npush_notification dlog { }\n")
+    assert (config.listen, config.ingress_token) == ("0.0.0.0:8425", "t")
 
 
 def test_explicit_paths_override_state_dir_and_expand_home() -> None:
@@ -376,7 +383,7 @@ def test_include_is_relative_to_the_including_file(tmp_path: Path) -> None:
     (tmp_path / "more" / "ox_url.conf").write_text("ox_url = http://included/\n")
     (tmp_path / "pn.conf").write_text("push_notification ox {\n  !include conf.d/ox.conf\n}\n")
     url = instance(load_config(tmp_path / "pn.conf"), "ox").settings["url"]
-    assert url == Value("http://included/", str(tmp_path / "conf.d" / "../more/ox_url.conf"), 1)
+    assert url == Value("http://included/", str(tmp_path / "more" / "ox_url.conf"), 1)
 
 
 def test_include_globs_are_read_in_sorted_order(tmp_path: Path) -> None:
@@ -392,7 +399,7 @@ def test_include_globs_are_read_in_sorted_order(tmp_path: Path) -> None:
 
 def test_include_try_ignores_missing_files(tmp_path: Path) -> None:
     (tmp_path / "pn.conf").write_text(
-        '!include_try missing.conf\n!include_try "none/*.conf"\npush_notification dlog { }\n'
+        '!include_try\tmissing.conf\n!include_try "none/*.conf"\npush_notification dlog { }\n'
     )
     assert [item.name for item in load_config(tmp_path / "pn.conf").instances] == ["dlog"]
 

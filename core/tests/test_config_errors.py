@@ -63,6 +63,12 @@ def test_a_line_that_is_neither_setting_nor_block() -> None:
     )
 
 
+def test_a_malformed_line_never_shows_a_url_password() -> None:
+    assert error("push_notification ox {\n  ox_url http://login:s3cret@host/notify\n}\n") == (
+        f"{SOURCE}:2: expected 'name = value', 'type [name] {{' or '}}' but got 'ox_url http://login:***@host/notify'"
+    )
+
+
 def test_a_value_without_a_name() -> None:
     assert error(DLOG + "= 127.0.0.1:8425\n") == f"{SOURCE}:2: missing setting name before '=' (write 'name = value')"
 
@@ -75,7 +81,7 @@ def test_an_unclosed_quote() -> None:
 
 def test_text_after_a_quoted_value() -> None:
     assert error("push_notification ox {\n  url = 'http://x/' extra\n}\n") == (
-        f"{SOURCE}:2: unexpected text 'extra' after the quoted value of 'url' (put the whole value inside the quotes)"
+        f"{SOURCE}:2: unexpected text after the quoted value of 'url' (put the whole value inside the quotes)"
     )
 
 
@@ -150,6 +156,14 @@ def test_a_config_without_instances() -> None:
 )
 def test_invalid_daemon_values(line: str, message: str) -> None:
     assert error(f"{DLOG}\n{line}\n") == f"{SOURCE}:3: {message}"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8425", "[::]:8425", "192.0.2.1:8425", "mail.example.com:8425"])
+def test_listening_beyond_this_host_needs_a_token(listen: str) -> None:
+    assert error(f"{DLOG}listen = {listen}\n") == (
+        f"{SOURCE}:2: listen = {listen} lets other hosts submit transactions; "
+        "set ingress_token (or listen on 127.0.0.1, [::1] or a unix: socket)"
+    )
 
 
 def test_an_invalid_instance_timeout_points_at_its_line() -> None:
@@ -361,4 +375,33 @@ def test_include_of_a_file_without_permission(tmp_path: Path) -> None:
     source = str(tmp_path / "pn.conf")
     assert error("!include secret.conf\n", source) == (
         f"{source}:1: !include: cannot read {tmp_path}/secret.conf: Permission denied"
+    )
+
+
+def test_a_continued_last_line_is_still_checked() -> None:
+    assert error(DLOG + "log_level = \\\n") == (
+        f"{SOURCE}:2: invalid log level '' for log_level (use one of: debug, info, warning, error)"
+    )
+
+
+def test_includes_nested_too_deep(tmp_path: Path) -> None:
+    for depth in range(25):
+        (tmp_path / f"{depth}.conf").write_text(f"!include {depth + 1}.conf\n")
+    (tmp_path / "25.conf").write_text(DLOG)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "0.conf")
+    assert str(caught.value) == f"{tmp_path}/19.conf:1: !include: includes nest more than 20 deep (flatten them)"
+
+
+def test_an_invalid_23_driver_name() -> None:
+    assert error("plugin {\n  push_notification_driver = o/x:url=http://a/\n}\n") == (
+        f"{SOURCE}:2: invalid push_notification_driver driver name 'o/x' (use letters, digits, '_', '.' and '-')"
+    )
+
+
+def test_include_of_a_file_that_is_not_text(tmp_path: Path) -> None:
+    (tmp_path / "blob.conf").write_bytes(b"\xff\xfe\x00")
+    source = str(tmp_path / "pn.conf")
+    assert error(DLOG + "!include blob.conf\n", source) == (
+        f"{source}:2: !include: {tmp_path}/blob.conf is not UTF-8 text (save it as UTF-8 or leave it out of the pattern)"
     )

@@ -187,3 +187,19 @@ def test_unknown_hook_names_are_refused_when_the_instance_is_created() -> None:
 def test_unknown_settings_are_a_start_up_error_naming_instance_and_key() -> None:
     with pytest.raises(Exception, match="push_notification rec: setting 'lable': unknown setting"):
         instance(Recorder, "rec", lable="x")
+
+
+async def test_a_driver_that_fails_to_start_is_one_line_naming_the_instance() -> None:
+    class Broken:
+        def __init__(self, ctx: DriverContext) -> None:
+            pass
+
+        @hookimpl
+        def driver_init(self) -> None:
+            raise OSError("script.lua: No such file or directory")
+
+    dispatcher = Dispatcher(MemoryQueue(), [instance(Broken, "scripted")])
+    with pytest.raises(
+        Exception, match=r"^push_notification scripted: driver 'scripted' failed to start: OSError: script.lua"
+    ):
+        await dispatcher.start()

@@ -63,16 +63,21 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
+    from .config_daemon import is_local, parse_listen
     from .daemon import Daemon
-    from .ingress import parse_listen
     from .logsetup import setup_logging
 
     config = load_config(config_path)
     if listen:
         try:
-            parse_listen(listen)
+            listen = parse_listen(listen)
         except ValueError as exc:
-            raise PushNotificationError(f"--listen: {exc}") from None
+            raise PushNotificationError(f"--listen {listen}: {exc}") from None
+        if not config.ingress_token and not is_local(listen):
+            raise PushNotificationError(
+                f"--listen {listen} lets other hosts submit transactions; set ingress_token in the config"
+                " (or listen on 127.0.0.1, [::1] or a unix: socket)"
+            )
         config = replace(config, listen=listen)
     config = replace(config, log_level=log_level or config.log_level, log_format=log_format or config.log_format)
     setup_logging(config.log_level, config.log_format)
@@ -220,9 +225,21 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
     _store(config_path).unset(user, key)
 
 
-cli.add_command(queue_group)
+def _add_feature_commands() -> None:
+    """Commands that live beside the feature they serve."""
+    from .scaffold import new_driver
+
+    cli.add_command(new_driver)
+    cli.add_command(queue_group)
+
+
+_add_feature_commands()
 
 
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="push-notification")
+
+
+if __name__ == "__main__":
+    main()

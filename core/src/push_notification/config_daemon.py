@@ -59,14 +59,14 @@ class DaemonConfig:
 
 
 def parse_listen(text: str) -> str:
-    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path``."""
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path`` (``:PORT`` is 127.0.0.1, as for ``--listen``)."""
     hint = "use HOST:PORT, [IPv6]:PORT or unix:/path"
     if text.startswith("unix:"):
         if not text[5:]:
             raise ValueError(hint)
         return text
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(hint)
     if host.startswith("["):
         try:
@@ -185,12 +185,32 @@ def parse_daemon_value(setting: DaemonSetting, entry: Entry) -> Any:
 def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
     """The parsed top-level settings, keyed as DaemonConfig fields; a later line wins, as in Dovecot."""
     values: dict[str, Any] = {}
+    lines: dict[str, Entry] = {}
     for entry in entries:
         setting = DAEMON_SETTINGS_BY_NAME.get(entry.key)
         if setting is None:
             raise ConfigError(f"{entry.where}: unknown setting {entry.key!r} ({_unknown_hint(entry.key)})")
         values[setting.name] = parse_daemon_value(setting, entry)
+        lines[setting.name] = entry
+    if "listen" in values and not values.get("ingress_token") and not is_local(values["listen"]):
+        raise ConfigError(
+            f"{lines['listen'].where}: listen = {values['listen']} lets other hosts submit transactions; "
+            "set ingress_token (or listen on 127.0.0.1, [::1] or a unix: socket)"
+        )
     return values
+
+
+def is_local(listen: str) -> bool:
+    """Whether only this machine can reach ``listen`` (loopback or a unix socket)."""
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if host in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 def _unknown_hint(key: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config_syntax import Block, Entry
 from .errors import ConfigError
@@ -39,7 +39,7 @@ class InstanceConfig:
     settings: Settings
     where: str
     timeout: float = 30.0
-    order: int = 0  # position in the config, so 2.3 and 2.4 instances keep file order
+    order: int = field(default=0, compare=False, repr=False)  # file position: 2.3 and 2.4 keep file order
 
 
 def normalise_key(key: str, driver: str) -> str:

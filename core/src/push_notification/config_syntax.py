@@ -20,6 +20,7 @@ from .errors import ConfigError
 _KEY_VALUE = re.compile(r"^([^\s=]*)\s*=\s*(.*)$")
 _SECTION = re.compile(r"""^([^\s={}"']+)(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s{}"']+))?\s*\{\s*(\}?)$""")
 _ESCAPE = re.compile(r"\\(.)")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]*@")
 _MAX_INCLUDE_DEPTH = 20
 
 
@@ -95,11 +96,13 @@ def unquote(text: str, where: str, what: str) -> str:
     if match is None:
         raise ConfigError(f"{where}: missing closing {quote} in {what} (close the quote or remove it)")
     if match.group(2).strip():
-        raise ConfigError(
-            f"{where}: unexpected text {match.group(2).strip()!r} after the quoted {what} "
-            "(put the whole value inside the quotes)"
-        )
+        raise ConfigError(f"{where}: unexpected text after the quoted {what} (put the whole value inside the quotes)")
     return _ESCAPE.sub(r"\1", match.group(1))
+
+
+def _shown(line: str) -> str:
+    """``line`` fit for an error message: URL passwords masked, as everywhere else."""
+    return _URL_PASSWORD.sub(r"\1***@", line)
 
 
 @dataclass
@@ -121,6 +124,8 @@ class _Parser:
                 line, number, pending, pending_line = pending + line, pending_line, "", 0
             if line:
                 self._statement(line, source, number, stack)
+        if pending:  # the last line ended with a backslash
+            self._statement(pending.strip(), source, pending_line, stack)
         if len(stack) > 1:
             block = stack[-1]
             raise ConfigError(f"{block.where}: {block.title}: missing '}}' (block opened here is never closed)")
@@ -148,21 +153,22 @@ class _Parser:
                 stack.append(block)
         elif "{" in line:
             raise ConfigError(
-                f"{where}: cannot parse block header {line!r} (write 'type [name] {{' and put each setting "
+                f"{where}: cannot parse block header {_shown(line)!r} (write 'type [name] {{' and put each setting "
                 "on its own line)"
             )
         else:
-            raise ConfigError(f"{where}: expected 'name = value', 'type [name] {{' or '}}' but got {line!r}")
+            raise ConfigError(f"{where}: expected 'name = value', 'type [name] {{' or '}}' but got {_shown(line)!r}")
 
     def _include(self, line: str, source: str, where: str, parent: Block) -> None:
-        directive, _, argument = line.partition(" ")
+        directive, *rest = line.split(maxsplit=1)
+        argument = rest[0] if rest else ""
         if directive not in ("!include", "!include_try"):
             raise ConfigError(f"{where}: unknown directive {directive!r} (use !include or !include_try)")
         pattern = unquote(argument.strip(), where, f"{directive} path")
         if not pattern:
             raise ConfigError(f"{where}: {directive} needs a file name (e.g. {directive} conf.d/*.conf)")
         base = os.path.dirname(source) if not source.startswith("<") else os.getcwd()
-        pattern = os.path.join(base, os.path.expanduser(pattern))
+        pattern = os.path.normpath(os.path.join(base, os.path.expanduser(pattern)))
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths and directive == "!include":
             raise ConfigError(f"{where}: !include: no file matches {pattern} (fix the pattern or use !include_try)")
@@ -171,8 +177,10 @@ class _Parser:
 
     def _include_file(self, path: str, directive: str, where: str, parent: Block) -> None:
         real = os.path.realpath(path)
-        if real in self.including or len(self.including) >= _MAX_INCLUDE_DEPTH:
+        if real in self.including:
             raise ConfigError(f"{where}: {directive}: {path} includes itself (remove the loop)")
+        if len(self.including) >= _MAX_INCLUDE_DEPTH:
+            raise ConfigError(f"{where}: {directive}: includes nest more than {_MAX_INCLUDE_DEPTH} deep (flatten them)")
         try:
             with open(path, encoding="utf-8") as file:
                 text = file.read()
@@ -181,7 +189,9 @@ class _Parser:
                 return
             raise ConfigError(f"{where}: !include: cannot read {path}: No such file or directory") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"{where}: {directive}: {path} is not UTF-8 text") from None
+            raise ConfigError(
+                f"{where}: {directive}: {path} is not UTF-8 text (save it as UTF-8 or leave it out of the pattern)"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"{where}: {directive}: cannot read {path}: {exc.strerror}") from None
         self.including.append(real)

@@ -20,7 +20,7 @@ from .config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
 from .dispatch import Dispatcher
 from .drivers import DriverContext, DriverInstance, create_instance, find_driver
 from .errors import PushNotificationError
-from .ingress import create_app, parse_listen
+from .ingress import create_app, listen_address
 from .metadata import MetadataStore
 from .metrics import METRICS_PATH, Metrics
 from .queue import MemoryQueue, Queue
@@ -142,7 +142,7 @@ class Daemon:
         )
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
-        where = parse_listen(self.config.listen)
+        where = listen_address(self.config.listen)
         site: web.BaseSite
         if isinstance(where, str):
             site = web.UnixSite(runner, where)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 
 from .drivers import DriverInstance
+from .errors import PushNotificationError
 from .queue import Queue
 from .transaction import Transaction
 
@@ -64,19 +65,6 @@ async def deliver(instance: DriverInstance, txn: Transaction) -> None:
             await result
 
 
-async def call_lifecycle(instance: DriverInstance, hook_name: str) -> None:
-    """Run ``driver_init``/``driver_deinit``/``driver_cleanup`` if the instance has it."""
-    hook = instance.hooks.get(hook_name)
-    if hook is None:
-        return
-    if instance.threaded:
-        result = await asyncio.get_running_loop().run_in_executor(None, hook)
-    else:
-        result = hook()
-    if result is not None and isawaitable(result):
-        await result
-
-
 class Dispatcher:
     """Runs one worker per driver instance over a :class:`Queue`."""
 
@@ -96,13 +84,34 @@ class Dispatcher:
         """Start more instances (config reload)."""
         new = list(instances)
         for instance in new:
-            await call_lifecycle(instance, "driver_init")
+            if instance.threaded:
+                self._executors[instance.name] = ThreadPoolExecutor(1, thread_name_prefix=f"pn-{instance.name}")
+            try:
+                await self._lifecycle(instance, "driver_init")
+            except PushNotificationError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a start-up failure is one line naming the instance
+                raise PushNotificationError(
+                    f"push_notification {instance.name}: driver {instance.driver!r} failed to start: {_describe(exc)}"
+                ) from None
             self.instances[instance.name] = instance
         self.queue.attach(self.instances)
         for instance in new:
-            if instance.threaded:
-                self._executors[instance.name] = ThreadPoolExecutor(1, thread_name_prefix=f"pn-{instance.name}")
             self._workers[instance.name] = asyncio.create_task(self._work(instance), name=f"pn-{instance.name}")
+
+    async def _lifecycle(self, instance: DriverInstance, hook_name: str) -> None:
+        """Run ``driver_init``/``driver_deinit``/``driver_cleanup`` if the instance has it, on the
+        instance's own thread when it blocks (a Lua state must stay on one thread)."""
+        hook = instance.hooks.get(hook_name)
+        if hook is None:
+            return
+        executor = self._executors.get(instance.name)
+        if executor is not None:
+            result = await asyncio.get_running_loop().run_in_executor(executor, hook)
+        else:
+            result = hook()
+        if result is not None and isawaitable(result):
+            await result
 
     async def submit(self, txn: Transaction) -> None:
         """Hand a transaction to every instance (through the queue)."""
@@ -136,7 +145,7 @@ class Dispatcher:
             instance = self.instances.pop(name)
             for hook in ("driver_deinit", "driver_cleanup"):
                 try:
-                    await asyncio.wait_for(call_lifecycle(instance, hook), instance.timeout)
+                    await asyncio.wait_for(self._lifecycle(instance, hook), instance.timeout)
                 except Exception as exc:  # noqa: BLE001 - logged, shutdown goes on
                     log.error("push_notification %s: %s failed: %s", name, hook, _describe(exc))
             executor = self._executors.pop(name, None)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .config_daemon import parse_listen
 from .errors import EventError
 from .queue import QueueFull
 from .transaction import Transaction, transaction_from_dict
@@ -33,16 +34,15 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def parse_listen(text: str) -> tuple[str, int] | str:
-    """``HOST:PORT``, ``[v6]:PORT`` → (host, port); ``unix:/path`` → the socket path."""
+def listen_address(text: str) -> tuple[str, int] | str:
+    """Where to bind: (host, port) for ``HOST:PORT``/``[v6]:PORT``, the path for ``unix:/path``.
+
+    Raises ValueError with the accepted forms (the same check as the ``listen`` setting's).
+    """
+    text = parse_listen(text)
     if text.startswith("unix:"):
-        path = text[5:]
-        if not path:
-            raise ValueError("unix: needs a socket path, e.g. unix:/run/push-notification.sock")
-        return path
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid listen address {text!r} (use HOST:PORT, [IPv6]:PORT or unix:/path)")
+        return text[5:]
+    host, _, port = text.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

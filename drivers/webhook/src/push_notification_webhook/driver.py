@@ -1,0 +1,188 @@
+"""The ``webhook`` driver: each selected event becomes one templated HTTP request.
+
+Requests are rendered as the events arrive and sent, in order, when the transaction commits
+(a rolled-back transaction sends nothing). A failing request does not stop the others of the
+transaction; the failures are reported together at ``end_txn``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from push_notification import DriverContext, hookimpl
+from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.events import (
+    Event,
+    FlagsClear,
+    FlagsSet,
+    MailboxCreate,
+    MailboxDelete,
+    MailboxRename,
+    MailboxSubscribe,
+    MailboxUnsubscribe,
+    MessageAppend,
+    MessageExpunge,
+    MessageNew,
+    MessageRead,
+    MessageTrash,
+)
+from push_notification.transaction import Transaction
+
+from .config import read_config
+from .render import RenderError
+from .sender import Request, Sender
+
+
+@dataclass
+class _Pending:
+    """What one transaction will send: requests, and events that failed to render."""
+
+    index: dict[int, int]
+    requests: list[Request] = field(default_factory=list)
+    failures: list[DriverError] = field(default_factory=list)
+
+
+#: Transactions whose partial delivery is remembered, so a retry does not repeat what got through.
+PARTLY_DELIVERED_MAX = 10_000
+
+
+class WebhookDriver:
+    """Any event to any HTTP endpoint; see the README for settings and template variables."""
+
+    name = "webhook"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.instance = ctx.instance
+        self.log = ctx.log
+        self.config = read_config(ctx.settings)
+        self.sender = Sender(self.config.http)
+        self._pending: dict[str, _Pending] = {}
+        #: webhook-ids already delivered of transactions that failed part-way (oldest first).
+        self._partly_delivered: dict[str, set[str]] = {}
+        #: Notifications delivered since start (``push-notification status`` may show it).
+        self.delivered = 0
+
+    @hookimpl
+    async def driver_init(self) -> None:
+        await self.sender.start()
+
+    @hookimpl
+    async def driver_deinit(self) -> None:
+        self._pending.clear()
+        await self.sender.close()
+
+    @hookimpl
+    def begin_txn(self, txn: Transaction) -> bool:
+        if not self.config.filter.wants_transaction(txn.user.username, txn.mailbox):
+            return False
+        self._pending[txn.id] = _Pending(index={id(event): i for i, event in enumerate(txn.events)})
+        return True
+
+    def _add(self, txn: Transaction, event: Event) -> None:
+        pending = self._pending.get(txn.id)
+        if pending is None or not self.config.filter.wants_event(event.name):
+            return
+        # Stable across retries and restarts, unique per event: receivers de-duplicate on it.
+        webhook_id = f"{txn.id}.{pending.index.get(id(event), 0)}"
+        try:
+            pending.requests.append(self.config.renderer.request(txn, event, webhook_id))
+        except RenderError as exc:
+            pending.failures.append(PermanentError(f"{event.name} (webhook-id {webhook_id}): template {exc}"))
+
+    @hookimpl
+    async def end_txn(self, txn: Transaction, success: bool) -> None:
+        """Send the transaction's requests in order. A 4xx (or a template failing on this
+        event) fails that request only; a retryable failure (endpoint down, overloaded) stops
+        the rest, which keep their order for the queue's retry. On that retry, requests this
+        instance already delivered are not sent again."""
+        pending = self._pending.pop(txn.id, None)
+        if pending is None or not success:
+            return
+        done = self._partly_delivered.pop(txn.id, set())
+        failures = list(pending.failures)
+        stopped, skipped = False, 0
+        for request in pending.requests:
+            if request.id in done:
+                continue
+            if stopped:
+                skipped += 1
+                continue
+            try:
+                await self.sender.send(request)
+            except DriverError as exc:
+                failures.append(exc)
+                stopped = isinstance(exc, RetryableError)
+                continue
+            done.add(request.id)
+            self.delivered += 1
+        if failures:
+            if stopped:
+                self._remember(txn.id, done)
+            raise _summary(failures, len(pending.requests) + len(pending.failures), skipped)
+
+    def _remember(self, txn_id: str, done: set[str]) -> None:
+        self._partly_delivered[txn_id] = done
+        while len(self._partly_delivered) > PARTLY_DELIVERED_MAX:
+            self._partly_delivered.pop(next(iter(self._partly_delivered)))
+
+    # One hook per event; all take the same path.
+    @hookimpl
+    def mailbox_create(self, txn: Transaction, event: MailboxCreate) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def mailbox_delete(self, txn: Transaction, event: MailboxDelete) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def mailbox_rename(self, txn: Transaction, event: MailboxRename) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def mailbox_subscribe(self, txn: Transaction, event: MailboxSubscribe) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def mailbox_unsubscribe(self, txn: Transaction, event: MailboxUnsubscribe) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def message_new(self, txn: Transaction, event: MessageNew) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def message_append(self, txn: Transaction, event: MessageAppend) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def message_expunge(self, txn: Transaction, event: MessageExpunge) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def message_read(self, txn: Transaction, event: MessageRead) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def message_trash(self, txn: Transaction, event: MessageTrash) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def flags_set(self, txn: Transaction, event: FlagsSet) -> None:
+        self._add(txn, event)
+
+    @hookimpl
+    def flags_clear(self, txn: Transaction, event: FlagsClear) -> None:
+        self._add(txn, event)
+
+
+def _summary(failures: list[DriverError], total: int, skipped: int) -> DriverError:
+    """One error for the transaction: retryable if any part may succeed later."""
+    if len(failures) == 1 and not skipped:
+        return failures[0]
+    retry = [f for f in failures if isinstance(f, RetryableError)]
+    not_sent = f", {skipped} more not attempted" if skipped else ""
+    text = f"{len(failures)} of {total} notifications failed{not_sent}; first: {failures[0]}"
+    if retry:
+        delays = [f.retry_after for f in retry if f.retry_after is not None]
+        return RetryableError(text, retry_after=max(delays) if delays else None)
+    return PermanentError(text)
