@@ -187,6 +187,28 @@ async def latency(daemon: Daemon, rate: float, seconds: float) -> tuple[float, f
     return statistics.median(ms), ms[int(len(ms) * 0.99) - 1], ms[-1]
 
 
+async def store_only(queue: str, workdir: Path, total: int, producers: int = 64) -> float:
+    """transactions/s ``put`` into the queue in-process: the store without HTTP."""
+    from push_notification.queue import MemoryQueue, Queue
+    from push_notification.sqlite_queue import SqliteQueue
+    from push_notification.testing import make_event, make_transaction
+
+    store: Queue = SqliteQueue(workdir / "store-only.sqlite") if queue == "sqlite" else MemoryQueue(total + 1)
+    store.attach(["noop"])
+    txns = [make_transaction(make_event("MessageNew", uid=i), user=f"user{i % 1000}") for i in range(total)]
+    chunks = [txns[i::producers] for i in range(producers)]
+
+    async def producer(chunk: list) -> None:  # type: ignore[type-arg]
+        for txn in chunk:
+            await store.put(txn)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(producer(chunk) for chunk in chunks))
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return total / elapsed
+
+
 async def measure(queue: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     daemon = Daemon(workdir, queue)
     try:
@@ -196,7 +218,8 @@ async def measure(queue: str, workdir: Path, args: argparse.Namespace) -> dict[s
         p50, p99, worst = await latency(daemon, args.rate, args.seconds)
     finally:
         daemon.stop()
-    return {"accepted": accepted, "delivered": delivered, "p50": p50, "p99": p99, "max": worst}
+    store = await store_only(queue, workdir, args.transactions)
+    return {"accepted": accepted, "delivered": delivered, "p50": p50, "p99": p99, "max": worst, "store": store}
 
 
 async def main() -> None:
@@ -208,12 +231,19 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pn-durable-bench-") as tmp:
         results = {queue: await measure(queue, Path(tmp), args) for queue in ("sqlite", "memory")}
-    print(f"push-notification daemon, no-op driver, {os.cpu_count()} CPUs, {args.transactions} transactions")
-    print(f"{'queue':8} {'accepted tx/s':>14} {'delivered tx/s':>15}   ingress latency at {args.rate:g} tx/s")
+    load = os.getloadavg()[0]
+    print(
+        f"push-notification daemon over HTTP, no-op driver, {os.cpu_count()} CPUs (load average {load:.1f}),"
+        f" {args.transactions} transactions"
+    )
+    print(
+        f"{'queue':8} {'accepted tx/s':>14} {'delivered tx/s':>15}   ingress latency at {args.rate:g} tx/s"
+        f"                   {'store only put tx/s':>20}"
+    )
     for queue, r in results.items():
         print(
             f"{queue:8} {r['accepted']:14,.0f} {r['delivered']:15,.0f}"
-            f"   p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:.2f} ms"
+            f"   p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:6.2f} ms   {r['store']:20,.0f}"
         )
     durable = results["sqlite"]
     print(

@@ -104,6 +104,9 @@ class MemoryQueue(Queue):
             # An instance restarted by a reload (detached, then attached again) keeps its queue.
             self._pending.setdefault(name, self._detached.pop(name, deque()))
             self._wakeup.setdefault(name, asyncio.Event())
+        for dropped in self._detached.values():
+            for txn in dropped:
+                self._forget(txn)
         self._detached.clear()
         for name in list(self._pending):
             if name not in wanted:
@@ -138,10 +141,15 @@ class MemoryQueue(Queue):
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
         """Memory mode neither retries nor keeps dead letters: a failure is dropped (logged
         by the dispatcher), as Dovecot does."""
+        accepted = self._forget(txn)
+        self.observer.finished(instance, "delivered" if error is None else "dropped", time.monotonic() - accepted)
+
+    def _forget(self, txn: Transaction) -> float:
+        """One instance is done with ``txn``; its acceptance time (monotonic)."""
         accepted, owed = self._accepted.pop(txn.id, (time.monotonic(), 1))
         if owed > 1:
             self._accepted[txn.id] = (accepted, owed - 1)
-        self.observer.finished(instance, "delivered" if error is None else "dropped", time.monotonic() - accepted)
+        return accepted
 
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:

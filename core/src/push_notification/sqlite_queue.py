@@ -297,6 +297,9 @@ class SqliteQueue(Queue):
 
     def _committed(self, put: _Put) -> None:
         """Runs in the loop, in commit order, once ``put``'s rows are on disk."""
+        # The sender's answer first: its task then runs before the deliveries woken below.
+        if not put.future.done():
+            put.future.set_result(None)
         for name in put.instances:
             lane = self._lanes.get(name)
             if lane is None:
@@ -309,8 +312,6 @@ class SqliteQueue(Queue):
             else:
                 lane.spilled = True
         self.observer.accepted(put.txn)
-        if not put.future.done():
-            put.future.set_result(None)
 
     def _refill_if_low(self, lane: Lane) -> None:
         """Read the next rows of a spilled lane once its memory runs low."""
@@ -331,7 +332,6 @@ class SqliteQueue(Queue):
         def retry_later() -> None:
             lane.refilling = False
 
-        self._start()
         self._submit(_Op(read, on_error=retry_later))
 
     def _refilled(self, lane: Lane, entries: list[Entry | None], *, caught_up: bool) -> None:
@@ -384,6 +384,7 @@ class SqliteQueue(Queue):
             self._poll_handle = loop.call_later(POLL_INTERVAL, self._poll_inline)
 
     def _submit(self, op: _Op) -> None:
+        self._start()
         if not self.fsync:
             self._ops.append(op)
             if not self._flush_scheduled and self._loop is not None:
