@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from push_notification.queue import QueueFull
 from push_notification.sqlite_queue import SqliteQueue
 from push_notification.sqlite_store import QueueStoreError, open_store
+from push_notification.testing import make_event, make_transaction
 
 
 def test_a_new_file_is_created_in_wal_mode(tmp_path: Path) -> None:
@@ -57,16 +63,48 @@ def test_a_missing_directory_is_named(tmp_path: Path) -> None:
         SqliteQueue(tmp_path / "nope" / "queue.db")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+@contextmanager
+def unwritable(*paths: Path) -> Iterator[None]:
+    """Make ``paths`` unwritable even for root (``chattr +i``), or skip the test."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(0o444)
+        try:
+            yield
+        finally:
+            for path in paths:
+                path.chmod(0o644)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("root ignores file modes and chattr is not installed")
+    if subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True).returncode:
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
 def test_an_unwritable_file_is_refused_at_start(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
     open_store(path).close()
-    path.chmod(0o444)
-    try:
-        with pytest.raises(QueueStoreError, match=r"readonly|read-only|permission"):
-            SqliteQueue(path)
-    finally:
-        path.chmod(0o644)
+    with unwritable(path), pytest.raises(QueueStoreError) as error:
+        SqliteQueue(path)
+    assert str(error.value).startswith(f"queue_path {path}: ")
+    assert "fix its permissions" in str(error.value)
+
+
+async def test_a_store_that_fails_at_run_time_refuses_with_queue_full_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])
+    await queue.put(make_transaction(make_event("MessageNew", uid=1)))
+    with unwritable(path, path.with_name("queue.db-wal")), pytest.raises(QueueFull) as refused:
+        await queue.put(make_transaction(make_event("MessageNew", uid=2)))
+    assert str(refused.value).startswith(f"queue store {path} cannot be written: ")
+    await queue.put(make_transaction(make_event("MessageNew", uid=3)))
+    assert queue.depth("ox") == 2
+    await queue.close()
 
 
 async def test_two_daemons_cannot_share_a_queue_file(tmp_path: Path) -> None:

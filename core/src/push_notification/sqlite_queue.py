@@ -22,21 +22,20 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from .group_commit import GroupCommitter, Write
 from .lanes import Entry, Lane
 from .queue import Queue, QueueFull
 from .retry import RetryPolicy, describe_error
-from .sqlite_store import QueueStoreError, open_store
+from .sqlite_store import Checkpointer, lock_exclusively, open_store
 from .transaction import Transaction, transaction_from_dict
 
 log = logging.getLogger("push_notification.queue")
@@ -54,19 +53,6 @@ class _Put:
     accepted_at: float
     instances: tuple[str, ...]
     future: asyncio.Future[None]
-
-
-#: Work for the writer thread; may return a callback to run in the loop after the commit.
-_Work = Callable[[sqlite3.Connection], "Callable[[], None] | object"]
-
-
-@dataclass(eq=False)
-class _Op:
-    work: _Work
-    #: The put this op writes, failed with :class:`QueueFull` if its commit fails.
-    put: _Put | None = None
-    #: Run in the loop if the commit failed (so a refill is asked for again).
-    on_error: Callable[[], None] | None = None
 
 
 class SqliteQueue(Queue):
@@ -90,27 +76,17 @@ class SqliteQueue(Queue):
         # Opening is synchronous on purpose: a bad store is an error at start-up.
         #: Sync to disk before ``put`` returns (survives a power cut, not only a crash).
         self.fsync = fsync
-        self._conn = open_store(self.path, sync="full" if fsync else "normal")
+        conn = self._conn = open_store(self.path, sync="full" if fsync else "normal")
+        self._lock = lock_exclusively(self.path, conn)
         # Checkpoints (copying the WAL into the file, with fsyncs) run in a thread of their
         # own, never inside a commit that someone waits on.
-        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._checkpointer = _Checkpointer(self.path)
-        self._synced = fsync
-        self._lock = _lock_exclusively(self.path, self._conn)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpointer = Checkpointer(self.path)
+        self._writer = GroupCommitter(conn, self.path, fsync=fsync, tick=self._poll, tick_interval=POLL_INTERVAL)
         self._lanes: dict[str, Lane] = {}
         self._dead: dict[str, int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ops: list[_Op] = []
         self._unwritten = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self._flush_scheduled = False
-        self._poll_handle: asyncio.TimerHandle | None = None
         self._warned = False
-        #: Commits made (fewer than puts under load: group commit).
-        self.commits = 0
-        conn = self._conn
         conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
         self._next_seq = (conn.execute("SELECT max(seq) FROM delivery").fetchone()[0] or 0) + 1
         self._counts: dict[str, int] = {}
@@ -160,10 +136,7 @@ class SqliteQueue(Queue):
                 raise QueueFull(f"queue for push_notification {lane.name} holds {lane.pending} transactions")
         if self._unwritten >= self.high_water:
             raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
-        self._start()
-        loop = self._loop
-        assert loop is not None
-        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), loop.create_future())
+        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), asyncio.get_running_loop().create_future())
         self._next_seq += 1
         body = json.dumps(txn.to_dict(), separators=(",", ":"), ensure_ascii=False)
         rows = [(name, put.seq, txn.id, txn.user.username, put.accepted_at, body) for name in put.instances]
@@ -175,8 +148,14 @@ class SqliteQueue(Queue):
             )
             return lambda: self._committed(put)
 
+        def refuse(message: str) -> None:
+            if not put.future.done():
+                put.future.set_exception(
+                    QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0)
+                )
+
         self._unwritten += 1
-        self._submit(_Op(write, put=put))
+        self._writer.submit(Write(write, sync=True, on_error=refuse))
         try:
             await put.future
         finally:
@@ -211,8 +190,8 @@ class SqliteQueue(Queue):
         seq = entry.seq
         if error is None:
             lane.finish(entry, now)
-            self._submit(
-                _Op(lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)))
+            self._writer.submit(
+                Write(lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)))
             )
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             return
@@ -224,8 +203,8 @@ class SqliteQueue(Queue):
             entry.next_at = when
             lane.in_flight.discard(txn.user.username)
             lane.schedule(txn.user.username, now)
-            self._submit(
-                _Op(
+            self._writer.submit(
+                Write(
                     lambda c: c.execute(
                         "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
                         " WHERE instance = ? AND seq = ?",
@@ -244,8 +223,8 @@ class SqliteQueue(Queue):
         else:
             lane.finish(entry, now)
             self._dead[instance] = self._dead.get(instance, 0) + 1
-            self._submit(
-                _Op(
+            self._writer.submit(
+                Write(
                     lambda c: c.execute(
                         "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
                         " WHERE instance = ? AND seq = ?",
@@ -278,20 +257,14 @@ class SqliteQueue(Queue):
 
     async def close(self) -> None:
         """Write what is still waiting, then close the file."""
-        thread = self._thread
-        if thread is not None:
-            with self._cond:
-                self._closing = True
-                self._cond.notify()
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
-            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
-            return
-        if self._poll_handle is not None:
-            self._poll_handle.cancel()
-        self._flush_inline()
-        self._conn.close()
+        await self._writer.close()
         await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
         self._lock.close()
+
+    @property
+    def commits(self) -> int:
+        """Commits made (fewer than puts under load: group commit)."""
+        return self._writer.commits
 
     # -- in the event loop -----------------------------------------------------------
 
@@ -329,10 +302,10 @@ class SqliteQueue(Queue):
             entries = [_load(row) for row in rows]
             return lambda: self._refilled(lane, entries, caught_up=len(rows) < room)
 
-        def retry_later() -> None:
+        def retry_later(message: str) -> None:
             lane.refilling = False
 
-        self._submit(_Op(read, on_error=retry_later))
+        self._writer.submit(Write(read, on_error=retry_later))
 
     def _refilled(self, lane: Lane, entries: list[Entry | None], *, caught_up: bool) -> None:
         lane.refilling = False
@@ -362,125 +335,9 @@ class SqliteQueue(Queue):
                 lane.add(entry, now)
             # else: a later refill reads it from disk, in order
 
-    def _recount_dead(self, counts: dict[str, int]) -> None:
-        self._dead = counts
-
-    # -- writing ---------------------------------------------------------------------
-    #
-    # Without fsync a commit takes tens of microseconds: it runs in the loop itself, once per
-    # loop iteration for everything submitted meanwhile (no thread hand-off, whose wake-ups
-    # cost more than the commit on a busy machine). With fsync a commit waits for the disk
-    # (milliseconds on virtual disks), so a writer thread commits while the loop goes on
-    # accepting, and everything that arrived during one fsync shares the next.
-
-    def _start(self) -> None:
-        if self._loop is not None:
-            return
-        self._loop = loop = asyncio.get_running_loop()
-        if self.fsync:
-            self._thread = threading.Thread(target=self._write_loop, name="pn-queue-writer", daemon=True)
-            self._thread.start()
-        else:
-            self._poll_handle = loop.call_later(POLL_INTERVAL, self._poll_inline)
-
-    def _submit(self, op: _Op) -> None:
-        self._start()
-        if not self.fsync:
-            self._ops.append(op)
-            if not self._flush_scheduled and self._loop is not None:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush_inline)
-            return
-        with self._cond:
-            self._ops.append(op)
-            self._cond.notify()
-
-    def _flush_inline(self) -> None:
-        self._flush_scheduled = False
-        ops, self._ops = self._ops, []
-        if ops:
-            outcome = self._commit(self._conn, ops)
-            if isinstance(outcome, str):
-                self._write_failed(outcome, ops)
-            else:
-                _run_all(outcome)
-
-    def _poll_inline(self) -> None:
-        found = self._poll(self._conn)
-        if found is not None:
-            self._recount_dead(found[0])
-            self._requeued(found[1])
-        assert self._loop is not None
-        self._poll_handle = self._loop.call_later(POLL_INTERVAL, self._poll_inline)
-
-    def _write_loop(self) -> None:
-        conn = self._conn
-        loop = self._loop
-        assert loop is not None
-        last_poll = time.monotonic()
-        while True:
-            with self._cond:
-                if not self._ops and not self._closing:
-                    self._cond.wait(POLL_INTERVAL)
-                ops, self._ops = self._ops, []
-                closing = self._closing
-            if ops:
-                outcome = self._commit(conn, ops)
-                if isinstance(outcome, str):
-                    loop.call_soon_threadsafe(self._write_failed, outcome, ops)
-                elif outcome:
-                    loop.call_soon_threadsafe(_run_all, outcome)
-            if time.monotonic() - last_poll >= POLL_INTERVAL:
-                last_poll = time.monotonic()
-                found = self._poll(conn)
-                if found is not None:
-                    loop.call_soon_threadsafe(self._recount_dead, found[0])
-                    loop.call_soon_threadsafe(self._requeued, found[1])
-            if closing and not ops:
-                break
-        conn.close()
-        self._lock.close()
-
-    def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[Callable[[], None]] | str:
-        """One SQLite transaction for every waiting operation: the group commit. Returns the
-        callbacks to run in the loop, or the error that lost the commit."""
-        callbacks: list[Callable[[], None]] = []
-        try:
-            # Only accepting needs the fsync: losing a recorded outcome to a power cut means
-            # a redelivery, which at-least-once allows; the next accepting commit syncs the
-            # WAL, earlier frames included.
-            sync = self.fsync and any(op.put is not None for op in ops)
-            if sync != self._synced:
-                conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
-                self._synced = sync
-            conn.execute("BEGIN IMMEDIATE")
-            for op in ops:
-                result = op.work(conn)
-                if callable(result):
-                    callbacks.append(result)
-            conn.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            log.error("queue store %s: write failed: %s; new transactions get 503 until it is fixed", self.path, exc)
-            return str(exc)
-        return callbacks
-
-    def _write_failed(self, message: str, ops: list[_Op]) -> None:
-        """Fail every put of the lost commit with :class:`QueueFull`, so the sender keeps the
-        transaction and retries; recorded outcomes that were lost only mean a redelivery."""
-        for op in ops:
-            if op.put is not None and not op.put.future.done():
-                op.put.future.set_exception(
-                    QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0)
-                )
-            if op.on_error is not None:
-                op.on_error()
-
-    def _poll(self, conn: sqlite3.Connection) -> tuple[dict[str, int], list[tuple[str, Entry | None]]] | None:
+    def _poll(self, conn: sqlite3.Connection) -> Callable[[], None] | None:
         """Notice ``push-notification queue retry|purge`` run against the file meanwhile:
-        the dead-letter counts, and requeued letters (now ``pending``) to take in."""
+        recount dead letters, and take in requeued ones (now ``pending``)."""
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             if version == self._data_version:
@@ -498,60 +355,13 @@ class SqliteQueue(Queue):
                 conn.execute("ROLLBACK")
             log.error("queue store %s: reading requeued dead letters failed: %s", self.path, exc)
             return None
-        return dead, [(row[0], _load(row[1:])) for row in rows]
+        requeued = [(row[0], _load(row[1:])) for row in rows]
 
+        def apply() -> None:
+            self._dead = dead
+            self._requeued(requeued)
 
-class _Checkpointer:
-    """Copies the WAL back into the queue file every second, on its own connection."""
-
-    def __init__(self, path: Path, interval: float = 1.0) -> None:
-        self.path = path
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pn-queue-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
-                    log.warning("queue store %s: checkpoint failed: %s", self.path, exc)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            log.warning("queue store %s: final checkpoint failed: %s", self.path, exc)
-        finally:
-            conn.close()
-
-
-def _lock_exclusively(path: Path, conn: sqlite3.Connection) -> IO[bytes]:
-    """One daemon per queue file: two would deliver every transaction twice and race on
-    its rows. The lock dies with the process, so a SIGKILLed daemon never blocks a restart."""
-    handle = open(path, "rb")  # noqa: SIM115 - held for the queue's lifetime
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        conn.close()
-        raise QueueStoreError(
-            f"queue_path {path}: in use by another push-notification daemon; stop it, or give this"
-            " one its own queue_path"
-        ) from None
-    return handle
-
-
-def _run_all(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        callback()
+        return apply
 
 
 def _load(row: tuple[Any, ...]) -> Entry | None:

@@ -11,13 +11,19 @@ the same time.
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .errors import PushNotificationError
+
+log = logging.getLogger("push_notification.queue")
 
 SCHEMA_VERSION = 1
 
@@ -99,6 +105,54 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
             f"{where}: not usable ({exc}); fix its permissions, or move a damaged file aside to start an empty queue"
         ) from None
     return conn
+
+
+class Checkpointer:
+    """Copies the WAL back into the queue file every second, on its own connection."""
+
+    def __init__(self, path: Path, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pn-queue-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("queue store %s: checkpoint failed: %s", self.path, exc)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("queue store %s: final checkpoint failed: %s", self.path, exc)
+        finally:
+            conn.close()
+
+
+def lock_exclusively(path: Path, conn: sqlite3.Connection) -> IO[bytes]:
+    """One daemon per queue file: two would deliver every transaction twice and race on
+    its rows. The lock dies with the process, so a SIGKILLed daemon never blocks a restart."""
+    handle = open(path, "rb")  # noqa: SIM115 - held for the queue's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        conn.close()
+        raise QueueStoreError(
+            f"queue_path {path}: in use by another push-notification daemon; stop it, or give this"
+            " one its own queue_path"
+        ) from None
+    return handle
 
 
 @dataclass(frozen=True)
