@@ -12,11 +12,15 @@ from durable_kit import Daemon, Sender, Sink, eventually, transaction
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
-TOTAL = 10_000
-KILL_AT = (3_000, 6_500)
 
-
-async def test_nothing_accepted_is_lost_across_sigkills_and_an_unavailable_endpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fsync", "total", "kill_at"),
+    [("no", 10_000, (3_000, 6_500)), ("yes", 3_000, (1_000, 2_000))],
+    ids=["commit", "fsync"],
+)
+async def test_nothing_accepted_is_lost_across_sigkills_and_an_unavailable_endpoint(
+    tmp_path: Path, fsync: str, total: int, kill_at: tuple[int, int]
+) -> None:
     fixed = False
 
     def answer(name: str, count: int) -> int:
@@ -30,7 +34,8 @@ async def test_nothing_accepted_is_lost_across_sigkills_and_an_unavailable_endpo
         sink.answer = answer
         daemon = Daemon(
             tmp_path,
-            "queue = sqlite\nqueue_retry_delay = 100ms\nqueue_retry_max_delay = 1s\nlog_level = error\n"
+            f"queue = sqlite\nqueue_fsync = {fsync}\n"
+            "queue_retry_delay = 100ms\nqueue_retry_max_delay = 1s\nlog_level = error\n"
             f"push_notification ok {{\n driver = durable_test_http\n url = {sink.url('ok')}\n}}\n"
             f"push_notification broken {{\n driver = durable_test_http\n url = {sink.url('broken')}\n}}\n",
         )
@@ -41,13 +46,13 @@ async def test_nothing_accepted_is_lost_across_sigkills_and_an_unavailable_endpo
 
             async def crash_mid_burst(accepted: int) -> None:
                 nonlocal kills
-                if accepted in KILL_AT:
+                if accepted in kill_at:
                     daemon.kill()
                     kills += 1
                     await asyncio.to_thread(daemon.start)
 
             sender.on_accept = crash_mid_burst
-            sent = [transaction(f"user{i % 50}", i) for i in range(TOTAL)]
+            sent = [transaction(f"user{i % 50}", i) for i in range(total)]
             await sender.send_all(sent)
             accepted = set(sender.accepted)
             assert kills == 2
