@@ -66,7 +66,16 @@ def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> lis
     return instances
 
 
+def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
+    """The instance's retry policy: the daemon's ``queue_retry_*`` settings, with an
+    instance block's ``queue_retry_deadline`` taking precedence (read here, so the driver
+    never sees it as a setting of its own)."""
+    deadline = inst.settings.get_time("queue_retry_deadline", config.queue_retry_deadline, minimum=0.001)
+    return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
+
+
 def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
+    retry_policy(inst, config)
     factory = find_driver(inst.driver, inst.name, inst.where).load()
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
@@ -88,6 +97,7 @@ class Daemon:
         self.metadata = MetadataStore(config.metadata_path)
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
+        self._set_retry_policies(config)
         self.dispatcher = Dispatcher(self.queue, self.instances)
         self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
         self.queue.observer = self.metrics
@@ -103,6 +113,11 @@ class Daemon:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _set_retry_policies(self, config: DaemonConfig) -> None:
+        if isinstance(self.queue, SqliteQueue):
+            for inst in config.instances:
+                self.queue.policies[inst.name] = retry_policy(inst, config)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file (see :meth:`apply`)."""
@@ -126,6 +141,7 @@ class Daemon:
         removed = [n for n in old if n not in wanted]
         added = [n for n in wanted if n not in old]
         built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
+        self._set_retry_policies(new)
         await self.dispatcher.remove(removed + changed)
         await self.dispatcher.add(built)
         self.instances = list(self.dispatcher.instances.values())

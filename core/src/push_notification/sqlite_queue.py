@@ -71,6 +71,8 @@ class SqliteQueue(Queue):
     ) -> None:
         self.path = Path(path)
         self.policy = policy or RetryPolicy()
+        #: Per-instance policies (an instance's own ``queue_retry_deadline``); else ``policy``.
+        self.policies: dict[str, RetryPolicy] = {}
         self.high_water = high_water
         self.window = window
         # Opening is synchronous on purpose: a bad store is an error at start-up.
@@ -198,7 +200,8 @@ class SqliteQueue(Queue):
         entry.attempts += 1
         attempts = entry.attempts
         reason = describe_error(error)
-        outcome, when = self.policy.decide(error, attempts=attempts, accepted_at=entry.accepted_at, now=now)
+        policy = self.policies.get(instance, self.policy)
+        outcome, when = policy.decide(error, attempts=attempts, accepted_at=entry.accepted_at, now=now)
         if outcome == "retry":
             entry.next_at = when
             lane.in_flight.discard(txn.user.username)
