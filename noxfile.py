@@ -8,7 +8,7 @@ then the cross-package and end-to-end tests in ``tests/`` run with everything in
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -30,10 +30,18 @@ def _extras(package: str) -> str:
     return f"./{package}[test]" if "\ntest = [" in pyproject else f"./{package}"
 
 
+def _install_dovecot(session: nox.Session) -> None:
+    """Real Dovecot for the tests that compare with it (idempotent; needs root for apt-get)."""
+    install_dovecot = ROOT / "scripts" / "install-dovecot"
+    if install_dovecot.exists() and (os.geteuid() == 0 or os.environ.get("CI") == "true"):
+        session.run("bash", str(install_dovecot), external=True)
+
+
 @nox.session
 @nox.parametrize("package", PACKAGES, ids=[p.removeprefix("drivers/") for p in PACKAGES])
 def tests(session: nox.Session, package: str) -> None:
     """One package's own tests, in a venv with only the core and what it declares."""
+    _install_dovecot(session)
     session.install(*TEST_DEPS, "./core", _extras(package))
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"{package}/tests", *session.posargs)
 
@@ -41,9 +49,7 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def cross(session: nox.Session) -> None:
     """Cross-package and end-to-end tests (real daemon, real Dovecot when installable)."""
-    install_dovecot = ROOT / "scripts" / "install-dovecot"
-    if install_dovecot.exists() and (os.geteuid() == 0 or os.environ.get("CI") == "true"):
-        session.run("bash", str(install_dovecot), external=True)
+    _install_dovecot(session)
     # pip: tests install drivers the way users do (uv venvs come without it)
     session.install(*TEST_DEPS, "pip", "./core", *(_extras(p) for p in DRIVERS))
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs)
@@ -76,8 +82,8 @@ def typecheck(session: nox.Session) -> None:
 def template(session: nox.Session) -> None:
     """A driver made by ``push-notification new-driver`` passes its own tests and lint right after install."""
     session.install("./core", "ruff", "mypy")
-    project = Path(session.create_tmp()) / "push-notification-example"
-    shutil.rmtree(project, ignore_errors=True)
+    # Outside .nox: ruff skips anything below a .nox directory.
+    project = Path(tempfile.mkdtemp(prefix="pn-template-")) / "push-notification-example"
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
     session.install("-e", str(project))
     session.chdir(project)

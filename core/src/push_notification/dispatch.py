@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
@@ -74,6 +75,10 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._busy: dict[str, int] = {}
+        self._deadline: dict[str, float | None] = {}
+        self._progress = asyncio.Event()
+        self._draining = 0
+        self._expired: dict[str, bool] = {}
         self._initial = list(instances)
 
     async def start(self) -> None:
@@ -122,14 +127,25 @@ class Dispatcher:
         return self.queue.depth() == 0 and not any(self._busy.values())
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted so far was delivered (or ``timeout``); True if idle."""
+        """Wait until everything accepted so far was delivered (or ``timeout``); True if idle.
+
+        Workers wake it after each batch, so it costs nothing while deliveries run.
+        """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while not self.idle():
-            if deadline is not None and loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.005)
-        return True
+        self._draining += 1
+        try:
+            while not self.idle():
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.clear()
+                # Capped so a transaction put straight into the queue (not by us) is noticed too.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), min(remaining or 0.05, 0.05))
+            return True
+        finally:
+            self._draining -= 1
 
     async def remove(self, names: Iterable[str]) -> None:
         """Stop instances (reload or shutdown): their worker, then ``driver_deinit``/``cleanup``."""
@@ -163,29 +179,108 @@ class Dispatcher:
         executor = self._executors.get(name)
         loop = asyncio.get_running_loop()
         timeout = instance.timeout
-        needs_timeout = instance.is_async
-        while True:
-            batch = await queue.get(name, BATCH)
-            if not batch:
-                return
-            self._busy[name] = len(batch)
-            for txn in batch:
-                error: BaseException | None = None
-                try:
-                    if executor is not None:
-                        await asyncio.wait_for(loop.run_in_executor(executor, deliver_sync, instance, txn), timeout)
-                    elif needs_timeout:
-                        async with asyncio.timeout(timeout):
+        watched = instance.is_async
+        if watched:
+            watchdog = asyncio.create_task(self._watchdog(instance, asyncio.current_task()))  # type: ignore[arg-type]
+        try:
+            while True:
+                batch = await queue.get(name, BATCH)
+                if not batch:
+                    return
+                self._busy[name] = len(batch)
+                # A blocking instance gets the whole batch in one hand-off to its thread.
+                outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
+                for index, txn in enumerate(batch):
+                    error: BaseException | None = None
+                    expired = False
+                    try:
+                        if outcomes is not None:
+                            async with asyncio.timeout(timeout):
+                                failure = await outcomes[index]
+                            if failure is not None:
+                                raise failure
+                        elif watched:
+                            self._deadline[name] = loop.time() + timeout
+                            try:
+                                await deliver(instance, txn)
+                            finally:
+                                self._deadline[name] = None
+                                expired = self._expired.pop(name, False)
+                        else:
                             await deliver(instance, txn)
-                    else:
-                        await deliver(instance, txn)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a driver's failure is its own
-                    error = exc
-                    _log_failure(instance, txn, exc)
-                await queue.done(name, txn, error)
-                self._busy[name] -= 1
+                    except asyncio.CancelledError:
+                        # Only the watchdog's own cancel becomes a timeout; shutdown still stops us.
+                        if not expired or asyncio.current_task().uncancel() > 0:  # type: ignore[union-attr]
+                            raise
+                        error = TimeoutError()
+                        _log_failure(instance, txn, error)
+                    except Exception as exc:  # noqa: BLE001 - a driver's failure is its own
+                        error = exc
+                        _log_failure(instance, txn, exc)
+                    await queue.done(name, txn, error)
+                    self._busy[name] -= 1
+                if self._draining:
+                    self._progress.set()
+        finally:
+            if watched:
+                watchdog.cancel()
+
+    async def _watchdog(self, instance: DriverInstance, worker: asyncio.Task[None]) -> None:
+        """Cancels a delivery that overran the instance's timeout.
+
+        One timer per instance instead of ``asyncio.timeout`` per transaction, which costs more
+        than a no-op delivery itself. The deadline is set only while the worker awaits inside
+        ``deliver``, so a cancel can only land there.
+        """
+        name = instance.name
+        loop = asyncio.get_running_loop()
+        tick = min(instance.timeout / 10, 0.5)
+        while True:
+            await asyncio.sleep(tick)
+            deadline = self._deadline.get(name)
+            if deadline is not None and loop.time() >= deadline and not self._expired.get(name):
+                self._expired[name] = True
+                worker.cancel()
+
+
+def _run_in_thread(
+    executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, instance: DriverInstance, batch: list[Transaction]
+) -> list[asyncio.Future[Exception | None]]:
+    """Deliver ``batch`` on the instance's thread; one future per transaction tells how it ended.
+
+    A future given up on (timeout) is cancelled; the thread still finishes that transaction and
+    goes on with the next, in order.
+    """
+    outcomes: list[asyncio.Future[Exception | None]] = [loop.create_future() for _ in batch]
+    finished: list[tuple[asyncio.Future[Exception | None], Exception | None]] = []
+    lock = threading.Lock()
+
+    def settle() -> None:  # on the loop: every outcome finished since the last wake-up
+        with lock:
+            ready = finished[:]
+            finished.clear()
+        for outcome, failure in ready:
+            if not outcome.done():
+                outcome.set_result(failure)
+
+    def run() -> None:
+        for txn, outcome in zip(batch, outcomes, strict=True):
+            failure: Exception | None = None
+            try:
+                deliver_sync(instance, txn)
+            except Exception as exc:  # noqa: BLE001 - reported to the worker, which logs it
+                failure = exc
+            with lock:
+                finished.append((outcome, failure))
+                wake = len(finished) == 1  # else a wake-up is already on its way
+            if wake:
+                try:
+                    loop.call_soon_threadsafe(settle)
+                except RuntimeError:  # the loop closed: the daemon is gone
+                    return
+
+    executor.submit(run)
+    return outcomes
 
 
 def _describe(exc: BaseException) -> str:

@@ -81,12 +81,9 @@ def mask_url(url: str) -> str:
         return "<unparsable URL>"
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    # Taken from the text, not .port, which raises on a bad port; the password must go anyway.
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}"))
 
 
 class Settings(Mapping[str, Value]):

@@ -1,0 +1,77 @@
+"""Mailbox status from a running Dovecot through its doveadm HTTP API.
+
+Used by ``mbox:status(...)`` for mailboxes other than the transaction's own (whose status
+the Dovecot bridge sends with the transaction).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from push_notification.settings import mask_url
+
+from . import http_client
+
+STATUS_FIELDS = ("messages", "recent", "unseen", "uidvalidity", "uidnext")
+
+
+class DoveadmError(RuntimeError):
+    """The lookup failed; the message is one line for the Lua error."""
+
+
+@dataclass(frozen=True)
+class Doveadm:
+    """Where the doveadm HTTP API listens and the key it wants."""
+
+    url: str
+    api_key: str
+    timeout: float = 10.0
+
+    @property
+    def endpoint(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.path in ("", "/"):
+            return self.url.rstrip("/") + "/doveadm/v1"
+        return self.url
+
+    def mailbox_status(self, username: str, mailbox: str) -> dict[str, int]:
+        """``doveadm mailbox status -u USER messages recent unseen uidvalidity uidnext MAILBOX``."""
+        command = [
+            [
+                "mailboxStatus",
+                {"user": username, "mailboxMask": [mailbox], "field": list(STATUS_FIELDS)},
+                "lua",
+            ]
+        ]
+        auth = base64.b64encode(self.api_key.encode()).decode()
+        response = http_client.request(
+            "POST",
+            self.endpoint,
+            [("Content-Type", "application/json"), ("Authorization", f"X-Dovecot-API {auth}")],
+            json.dumps(command),
+            timeout=self.timeout,
+        )
+        where = f"doveadm API {mask_url(self.endpoint)}"
+        if response.status >= 9000:
+            raise DoveadmError(f"{where}: {response.reason} (check doveadm_url)")
+        if response.status == 401 or response.status == 403:
+            raise DoveadmError(f"{where}: {response.status} {response.reason} (check doveadm_api_key)")
+        if response.status != 200:
+            raise DoveadmError(f"{where}: {response.status} {response.reason}")
+        try:
+            reply = json.loads(response.payload)
+            kind, data = reply[0][0], reply[0][1]
+        except (ValueError, IndexError, KeyError, TypeError):
+            raise DoveadmError(f"{where}: unexpected reply {response.payload[:200]!r}") from None
+        if kind == "error":
+            code = data.get("exitCode") if isinstance(data, dict) else None
+            hint = " (mailbox does not exist)" if code == 68 else ""
+            raise DoveadmError(f"{where}: mailboxStatus({username}, {mailbox}) failed: exit code {code}{hint}")
+        rows = [row for row in data if isinstance(row, dict)]
+        row = next((r for r in rows if r.get("mailbox") == mailbox), rows[0] if rows else None)
+        if row is None:
+            raise DoveadmError(f"{where}: mailboxStatus({username}, {mailbox}) returned no mailbox")
+        return {key: int(row.get(key, 0)) for key in STATUS_FIELDS}

@@ -1,0 +1,5 @@
+"""OX App Suite push driver for push-notification (entry point ``ox``)."""
+
+from .driver import OxDriver
+
+__all__ = ["OxDriver"]

@@ -1,0 +1,164 @@
+"""The ``ox`` driver: new mail in INBOX, for users OX activated, PUT to OX App Suite.
+
+As Dovecot's ``push-notification-driver-ox.c``: only MessageNew (deliveries, not APPEND),
+only the mailbox named exactly ``INBOX``, only while the user's METADATA entry is set.
+The requests of one transaction go out together when it ends, so a transaction with
+several new messages uses up to ``http_client_max_parallel_connections`` connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from push_notification import DriverContext, MessageNew, Transaction, hookimpl
+from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.transaction import OX_METADATA_KEY
+
+from .activation import Activation, metadata_user
+from .config import read_config
+from .payload import build_payload
+from .sender import Sender
+
+WATCHED_MAILBOX = "INBOX"
+#: Transactions remembered as partly delivered, so a retry does not repeat what succeeded.
+_PARTIAL_MAX = 4096
+
+
+class _Pending:
+    """What one accepted transaction collects between ``begin_txn`` and ``end_txn``."""
+
+    __slots__ = ("bodies", "user")
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.bodies: list[tuple[int, bytes]] = []
+
+
+class OxDriver:
+    """One ``push_notification <name> { driver = ox }`` instance."""
+
+    name = "ox"
+
+    def __init__(self, ctx: DriverContext, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx = ctx
+        self.log: logging.Logger = ctx.log
+        self.prefix = f"push_notification {ctx.instance}: "
+        self.config = read_config(ctx.settings)
+        self.activation = Activation(ctx.metadata, self.config.cache_ttl, clock=clock)
+        self.sender = Sender(self.config, self.log, self.prefix)
+        self._pending: dict[str, _Pending] = {}
+        self._delivered: OrderedDict[str, set[int]] = OrderedDict()
+        self.log.debug("%sUsing URL %s", self.prefix, self.config.display_url)
+
+    @hookimpl
+    async def driver_init(self) -> None:
+        await self.sender.start()
+
+    @hookimpl
+    async def driver_deinit(self) -> None:
+        await self.sender.close()
+
+    @hookimpl
+    def begin_txn(self, txn: Transaction) -> bool:
+        debug = self.log.isEnabledFor(logging.DEBUG)
+        # Dovecot looks the METADATA up before checking the mailbox; checking the cheap
+        # things first gives the same result without the lookup.
+        if txn.mailbox != WATCHED_MAILBOX:
+            if debug:
+                self.log.debug("%sSkipped because %s is not a watched mailbox", self.prefix, txn.mailbox)
+            return False
+        for event in txn.events:
+            if type(event) is MessageNew:
+                break
+        else:
+            return False
+        value = self.activation.value(txn)
+        if value is None:
+            if debug:
+                self.log.debug(
+                    "%sSkipped because not active (%s METADATA not set for user %s)",
+                    self.prefix,
+                    OX_METADATA_KEY,
+                    txn.user.username,
+                )
+            return False
+        unsafe_user = metadata_user(value)
+        if unsafe_user is None:
+            self.log.error(
+                "%sNo user provided in config: METADATA %s of user %s has no user=...; set it with"
+                ' push-notification metadata set -u %s -s "" %s user=<OX user id>',
+                self.prefix,
+                OX_METADATA_KEY,
+                txn.user.username,
+                txn.user.username,
+                OX_METADATA_KEY,
+            )
+            return False
+        # The metadata's user is the endpoint's own id for the user; it is used only when
+        # asked for (Dovecot's fix cad784f10d: users could otherwise push to each other).
+        self._pending[txn.id] = _Pending(unsafe_user if self.config.user_from_metadata else txn.user.username)
+        return True
+
+    @hookimpl
+    def message_new(self, txn: Transaction, event: MessageNew) -> None:
+        pending = self._pending.get(txn.id)
+        if pending is None:
+            return
+        unseen = txn.status.unseen if txn.status is not None else None
+        body = build_payload(pending.user, event, unseen)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%sSending notification: %s", self.prefix, body.decode())
+        pending.bodies.append((event.uid, body))
+
+    @hookimpl
+    async def end_txn(self, txn: Transaction, success: bool) -> None:
+        pending = self._pending.pop(txn.id, None)
+        if pending is None or not pending.bodies:
+            return
+        done = self._delivered.pop(txn.id, None) if self._delivered else None
+        if done is None:
+            done = set()
+            bodies = pending.bodies
+        else:
+            bodies = [(uid, body) for uid, body in pending.bodies if uid not in done]
+        if len(bodies) == 1:
+            try:
+                await self.sender.put(bodies[0][1])
+            except DriverError:
+                self._remember(txn.id, done)
+                raise
+            return
+        results = await asyncio.gather(*(self.sender.put(body) for _, body in bodies), return_exceptions=True)
+        errors: list[tuple[int, DriverError]] = []
+        for (uid, _), result in zip(bodies, results, strict=True):
+            if isinstance(result, DriverError):
+                errors.append((uid, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done.add(uid)
+        if errors:
+            self._remember(txn.id, done)
+            raise _combine(errors, len(bodies))
+
+    def _remember(self, txn_id: str, done: set[int]) -> None:
+        if not done:
+            return
+        self._delivered[txn_id] = done
+        if len(self._delivered) > _PARTIAL_MAX:
+            self._delivered.popitem(last=False)
+
+
+def _combine(errors: list[tuple[int, DriverError]], total: int) -> DriverError:
+    """One error for a transaction whose requests failed: each failure named once."""
+    text = "; ".join(f"UID {uid}: {error}" for uid, error in errors)
+    message = f"{len(errors)} of {total} notifications failed: {text}"
+    retryable = [e for _, e in errors if isinstance(e, RetryableError)]
+    if retryable:
+        waits = [e.retry_after for e in retryable if e.retry_after is not None]
+        return RetryableError(message, retry_after=max(waits) if waits else None)
+    return PermanentError(message)
