@@ -56,16 +56,22 @@ class Sink:
         name = request.match_info["name"]
         count = self.calls[name] = self.calls.get(name, 0) + 1
         body = await request.json()
-        assert request.headers["Idempotency-Key"] == body["id"]
+        if request.method == "POST":  # the test driver: the transaction id, as idempotency key too
+            assert request.headers["Idempotency-Key"] == body["id"]
+            txn_id = body["id"]
+        else:  # the OX driver's PUT: its payload has no id, so the tests send it as the subject
+            assert body["event"] == "messageNew" and body["user"] == "11@3"
+            txn_id = body["subject"]
         status = self.answer(name, count)
         if status == 200:
-            self.received.setdefault(name, []).append(body["id"])
+            self.received.setdefault(name, []).append(txn_id)
             return web.Response(text="ok")
         return web.Response(status=status, headers={"Retry-After": "1"} if status == 503 else {})
 
     async def __aenter__(self) -> Sink:
         app = web.Application()
         app.router.add_post("/{name}", self._handle)
+        app.router.add_put("/{name}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -150,11 +156,15 @@ class Daemon:
 
 
 def transaction(user: str, uid: int) -> dict[str, Any]:
+    """A delivery to INBOX of a user with OX push enabled; the subject is the transaction id
+    (the OX payload carries no id of its own)."""
+    txn_id = uuid.uuid4().hex
     return {
-        "id": uuid.uuid4().hex,
+        "id": txn_id,
         "user": {"username": user, "service": "lmtp"},
         "mailbox": "INBOX",
-        "events": [{"name": "MessageNew", "uid": uid, "uid_validity": 1700000000, "subject": "Hi"}],
+        "events": [{"name": "MessageNew", "uid": uid, "uid_validity": 1700000000, "subject": txn_id}],
+        "metadata": {"/private/vendor/vendor.dovecot/http-notify": "user=11@3"},
     }
 
 

@@ -1,5 +1,5 @@
-"""At-least-once across SIGKILLs: every transaction the daemon accepted reaches every driver
-instance, or is visibly dead and can be retried (issue 6, "Done when")."""
+"""At-least-once across SIGKILLs: every transaction the daemon accepted reaches every OX
+driver instance, or is visibly dead and can be retried (issue 6, "Done when")."""
 
 from __future__ import annotations
 
@@ -36,8 +36,11 @@ async def test_nothing_accepted_is_lost_across_sigkills_and_an_unavailable_endpo
             tmp_path,
             f"queue = sqlite\nqueue_fsync = {fsync}\n"
             "queue_retry_delay = 100ms\nqueue_retry_max_delay = 1s\nlog_level = error\n"
-            f"push_notification ok {{\n driver = durable_test_http\n url = {sink.url('ok')}\n}}\n"
-            f"push_notification broken {{\n driver = durable_test_http\n url = {sink.url('broken')}\n}}\n",
+            # The real OX driver, one attempt per delivery: retrying is the queue's job here.
+            f"push_notification ok {{\n driver = ox\n url = {sink.url('ok')}\n user_from_metadata = yes\n"
+            " http_client_request_max_attempts = 1\n}\n"
+            f"push_notification broken {{\n driver = ox\n url = {sink.url('broken')}\n user_from_metadata = yes\n"
+            " http_client_request_max_attempts = 1\n}\n",
         )
         daemon.start()
         try:
