@@ -26,6 +26,9 @@ log = logging.getLogger("push_notification.queue")
 #: Loop-side callback a write may return, run after its commit.
 Callback = Callable[[], None]
 
+#: Longest a lazy write waits for a commit it can share.
+LAZY_DELAY = 0.05
+
 
 @dataclass(eq=False)
 class Write:
@@ -37,6 +40,9 @@ class Write:
     sync: bool = False
     #: Runs in the loop with the error message if the commit was lost.
     on_error: Callable[[str], None] | None = None
+    #: May wait up to :data:`LAZY_DELAY` to share a later commit (a recorded outcome: if it
+    #: is lost, the transaction is only delivered again).
+    lazy: bool = False
 
 
 class GroupCommitter:
@@ -62,7 +68,8 @@ class GroupCommitter:
         self._synced = fsync
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writes: list[Write] = []
-        self._scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_soon = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self._cond = threading.Condition()
         self._closing = False
@@ -75,13 +82,20 @@ class GroupCommitter:
         if self.fsync:
             with self._cond:
                 self._writes.append(write)
-                self._cond.notify()
+                if not write.lazy:
+                    self._cond.notify()  # lazy ones go with the next commit, or the next tick
             return
         self._writes.append(write)
-        if not self._scheduled:
-            self._scheduled = True
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
+        loop = self._loop
+        assert loop is not None
+        if write.lazy:
+            if self._flush_handle is None:
+                self._flush_handle = loop.call_later(LAZY_DELAY, self._flush)
+        elif not self._flush_soon:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            self._flush_soon = True
+            self._flush_handle = loop.call_soon(self._flush)
 
     async def close(self) -> None:
         """Commit what is waiting, stop, close the connection."""
@@ -107,7 +121,10 @@ class GroupCommitter:
     # -- in the loop (no fsync) --------------------------------------------------------
 
     def _flush(self) -> None:
-        self._scheduled = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = None
+        self._flush_soon = False
         writes, self._writes = self._writes, []
         if writes:
             _run_all(self._commit(writes))

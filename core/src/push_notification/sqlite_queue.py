@@ -193,7 +193,10 @@ class SqliteQueue(Queue):
         if error is None:
             lane.finish(entry, now)
             self._writer.submit(
-                Write(lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)))
+                Write(
+                    lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)),
+                    lazy=True,
+                )
             )
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             return
@@ -212,7 +215,8 @@ class SqliteQueue(Queue):
                         "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
                         " WHERE instance = ? AND seq = ?",
                         (attempts, when, reason, now, instance, seq),
-                    )
+                    ),
+                    lazy=True,
                 )
             )
             log.info(

@@ -108,11 +108,19 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
 
 
 class Checkpointer:
-    """Copies the WAL back into the queue file every second, on its own connection."""
+    """Copies the WAL back into the queue file, on its own connection and thread.
 
-    def __init__(self, path: Path, interval: float = 1.0) -> None:
+    A passive checkpoint every ``interval`` copies what it can without stopping anyone.
+    Under steady load that never lets the WAL start over (new frames keep arriving), so once
+    the WAL passes ``wal_limit`` bytes a truncating checkpoint briefly holds writers back;
+    right after a passive one it has little left to copy.
+    """
+
+    def __init__(self, path: Path, interval: float = 1.0, wal_limit: int = 16 << 20) -> None:
         self.path = path
+        self.wal = path.with_name(path.name + "-wal")
         self.interval = interval
+        self.wal_limit = wal_limit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pn-queue-checkpoint", daemon=True)
 
@@ -124,12 +132,20 @@ class Checkpointer:
         if self._thread.is_alive():
             self._thread.join()
 
+    def _wal_size(self) -> int:
+        try:
+            return self.wal.stat().st_size
+        except OSError:
+            return 0
+
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
             while not self._stop.wait(self.interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if self._wal_size() > self.wal_limit:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:
                     log.warning("queue store %s: checkpoint failed: %s", self.path, exc)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
