@@ -17,7 +17,7 @@ from .settings import Settings, mask_url
 if TYPE_CHECKING:
     from .config_daemon import DaemonConfig
 
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|(^|_)key($|_)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|authorization|(^|[_-])key($|[_-])", re.IGNORECASE)
 _INDENT = "  "
 
 
