@@ -131,6 +131,8 @@ class Daemon:
             await self.apply(new)
         except PushNotificationError as exc:
             log.error("reload: %s; still running the previous config", exc)
+        except Exception as exc:  # noqa: BLE001 - a driver failing to start is one line, the daemon goes on
+            log.error("reload: %s: %s; instances started so far keep running", type(exc).__name__, exc)
 
     async def apply(self, new: DaemonConfig) -> None:
         """Start added instances, stop removed ones, restart changed ones; queued work stays
