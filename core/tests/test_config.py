@@ -263,7 +263,7 @@ def test_daemon_defaults() -> None:
     config = parse("push_notification dlog { }\n")
     state = default_state_dir()
     assert config.listen == "127.0.0.1:8425"
-    assert (config.log_level, config.log_format, config.queue) == ("info", "text", "memory")
+    assert (config.log_level, config.log_format, config.queue) == ("info", "text", "sqlite")
     assert config.ingress_token is None
     assert config.driver_timeout == 30.0
     assert config.instances[0].timeout == 30.0

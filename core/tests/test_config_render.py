@@ -154,3 +154,14 @@ def test_value_helpers() -> None:
     assert masked("monkey", "banana") == "banana"
     assert masked("ssl_client_key", "/etc/key.pem") == "***"
     assert masked("token", "") == ""
+
+
+def test_header_blocks_with_credentials_are_masked() -> None:
+    text = render_effective(
+        parse_config(
+            "push_notification hook {\n  driver = webhook\n  webhook_headers {\n"
+            "    Authorization = Bearer tk_live_123\n    X-Gotify-Key = abc\n    X-Title = Mail\n  }\n}\n"
+        )
+    )
+    assert "tk_live_123" not in text and "abc" not in text
+    assert "X-Title = Mail" in text

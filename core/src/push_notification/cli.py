@@ -17,6 +17,7 @@ from .drivers import implemented_hooks, installed_drivers
 from .errors import PushNotificationError
 from .events import event_type
 from .metadata import MetadataStore
+from .queue_cli import queue_group
 from .transaction import transaction_from_dict
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
@@ -229,6 +230,7 @@ def _add_feature_commands() -> None:
     from .scaffold import new_driver
 
     cli.add_command(new_driver)
+    cli.add_command(queue_group)
 
 
 _add_feature_commands()

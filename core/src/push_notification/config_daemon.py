@@ -17,7 +17,7 @@ from typing import Any
 from .config_instances import InstanceConfig
 from .config_syntax import Entry
 from .errors import ConfigError
-from .settings import parse_time
+from .settings import parse_bool, parse_time
 
 
 def default_state_dir() -> str:
@@ -41,8 +41,12 @@ class DaemonConfig:
     driver_timeout: float = 30.0
     state_dir: str = field(default_factory=default_state_dir)
     metadata_path: str = ""
-    queue: str = "memory"
+    queue: str = "sqlite"
     queue_path: str = ""
+    queue_retry_deadline: float = 3600.0
+    queue_retry_delay: float = 1.0
+    queue_retry_max_delay: float = 300.0
+    queue_fsync: bool = False
     spool_dir: str | None = None
     max_pending: int = 100000
 
@@ -102,6 +106,13 @@ def parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_yes_no(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError("use yes or no") from None
+
+
 def parse_directory(text: str) -> str:
     if not text:
         raise ValueError("give a directory path")
@@ -140,10 +151,20 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "state directory (default /var/lib/push-notification as root, else ~/.local/state/...)"),
     DaemonSetting("metadata_path", "path", optional(os.path.expanduser), "",
                   "METADATA store (default STATE_DIR/metadata.sqlite)"),
-    DaemonSetting("queue", "queue", choice("memory", "sqlite"), "memory",
-                  "where pending transactions wait: memory, or sqlite to survive restarts"),
+    DaemonSetting("queue", "queue", choice("memory", "sqlite"), "sqlite",
+                  "where pending transactions wait: sqlite (durable, retries, dead letters) or memory"
+                  " (faster; lost on restart, a failed delivery is dropped)"),
     DaemonSetting("queue_path", "path", optional(os.path.expanduser), "",
                   "sqlite queue file (default STATE_DIR/queue.sqlite)"),
+    DaemonSetting("queue_retry_deadline", "time", parse_timeout, "1h",
+                  "sqlite queue: retry a failed delivery until this long after acceptance, then dead-letter it"),
+    DaemonSetting("queue_retry_delay", "time", parse_timeout, "1s",
+                  "sqlite queue: wait before the first retry; doubles each time (with jitter)"),
+    DaemonSetting("queue_retry_max_delay", "time", parse_timeout, "5 mins",
+                  "sqlite queue: longest wait between two retries"),
+    DaemonSetting("queue_fsync", "boolean", parse_yes_no, "no",
+                  "sqlite queue: fsync before answering 2xx, so accepted work also survives a power cut"
+                  " (no: it survives a crash or SIGKILL; yes costs one disk sync per commit)"),
     DaemonSetting("spool_dir", "directory", optional(os.path.expanduser), "",
                   "Dovecot bridge spool directory to watch (unset: off)"),
     DaemonSetting("max_pending", "number", parse_positive_int, "100000",

@@ -17,7 +17,7 @@ from .settings import Settings, mask_url
 if TYPE_CHECKING:
     from .config_daemon import DaemonConfig
 
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|(^|_)key($|_)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|authorization|(^|[_-])key($|[_-])", re.IGNORECASE)
 _INDENT = "  "
 
 
@@ -62,6 +62,8 @@ def format_time(seconds: float) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return format_time(value) if isinstance(value, float) else str(value)
 
 

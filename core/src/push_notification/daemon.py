@@ -10,31 +10,50 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
 from aiohttp import web
 
-from .config import DaemonConfig, InstanceConfig
+from .config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
 from .dispatch import Dispatcher
 from .drivers import DriverContext, DriverInstance, create_instance, find_driver
 from .errors import PushNotificationError
 from .ingress import create_app, listen_address
 from .metadata import MetadataStore
+from .metrics import METRICS_PATH, Metrics
 from .queue import MemoryQueue, Queue
+from .retry import RetryPolicy
+from .settings import Settings
 from .spool import SpoolReader
+from .sqlite_queue import SqliteQueue
 
 log = logging.getLogger("push_notification.daemon")
 
 #: How long shutdown waits for queued work to be delivered.
 SHUTDOWN_GRACE = 30.0
+#: The same with a durable queue, which keeps undelivered work for the next start.
+DURABLE_SHUTDOWN_GRACE = 2.0
+#: Daemon settings a reload leaves alone: the socket, the queue and the logs are set up once.
+RESTART_ONLY = ("listen", "queue", "queue_path", "queue_fsync", "state_dir", "ingress_token", "log_format")
 
 
 def make_queue(config: DaemonConfig) -> Queue:
     """The queue backend named by the ``queue`` setting."""
     if config.queue == "memory":
         return MemoryQueue(config.max_pending)
-    raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: memory)")
+    if config.queue == "sqlite":
+        path = Path(config.queue_path)
+        if path.parent == Path(config.state_dir):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        policy = RetryPolicy(
+            min_delay=config.queue_retry_delay,
+            max_delay=config.queue_retry_max_delay,
+            deadline=config.queue_retry_deadline,
+        )
+        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+    raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
 def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> list[DriverInstance]:
@@ -48,7 +67,16 @@ def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> lis
     return instances
 
 
+def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
+    """The instance's retry policy: the daemon's ``queue_retry_*`` settings, with an
+    instance block's ``queue_retry_deadline`` taking precedence (read here, so the driver
+    never sees it as a setting of its own)."""
+    deadline = inst.settings.get_time("queue_retry_deadline", config.queue_retry_deadline, minimum=0.001)
+    return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
+
+
 def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
+    retry_policy(inst, config)
     factory = find_driver(inst.driver, inst.name, inst.where).load()
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
@@ -70,8 +98,12 @@ class Daemon:
         self.metadata = MetadataStore(config.metadata_path)
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
+        self._set_retry_policies(config)
         self.dispatcher = Dispatcher(self.queue, self.instances)
+        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
+        self.queue.observer = self.metrics
         self._stopping = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
         self.bound: list[str] = []
 
     def health(self) -> dict[str, object]:
@@ -82,6 +114,51 @@ class Daemon:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _set_retry_policies(self, config: DaemonConfig) -> None:
+        if isinstance(self.queue, SqliteQueue):
+            for inst in config.instances:
+                self.queue.policies[inst.name] = retry_policy(inst, config)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file (see :meth:`apply`)."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.create_task(self._reload(), name="pn-reload")
+
+    async def _reload(self) -> None:
+        source = self.config.source
+        try:
+            new = load_config(None if source == DEFAULT_SOURCE else source)
+            await self.apply(new)
+        except PushNotificationError as exc:
+            log.error("reload: %s; still running the previous config", exc)
+        except Exception as exc:  # noqa: BLE001 - a driver failing to start is one line, the daemon goes on
+            log.error("reload: %s: %s; instances started so far keep running", type(exc).__name__, exc)
+
+    async def apply(self, new: DaemonConfig) -> None:
+        """Start added instances, stop removed ones, restart changed ones; queued work stays
+        (the queue keeps a removed instance's transactions for when it comes back)."""
+        old = {i.name: i for i in self.config.instances}
+        wanted = {i.name: i for i in new.instances}
+        changed = [n for n in wanted if n in old and _fingerprint(old[n]) != _fingerprint(wanted[n])]
+        removed = [n for n in old if n not in wanted]
+        added = [n for n in wanted if n not in old]
+        built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
+        self._set_retry_policies(new)
+        await self.dispatcher.remove(removed + changed)
+        await self.dispatcher.add(built)
+        self.instances = list(self.dispatcher.instances.values())
+        for key in RESTART_ONLY:
+            if key != "listen" and getattr(new, key) != getattr(self.config, key):  # --listen may override it
+                log.warning("reload: %s changed; restart the daemon to apply it", key)
+        self.config = replace(new, **{key: getattr(self.config, key) for key in RESTART_ONLY})
+        log.info(
+            "reloaded %s: added %s; removed %s; restarted %s",
+            new.source,
+            ", ".join(added) or "none",
+            ", ".join(removed) or "none",
+            ", ".join(changed) or "none",
+        )
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
         where = listen_address(self.config.listen)
@@ -108,8 +185,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.dispatcher.start()
         app = create_app(self.dispatcher.submit, token=self.config.ingress_token, health=self.health)
+        app.router.add_get(METRICS_PATH, self.metrics.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit) if self.config.spool_dir else None
@@ -132,9 +212,24 @@ class Daemon:
                 await spool.stop()
             await runner.shutdown()
             await runner.cleanup()
-            if not await self.dispatcher.drain(SHUTDOWN_GRACE):
-                log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), SHUTDOWN_GRACE)
+            # A durable queue keeps what is left for the next start: no need to wait long.
+            grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
+            if not await self.dispatcher.drain(grace):
+                if self.queue.durable:
+                    log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
+                else:
+                    log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
             await self.dispatcher.stop(timeout=0)
             await self.queue.close()
             self.metadata.close()
             log.info("stopped")
+
+
+def _fingerprint(instance: InstanceConfig) -> tuple[object, ...]:
+    """What makes two configs of an instance the same (not where they were written)."""
+    return instance.driver, instance.timeout, _settings_fingerprint(instance.settings)
+
+
+def _settings_fingerprint(settings: Settings) -> tuple[object, ...]:
+    sections = sorted((key, _settings_fingerprint(sub)) for key, sub in settings.sections.items())
+    return tuple(sorted(settings.as_dict().items())), tuple(sections)

@@ -9,9 +9,11 @@ embedded implementations without touching the dispatcher.
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
+from typing import Literal, Protocol
 
 from .errors import PushNotificationError
 from .transaction import Transaction
@@ -25,8 +27,34 @@ class QueueFull(PushNotificationError):
         self.retry_after = retry_after
 
 
+#: What became of one delivery attempt: ``dropped`` is memory mode's fate for a failure.
+Outcome = Literal["delivered", "retry", "dead", "dropped"]
+
+
+class QueueObserver(Protocol):
+    """Told what a queue accepts and how deliveries end (the metrics implement it)."""
+
+    def accepted(self, txn: Transaction) -> None: ...
+
+    def finished(self, instance: str, outcome: Outcome, latency: float) -> None:
+        """``latency``: seconds from acceptance to this outcome."""
+
+
+class _Unobserved:
+    def accepted(self, txn: Transaction) -> None:
+        pass
+
+    def finished(self, instance: str, outcome: Outcome, latency: float) -> None:
+        pass
+
+
 class Queue(ABC):
     """Where accepted transactions wait for each driver instance."""
+
+    #: Replaced by the daemon with its metrics; implementations report through it.
+    observer: QueueObserver = _Unobserved()
+    #: Whether accepted transactions survive a restart (shutdown need not wait for them).
+    durable: bool = False
 
     @abstractmethod
     def attach(self, instances: Iterable[str]) -> None:
@@ -49,6 +77,10 @@ class Queue(ABC):
     def depth(self, instance: str | None = None) -> int:
         """Transactions waiting (for one instance, or in all)."""
 
+    def dead_letters(self, instance: str | None = None) -> int:
+        """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
+        return 0
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at shutdown."""
 
@@ -61,15 +93,24 @@ class MemoryQueue(Queue):
         self.max_pending = max_pending
         self._pending: dict[str, deque[Transaction]] = {}
         self._wakeup: dict[str, asyncio.Event] = {}
+        #: Queues of instances removed by the last ``attach``, until the next one.
+        self._detached: dict[str, deque[Transaction]] = {}
+        #: Monotonic acceptance time per transaction still owed to some instance (for latency).
+        self._accepted: dict[str, tuple[float, int]] = {}
 
     def attach(self, instances: Iterable[str]) -> None:
         wanted = list(instances)
         for name in wanted:
-            self._pending.setdefault(name, deque())
+            # An instance restarted by a reload (detached, then attached again) keeps its queue.
+            self._pending.setdefault(name, self._detached.pop(name, deque()))
             self._wakeup.setdefault(name, asyncio.Event())
+        for dropped in self._detached.values():
+            for txn in dropped:
+                self._forget(txn)
+        self._detached.clear()
         for name in list(self._pending):
             if name not in wanted:
-                del self._pending[name]
+                self._detached[name] = self._pending.pop(name)
                 self._wakeup.pop(name).set()
 
     async def put(self, txn: Transaction) -> None:
@@ -77,6 +118,10 @@ class MemoryQueue(Queue):
         for name, items in pending.items():
             if len(items) >= self.max_pending:
                 raise QueueFull(f"queue for push_notification {name} holds {len(items)} transactions")
+        if not pending:
+            return
+        self._accepted[txn.id] = (time.monotonic(), len(pending))
+        self.observer.accepted(txn)
         for name, items in pending.items():
             items.append(txn)
             self._wakeup[name].set()
@@ -94,7 +139,17 @@ class MemoryQueue(Queue):
             await wakeup.wait()
 
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
-        """Nothing to record: memory mode neither retries nor keeps dead letters."""
+        """Memory mode neither retries nor keeps dead letters: a failure is dropped (logged
+        by the dispatcher), as Dovecot does."""
+        accepted = self._forget(txn)
+        self.observer.finished(instance, "delivered" if error is None else "dropped", time.monotonic() - accepted)
+
+    def _forget(self, txn: Transaction) -> float:
+        """One instance is done with ``txn``; its acceptance time (monotonic)."""
+        accepted, owed = self._accepted.pop(txn.id, (time.monotonic(), 1))
+        if owed > 1:
+            self._accepted[txn.id] = (accepted, owed - 1)
+        return accepted
 
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:

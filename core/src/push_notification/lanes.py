@@ -1,0 +1,121 @@
+"""A driver instance's lane: its pending deliveries in memory, in per-user order.
+
+The queue keeps one lane per instance so a failing endpoint never holds back another. A
+user has at most one delivery in flight per lane, and a delivery waiting for its retry holds
+back that user's later transactions (in that lane only): order is kept per user, while other
+users go on. Which storage backs the lane is the queue's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+
+from .transaction import Transaction
+
+
+@dataclass(eq=False)
+class Entry:
+    """A transaction owed to one lane."""
+
+    seq: int
+    txn: Transaction
+    accepted_at: float
+    attempts: int = 0
+    next_at: float = 0.0
+
+
+@dataclass(eq=False)
+class Lane:
+    """One driver instance's deliveries: per-user FIFOs, who is ready, who waits for a retry."""
+
+    name: str
+    #: Pending transactions owed to this lane, in memory and on disk.
+    pending: int = 0
+    #: Entries in memory (sum of the user FIFOs).
+    in_memory: int = 0
+    #: While set, new rows stay on disk and are read back in order by a refill.
+    spilled: bool = True
+    refilling: bool = False
+    #: Every pending row with ``seq <= loaded_upto`` is in memory (or in flight).
+    loaded_upto: int = 0
+    users: dict[str, deque[Entry]] = field(default_factory=dict)
+    #: Users whose head entry may be delivered now (an ordered set).
+    ready: dict[str, None] = field(default_factory=dict)
+    #: ``(next_at, seq, user)`` of heads waiting for a retry; stale items are skipped.
+    waiting: list[tuple[float, int, str]] = field(default_factory=list)
+    in_flight: set[str] = field(default_factory=set)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, entry: Entry, now: float) -> None:
+        """Take an entry into memory, in ``seq`` order within its user."""
+        user = entry.txn.user.username
+        fifo = self.users.get(user)
+        self.in_memory += 1
+        if fifo is None:
+            self.users[user] = deque((entry,))
+            self.schedule(user, now)
+            return
+        if not fifo or entry.seq > fifo[-1].seq:
+            fifo.append(entry)
+            return
+        # A requeued dead letter older than what is queued: never ahead of a delivery in flight.
+        keys = [e.seq for e in fifo]
+        position = bisect.bisect(keys, entry.seq, lo=1 if user in self.in_flight else 0)
+        fifo.insert(position, entry)
+        if position == 0:
+            self.schedule(user, now)
+
+    def schedule(self, user: str, now: float) -> None:
+        """Make ``user``'s head deliverable now or when its retry is due."""
+        head = self.users[user][0]
+        if head.next_at <= now:
+            self.ready[user] = None
+            self.wakeup.set()
+        else:
+            heapq.heappush(self.waiting, (head.next_at, head.seq, user))
+            self.wakeup.set()
+
+    def promote(self, now: float) -> float | None:
+        """Move heads whose retry is due to ``ready``; the time of the next due one."""
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= now:
+            _, seq, user = heapq.heappop(waiting)
+            fifo = self.users.get(user)
+            if fifo and fifo[0].seq == seq and user not in self.in_flight:
+                self.ready[user] = None
+        return waiting[0][0] if waiting else None
+
+    def take(self, limit: int) -> list[Transaction]:
+        """Up to ``limit`` heads of distinct users, now in flight."""
+        batch: list[Transaction] = []
+        ready = self.ready
+        while ready and len(batch) < limit:
+            user = next(iter(ready))
+            del ready[user]
+            self.in_flight.add(user)
+            batch.append(self.users[user][0].txn)
+        return batch
+
+    def head(self, txn: Transaction) -> Entry | None:
+        """The in-flight entry of ``txn``, if this lane handed it out."""
+        fifo = self.users.get(txn.user.username)
+        if fifo and fifo[0].txn is txn:
+            return fifo[0]
+        return None
+
+    def finish(self, entry: Entry, now: float) -> None:
+        """``entry`` left the lane (delivered or dead): its user's next one may go."""
+        user = entry.txn.user.username
+        fifo = self.users[user]
+        fifo.popleft()
+        self.in_flight.discard(user)
+        self.in_memory -= 1
+        self.pending -= 1
+        if fifo:
+            self.schedule(user, now)
+        else:
+            del self.users[user]

@@ -1,0 +1,383 @@
+"""The durable queue: SQLite in WAL mode, group commit, per-instance delivery state.
+
+Why it looks like this:
+
+* ``put`` returns only once the transaction is committed, so the ingress answers 2xx only
+  for what survives a SIGKILL (with ``fsync``, a power cut too). Concurrent ``put``\\ s
+  share one commit (group commit): every operation waiting runs in one SQLite transaction
+  and their futures resolve together.
+* Each driver instance has a *lane*: its own rows, retry timers and dead letters, so a
+  failing endpoint never holds back another instance.
+* Order is kept per user within a lane: a user has at most one delivery in flight, and a
+  delivery waiting for its retry holds back that user's later transactions (for that
+  instance only).
+* Memory stays bounded: a lane keeps at most ``window`` transactions in memory; the rest
+  wait on disk and are read back in order as the lane drains. Past ``high_water`` pending
+  transactions in any lane, ``put`` raises :class:`QueueFull` (the ingress answers 503).
+* Recording outcomes (delete, retry time, dead letter) needs no waiting: if the daemon dies
+  before that commit, the transaction is delivered again (at-least-once; drivers get the
+  stable ``txn.id`` as idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .group_commit import GroupCommitter, Write
+from .lanes import Entry, Lane
+from .queue import Queue, QueueFull
+from .retry import RetryPolicy, describe_error
+from .sqlite_store import Checkpointer, lock_exclusively, open_store
+from .transaction import Transaction, transaction_from_dict
+
+log = logging.getLogger("push_notification.queue")
+
+#: How often the writer looks for dead letters requeued by ``push-notification queue retry``.
+POLL_INTERVAL = 0.5
+#: Most rows read back at once, so a refill never stalls the loop for long.
+REFILL_CHUNK = 2000
+
+
+@dataclass(eq=False)
+class _Put:
+    seq: int
+    txn: Transaction
+    accepted_at: float
+    instances: tuple[str, ...]
+    future: asyncio.Future[None]
+
+
+class SqliteQueue(Queue):
+    """The durable default queue (``queue = sqlite``)."""
+
+    durable = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        policy: RetryPolicy | None = None,
+        high_water: int = 100_000,
+        window: int = 10_000,
+        fsync: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.policy = policy or RetryPolicy()
+        #: Per-instance policies (an instance's own ``queue_retry_deadline``); else ``policy``.
+        self.policies: dict[str, RetryPolicy] = {}
+        self.high_water = high_water
+        self.window = window
+        # Opening is synchronous on purpose: a bad store is an error at start-up.
+        #: Sync to disk before ``put`` returns (survives a power cut, not only a crash).
+        self.fsync = fsync
+        conn = self._conn = open_store(self.path, sync="full" if fsync else "normal")
+        self._lock = lock_exclusively(self.path, conn)
+        # Checkpoints (copying the WAL into the file, with fsyncs) run in a thread of their
+        # own, never inside a commit that someone waits on.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpointer = Checkpointer(self.path)
+        self._writer = GroupCommitter(conn, self.path, fsync=fsync, tick=self._poll, tick_interval=POLL_INTERVAL)
+        self._lanes: dict[str, Lane] = {}
+        self._dead: dict[str, int] = {}
+        self._unwritten = 0
+        self._warned = False
+        conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
+        self._next_seq = (conn.execute("SELECT max(seq) FROM delivery").fetchone()[0] or 0) + 1
+        self._counts: dict[str, int] = {}
+        for instance, state, count in conn.execute(
+            "SELECT instance, state, count(*) FROM delivery GROUP BY instance, state"
+        ):
+            if state == "dead":
+                self._dead[instance] = count
+            else:
+                self._counts[instance] = count
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        self._checkpointer.start()
+
+    # -- the Queue interface ---------------------------------------------------------
+
+    def attach(self, instances: Iterable[str]) -> None:
+        wanted = list(instances)
+        for name in wanted:
+            if name not in self._lanes:
+                lane = Lane(name, pending=self._counts.pop(name, 0))
+                self._lanes[name] = lane
+                lane.wakeup.set()
+        for name in list(self._lanes):
+            if name not in wanted:
+                lane = self._lanes.pop(name)
+                # Its rows stay on disk: re-adding the instance later delivers them.
+                self._counts[name] = lane.pending
+                lane.wakeup.set()
+        if self._warned:
+            return
+        self._warned = True
+        stale = {n: c for n, c in self._counts.items() if c and n not in self._lanes}
+        for name, count in stale.items():
+            log.warning(
+                "push_notification %s: %d queued transaction(s) kept for an instance no longer"
+                " configured; add it back to deliver them",
+                name,
+                count,
+            )
+
+    async def put(self, txn: Transaction) -> None:
+        lanes = self._lanes
+        if not lanes:
+            return
+        for lane in lanes.values():
+            if lane.pending >= self.high_water:
+                raise QueueFull(f"queue for push_notification {lane.name} holds {lane.pending} transactions")
+        if self._unwritten >= self.high_water:
+            raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
+        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), asyncio.get_running_loop().create_future())
+        self._next_seq += 1
+        body = json.dumps(txn.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        rows = [(name, put.seq, txn.id, txn.user.username, put.accepted_at, body) for name in put.instances]
+
+        def write(conn: sqlite3.Connection) -> Callable[[], None]:
+            conn.executemany(
+                "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return lambda: self._committed(put)
+
+        def refuse(message: str) -> None:
+            if not put.future.done():
+                put.future.set_exception(
+                    QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0)
+                )
+
+        self._unwritten += 1
+        self._writer.submit(Write(write, sync=True, on_error=refuse))
+        try:
+            await put.future
+        finally:
+            self._unwritten -= 1
+
+    async def get(self, instance: str, limit: int) -> list[Transaction]:
+        while True:
+            lane = self._lanes.get(instance)
+            if lane is None:
+                return []
+            self._refill_if_low(lane)
+            now = time.time()
+            next_due = lane.promote(now)
+            if lane.ready:
+                return lane.take(limit)
+            lane.wakeup.clear()
+            if next_due is None:
+                await lane.wakeup.wait()
+            else:
+                try:
+                    async with asyncio.timeout(next_due - now):
+                        await lane.wakeup.wait()
+                except TimeoutError:
+                    pass
+
+    async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
+        lane = self._lanes.get(instance)
+        entry = lane.head(txn) if lane is not None else None
+        if lane is None or entry is None:
+            return  # the instance was removed meanwhile; its row stays for a later run
+        now = time.time()
+        seq = entry.seq
+        if error is None:
+            lane.finish(entry, now)
+            self._writer.submit(
+                Write(
+                    lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)),
+                    lazy=True,
+                )
+            )
+            self.observer.finished(instance, "delivered", now - entry.accepted_at)
+            return
+        entry.attempts += 1
+        attempts = entry.attempts
+        reason = describe_error(error)
+        policy = self.policies.get(instance, self.policy)
+        outcome, when = policy.decide(error, attempts=attempts, accepted_at=entry.accepted_at, now=now)
+        if outcome == "retry":
+            entry.next_at = when
+            lane.in_flight.discard(txn.user.username)
+            lane.schedule(txn.user.username, now)
+            self._writer.submit(
+                Write(
+                    lambda c: c.execute(
+                        "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
+                        " WHERE instance = ? AND seq = ?",
+                        (attempts, when, reason, now, instance, seq),
+                    ),
+                    lazy=True,
+                )
+            )
+            log.info(
+                "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
+                instance,
+                txn.id,
+                txn.user.username,
+                when - now,
+                attempts + 1,
+            )
+        else:
+            lane.finish(entry, now)
+            self._dead[instance] = self._dead.get(instance, 0) + 1
+            self._writer.submit(
+                Write(
+                    lambda c: c.execute(
+                        "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
+                        " WHERE instance = ? AND seq = ?",
+                        (attempts, reason, now, instance, seq),
+                    )
+                )
+            )
+            log.warning(
+                "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
+                " see push-notification queue list --instance %s",
+                instance,
+                txn.id,
+                txn.user.username,
+                attempts,
+                reason,
+                instance,
+            )
+        self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def depth(self, instance: str | None = None) -> int:
+        if instance is not None:
+            lane = self._lanes.get(instance)
+            return lane.pending if lane is not None else self._counts.get(instance, 0)
+        return sum(lane.pending for lane in self._lanes.values())
+
+    def dead_letters(self, instance: str | None = None) -> int:
+        if instance is not None:
+            return self._dead.get(instance, 0)
+        return sum(self._dead.values())
+
+    async def close(self) -> None:
+        """Write what is still waiting, then close the file."""
+        await self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
+        self._lock.close()
+
+    @property
+    def commits(self) -> int:
+        """Commits made (fewer than puts under load: group commit)."""
+        return self._writer.commits
+
+    # -- in the event loop -----------------------------------------------------------
+
+    def _committed(self, put: _Put) -> None:
+        """Runs in the loop, in commit order, once ``put``'s rows are on disk."""
+        # The sender's answer first: its task then runs before the deliveries woken below.
+        if not put.future.done():
+            put.future.set_result(None)
+        for name in put.instances:
+            lane = self._lanes.get(name)
+            if lane is None:
+                self._counts[name] = self._counts.get(name, 0) + 1
+                continue
+            lane.pending += 1
+            if not lane.spilled and lane.in_memory < self.window:
+                lane.add(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
+                lane.loaded_upto = put.seq
+            else:
+                lane.spilled = True
+        self.observer.accepted(put.txn)
+
+    def _refill_if_low(self, lane: Lane) -> None:
+        """Read the next rows of a spilled lane once its memory runs low."""
+        if not lane.spilled or lane.refilling or lane.in_memory > self.window // 2:
+            return
+        lane.refilling = True
+        name, after, room = lane.name, lane.loaded_upto, min(self.window - lane.in_memory, REFILL_CHUNK)
+
+        def read(conn: sqlite3.Connection) -> Callable[[], None]:
+            rows = conn.execute(
+                "SELECT seq, body, accepted_at, attempts, next_at FROM delivery"
+                " WHERE instance = ? AND seq > ? AND state = 'pending' ORDER BY seq LIMIT ?",
+                (name, after, room),
+            ).fetchall()
+            entries = [_load(row) for row in rows]
+            return lambda: self._refilled(lane, entries, caught_up=len(rows) < room)
+
+        def retry_later(message: str) -> None:
+            lane.refilling = False
+
+        self._writer.submit(Write(read, on_error=retry_later))
+
+    def _refilled(self, lane: Lane, entries: list[Entry | None], *, caught_up: bool) -> None:
+        lane.refilling = False
+        now = time.time()
+        for entry in entries:
+            if entry is None:
+                continue
+            lane.add(entry, now)
+            lane.loaded_upto = max(lane.loaded_upto, entry.seq)
+        if caught_up:
+            lane.spilled = False
+        lane.wakeup.set()
+
+    def _requeued(self, rows: list[tuple[str, Entry | None]]) -> None:
+        """Dead letters ``push-notification queue retry`` sent back, now ``pending``."""
+        now = time.time()
+        for name, entry in rows:
+            if entry is None:
+                continue
+            self._dead[name] = max(self._dead.get(name, 0) - 1, 0)
+            lane = self._lanes.get(name)
+            if lane is None:
+                self._counts[name] = self._counts.get(name, 0) + 1
+                continue
+            lane.pending += 1
+            if not lane.spilled or entry.seq <= lane.loaded_upto:
+                lane.add(entry, now)
+            # else: a later refill reads it from disk, in order
+
+    def _poll(self, conn: sqlite3.Connection) -> Callable[[], None] | None:
+        """Notice ``push-notification queue retry|purge`` run against the file meanwhile:
+        recount dead letters, and take in requeued ones (now ``pending``)."""
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return None
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT instance, seq, body, accepted_at, attempts, next_at FROM delivery WHERE state = 'requeued'"
+            ).fetchall()
+            conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
+            conn.execute("COMMIT")
+            dead = dict(conn.execute("SELECT instance, count(*) FROM delivery WHERE state = 'dead' GROUP BY instance"))
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.error("queue store %s: reading requeued dead letters failed: %s", self.path, exc)
+            return None
+        requeued = [(row[0], _load(row[1:])) for row in rows]
+
+        def apply() -> None:
+            self._dead = dead
+            self._requeued(requeued)
+
+        return apply
+
+
+def _load(row: tuple[Any, ...]) -> Entry | None:
+    """An entry from ``(seq, body, accepted_at, attempts, next_at)``; a row that no longer
+    parses (hand-edited file) is logged and skipped rather than stopping the lane."""
+    seq, body, accepted_at, attempts, next_at = row
+    try:
+        txn = transaction_from_dict(json.loads(str(body)))
+    except (ValueError, TypeError) as exc:
+        log.error("queue: row %s cannot be read back (%s); left in the file", seq, exc)
+        return None
+    return Entry(int(seq), txn, float(accepted_at), int(attempts), float(next_at))

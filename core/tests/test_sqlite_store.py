@@ -1,0 +1,116 @@
+"""Opening the queue file: a bad store is one clear line at start-up, never silent loss."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from push_notification.queue import QueueFull
+from push_notification.sqlite_queue import SqliteQueue
+from push_notification.sqlite_store import QueueStoreError, open_store
+from push_notification.testing import make_event, make_transaction
+
+
+def test_a_new_file_is_created_in_wal_mode(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "queue.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_corrupt_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    path.write_bytes(b"this is not a database\n" * 200)
+    with pytest.raises(QueueStoreError) as error:
+        SqliteQueue(path)
+    assert str(error.value).startswith(f"queue_path {path}: not usable (file is not a database)")
+    assert "move a damaged file aside" in str(error.value)
+
+
+def test_a_damaged_page_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue_conn = open_store(path)
+    queue_conn.executemany(
+        "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES ('ox', ?, 'x', 'u', 0, ?)",
+        [(i, "x" * 2000) for i in range(200)],
+    )
+    queue_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    queue_conn.close()
+    data = bytearray(path.read_bytes())
+    data[8192:16384] = b"\xff" * 8192  # clobber pages in the middle of the table
+    path.write_bytes(bytes(data))
+    with pytest.raises(QueueStoreError) as error:
+        SqliteQueue(path)
+    assert str(error.value).startswith(f"queue_path {path}: ")
+    assert "\n" not in str(error.value)
+
+
+def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE mail (id INTEGER)")
+    with pytest.raises(QueueStoreError, match=r"not a push-notification queue .*tables mail\); point queue_path"):
+        SqliteQueue(path)
+
+
+def test_a_missing_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(QueueStoreError, match=r"directory .*/nope does not exist; create it or change queue_path"):
+        SqliteQueue(tmp_path / "nope" / "queue.db")
+
+
+@contextmanager
+def unwritable(*paths: Path) -> Iterator[None]:
+    """Make ``paths`` unwritable even for root (``chattr +i``), or skip the test."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(0o444)
+        try:
+            yield
+        finally:
+            for path in paths:
+                path.chmod(0o644)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("root ignores file modes and chattr is not installed")
+    if subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True).returncode:
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
+def test_an_unwritable_file_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    open_store(path).close()
+    with unwritable(path), pytest.raises(QueueStoreError) as error:
+        SqliteQueue(path)
+    assert str(error.value).startswith(f"queue_path {path}: ")
+    assert "fix its permissions" in str(error.value)
+
+
+async def test_a_store_that_fails_at_run_time_refuses_with_queue_full_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])
+    await queue.put(make_transaction(make_event("MessageNew", uid=1)))
+    with unwritable(path, path.with_name("queue.db-wal")), pytest.raises(QueueFull) as refused:
+        await queue.put(make_transaction(make_event("MessageNew", uid=2)))
+    assert str(refused.value).startswith(f"queue store {path} cannot be written: ")
+    await queue.put(make_transaction(make_event("MessageNew", uid=3)))
+    assert queue.depth("ox") == 2
+    await queue.close()
+
+
+async def test_two_daemons_cannot_share_a_queue_file(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    first = SqliteQueue(path)
+    with pytest.raises(QueueStoreError, match=r"in use by another push-notification daemon"):
+        SqliteQueue(path)
+    await first.close()
+    await SqliteQueue(path).close()  # free again once the first one closed
