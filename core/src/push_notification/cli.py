@@ -227,10 +227,12 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
 
 def _add_feature_commands() -> None:
     """Commands that live beside the feature they serve."""
+    from .dovecot.setup import dovecot_config
     from .scaffold import new_driver
 
     cli.add_command(new_driver)
     cli.add_command(queue_group)
+    cli.add_command(dovecot_config, "dovecot-config")
 
 
 _add_feature_commands()
