@@ -133,6 +133,9 @@ def test_a_daemon_stopped_during_a_burst_loses_no_transaction(tmp_path: Path) ->
             for i in range(count):
                 mail = f"From: burst@example.org\r\nSubject: burst {i}\r\n\r\nmail {i}\r\n"
                 codes.extend(code for code, _ in lmtp_send(conn, mail, [ALICE], "s@example.org"))
+                # Paced (about 6 s in all) so the daemon's stop, which may take a few seconds,
+                # surely falls inside the burst, however fast this machine delivers.
+                time.sleep(0.1)
             conn.quit()
 
         sender = threading.Thread(target=burst)
