@@ -77,7 +77,9 @@ async def test_verification_can_be_turned_off_explicitly(https_url: str) -> None
 def test_a_missing_ca_file_is_a_start_up_error(tmp_path: Path) -> None:
     from push_notification.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"setting 'ssl_client_ca_file': cannot read .*missing.pem"):
+    with pytest.raises(
+        ConfigError, match=r"setting 'ssl_client_ca_file': cannot load CA certificates from .*missing.pem: No such file"
+    ):
         DriverHarness(
             WebhookDriver, {"url": "https://127.0.0.1:9/", "ssl_client_ca_file": str(tmp_path / "missing.pem")}
         )

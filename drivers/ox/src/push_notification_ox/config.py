@@ -11,16 +11,12 @@ from __future__ import annotations
 import base64
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
+from push_notification.http_client import read_http_client_settings
 from push_notification.settings import Settings, mask_url, parse_bool
 from yarl import URL
 
 DEFAULT_CACHE_TTL = 60.0
-DEFAULT_REQUEST_TIMEOUT = 2.0
-DEFAULT_MAX_ATTEMPTS = 2
-#: Dovecot's lib-http default: one connection per peer, requests queue behind it.
-DEFAULT_MAX_PARALLEL_CONNECTIONS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +41,17 @@ class OxConfig:
 def read_config(settings: Settings) -> OxConfig:
     """Read and check every setting; raises ``ConfigError`` on the first mistake."""
     request_url, display_url, authorization = _read_url(settings)
+    http = read_http_client_settings(settings, https=request_url.scheme == "https")
     config = OxConfig(
         request_url=request_url,
         display_url=display_url,
         authorization=authorization,
         cache_ttl=_read_cache_ttl(settings),
         user_from_metadata=_read_user_from_metadata(settings),
-        request_timeout=_read_request_timeout(settings),
-        max_attempts=_read_max_attempts(settings),
-        max_parallel_connections=settings.get_int(
-            "http_client_max_parallel_connections", DEFAULT_MAX_PARALLEL_CONNECTIONS, minimum=1
-        ),
-        ssl_context=_read_ssl(settings, https=request_url.scheme == "https"),
+        request_timeout=http.request_timeout,
+        max_attempts=http.max_attempts,
+        max_parallel_connections=http.max_parallel_connections,
+        ssl_context=http.ssl_context,
     )
     settings.check_unknown()
     return config
@@ -109,52 +104,3 @@ def _read_user_from_metadata(settings: Settings) -> bool:
         return parse_bool(text)
     except ValueError as exc:
         raise settings.error("user_from_metadata", str(exc)) from None
-
-
-def _only_one(settings: Settings, new: str, old: str) -> None:
-    if new in settings and old in settings:
-        raise settings.error(old, f"is the Dovecot 2.3 name of {new}; set only one of them")
-
-
-def _read_request_timeout(settings: Settings) -> float:
-    _only_one(settings, "http_client_request_timeout", "timeout_msecs")
-    if "timeout_msecs" in settings:
-        timeout = settings.get_msecs("timeout_msecs", DEFAULT_REQUEST_TIMEOUT)
-        name = "timeout_msecs"
-    else:
-        timeout = settings.get_time("http_client_request_timeout", DEFAULT_REQUEST_TIMEOUT)
-        name = "http_client_request_timeout"
-    if timeout <= 0:
-        raise settings.error(name, "must be greater than 0 (e.g. 2s)")
-    return timeout
-
-
-def _read_max_attempts(settings: Settings) -> int:
-    _only_one(settings, "http_client_request_max_attempts", "max_retries")
-    if "max_retries" in settings:
-        # Deliberate difference: Dovecot 2.3 silently falls back to 1 on a bad max_retries.
-        return settings.get_int("max_retries", DEFAULT_MAX_ATTEMPTS - 1, minimum=0) + 1
-    return settings.get_int("http_client_request_max_attempts", DEFAULT_MAX_ATTEMPTS, minimum=1)
-
-
-def _read_ssl(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
-    ca_file = settings.get_str("ssl_client_ca_file")
-    ca_dir = settings.get_str("ssl_client_ca_dir")
-    verify = settings.get_bool("ssl_client_require_valid_cert", True)
-    if not https:
-        return None
-    if ca_dir and not Path(ca_dir).is_dir():
-        # OpenSSL would accept a missing directory silently and fail at the first request.
-        raise settings.error("ssl_client_ca_dir", f"{ca_dir} is not a directory")
-    context = ssl.create_default_context()
-    for key, kwargs in (("ssl_client_ca_file", {"cafile": ca_file}), ("ssl_client_ca_dir", {"capath": ca_dir})):
-        if not next(iter(kwargs.values())):
-            continue
-        try:
-            context.load_verify_locations(**kwargs)
-        except (OSError, ssl.SSLError) as exc:
-            raise settings.error(key, f"cannot load CA certificates: {exc}") from None
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

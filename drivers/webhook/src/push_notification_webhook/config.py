@@ -9,20 +9,19 @@ failing every delivery.
 from __future__ import annotations
 
 import dataclasses
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from push_notification.errors import EventError
 from push_notification.events import EVENT_TYPES, Event, event_from_dict
+from push_notification.http_client import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 from push_notification.transaction import MailboxStatus, Transaction, User
 
 from .filters import EventFilter, Globs, event_names
 from .presets import PRESETS, Preset
 from .render import Renderer, RenderError, Templates
-from .sender import HttpOptions
 from .signing import SecretError, Signer
 from .templating import Template, TemplateError, make_environment
 
@@ -32,7 +31,7 @@ class WebhookConfig:
     preset: Preset
     renderer: Renderer
     filter: EventFilter
-    http: HttpOptions
+    http: HttpClientSettings
 
 
 def read_config(settings: Settings) -> WebhookConfig:
@@ -122,32 +121,9 @@ def _read_signer(settings: Settings) -> Signer | None:
         raise settings.error("secret", str(exc)) from None
 
 
-def _read_http(settings: Settings) -> HttpOptions:
-    # 2.3's timeout_msecs/max_retries (as the OX driver) or 2.4's http_client_* names.
-    timeout = settings.get_time("http_client_request_timeout", 2.0)
-    if "timeout_msecs" in settings:
-        timeout = settings.get_msecs("timeout_msecs", timeout)
-    attempts = settings.get_int("http_client_request_max_attempts", 2, minimum=1)
-    if "max_retries" in settings:
-        attempts = settings.get_int("max_retries", 1) + 1
-    else:
-        settings.get_int("max_retries", 1)  # known, though unset
-    if timeout <= 0:
-        raise settings.error("http_client_request_timeout", "must be more than 0 (e.g. 2s)")
-    ca_file = settings.get_str("ssl_client_ca_file")
-    if ca_file:
-        try:
-            ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise settings.error("ssl_client_ca_file", f"cannot read {ca_file} as PEM certificates: {reason}") from None
-    return HttpOptions(
-        timeout=timeout,
-        max_attempts=attempts,
-        max_connections=settings.get_int("http_client_max_parallel_connections", 8, minimum=1),
-        ca_file=ca_file or None,
-        verify=settings.get_bool("ssl_client_require_valid_cert", True),
-    )
+def _read_http(settings: Settings) -> HttpClientSettings:
+    # The URL is a template, so its scheme is only known per request: always ready for TLS.
+    return read_http_client_settings(settings, https=True, default_max_parallel_connections=8)
 
 
 def _sample_transaction(event: Event) -> Transaction:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from push_notification.errors import PermanentError, RetryableError
+from push_notification.http_client import HttpClientSettings
 
 log = logging.getLogger("push_notification.webhook")
 
@@ -41,15 +42,6 @@ class Request:
     id: str
     #: Adds per-attempt headers (Standard Webhooks signature with a fresh timestamp).
     sign: Callable[[bytes], Mapping[str, str]] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class HttpOptions:
-    timeout: float = 2.0
-    max_attempts: int = 2
-    max_connections: int = 8
-    ca_file: str | None = None
-    verify: bool = True
 
 
 def safe_url(url: str) -> str:
@@ -84,22 +76,16 @@ def _retryable_status(status: int) -> bool:
 class Sender:
     """The instance's HTTP client."""
 
-    def __init__(self, options: HttpOptions) -> None:
+    def __init__(self, options: HttpClientSettings) -> None:
         self.options = options
         self._session: aiohttp.ClientSession | None = None
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.options.verify:
-            return False
-        if self.options.ca_file:
-            return ssl.create_default_context(cafile=self.options.ca_file)
-        return True
-
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.options.max_connections, ssl=self._ssl())
+        ssl_option: ssl.SSLContext | bool = self.options.ssl_context or True
+        connector = aiohttp.TCPConnector(limit=self.options.max_parallel_connections, ssl=ssl_option)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+            timeout=aiohttp.ClientTimeout(total=self.options.request_timeout),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
