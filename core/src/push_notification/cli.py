@@ -63,6 +63,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
+    from . import event_loop
     from .config_daemon import is_local, parse_listen
     from .daemon import Daemon
     from .logsetup import setup_logging
@@ -85,7 +86,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     async def run() -> None:
         await Daemon(config).run()
 
-    asyncio.run(run())
+    event_loop.run(run(), config.event_loop)
 
 
 @cli.command("check-config")

@@ -49,6 +49,7 @@ class DaemonConfig:
     queue_fsync: bool = False
     spool_dir: str | None = None
     max_pending: int = 100000
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -169,6 +170,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "Dovecot bridge spool directory to watch (unset: off)"),
     DaemonSetting("max_pending", "number", parse_positive_int, "100000",
                   "transactions waiting at most; ingress refuses more"),
+    DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
+                  "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

@@ -36,7 +36,16 @@ SHUTDOWN_GRACE = 30.0
 #: The same with a durable queue, which keeps undelivered work for the next start.
 DURABLE_SHUTDOWN_GRACE = 2.0
 #: Daemon settings a reload leaves alone: the socket, the queue and the logs are set up once.
-RESTART_ONLY = ("listen", "queue", "queue_path", "queue_fsync", "state_dir", "ingress_token", "log_format")
+RESTART_ONLY = (
+    "listen",
+    "queue",
+    "queue_path",
+    "queue_fsync",
+    "state_dir",
+    "ingress_token",
+    "log_format",
+    "event_loop",
+)
 
 
 def make_queue(config: DaemonConfig) -> Queue:

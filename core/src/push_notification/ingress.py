@@ -8,7 +8,6 @@ queue is past its high-water mark (the Dovecot bridge then spools and retries).
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +17,7 @@ from aiohttp import web
 from .config_daemon import parse_listen
 from .errors import EventError
 from .queue import QueueFull
-from .transaction import Transaction, transaction_from_dict
+from .transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.ingress")
 
@@ -66,12 +65,7 @@ def create_app(
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"transaction larger than {MAX_BODY} bytes")
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("ingress: rejected request from %s: invalid JSON: %s", request.remote, exc)
-            return _error(400, f"invalid JSON: {exc}")
-        try:
-            txn = transaction_from_dict(data)
+            txn = transaction_from_json(body)
         except EventError as exc:
             log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
             return _error(400, str(exc))

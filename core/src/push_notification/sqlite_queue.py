@@ -22,7 +22,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -36,7 +35,7 @@ from .lanes import Entry, Lane
 from .queue import Queue, QueueFull
 from .retry import RetryPolicy, describe_error
 from .sqlite_store import Checkpointer, lock_exclusively, open_store
-from .transaction import Transaction, transaction_from_dict
+from .transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.queue")
 
@@ -140,7 +139,7 @@ class SqliteQueue(Queue):
             raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
         put = _Put(self._next_seq, txn, time.time(), tuple(lanes), asyncio.get_running_loop().create_future())
         self._next_seq += 1
-        body = json.dumps(txn.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        body = txn.json
         rows = [(name, put.seq, txn.id, txn.user.username, put.accepted_at, body) for name in put.instances]
 
         def write(conn: sqlite3.Connection) -> Callable[[], None]:
@@ -376,7 +375,7 @@ def _load(row: tuple[Any, ...]) -> Entry | None:
     parses (hand-edited file) is logged and skipped rather than stopping the lane."""
     seq, body, accepted_at, attempts, next_at = row
     try:
-        txn = transaction_from_dict(json.loads(str(body)))
+        txn = transaction_from_json(str(body))
     except (ValueError, TypeError) as exc:
         log.error("queue: row %s cannot be read back (%s); left in the file", seq, exc)
         return None

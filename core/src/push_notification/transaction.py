@@ -8,6 +8,7 @@ Drivers see ``begin_txn``, then per message (or once for the mailbox) the events
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -164,6 +165,12 @@ class Transaction:
             calls.extend((event.hook, (self, event)) for event in message.events)
         return tuple(calls)
 
+    @cached_property
+    def json(self) -> str:
+        """:meth:`to_dict` as compact JSON text: what durable queues store. A transaction read
+        by :func:`transaction_from_json` keeps the text it came from, so it is not encoded twice."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form accepted by ``POST /v1/transactions`` (see ``transaction_from_dict``)."""
         data: dict[str, Any] = {
@@ -232,6 +239,23 @@ def transaction_from_dict(data: Any) -> Transaction:
         metadata=_metadata_from(data.get("metadata")),
         status=_status_from(data.get("status")),
     )
+
+
+def transaction_from_json(text: str | bytes) -> Transaction:
+    """Parse and validate one transaction's JSON text; invalid JSON is an :class:`EventError` too.
+
+    When the text names its ``id`` it is kept as the transaction's :attr:`~Transaction.json`:
+    it reads back as the same transaction. (Without an id, a new one is drawn, which the text
+    does not hold.)
+    """
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventError(f"invalid JSON: {exc}") from None
+    txn = transaction_from_dict(data)
+    if isinstance(data, dict) and data.get("id"):
+        txn.__dict__["json"] = text.decode() if isinstance(text, bytes) else text
+    return txn
 
 
 def _user_from(data: Any) -> User:
