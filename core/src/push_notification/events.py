@@ -8,7 +8,7 @@ is ``from_``, the JSON key stays ``from``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -256,15 +256,75 @@ def event_type(name: str) -> type[Event]:
     raise EventError(f"unknown event {name!r}; supported events: {' '.join(EVENT_TYPES)}")
 
 
-def _field_specs(cls: type[Event]) -> dict[str, dataclasses.Field[Any]]:
-    return {_json_key(f.name): f for f in dataclasses.fields(cls)}
+# Field checks take the event's name and the field's key apart: "Event.field" is formatted
+# only for an error message, not for every field of every event.
+def _check_str(event: str, key: str, value: Any) -> Any:
+    if type(value) is str:
+        return value
+    raise EventError(f"{event}.{key}: expected a string, got {value!r}")
+
+
+def _check_int(event: str, key: str, value: Any, *, unsigned: bool = False) -> int:
+    where = f"{event}.{key}"
+    if type(value) is not int:
+        if (isinstance(value, float) and value.is_integer()) or (
+            isinstance(value, str) and value.lstrip("-").isdigit()
+        ):
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise EventError(f"{where}: expected an integer, got {value!r}")
+    if unsigned and not 0 <= value <= _UINT32_MAX:
+        raise EventError(f"{where}: {value} is outside 0..{_UINT32_MAX}")
+    return value
+
+
+def _check_uint(event: str, key: str, value: Any) -> int:
+    if type(value) is int and 0 <= value <= _UINT32_MAX:
+        return value
+    return _check_int(event, key, value, unsigned=True)
+
+
+def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
+    return canonical_flags(value, field=f"{event}.{key}")
+
+
+def _check_keywords(event: str, key: str, value: Any) -> tuple[str, ...]:
+    return _keywords(value, field=f"{event}.{key}")
+
+
+_CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
+    "uid": _check_uint,
+    "uid_validity": _check_uint,
+    "date": _check_int,
+    "tz": _check_int,
+    "flags": _check_flags,
+    "flags_old": _check_flags,
+    "keywords": _check_keywords,
+    "keywords_old": _check_keywords,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Spec:
+    """How one JSON field of one event type is checked, and which attribute it fills."""
+
+    attr: str
+    check: Callable[[str, str, Any], Any]
+    required: bool
+
+
+def _field_specs(cls: type[Event]) -> dict[str, _Spec]:
+    return {
+        _json_key(f.name): _Spec(
+            f.name,
+            _CHECKS.get(f.name, _check_str),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    }
 
 
 _SPECS = {name: _field_specs(cls) for name, cls in EVENT_TYPES.items()}
-_INT_FIELDS = {"uid", "uid_validity"}
-_SIGNED_INT_FIELDS = {"date", "tz"}
-_FLAG_FIELDS = {"flags", "flags_old"}
-_KEYWORD_FIELDS = {"keywords", "keywords_old"}
 
 
 def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> Event:
@@ -282,37 +342,11 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
         spec = specs.get(key)
         if spec is None:
             raise EventError(f"{cls.name}: unknown field {key!r} (fields: {', '.join(specs)})")
-        kwargs[spec.name] = _check_field(cls.name, key, value)
+        kwargs[spec.attr] = None if value is None else spec.check(cls.name, key, value)
     if "mailbox" not in kwargs and mailbox is not None:
         kwargs["mailbox"] = mailbox
-    missing = [
-        key
-        for key, f in specs.items()
-        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise EventError(f"{cls.name}: missing required field(s) {', '.join(missing)}")
+    if len(kwargs) < len(specs):
+        missing = [key for key, spec in specs.items() if spec.required and spec.attr not in kwargs]
+        if missing:
+            raise EventError(f"{cls.name}: missing required field(s) {', '.join(missing)}")
     return cls(**kwargs)
-
-
-def _check_field(event: str, key: str, value: Any) -> Any:
-    where = f"{event}.{key}"
-    if value is None:
-        return None
-    if key in _FLAG_FIELDS:
-        return canonical_flags(value, field=where)
-    if key in _KEYWORD_FIELDS:
-        return _keywords(value, field=where)
-    if key in _INT_FIELDS or key in _SIGNED_INT_FIELDS:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise EventError(f"{where}: expected an integer, got {value!r}")
-        if key in _INT_FIELDS and not 0 <= value <= _UINT32_MAX:
-            raise EventError(f"{where}: {value} is outside 0..{_UINT32_MAX}")
-        return value
-    if not isinstance(value, str):
-        raise EventError(f"{where}: expected a string, got {value!r}")
-    return value
