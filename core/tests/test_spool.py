@@ -152,3 +152,20 @@ async def test_a_vanished_new_directory_is_reported_once_not_every_poll(
     assert [r.getMessage() for r in caplog.records] == [
         f"spool: {spool / 'new'} is missing; create it (push-notification dovecot-config shows how)"
     ]
+
+
+async def test_a_held_file_stays_until_its_release_and_is_not_taken_twice(spool: Path) -> None:
+    path = spool_file(spool, "held.json", message_new(1))
+    releases: list[object] = []
+
+    async def submit_held(txn: Transaction, release: object) -> None:
+        releases.append(release)
+
+    reader = SpoolReader(spool, Recorder(), submit_held=submit_held)
+    assert await reader.scan() == 1
+    assert path.exists()  # the file is the transaction's durable copy while it is delivered
+    assert await reader.scan() == 0  # ... and a rescan does not submit it again
+    assert len(releases) == 1
+    releases[0]()  # type: ignore[operator]
+    assert not path.exists()
+    assert reader.held == set()

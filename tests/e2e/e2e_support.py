@@ -245,10 +245,11 @@ class DaemonRunner:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the daemon: SIGTERM (graceful) or SIGKILL (a crash)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:

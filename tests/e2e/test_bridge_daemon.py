@@ -2,11 +2,12 @@
 
 Both transports feed the daemon; in the same Dovecot run, Dovecot's dlog (driver2) logs the
 same actions, and our dlog's lines must equal Dovecot's (dlog_parity.py states the deliberate
-differences). A daemon stopped during a burst of deliveries loses nothing (spool).
+differences). A daemon stopped or killed during a burst of deliveries loses nothing (spool).
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -120,7 +121,8 @@ def test_our_dlog_writes_what_dovecots_dlog_writes(tmp_path: Path, transport: st
     assert "Traceback" not in daemon.log()
 
 
-def test_a_daemon_stopped_during_a_burst_loses_no_transaction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_a_daemon_stopped_during_a_burst_loses_no_transaction(tmp_path: Path, sig: signal.Signals) -> None:
     count = 60
     with BridgedDovecot() as dovecot:
         dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")
@@ -141,7 +143,7 @@ def test_a_daemon_stopped_during_a_burst_loses_no_transaction(tmp_path: Path) ->
         sender = threading.Thread(target=burst)
         sender.start()
         assert wait_until(lambda: len(codes) >= count // 4, 30)
-        daemon.stop()  # mid-burst
+        daemon.stop(sig)  # mid-burst; killed, it leaves the files it was delivering
         stopped_at = len(codes)
         sender.join(60)
         daemon.start()

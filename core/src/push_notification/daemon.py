@@ -201,7 +201,9 @@ class Daemon:
         app.router.add_get(METRICS_PATH, self.metrics.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit) if self.config.spool_dir else None
+        spool = None
+        if self.config.spool_dir:
+            spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
         try:
             await self._start_site(runner)
             if spool is not None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 
@@ -121,6 +121,10 @@ class Dispatcher:
     async def submit(self, txn: Transaction) -> None:
         """Hand a transaction to every instance (through the queue)."""
         await self.queue.put(txn)
+
+    async def submit_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+        """The same for a transaction whose sender keeps it until ``release()`` (see Queue.put_held)."""
+        await self.queue.put_held(txn, release)
 
     def idle(self) -> bool:
         """True when nothing is queued or being delivered."""

@@ -26,6 +26,8 @@ class Entry:
     accepted_at: float
     attempts: int = 0
     next_at: float = 0.0
+    #: Its only durable copy is still the sender's (a spool file), not a row of the queue.
+    held: bool = False
 
 
 @dataclass(eq=False)

@@ -12,7 +12,7 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, Protocol
 
 from .errors import PushNotificationError
@@ -64,6 +64,15 @@ class Queue(ABC):
     async def put(self, txn: Transaction) -> None:
         """Accept ``txn`` for every attached instance. Once it returns, the transaction is the
         queue's responsibility. Raises :class:`QueueFull` past the high-water mark."""
+
+    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+        """Accept ``txn`` whose sender keeps a durable copy (a spool file) until ``release()``.
+
+        A queue may deliver from memory and call ``release`` only once it no longer needs that
+        copy, which saves storing the transaction twice. This default stores it, then releases.
+        """
+        await self.put(txn)
+        release()
 
     @abstractmethod
     async def get(self, instance: str, limit: int) -> list[Transaction]:

@@ -6,6 +6,11 @@ watches ``new/`` with inotify (a short poll when inotify is unavailable, and as 
 hands each transaction to ``submit`` and deletes the file only after ``submit`` returned: a
 daemon that is down or restarting loses nothing, it finds the files on start.
 
+With ``submit_held`` (the daemon's durable queue), the file itself stays the transaction's
+durable copy while it is delivered: the queue calls back to delete it once every instance
+delivered it, or once the queue wrote its own row (an instance must retry). Nothing is then
+written twice on the happy path.
+
 ``submit`` raising :class:`~push_notification.queue.QueueFull` means "not now": the file stays
 and is tried again after ``retry_after``. A file that is not a valid transaction is moved to
 ``SPOOL/bad/`` with one log line: never lost, never retried in a loop.
@@ -35,6 +40,8 @@ __all__ = ["SpoolReader"]
 log = logging.getLogger("push_notification.spool")
 
 Submit = Callable[[Transaction], Awaitable[None]]
+#: Accepts a transaction whose file stays until the given release callback is called.
+SubmitHeld = Callable[[Transaction, Callable[[], None]], Awaitable[None]]
 
 
 class SpoolReader:
@@ -48,6 +55,7 @@ class SpoolReader:
         poll_interval: float = 0.25,
         error_delay: float = 1.0,
         use_inotify: bool = True,
+        submit_held: SubmitHeld | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.new_dir = self.spool_dir / "new"
@@ -55,6 +63,9 @@ class SpoolReader:
         self.bad_dir = self.spool_dir / "bad"
         self._new = str(self.new_dir)  # per-file paths are plain strings: cheaper than Path
         self.submit = submit
+        self.submit_held = submit_held
+        #: Files accepted with ``submit_held`` and not yet released: not to be taken again.
+        self.held: set[str] = set()
         self.poll_interval = poll_interval
         self.error_delay = error_delay
         self.use_inotify = use_inotify
@@ -120,7 +131,10 @@ class SpoolReader:
         return taken
 
     async def take(self, path: str) -> bool:
-        """Submit one spool file and delete it; False when the queue said "later"."""
+        """Submit one spool file and delete it (or leave it to its release); False when the
+        queue said "later"."""
+        if path in self.held:
+            return True
         data = _read(path)
         if data is None:
             return True  # taken by someone else, or a duplicate notification
@@ -130,25 +144,36 @@ class SpoolReader:
             self._reject(path, exc)
             return True
         try:
-            await self.submit(txn)
+            if self.submit_held is not None:
+                self.held.add(path)
+                await self.submit_held(txn, lambda: self._release(path))
+            else:
+                await self.submit(txn)
         except QueueFull as exc:
+            self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
             log.debug("spool: queue full, retrying %s in %.1fs", os.path.basename(path), exc.retry_after)
             return False
         except Exception as exc:  # noqa: BLE001 - never crash the reader; the file stays
+            self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + self.error_delay
             log.error("spool: could not hand over %s (%s); it stays in %s", os.path.basename(path), exc, self.new_dir)
             return False
-        _delete(path)
+        if self.submit_held is None:
+            _delete(path)
         self.accepted += 1
         return True
+
+    def _release(self, path: str) -> None:
+        self.held.discard(path)
+        _delete(path)
 
     def _pending_files(self) -> list[str]:
         entries: list[tuple[int, str, str]] = []
         try:
             with os.scandir(self.new_dir) as it:
                 for entry in it:
-                    if entry.name.startswith("."):
+                    if entry.name.startswith(".") or entry.path in self.held:
                         continue
                     with contextlib.suppress(FileNotFoundError):
                         entries.append((entry.stat().st_mtime_ns, entry.name, entry.path))

@@ -17,6 +17,10 @@ Why it looks like this:
 * Recording outcomes (delete, retry time, dead letter) needs no waiting: if the daemon dies
   before that commit, the transaction is delivered again (at-least-once; drivers get the
   stable ``txn.id`` as idempotency key).
+* A transaction the sender keeps durably itself (``put_held``: a Dovecot bridge spool file)
+  is delivered from memory, with no row at all while every instance succeeds at once: the
+  sender deletes its copy on ``release``. Only an instance that has to retry (or gives up)
+  gets a row, written before the release; so does every instance still owed at ``close``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ log = logging.getLogger("push_notification.queue")
 POLL_INTERVAL = 0.5
 #: Most rows read back at once, so a refill never stalls the loop for long.
 REFILL_CHUNK = 2000
+
+
+@dataclass(eq=False)
+class _Held:
+    """A transaction accepted with ``put_held``: whom it is still owed to, and its release."""
+
+    release: Callable[[], None]
+    owed: set[str]
 
 
 @dataclass(eq=False)
@@ -87,6 +99,7 @@ class SqliteQueue(Queue):
         self._lanes: dict[str, Lane] = {}
         self._dead: dict[str, int] = {}
         self._unwritten = 0
+        self._held: dict[int, _Held] = {}
         self._warned = False
         conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
         self._next_seq = (conn.execute("SELECT max(seq) FROM delivery").fetchone()[0] or 0) + 1
@@ -114,6 +127,7 @@ class SqliteQueue(Queue):
             if name not in wanted:
                 lane = self._lanes.pop(name)
                 # Its rows stay on disk: re-adding the instance later delivers them.
+                self._persist_held(lane)
                 self._counts[name] = lane.pending
                 lane.wakeup.set()
         if self._warned:
@@ -128,15 +142,36 @@ class SqliteQueue(Queue):
                 count,
             )
 
-    async def put(self, txn: Transaction) -> None:
-        lanes = self._lanes
-        if not lanes:
-            return
-        for lane in lanes.values():
+    def _check_room(self) -> None:
+        for lane in self._lanes.values():
             if lane.pending >= self.high_water:
                 raise QueueFull(f"queue for push_notification {lane.name} holds {lane.pending} transactions")
         if self._unwritten >= self.high_water:
             raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
+
+    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+        lanes = self._lanes
+        if not lanes or any(lane.spilled or lane.in_memory >= self.window for lane in lanes.values()):
+            # A backlog waits on disk, in order: this one joins it as rows.
+            await self.put(txn)
+            release()
+            return
+        self._check_room()
+        seq = self._next_seq
+        self._next_seq += 1
+        now = time.time()
+        self._held[seq] = _Held(release, set(lanes))
+        for lane in lanes.values():
+            lane.pending += 1
+            lane.add(Entry(seq, txn, now, held=True), now)
+            lane.loaded_upto = max(lane.loaded_upto, seq)
+        self.observer.accepted(txn)
+
+    async def put(self, txn: Transaction) -> None:
+        lanes = self._lanes
+        if not lanes:
+            return
+        self._check_room()
         put = _Put(self._next_seq, txn, time.time(), tuple(lanes), asyncio.get_running_loop().create_future())
         self._next_seq += 1
         body = txn.json
@@ -191,12 +226,15 @@ class SqliteQueue(Queue):
         seq = entry.seq
         if error is None:
             lane.finish(entry, now)
-            self._writer.submit(
-                Write(
-                    lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)),
-                    lazy=True,
+            if entry.held:
+                self._unhold(seq, instance)
+            else:
+                self._writer.submit(
+                    Write(
+                        lambda c: c.execute("DELETE FROM delivery WHERE instance = ? AND seq = ?", (instance, seq)),
+                        lazy=True,
+                    )
                 )
-            )
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             return
         entry.attempts += 1
@@ -208,16 +246,19 @@ class SqliteQueue(Queue):
             entry.next_at = when
             lane.in_flight.discard(txn.user.username)
             lane.schedule(txn.user.username, now)
-            self._writer.submit(
-                Write(
-                    lambda c: c.execute(
-                        "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
-                        " WHERE instance = ? AND seq = ?",
-                        (attempts, when, reason, now, instance, seq),
-                    ),
-                    lazy=True,
+            if entry.held:
+                self._persist(instance, entry, "pending", reason, now)
+            else:
+                self._writer.submit(
+                    Write(
+                        lambda c: c.execute(
+                            "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
+                            " WHERE instance = ? AND seq = ?",
+                            (attempts, when, reason, now, instance, seq),
+                        ),
+                        lazy=True,
+                    )
                 )
-            )
             log.info(
                 "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
                 instance,
@@ -229,15 +270,18 @@ class SqliteQueue(Queue):
         else:
             lane.finish(entry, now)
             self._dead[instance] = self._dead.get(instance, 0) + 1
-            self._writer.submit(
-                Write(
-                    lambda c: c.execute(
-                        "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
-                        " WHERE instance = ? AND seq = ?",
-                        (attempts, reason, now, instance, seq),
+            if entry.held:
+                self._persist(instance, entry, "dead", reason, now)
+            else:
+                self._writer.submit(
+                    Write(
+                        lambda c: c.execute(
+                            "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
+                            " WHERE instance = ? AND seq = ?",
+                            (attempts, reason, now, instance, seq),
+                        )
                     )
                 )
-            )
             log.warning(
                 "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
                 " see push-notification queue list --instance %s",
@@ -262,7 +306,9 @@ class SqliteQueue(Queue):
         return sum(self._dead.values())
 
     async def close(self) -> None:
-        """Write what is still waiting, then close the file."""
+        """Write what is still waiting (held transactions become rows), then close the file."""
+        for lane in self._lanes.values():
+            self._persist_held(lane)
         await self._writer.close()
         await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
         self._lock.close()
@@ -287,10 +333,52 @@ class SqliteQueue(Queue):
             lane.pending += 1
             if not lane.spilled and lane.in_memory < self.window:
                 lane.add(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
-                lane.loaded_upto = put.seq
+                lane.loaded_upto = max(lane.loaded_upto, put.seq)
             else:
                 lane.spilled = True
         self.observer.accepted(put.txn)
+
+    # -- held transactions ---------------------------------------------------------------
+
+    def _unhold(self, seq: int, instance: str) -> None:
+        """``instance`` no longer needs the sender's copy of ``seq``: release it after the last."""
+        held = self._held.get(seq)
+        if held is None:
+            return
+        held.owed.discard(instance)
+        if not held.owed:
+            del self._held[seq]
+            held.release()
+
+    def _persist(
+        self, instance: str, entry: Entry, state: str, reason: str | None = None, failed_at: float | None = None
+    ) -> None:
+        """Give a held entry its own row (it must retry, is dead, or outlives the daemon);
+        the sender's copy is released for this instance once the row is committed."""
+        entry.held = False  # later outcomes update this row, in commit order
+        txn, seq = entry.txn, entry.seq
+        row = (
+            instance, seq, txn.id, txn.user.username, entry.accepted_at, txn.json,
+            state, entry.attempts, entry.next_at, reason, failed_at,
+        )  # fmt: skip
+
+        def write(conn: sqlite3.Connection) -> Callable[[], None]:
+            conn.execute(
+                "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body, state, attempts,"
+                " next_at, last_error, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return lambda: self._unhold(seq, instance)
+
+        # No on_error: if the row cannot be written the sender keeps its copy, which is
+        # read again at the next start.
+        self._writer.submit(Write(write, sync=True))
+
+    def _persist_held(self, lane: Lane) -> None:
+        for fifo in lane.users.values():
+            for entry in fifo:
+                if entry.held:
+                    self._persist(lane.name, entry, "pending")
 
     def _refill_if_low(self, lane: Lane) -> None:
         """Read the next rows of a spilled lane once its memory runs low."""
