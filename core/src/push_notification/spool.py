@@ -286,13 +286,23 @@ class _Inotify:
         self._inotify.close()
 
 
-# Spool files are small and local: reading one inline costs less than a hop to a thread.
+# Spool files are small and local: reading one inline costs less than a hop to a thread,
+# and plain os calls make 3 system calls where a Python file object makes 9.
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    try:
+        chunks = [os.read(fd, _CHUNK)]
+        while len(chunks[-1]) == _CHUNK:
+            chunks.append(os.read(fd, _CHUNK))
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_CHUNK = 1 << 16
 
 
 def _delete(path: str) -> None:

@@ -75,7 +75,11 @@ class User:
         return data
 
 
-_USER_FIELDS = {"username", "service", "session_id", "home", "uid", "gid", "session_create_time"}
+#: The user fields with their own attribute, and their JSON type.
+_USER_FIELDS: dict[str, type] = {
+    "username": str, "service": str, "session_id": str, "home": str,
+    "uid": int, "gid": int, "session_create_time": int,
+}  # fmt: skip
 _STATUS_FIELDS = ("messages", "recent", "unseen", "uidvalidity", "uidnext")
 
 
@@ -263,18 +267,25 @@ def _user_from(data: Any) -> User:
         data = {"username": data}
     if not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]:
         raise EventError("transaction: 'user' must be an object with a \"username\" string")
-    known = {k: v for k, v in data.items() if k in _USER_FIELDS}
-    for key in ("uid", "gid", "session_create_time"):
-        value = known.get(key)
-        if isinstance(value, float) and value.is_integer():
-            known[key] = int(value)
-        elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise EventError(f"user.{key}: expected an integer, got {value!r}")
-    for key in ("service", "session_id", "home"):
-        if known.get(key) is not None and not isinstance(known[key], str):
-            raise EventError(f"user.{key}: expected a string, got {known[key]!r}")
-    extra = {k: v for k, v in data.items() if k not in _USER_FIELDS}
+    known: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _USER_FIELDS:
+            extra[key] = value
+        elif value is None or type(value) is _USER_FIELDS[key]:
+            known[key] = value
+        else:
+            known[key] = _user_field(key, value)
     return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
+
+
+def _user_field(key: str, value: Any) -> Any:
+    """A user field of an unexpected type: an integral float is an integer (Lua numbers)."""
+    if _USER_FIELDS[key] is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise EventError(f"user.{key}: expected an integer, got {value!r}")
+    raise EventError(f"user.{key}: expected a string, got {value!r}")
 
 
 def _metadata_from(data: Any) -> Mapping[str, str]:
@@ -290,12 +301,15 @@ def _status_from(data: Any) -> MailboxStatus | None:
         return None
     if not isinstance(data, Mapping):
         raise EventError("transaction: 'status' must be an object")
-    values = {}
+    values = []
     for key in _STATUS_FIELDS:
         value = data.get(key)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if type(value) is not int:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise EventError(f"status.{key}: expected a non-negative integer, got {value!r}")
+        if value < 0:
             raise EventError(f"status.{key}: expected a non-negative integer, got {value!r}")
-        values[key] = value
-    return MailboxStatus(**values)
+        values.append(value)
+    return MailboxStatus(*values)
