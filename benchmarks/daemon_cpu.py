@@ -1,0 +1,218 @@
+"""The daemon's CPU per notification, taken apart: what the spool, the queue, the OX driver
+and the HTTP ingress each cost, without Dovecot in the way.
+
+Daemons run side by side (``push-notification serve``), each fed the same bridge-shaped
+transaction at a steady rate, in interleaved rounds of one run:
+
+  spool, no-op driver, memory queue   the spool reader and the dispatcher alone
+  spool, no-op driver, sqlite queue   + the durable queue
+  spool, OX driver, sqlite queue      the default setup (benchmarks/dovecot_e2e.py's c)
+  http,  OX driver, sqlite queue      the ingress instead of the spool (dovecot_e2e.py's d)
+
+plus the sink, a bare aiohttp server answering 200: its CPU per request is what one aiohttp
+request costs a server here, a floor for the ingress. CPU is read from /proc per process.
+
+    python benchmarks/dovecot_e2e.py --help   # the end-to-end figures, with Dovecot
+    python benchmarks/daemon_cpu.py [--rate 400] [--per-round 800] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from dovecot_e2e import OX_PATH, cpu_seconds, free_port, sink_arrivals
+
+ROOT = Path(__file__).resolve().parents[1]
+NOOP_DRIVER_DIR = ROOT / "tests" / "durable" / "driver"
+TOKEN = "bench-token"
+
+
+def transaction(name: str, number: int) -> dict[str, object]:
+    """What the bridge writes for one LMTP delivery (Dovecot 2.3.19, status snapshot on)."""
+    tag = f"bench-{name}-{number}"
+    return {
+        "id": f"{uuid.uuid4().hex}.{number}",
+        "user": {
+            "username": "alice@example.com", "service": "lmtp", "session_id": "QErELs7IBmtsIwAAg+zDdQ",
+            "home": "/home/alice@example.com", "uid": 8, "gid": 8, "session_create_time": 1795606734,
+            "nonexistent": False, "anonymous": False, "autocreated": False, "mail_debug": False,
+            "fuzzy_search": False, "dsyncing": False, "admin": False, "session_restored": False,
+        },
+        "mailbox": "INBOX",
+        "success": True,
+        "events": [{
+            "name": "MessageNew", "mailbox": "INBOX", "uid": number, "uid_validity": 1795606734,
+            "from": "Bench <bench@example.org>", "to": "alice@example.com", "snippet": f"{tag} body text",
+            "from_address": "bench@example.org", "from_display_name": "Bench", "to_address": "alice@example.com",
+            "subject_utf8": tag, "date": 0, "tz": 0, "flags": [], "keywords": [],
+        }],
+        "metadata": {"/private/vendor/vendor.dovecot/http-notify": "user=11@3"},
+        "status": {"messages": number, "recent": 1, "unseen": 1, "uidvalidity": 1795606734, "uidnext": number + 1},
+    }  # fmt: skip
+
+
+@dataclass
+class Variant:
+    name: str  # letters and dashes only: the sink finds "bench-NAME-N" in request bodies
+    title: str
+    transport: str
+    driver: str
+    queue: str
+    directory: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    cpu: float = 0.0
+    sent: int = 0
+    connection: socket.socket | None = None
+
+    @property
+    def spool(self) -> Path:
+        return self.directory / "spool"
+
+    def start(self, sink_url: str) -> None:
+        for path in (self.spool / "tmp", self.spool / "new"):
+            path.mkdir(parents=True)
+        block = (
+            f"push_notification ox {{\n  driver = ox\n  ox_url = {sink_url}\n}}\n"
+            if self.driver == "ox"
+            else "push_notification noop {\n  driver = durable_test_noop\n}\n"
+        )
+        source = f"spool_dir = {self.spool}\n" if self.transport == "spool" else f"ingress_token = {TOKEN}\n"
+        config = self.directory / "daemon.conf"
+        config.write_text(
+            f"state_dir = {self.directory / 'state'}\nqueue = {self.queue}\nlog_level = warning\n{source}{block}"
+        )
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NOOP_DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
+        with (self.directory / "daemon.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(config),
+                 "--listen", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+        for _ in range(400):
+            try:
+                self.connection = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"{self.name}: daemon did not start; see {self.directory / 'daemon.log'}")
+
+    def send(self, number: int) -> None:
+        body = json.dumps(transaction(self.name, number), separators=(",", ":")).encode()
+        if self.transport == "spool":  # as the bridge does: write into tmp/, rename into new/
+            name = f"{number}.{uuid.uuid4().hex}.json"
+            (self.spool / "tmp" / name).write_bytes(body)
+            os.rename(self.spool / "tmp" / name, self.spool / "new" / name)
+            return
+        assert self.connection is not None  # one keep-alive connection, as one Dovecot process
+        self.connection.sendall(
+            b"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += self.connection.recv(4096)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 202"):
+            raise SystemExit(f"{self.name}: ingress answered {head.splitlines()[0]!r}")
+        length = next(int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:")
+        while len(rest) < length:
+            rest += self.connection.recv(4096)
+
+    def settled(self, numbers: range, arrived: dict[str, float]) -> bool:
+        if self.driver == "ox":
+            return all(f"{self.name}-{n}" in arrived for n in numbers)
+        return not any((self.spool / "new").iterdir())
+
+    def stop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def run_round(variant: Variant, numbers: range, rate: float, sink_port: int, sink_pid: int) -> float:
+    """Send ``numbers`` at ``rate``/s, wait until all are settled; the sink's CPU meanwhile."""
+    assert variant.process is not None
+    pid = variant.process.pid
+    before, sink_before = cpu_seconds(lambda: [pid]), cpu_seconds(lambda: [sink_pid])
+    started = time.perf_counter()
+    for index, number in enumerate(numbers):
+        variant.send(number)
+        delay = started + (index + 1) / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    deadline = time.monotonic() + 60
+    while not variant.settled(numbers, sink_arrivals(sink_port) if variant.driver == "ox" else {}):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{variant.name}: not settled after 60 s; see {variant.directory / 'daemon.log'}")
+        time.sleep(0.05)
+    time.sleep(0.2)  # outcomes recorded after the last delivery belong to this round
+    variant.cpu += cpu_seconds(lambda: [pid]) - before
+    variant.sent += len(numbers)
+    return cpu_seconds(lambda: [sink_pid]) - sink_before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=400.0, help="notifications/s (default 400)")
+    parser.add_argument("--per-round", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pn-daemon-cpu-"))
+    sink_port = free_port()
+    e2e = Path(__file__).with_name("dovecot_e2e.py")
+    sink = subprocess.Popen([sys.executable, str(e2e), "--sink", str(sink_port), str(work / "sink.json")])
+    variants = [
+        Variant("spool-noop-memory", "spool, no-op driver, memory queue", "spool", "noop", "memory", work / "a"),
+        Variant("spool-noop-sqlite", "spool, no-op driver, sqlite queue", "spool", "noop", "sqlite", work / "b"),
+        Variant("spool-ox-sqlite", "spool, OX driver, sqlite queue (default)", "spool", "ox", "sqlite", work / "c"),
+        Variant("http-ox-sqlite", "http ingress, OX driver, sqlite queue", "http", "ox", "sqlite", work / "d"),
+    ]
+    sink_cpu, sink_requests = 0.0, 0
+    try:
+        for _ in range(200):
+            try:
+                sink_arrivals(sink_port)
+                break
+            except OSError:
+                time.sleep(0.05)
+        for variant in variants:
+            variant.start(f"http://login:pass@127.0.0.1:{sink_port}{OX_PATH}")
+        for variant in variants:  # warm up: connections, caches, first queue reads
+            run_round(variant, range(1, 51), args.rate, sink_port, sink.pid)
+            variant.cpu, variant.sent = 0.0, 0
+        print(f"{args.rounds} interleaved rounds of {args.per_round} notifications at {args.rate:g}/s"
+              f" per setup; {os.cpu_count()} CPUs")  # fmt: skip
+        for r in range(args.rounds):
+            for variant in variants:
+                first = 1000 + r * args.per_round
+                used = run_round(variant, range(first, first + args.per_round), args.rate, sink_port, sink.pid)
+                if variant.driver == "ox":
+                    sink_cpu, sink_requests = sink_cpu + used, sink_requests + args.per_round
+        print(f"\n{'setup':<44} {'daemon CPU ms per notification':>32}")
+        for variant in variants:
+            print(f"{variant.title:<44} {variant.cpu * 1000 / variant.sent:32.3f}")
+        print(f"{'sink: a bare aiohttp server, per request':<44} {sink_cpu * 1000 / sink_requests:32.3f}")
+    finally:
+        for variant in variants:
+            variant.stop()
+        sink.terminate()
+        sink.wait(10)
+
+
+if __name__ == "__main__":
+    main()
