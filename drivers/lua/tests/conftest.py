@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,21 @@ import pytest
 from aiohttp import web
 
 SCRIPTS = Path(__file__).parent / "scripts"
+#: The mail user of the tests that run a real Dovecot.
+USERNAME = "alice@example.com"
+
+
+def skip_without_dovecot() -> pytest.MarkDecorator:
+    """Skip where Dovecot is not installed, with how to install it; under CI=true never skip."""
+    from push_notification.dovecot.harness import DovecotUnavailable, dovecot_binary
+
+    try:
+        dovecot_binary()
+        missing = None
+    except DovecotUnavailable as exc:
+        missing = str(exc)
+    return pytest.mark.skipif(missing is not None and os.environ.get("CI") != "true", reason=missing or "")
+
 
 #: Lua: a deterministic dump of any value, numbers via tostring() so floats show as 42.0.
 SERIALIZE = r"""

@@ -10,15 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS
-from dovecot_server import USERNAME, DovecotServer, dovecot_missing
+from conftest import SCRIPTS, USERNAME, skip_without_dovecot
+from push_notification.dovecot.harness import Dovecot
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
 
-MISSING = dovecot_missing()
 LUASOCKET = Path("/usr/share/lua/5.4/socket/url.lua")
 pytestmark = [
-    pytest.mark.skipif(MISSING is not None and os.environ.get("CI") != "true", reason=MISSING or ""),
+    skip_without_dovecot(),
     pytest.mark.skipif(
         not LUASOCKET.exists() and os.environ.get("CI") != "true",
         reason="Dovecot's own Lua needs Debian's lua-socket for the official scripts (apt-get install lua-socket)",
@@ -59,23 +58,19 @@ DELIVERY = make_transaction(
 
 async def dovecot_requests(script: str, sink) -> list[dict]:
     """Run ``script`` in a real Dovecot on one LMTP delivery; the requests it sent."""
-    server = DovecotServer(
-        lmtp=True,
-        extra_config="mail_plugins = notify push_notification mail_lua push_notification_lua\n"
-        "plugin {\n  push_notification_driver = lua:file=SCRIPT\n"
-        f"  push_lua_url = {sink.url}\n}}\n",
-    )
-    shutil.copy(SCRIPTS / script, server.root / "push.lua")
-    (server.root / "push.lua").chmod(0o644)
-    server.extra_config = server.extra_config.replace("SCRIPT", str(server.root / "push.lua"))
+    server = Dovecot(users=(USERNAME,), plugin={"push_lua_url": sink.url})
+    script_path = server.root / "push.lua"
+    shutil.copy(SCRIPTS / script, script_path)
+    script_path.chmod(0o644)
+    server.plugin["push_notification_driver"] = f"lua:file={script_path}"
     with server:
-        await asyncio.to_thread(server.deliver, MESSAGE)
+        await asyncio.to_thread(server.deliver, MESSAGE, USERNAME)
         for _ in range(200):
             if sink.requests:
                 break
             await asyncio.sleep(0.05)
-        assert sink.requests, f"Dovecot sent nothing:\n{server.log()}"
-        assert "Error" not in server.log(), server.log()
+        assert sink.requests, f"Dovecot sent nothing:\n{server.log_text()}"
+        assert "Error" not in server.log_text(), server.log_text()
     requests = list(sink.requests)
     sink.requests.clear()
     return requests

@@ -3,16 +3,12 @@ through its doveadm HTTP API (a real Dovecot here)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from dovecot_server import USERNAME, DovecotServer, dovecot_missing
+from conftest import USERNAME, skip_without_dovecot
+from push_notification.dovecot.harness import Dovecot
 from push_notification.testing import DriverHarness, make_event, make_transaction
 
-MISSING = dovecot_missing()
-pytestmark = pytest.mark.skipif(
-    MISSING is not None and os.environ.get("CI") != "true", reason=MISSING or "dovecot available"
-)
+pytestmark = skip_without_dovecot()
 
 SCRIPT = """
 function dovecot_lua_notify_begin_txn(user) return {user = user} end
@@ -39,7 +35,7 @@ MESSAGE = "From: bob@example.org\nSubject: archived\n\nbody\n"
 
 @pytest.fixture(scope="module")
 def dovecot():
-    with DovecotServer() as server:
+    with Dovecot(users=(USERNAME,), mail_plugins="", doveadm_http=True) as server:
         server.doveadm("mailbox", "create", "-u", USERNAME, "Archive")
         server.doveadm("save", "-u", USERNAME, "-m", "Archive", stdin=MESSAGE)
         server.doveadm("save", "-u", USERNAME, "-m", "Archive", stdin=MESSAGE)
@@ -48,8 +44,13 @@ def dovecot():
 
 
 async def test_status_of_another_mailbox_comes_from_dovecot(dovecot, write_script, lua_calls) -> None:
-    uidvalidity = dovecot.doveadm("-f", "flow", "mailbox", "status", "-u", USERNAME, "uidvalidity", "Archive")
-    settings = {"file": write_script(SCRIPT), "doveadm_url": dovecot.api_url, "doveadm_api_key": dovecot.api_key}
+    status = dovecot.doveadm("-f", "flow", "mailbox", "status", "-u", USERNAME, "uidvalidity", "Archive")
+    uidvalidity = status.stdout
+    settings = {
+        "file": write_script(SCRIPT),
+        "doveadm_url": dovecot.doveadm_http_url,
+        "doveadm_api_key": dovecot.doveadm_api_key,
+    }
     async with DriverHarness("lua", settings) as harness:
         await harness.send(make_transaction(make_event("MessageNew"), user=USERNAME))
     archive, nope = lua_calls()
@@ -59,7 +60,7 @@ async def test_status_of_another_mailbox_comes_from_dovecot(dovecot, write_scrip
 
 
 async def test_wrong_api_key_is_a_clear_lua_error_without_the_key(dovecot, write_script, lua_calls) -> None:
-    settings = {"file": write_script(SCRIPT), "doveadm_url": dovecot.api_url, "doveadm_api_key": "wrong-key"}
+    settings = {"file": write_script(SCRIPT), "doveadm_url": dovecot.doveadm_http_url, "doveadm_api_key": "wrong-key"}
     async with DriverHarness("lua", settings) as harness:
         await harness.send(make_transaction(make_event("MessageNew"), user=USERNAME))
     archive, _ = lua_calls()

@@ -387,10 +387,14 @@ service lmtp {{
         conn.login(user, password or self.password)
         return conn
 
-    def doveadm(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run ``doveadm -c CONFIG ARGS``; with ``check`` a failure raises with its output."""
+    def doveadm(
+        self, *args: str, check: bool = True, timeout: float = 60.0, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``doveadm -c CONFIG ARGS`` (``stdin``: e.g. the message for ``doveadm save``);
+        with ``check`` a failure raises with its output."""
         result = subprocess.run(
             [doveadm_binary(), "-c", str(self.config_path), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
