@@ -100,6 +100,24 @@ def test_the_ingress_token_is_required_when_configured_and_never_logged(start_da
     assert "t0ps3cret" not in daemon.log()
 
 
+def test_metrics_need_the_ingress_token_when_one_is_configured(start_daemon) -> None:
+    daemon = start_daemon("ingress_token = t0ps3cret\npush_notification dlog { }\n")
+
+    def metrics(token: str | None) -> int:
+        request = urllib.request.Request(f"{daemon.url}/metrics")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert metrics(None) == 401
+    assert metrics("wrong") == 401
+    assert metrics("t0ps3cret") == 200
+
+
 def test_sigterm_finishes_in_flight_work_then_deinitialises_drivers(start_daemon) -> None:
     daemon = start_daemon("push_notification dlog { }\n")
     daemon.cli("send", "MailboxCreate", "-u", "a", "-m", "Last", "--url", daemon.url)

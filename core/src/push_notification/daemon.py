@@ -22,7 +22,7 @@ from .drivers import DriverContext, DriverInstance, create_instance, find_driver
 from .errors import PushNotificationError
 from .ingress import create_app, listen_address
 from .metadata import MetadataStore
-from .metrics import METRICS_PATH, Metrics
+from .metrics import Metrics
 from .queue import MemoryQueue, Queue
 from .retry import RetryPolicy
 from .settings import Settings
@@ -197,8 +197,9 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.dispatcher.start()
-        app = create_app(self.dispatcher.submit, token=self.config.ingress_token, health=self.health)
-        app.router.add_get(METRICS_PATH, self.metrics.handle)
+        app = create_app(
+            self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
+        )
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         spool = None

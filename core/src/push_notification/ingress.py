@@ -24,6 +24,7 @@ log = logging.getLogger("push_notification.ingress")
 
 TRANSACTIONS_PATH = "/v1/transactions"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 #: A transaction is small; anything bigger than this is a mistake, not mail.
 MAX_BODY = 1 << 20
 
@@ -49,20 +50,27 @@ def listen_address(text: str) -> tuple[str, int] | str:
 
 
 def create_app(
-    submit: Submit, *, token: str | None = None, health: Callable[[], dict[str, Any]] | None = None
+    submit: Submit,
+    *,
+    token: str | None = None,
+    health: Callable[[], dict[str, Any]] | None = None,
+    metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
 ) -> web.Application:
-    """The ingress application; ``submit`` hands a valid transaction to the queue."""
+    """The ingress application; ``submit`` hands a valid transaction to the queue. ``metrics``
+    serves ``GET /metrics``, behind the same token: the figures name instances and volumes."""
     expected = f"Bearer {token}".encode() if token else None
 
+    def refused(request: web.Request) -> web.Response | None:
+        """401 unless the request carries the token (when one is configured)."""
+        if expected is None or hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return None
+        return _error(
+            401, "missing or wrong ingress token (send Authorization: Bearer <token>)", **{"WWW-Authenticate": "Bearer"}
+        )
+
     async def post_transaction(request: web.Request) -> web.Response:
-        if expected is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return _error(
-                    401,
-                    "missing or wrong ingress token (send Authorization: Bearer <token>)",
-                    **{"WWW-Authenticate": "Bearer"},
-                )
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -84,7 +92,15 @@ def create_app(
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", **(health() if health else {})})
 
+    async def get_metrics(request: web.Request) -> web.StreamResponse:
+        assert metrics is not None
+        if (refusal := refused(request)) is not None:
+            return refusal
+        return await metrics(request)
+
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post(TRANSACTIONS_PATH, post_transaction)
     app.router.add_get(HEALTH_PATH, healthz)
+    if metrics is not None:
+        app.router.add_get(METRICS_PATH, get_metrics)
     return app

@@ -18,8 +18,6 @@ from prometheus_client.registry import Collector
 from .queue import Outcome, Queue
 from .transaction import Transaction
 
-METRICS_PATH = "/metrics"
-
 #: Acceptance → delivery, from "instant" to "after an hour of retries".
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
