@@ -159,3 +159,21 @@ async def test_behind_a_backlog_on_disk_it_is_stored_and_released_at_once(tmp_pa
     assert releases.count == {t.id: 1}
     assert rows(path, "pending", "ox") == 1
     await queue.close()
+
+
+async def test_an_instance_removed_by_a_reload_keeps_what_it_was_owed(tmp_path):
+    path = tmp_path / "queue.db"
+    stuck, _ = gated("ox")
+    releases = Releases()
+    t = txn()
+    running, dispatcher = await started(SqliteQueue(path), stuck)
+    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.remove(["ox"])  # as a reload that drops the instance
+    await wait_for(lambda: releases.count == {t.id: 1})
+    assert rows(path, "pending", "ox") == 1
+
+    back = recorder("ox")  # the instance comes back under the same name
+    await dispatcher.add([back])
+    await wait_for(lambda: back.plugin.delivered_ids == [t.id])
+    await running.__aexit__()
+    assert rows(path) == 0
