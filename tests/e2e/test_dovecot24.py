@@ -27,7 +27,7 @@ from push_notification.transaction import transaction_from_json
 
 require_dovecot24()
 
-ALICE = "alice@example.com"
+ALICE, BOB = "alice@example.com", "bob@example.com"
 TOKEN = "e2e-ingress-token"
 PLAIN = (
     "From: Bob Sender <bob@example.org>\r\n"
@@ -87,11 +87,18 @@ class Scenario:
         self.step("+seen", lambda: imap.uid("STORE", "1", "+FLAGS", r"(\Seen)"))
         self.step("+deleted", lambda: imap.uid("STORE", "1", "+FLAGS", r"(\Deleted)"))
         self.step("expunge", imap.expunge)
+        self.step("+keywords", lambda: imap.uid("STORE", "2", "+FLAGS", "($Work Custom1)"))
+        self.step("-keyword", lambda: imap.uid("STORE", "2", "-FLAGS", "($Work)"))
         self.step("create", lambda: imap.create("Work"))
+        self.step("copy", lambda: imap.uid("COPY", "2", "Work"))
+        self.step("move", lambda: imap.uid("MOVE", "3", "Work"))
         self.step("subscribe", lambda: imap.subscribe("Work"))
         self.step("rename", lambda: imap.rename("Work", "Projects"))
+        self.step("unsubscribe", lambda: imap.unsubscribe("Work"))
         self.step("delete", lambda: imap.delete("Projects"))
         imap.logout()
+        self.lmtp_codes.extend(code for code, _ in dovecot.deliver(PLAIN, [ALICE, BOB]))
+        self.raw["deliver to two"] = take_spool_files(self.spool)
         self.errors = dovecot.log_errors()
         return self
 
@@ -118,11 +125,12 @@ def test_the_chroot_runs_dovecot_2_4() -> None:
 
 def test_every_spool_file_is_a_valid_transaction_and_dovecot_logged_no_error(scenario: Scenario) -> None:
     parsed = [transaction_from_json(raw) for files in scenario.raw.values() for raw in files]
-    assert len(parsed) == 12
-    assert {t.user.username for t in parsed} == {ALICE}
-    assert all(t.metadata == {OX_KEY: "user=11@3"} for t in parsed[1:])  # set by the first step
+    assert all(scenario.raw.values()), "an action handed over nothing"
+    alices = [t for t in parsed if t.user.username == ALICE]
+    assert {t.user.username for t in parsed} == {ALICE, BOB}
+    assert all(t.metadata == {OX_KEY: "user=11@3"} for t in alices[1:])  # set by the first step
     assert scenario.errors == []
-    assert scenario.lmtp_codes == [250, 250, 250]
+    assert scenario.lmtp_codes == [250, 250, 250, 250, 250]
 
 
 def test_doveadm_creating_inbox_for_the_metadata_is_a_mailbox_create(scenario: Scenario) -> None:
@@ -212,14 +220,47 @@ def test_deleted_flag_is_a_trash_and_expunge_an_expunge(scenario: Scenario) -> N
     assert [(e["name"], e["uid"]) for e in expunged["events"]] == [("MessageExpunge", 1)]
 
 
-def test_mailbox_create_subscribe_rename_and_delete_each_arrive_alone(scenario: Scenario) -> None:
-    events = [only(scenario.txns(label))["events"] for label in ("create", "subscribe", "rename", "delete")]
+def test_keywords_set_and_cleared_name_only_what_changed(scenario: Scenario) -> None:
+    def by_name(label: str, name: str) -> dict[str, Any]:
+        events: list[dict[str, Any]] = only(scenario.txns(label))["events"]
+        (event,) = [e for e in events if e["name"] == name]
+        return event
+
+    assert by_name("+keywords", "FlagsSet")["keywords"] == ["$Work", "Custom1"]
+    cleared = by_name("-keyword", "FlagsClear")
+    assert (cleared["keywords"], cleared["keywords_old"]) == (["$Work"], ["$Work", "Custom1"])
+
+
+def test_copy_and_move_append_to_the_target_and_move_expunges_the_source(scenario: Scenario) -> None:
+    (copied,) = scenario.txns("copy")
+    assert (copied["mailbox"], names(copied)) == ("Work", ["MessageAppend"])
+    assert copied["events"][0]["keywords"] == ["Custom1"]  # the copy keeps its keywords
+    moved = [(t["mailbox"], names(t)) for t in scenario.txns("move")]
+    assert moved == [("Work", ["MessageAppend"]), ("INBOX", ["MessageExpunge"])]
+
+
+def test_a_delivery_to_two_users_hands_over_per_user(scenario: Scenario) -> None:
+    txns = scenario.txns("deliver to two")
+    assert [(t["user"]["username"], names(t)) for t in txns] == [
+        (ALICE, ["MessageNew"]),
+        (BOB, ["MailboxCreate"]),
+        (BOB, ["MessageNew"]),
+    ]
+
+
+def test_mailbox_create_subscribe_rename_unsubscribe_and_delete(scenario: Scenario) -> None:
+    labels = ("create", "subscribe", "rename", "unsubscribe")
+    events = [only(scenario.txns(label))["events"] for label in labels]
     assert events == [
         [{"name": "MailboxCreate", "mailbox": "Work"}],
         [{"name": "MailboxSubscribe", "mailbox": "Work"}],
         [{"name": "MailboxRename", "mailbox": "Projects", "mailbox_old": "Work"}],
-        [{"name": "MailboxDelete", "mailbox": "Projects"}],
+        [{"name": "MailboxUnsubscribe", "mailbox": "Work"}],  # a subscription outlives its mailbox's name
     ]
+    # deleting a mailbox first expunges its two messages, in a transaction of their own
+    expunged, deleted = scenario.txns("delete")
+    assert [(e["name"], e["uid"]) for e in expunged["events"]] == [("MessageExpunge", 1), ("MessageExpunge", 2)]
+    assert deleted["events"] == [{"name": "MailboxDelete", "mailbox": "Projects"}]
     assert all("status" not in only(scenario.txns(label)) for label in ("create", "rename"))
 
 
@@ -313,3 +354,14 @@ def test_the_printed_snippet_alone_makes_a_stock_2_4_config_feed_the_spool() -> 
     assert [code for code, _ in replies] == [250]
     assert [t.events[0].name for t in txns] == ["MailboxCreate", "MessageNew"]
     assert errors == []
+
+
+def test_lua_settings_reach_the_script_through_script_init() -> None:
+    """2.4 has no plugin settings for Lua: status and metadata are turned off in lua_settings."""
+    with BridgedDovecot24(status=False, lua_settings={"metadata": "no"}) as dovecot:
+        dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        delivered = transaction_from_json(dovecot.take_spool()[-1])
+    assert [e.name for e in delivered.events] == ["MessageNew"]
+    assert delivered.status is None
+    assert dict(delivered.metadata) == {}
