@@ -1,4 +1,5 @@
--- push-notification bridge for Dovecot's own push_notification_lua driver (2.3.19+ and 2.4).
+-- push-notification bridge for Dovecot's own push_notification_lua driver (2.3.19+ and 2.4;
+-- tested end to end on 2.3.19 and 2.4.1).
 --
 -- Gathers one Dovecot push-notification transaction (user, mailbox, every event with every
 -- field, the user's http-notify METADATA, optionally a status snapshot of the mailbox) and
@@ -18,7 +19,7 @@
 --   push_notification_bridge_spool = DIR         spool = DIR
 --   push_notification_bridge_url = URL           url = URL   (http://127.0.0.1:8425/v1/transactions)
 --   push_notification_bridge_token = TOKEN       token = TOKEN
---   push_notification_bridge_timeout_msecs = 1000
+--   push_notification_bridge_timeout_msecs = 1000 timeout_msecs = 1000
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify METADATA)

@@ -143,7 +143,7 @@ class Dovecot:
         directory: Path | None = None,
         start_timeout: float = 20.0,
     ) -> None:
-        self.binary = dovecot_binary()
+        self.binary = self._find_binary()
         self.users = tuple(users)
         self.password = password
         self.plugin = dict(plugin or {})
@@ -153,10 +153,12 @@ class Dovecot:
         self.doveadm_http = doveadm_http
         self.doveadm_api_key = doveadm_api_key or (secrets.token_hex(16) if doveadm_http else None)
         self.environment = dict(environment or {})
-        self.mail_uid, self.mail_gid = _mail_account(mail_user)
+        self.mail_uid, self.mail_gid = self._mail_account(mail_user)
         self.start_timeout = start_timeout
         self._own_dir = directory is None
-        self.root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="pn-dovecot-"))
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="pn-dovecot-", dir=self._temp_parent()))
+        self.root = Path(directory)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)  # mail processes (another uid when root) must reach the homes
         self.instance_name = f"pn-test-{os.getpid()}-{next(_counter)}-{secrets.token_hex(3)}"
@@ -167,6 +169,25 @@ class Dovecot:
         self.doveadm_port: int | None = None
         self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
+
+    # ------------------------------------------- hooks for another Dovecot (2.4 chroot)
+    def _find_binary(self) -> str:
+        return dovecot_binary()
+
+    def _mail_account(self, name: str | None) -> tuple[int, int]:
+        return _mail_account(name)
+
+    def _temp_parent(self) -> str | None:
+        return None
+
+    def conf_path(self, path: Path) -> str:
+        """``path`` as Dovecot sees it (the same here; inside a chroot it differs)."""
+        return str(path)
+
+    def _command(self, program: str, *args: str) -> list[str]:
+        """The argv that runs Dovecot's ``program`` (``dovecot`` or ``doveadm``)."""
+        binary = self.binary if program == "dovecot" else doveadm_binary()
+        return [binary, *args]
 
     # ----------------------------------------------------------------- config
     def home(self, user: str) -> Path:
@@ -187,7 +208,7 @@ class Dovecot:
             home = self.home(user)
             home.mkdir(exist_ok=True)
             self.chown_for_mail(home)
-            lines.append(f"{user}:{{PLAIN}}{self.password}:{self.mail_uid}:{self.mail_gid}::{home}::\n")
+            lines.append(f"{user}:{{PLAIN}}{self.password}:{self.mail_uid}:{self.mail_gid}::{self.conf_path(home)}::\n")
         passwd = self.root / "passwd"
         passwd.write_text("".join(lines))
         os.chmod(passwd, 0o644)
@@ -289,7 +310,7 @@ service lmtp {{
         self._write_config()
         log = (self.root / "dovecot.stderr").open("ab")
         self._process = subprocess.Popen(
-            [self.binary, "-F", "-c", str(self.config_path)],
+            self._command("dovecot", "-F", "-c", self.conf_path(self.config_path)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -393,7 +414,7 @@ service lmtp {{
         """Run ``doveadm -c CONFIG ARGS`` (``stdin``: e.g. the message for ``doveadm save``);
         with ``check`` a failure raises with its output."""
         result = subprocess.run(
-            [doveadm_binary(), "-c", str(self.config_path), *args],
+            self._command("doveadm", "-c", self.conf_path(self.config_path), *args),
             input=stdin,
             capture_output=True,
             text=True,

@@ -1,0 +1,77 @@
+"""Dovecot 2.4 (the trixie chroot of scripts/install-dovecot24) wired to the bridge script."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from push_notification.dovecot.harness24 import Dovecot24, dovecot24_missing
+from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
+
+
+def require_dovecot24() -> None:
+    """Call at the top of a test module: under CI=true (whose nox session builds the chroot)
+    a missing Dovecot 2.4 fails the run, elsewhere the module is skipped with the reason."""
+    reason = dovecot24_missing()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but Dovecot 2.4 is unavailable: {reason}", pytrace=False)
+    pytest.skip(f"Dovecot 2.4 is unavailable: {reason}", allow_module_level=True)
+
+
+class BridgedDovecot24(Dovecot24):
+    """Dovecot 2.4 configured by the snippet ``push-notification dovecot-config --version 2.4``
+    prints (mail_plugins and the ``push_notification bridge { driver = lua … }`` block).
+    Like the 2.3 harness it also loads the plugins for every service (``mail_plugins``), so
+    doveadm's changes are notified too; the snippet alone covers lmtp, lda and imap.
+
+    ``spool`` is the bridge's spool directory inside the chroot, owned by the mail account.
+    ``lua_settings`` adds script settings the snippet does not print (e.g. http_pause_secs).
+    """
+
+    def __init__(
+        self,
+        transport: str = "spool",
+        *,
+        url: str = DEFAULT_INGRESS,
+        token: str | None = None,
+        status: bool = True,
+        timeout_msecs: int = 1000,
+        lua_settings: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spool = self.root / "spool"
+        for path in (self.spool, self.spool / "tmp", self.spool / "new"):
+            path.mkdir(exist_ok=True)
+            self.chown_for_mail(path)
+        script = install_script(self.root / "share")
+        self.options = BridgeOptions(
+            script_path=self.conf_path(script),
+            transport=transport,
+            spool=self.conf_path(self.spool),
+            url=url,
+            token=token,
+            timeout_msecs=timeout_msecs,
+            status=status,
+        )
+        snippet = render_snippet(self.options, "2.4")
+        extra = "".join(f"    {key} = {value}\n" for key, value in (lua_settings or {}).items())
+        self.extra_config = snippet.replace("  lua_settings {\n", "  lua_settings {\n" + extra, 1) + self.extra_config
+
+    def take_spool(self) -> list[bytes]:
+        """The files in ``spool/new`` as written (oldest first), removed from the spool."""
+        return take_spool_files(self.spool)
+
+
+def take_spool_files(spool: Path) -> list[bytes]:
+    """The files in ``spool/new`` as written (oldest first), removed from the spool."""
+    entries = sorted((path.stat().st_mtime_ns, path.name, path) for path in (spool / "new").iterdir())
+    result = []
+    for _, _, path in entries:
+        result.append(path.read_bytes())
+        path.unlink()
+    return result
