@@ -16,6 +16,19 @@ async def test_an_instance_restarted_by_a_reload_keeps_its_queue() -> None:
     assert queue.depth("a") == 1
 
 
+async def test_a_reload_hands_a_restarted_instance_what_it_had_taken_but_not_finished() -> None:
+    queue = MemoryQueue()
+    queue.attach(["a"])
+    first, second = (make_transaction(make_event("MessageNew", uid=uid)) for uid in (1, 2))
+    await queue.put(first)
+    await queue.put(second)
+    assert await queue.get("a", 10) == [first, second]  # the worker took both ...
+    await queue.done("a", first, None)  # ... finished the first, then the reload stopped it
+    queue.attach([])
+    queue.attach(["a"])
+    assert await queue.get("a", 10) == [second]
+
+
 async def test_a_removed_instance_loses_its_queue() -> None:
     queue = MemoryQueue()
     queue.attach(["a", "b"])

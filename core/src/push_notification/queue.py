@@ -96,12 +96,15 @@ class Queue(ABC):
 
 class MemoryQueue(Queue):
     """In-process queue: fastest, nothing survives a restart, a failed delivery is dropped
-    after being logged (Dovecot's own semantics). Bounded by ``max_pending`` per instance."""
+    after being logged (Dovecot's own semantics). Bounded by ``max_pending`` per instance.
+    A reload that restarts an instance hands it back what it had taken and not finished."""
 
     def __init__(self, max_pending: int = 100_000) -> None:
         self.max_pending = max_pending
         self._pending: dict[str, deque[Transaction]] = {}
         self._wakeup: dict[str, asyncio.Event] = {}
+        #: Per instance, what ``get`` handed out and ``done`` has not reported yet (by identity).
+        self._taken: dict[str, dict[int, Transaction]] = {}
         #: Queues of instances removed by the last ``attach``, until the next one.
         self._detached: dict[str, deque[Transaction]] = {}
         #: Monotonic acceptance time per transaction still owed to some instance (for latency).
@@ -119,7 +122,10 @@ class MemoryQueue(Queue):
         self._detached.clear()
         for name in list(self._pending):
             if name not in wanted:
-                self._detached[name] = self._pending.pop(name)
+                pending = self._pending.pop(name)
+                # Taken but unfinished (the worker was stopped mid-batch): first in line again.
+                pending.extendleft(reversed(self._taken.pop(name, {}).values()))
+                self._detached[name] = pending
                 self._wakeup.pop(name).set()
 
     async def put(self, txn: Transaction) -> None:
@@ -142,7 +148,11 @@ class MemoryQueue(Queue):
                 return []
             if items:
                 count = min(limit, len(items))
-                return [items.popleft() for _ in range(count)]
+                batch = [items.popleft() for _ in range(count)]
+                taken = self._taken.setdefault(instance, {})
+                for txn in batch:
+                    taken[id(txn)] = txn
+                return batch
             wakeup = self._wakeup[instance]
             wakeup.clear()
             await wakeup.wait()
@@ -150,6 +160,9 @@ class MemoryQueue(Queue):
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
         """Memory mode neither retries nor keeps dead letters: a failure is dropped (logged
         by the dispatcher), as Dovecot does."""
+        taken = self._taken.get(instance)
+        if taken is not None:
+            taken.pop(id(txn), None)
         accepted = self._forget(txn)
         self.observer.finished(instance, "delivered" if error is None else "dropped", time.monotonic() - accepted)
 
