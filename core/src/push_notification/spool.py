@@ -256,8 +256,8 @@ class SpoolReader:
 class _Inotify:
     """The names of files that arrive in one directory, read in bulk from inotify.
 
-    inotify_simple parses the kernel's records into plain named tuples: a fraction of what
-    asyncinotify's Path and enum objects cost per file (measured with benchmarks/spool.py).
+    inotify_simple parses the kernel's records into plain named tuples, cheaper per file than
+    asyncinotify's Path and enum objects; this runs once for every notification.
     """
 
     _OVERFLOW = flags.Q_OVERFLOW
