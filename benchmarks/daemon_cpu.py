@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from dovecot_e2e import OX_PATH, cpu_seconds, free_port, sink_arrivals
+from dovecot_e2e import OX_PATH, cpu_seconds, free_port, sink_arrivals, wait_for_sink
 
 ROOT = Path(__file__).resolve().parents[1]
 NOOP_DRIVER_DIR = ROOT / "tests" / "durable" / "driver"
@@ -184,12 +184,7 @@ def main() -> None:
     ]
     sink_cpu, sink_requests = 0.0, 0
     try:
-        for _ in range(200):
-            try:
-                sink_arrivals(sink_port)
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_sink(sink_port)
         for variant in variants:
             variant.start(f"http://login:pass@127.0.0.1:{sink_port}{OX_PATH}")
         for variant in variants:  # warm up: connections, caches, first queue reads

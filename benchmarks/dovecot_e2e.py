@@ -79,6 +79,17 @@ def run_sink(port: int, out: str) -> None:
     Path(out).write_text(json.dumps(arrived))
 
 
+def wait_for_sink(port: int) -> None:
+    """Until the sink answers (it starts in its own process)."""
+    for _ in range(200):
+        try:
+            sink_arrivals(port)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"the sink on port {port} did not start")
+
+
 def sink_arrivals(port: int) -> dict[str, float]:
     import urllib.request
 
@@ -295,12 +306,7 @@ def main() -> None:
     sink = subprocess.Popen([sys.executable, __file__, "--sink", str(sink_port), str(work / "sink.json")])
     setups: list[Setup] = []
     try:
-        for _ in range(200):
-            try:
-                sink_arrivals(sink_port)
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_sink(sink_port)
         setups = make_setups(sink_port, work)
         for setup in setups:
             setup.dovecot.start()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
+from e2e_support import require
 from push_notification.dovecot.harness24 import Dovecot24, dovecot24_missing
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
 
@@ -14,12 +13,7 @@ from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, inst
 def require_dovecot24() -> None:
     """Call at the top of a test module: under CI=true (whose nox session builds the chroot)
     a missing Dovecot 2.4 fails the run, elsewhere the module is skipped with the reason."""
-    reason = dovecot24_missing()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but Dovecot 2.4 is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Dovecot 2.4 is unavailable: {reason}", allow_module_level=True)
+    require(dovecot24_missing(), "Dovecot 2.4")
 
 
 class BridgedDovecot24(Dovecot24):

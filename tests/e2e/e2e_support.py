@@ -60,12 +60,17 @@ def require_driver(name: str) -> None:
 def require_dovecot() -> None:
     """Call at the top of a test module: under CI=true a missing Dovecot fails the run,
     elsewhere the module is skipped with the reason."""
-    reason = dovecot_missing()
+    require(dovecot_missing(), "Dovecot")
+
+
+def require(reason: str | None, what: str) -> None:
+    """Skip the calling module because of ``reason`` (``None``: nothing missing), except
+    under CI=true, whose own setup installs ``what``: there the run fails instead."""
     if reason is None:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but Dovecot is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Dovecot is unavailable: {reason}", allow_module_level=True)
+        pytest.fail(f"CI=true but {what} is unavailable: {reason}", pytrace=False)
+    pytest.skip(f"{what} is unavailable: {reason}", allow_module_level=True)
 
 
 class BridgedDovecot(Dovecot):

@@ -6,7 +6,6 @@ produced. Every spool file must be a valid transaction for ``transaction_from_di
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,31 +13,12 @@ import pytest
 from e2e_support import OX_KEY, BridgedDovecot, events_of, require_dovecot
 from push_notification.events import EVENT_TYPES
 from push_notification.transaction import transaction_from_dict
+from scenario_mails import MIME, PLAIN, first_mail_status, plain_delivery_event
 
 require_dovecot()
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
-PLAIN = (
-    "From: Bob Sender <bob@example.org>\r\n"
-    "To: Alice <alice@example.com>\r\n"
-    "Subject: Plain hello\r\n"
-    "Date: Tue, 01 Oct 2024 10:00:00 +0200\r\n"
-    "Message-ID: <plain@example.org>\r\n"
-    "\r\n"
-    "Hello Alice,\r\n\r\nsee   you tomorrow.\r\n"
-)
-MIME = (
-    "From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <jorg@example.org>\r\n"
-    "To: alice@example.com\r\n"
-    "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
-    "Date: Wed, 02 Oct 2024 10:00:00 -0530\r\n"
-    "MIME-Version: 1.0\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\n"
-    "Content-Transfer-Encoding: quoted-printable\r\n"
-    "\r\n"
-    "Sch=C3=B6ne Gr=C3=BC=C3=9Fe\r\n"
-)
 ALTERNATIVE = (
     "From: news@example.org\r\n"
     "To: alice@example.com\r\n"
@@ -152,32 +132,8 @@ def test_a_plain_delivery_carries_user_headers_snippet_metadata_and_status(scena
     assert txn["mailbox"] == "INBOX"
     assert txn["metadata"] == {OX_KEY: "user=11@3"}
     (event,) = txn["events"]
-    assert event == {
-        "name": "MessageNew",
-        "mailbox": "INBOX",
-        "uid": 1,
-        "uid_validity": txn["status"]["uidvalidity"],
-        "from": "Bob Sender <bob@example.org>",
-        "to": "Alice <alice@example.com>",
-        "message_id": "<plain@example.org>",
-        "snippet": "Hello Alice, see you tomorrow.",
-        "from_address": "bob@example.org",
-        "from_display_name": "Bob Sender",
-        "to_address": "alice@example.com",
-        "to_display_name": "Alice",
-        "subject_utf8": "Plain hello",
-        "date": calendar.timegm((2024, 10, 1, 8, 0, 0)),
-        "tz": 120,
-        "flags": [],
-        "keywords": [],
-    }
-    assert txn["status"] == {
-        "messages": 1,
-        "recent": 1,
-        "unseen": 1,
-        "uidvalidity": event["uid_validity"],
-        "uidnext": 2,
-    }
+    assert event == plain_delivery_event(txn["status"]["uidvalidity"])
+    assert txn["status"] == first_mail_status(event["uid_validity"])
 
 
 def test_mime_encoded_headers_arrive_raw_with_decoded_subject_and_name(scenario: Scenario) -> None:
