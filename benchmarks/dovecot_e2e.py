@@ -163,10 +163,7 @@ def start_daemon(directory: Path, config: str) -> tuple[subprocess.Popen[bytes],
 
 def bridged(transport: str, status: bool, url: str, token: str | None) -> tuple[Dovecot, Path]:
     dovecot = Dovecot(users=(USER,))
-    spool = dovecot.root / "spool"
-    for path in (spool, spool / "tmp", spool / "new"):
-        path.mkdir(exist_ok=True)
-        dovecot.chown_for_mail(path)
+    spool = dovecot.make_spool()
     script = install_script(dovecot.root / "share")
     options = BridgeOptions(str(script), transport=transport, spool=str(spool), url=url, token=token, status=status)
     dovecot.plugin.update(plugin_settings(options))

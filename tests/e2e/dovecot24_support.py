@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from e2e_support import require
+from e2e_support import require, take_spool_files
 from push_notification.dovecot.harness24 import Dovecot24, dovecot24_missing
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
 
@@ -38,10 +37,7 @@ class BridgedDovecot24(Dovecot24):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.spool = self.root / "spool"
-        for path in (self.spool, self.spool / "tmp", self.spool / "new"):
-            path.mkdir(exist_ok=True)
-            self.chown_for_mail(path)
+        self.spool = self.make_spool()
         script = install_script(self.root / "share")
         self.options = BridgeOptions(
             script_path=self.conf_path(script),
@@ -59,13 +55,3 @@ class BridgedDovecot24(Dovecot24):
     def take_spool(self) -> list[bytes]:
         """The files in ``spool/new`` as written (oldest first), removed from the spool."""
         return take_spool_files(self.spool)
-
-
-def take_spool_files(spool: Path) -> list[bytes]:
-    """The files in ``spool/new`` as written (oldest first), removed from the spool."""
-    entries = sorted((path.stat().st_mtime_ns, path.name, path) for path in (spool / "new").iterdir())
-    result = []
-    for _, _, path in entries:
-        result.append(path.read_bytes())
-        path.unlink()
-    return result

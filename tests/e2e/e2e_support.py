@@ -92,10 +92,7 @@ class BridgedDovecot(Dovecot):
     ) -> None:
         extra_plugin = dict(kwargs.pop("plugin", None) or {})
         super().__init__(**kwargs)
-        self.spool = self.root / "spool"
-        for path in (self.spool, self.spool / "tmp", self.spool / "new"):
-            path.mkdir(exist_ok=True)
-            self.chown_for_mail(path)
+        self.spool = self.make_spool()
         script = install_script(self.root / "share")
         self.options = BridgeOptions(
             script_path=str(script),
@@ -115,12 +112,16 @@ class BridgedDovecot(Dovecot):
 
 
 def take_spool(spool: Path) -> list[dict[str, Any]]:
-    entries = []
-    for path in (spool / "new").iterdir():
-        entries.append((path.stat().st_mtime_ns, path.name, path))
+    """The transactions in ``spool/new`` (oldest first), removed from the spool."""
+    return [json.loads(raw) for raw in take_spool_files(spool)]
+
+
+def take_spool_files(spool: Path) -> list[bytes]:
+    """The files in ``spool/new`` as written (oldest first), removed from the spool."""
+    entries = sorted((path.stat().st_mtime_ns, path.name, path) for path in (spool / "new").iterdir())
     result = []
-    for _, _, path in sorted(entries):
-        result.append(json.loads(path.read_bytes()))
+    for _, _, path in entries:
+        result.append(path.read_bytes())
         path.unlink()
     return result
 

@@ -17,8 +17,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from dovecot24_support import BridgedDovecot24, require_dovecot24, take_spool_files
-from e2e_support import OX_KEY, BridgedDovecot, DaemonRunner, dovecot_missing, recording_server, wait_until
+from dovecot24_support import BridgedDovecot24, require_dovecot24
+from e2e_support import (
+    OX_KEY,
+    BridgedDovecot,
+    DaemonRunner,
+    dovecot_missing,
+    recording_server,
+    take_spool_files,
+    wait_until,
+)
 from push_notification.dovecot.harness import Dovecot
 from push_notification.dovecot.harness24 import Dovecot24, dovecot24_version
 from push_notification.dovecot.setup import dovecot_config
@@ -293,10 +301,7 @@ def test_a_hanging_ingress_is_given_up_after_the_bridge_timeout() -> None:
 
 def test_the_printed_snippet_alone_makes_a_stock_2_4_config_feed_the_spool() -> None:
     dovecot = Dovecot24(mail_plugins="")  # the snippet brings the plugins
-    spool = dovecot.root / "spool"
-    for path in (spool, spool / "tmp", spool / "new"):
-        path.mkdir()
-        dovecot.chown_for_mail(path)
+    spool = dovecot.make_spool()
     share = dovecot.root / "share"
     args = ["--version", "2.4", "--install-dir", str(share), "--spool", dovecot.conf_path(spool)]
     result = CliRunner().invoke(dovecot_config, args)

@@ -15,10 +15,7 @@ require_dovecot()
 
 def test_the_printed_snippet_makes_a_stock_config_feed_the_spool() -> None:
     dovecot = Dovecot(mail_plugins="")  # the snippet brings the plugins
-    spool = dovecot.root / "spool"
-    for path in (spool, spool / "tmp", spool / "new"):
-        path.mkdir()
-        dovecot.chown_for_mail(path)
+    spool = dovecot.make_spool()
     result = CliRunner().invoke(
         dovecot_config,
         ["--version", "2.3", "--install-dir", str(dovecot.root / "share"), "--spool", str(spool)],

@@ -199,6 +199,15 @@ class Dovecot:
         if os.geteuid() == 0:
             os.chown(path, self.mail_uid, self.mail_gid)
 
+    def make_spool(self) -> Path:
+        """``ROOT/spool`` with ``tmp/`` and ``new/``, owned by the mail account: the bridge's
+        spool directory as ``push-notification dovecot-config`` tells an admin to create it."""
+        spool = self.root / "spool"
+        for path in (spool, spool / "tmp", spool / "new"):
+            path.mkdir(exist_ok=True)
+            self.chown_for_mail(path)
+        return spool
+
     def _write_config(self) -> None:
         for sub in ("run", "state", "home"):
             (self.root / sub).mkdir(exist_ok=True)
