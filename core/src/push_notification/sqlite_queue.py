@@ -49,6 +49,15 @@ POLL_INTERVAL = 0.5
 REFILL_CHUNK = 2000
 
 
+#: A delivery's row after an outcome: created for a held entry, updated otherwise.
+_RECORD = (
+    "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body, state, attempts, next_at,"
+    " last_error, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (instance, seq) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,"
+    " next_at = excluded.next_at, last_error = excluded.last_error, failed_at = excluded.failed_at"
+)
+
+
 @dataclass(eq=False)
 class _Held:
     """A transaction accepted with ``put_held``: whom it is still owed to, and its release."""
@@ -246,19 +255,7 @@ class SqliteQueue(Queue):
             entry.next_at = when
             lane.in_flight.discard(txn.user.username)
             lane.schedule(txn.user.username, now)
-            if entry.held:
-                self._persist(instance, entry, "pending", reason, now)
-            else:
-                self._writer.submit(
-                    Write(
-                        lambda c: c.execute(
-                            "UPDATE delivery SET attempts = ?, next_at = ?, last_error = ?, failed_at = ?"
-                            " WHERE instance = ? AND seq = ?",
-                            (attempts, when, reason, now, instance, seq),
-                        ),
-                        lazy=True,
-                    )
-                )
+            self._record(instance, entry, "pending", reason, now)
             log.info(
                 "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
                 instance,
@@ -270,18 +267,7 @@ class SqliteQueue(Queue):
         else:
             lane.finish(entry, now)
             self._dead[instance] = self._dead.get(instance, 0) + 1
-            if entry.held:
-                self._persist(instance, entry, "dead", reason, now)
-            else:
-                self._writer.submit(
-                    Write(
-                        lambda c: c.execute(
-                            "UPDATE delivery SET state = 'dead', attempts = ?, last_error = ?, failed_at = ?"
-                            " WHERE instance = ? AND seq = ?",
-                            (attempts, reason, now, instance, seq),
-                        )
-                    )
-                )
+            self._record(instance, entry, "dead", reason, now)
             log.warning(
                 "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
                 " see push-notification queue list --instance %s",
@@ -350,35 +336,34 @@ class SqliteQueue(Queue):
             del self._held[seq]
             held.release()
 
-    def _persist(
+    def _record(
         self, instance: str, entry: Entry, state: str, reason: str | None = None, failed_at: float | None = None
     ) -> None:
-        """Give a held entry its own row (it must retry, is dead, or outlives the daemon);
-        the sender's copy is released for this instance once the row is committed."""
-        entry.held = False  # later outcomes update this row, in commit order
+        """Write ``entry``'s state (a retry, a dead letter, or pending at shutdown) to its row.
+
+        A held entry has no row yet: the same statement creates it, and the sender's copy is
+        released for this instance once it is committed (synced, as an acceptance is). An
+        entry with a row only updates it, lazily while it is still to be retried."""
+        held, entry.held = entry.held, False  # later outcomes update this row, in commit order
         txn, seq = entry.txn, entry.seq
         row = (
             instance, seq, txn.id, txn.user.username, entry.accepted_at, txn.json,
             state, entry.attempts, entry.next_at, reason, failed_at,
         )  # fmt: skip
 
-        def write(conn: sqlite3.Connection) -> Callable[[], None]:
-            conn.execute(
-                "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body, state, attempts,"
-                " next_at, last_error, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            return lambda: self._unhold(seq, instance)
+        def write(conn: sqlite3.Connection) -> Callable[[], None] | None:
+            conn.execute(_RECORD, row)
+            return (lambda: self._unhold(seq, instance)) if held else None
 
-        # No on_error: if the row cannot be written the sender keeps its copy, which is
-        # read again at the next start.
-        self._writer.submit(Write(write, sync=True))
+        # No on_error: if a held entry's row cannot be written the sender keeps its copy,
+        # which is read again at the next start.
+        self._writer.submit(Write(write, sync=held, lazy=not held and state == "pending"))
 
     def _persist_held(self, lane: Lane) -> None:
         for fifo in lane.users.values():
             for entry in fifo:
                 if entry.held:
-                    self._persist(lane.name, entry, "pending")
+                    self._record(lane.name, entry, "pending")
 
     def _refill_if_low(self, lane: Lane) -> None:
         """Read the next rows of a spilled lane once its memory runs low."""
