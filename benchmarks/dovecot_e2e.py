@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from push_notification.dovecot.harness import Dovecot, free_port, lmtp_send
 from push_notification.dovecot.setup import BridgeOptions, install_script, plugin_settings
+from push_notification.testing.dovecot import Dovecot, free_port, lmtp_send
 
 USER = "alice@example.com"
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"

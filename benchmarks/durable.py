@@ -190,7 +190,7 @@ async def latency(daemon: Daemon, rate: float, seconds: float) -> tuple[float, f
 async def store_only(queue: str, workdir: Path, total: int, producers: int = 64) -> float:
     """transactions/s ``put`` into the queue in-process: the store without HTTP."""
     from push_notification.queue import MemoryQueue, Queue
-    from push_notification.sqlite_queue import SqliteQueue
+    from push_notification.queue.sqlite import SqliteQueue
     from push_notification.testing import make_event, make_transaction
 
     store: Queue = SqliteQueue(workdir / "store-only.sqlite") if queue == "sqlite" else MemoryQueue(total + 1)

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
-from push_notification.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import OX_METADATA_KEY
 from push_notification_ox import OxDriver

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from push_notification.spool import SpoolReader
+from push_notification.server.spool import SpoolReader
 from push_notification.transaction import Transaction
 
 BODY = json.dumps(

@@ -9,7 +9,7 @@ from textwrap import dedent
 
 import pytest
 from push_notification.config import DEFAULT_CONFIG_TEXT, DaemonConfig, InstanceConfig, load_config, parse_config
-from push_notification.config_daemon import DAEMON_SETTINGS, default_state_dir
+from push_notification.config.daemon import DAEMON_SETTINGS, default_state_dir
 from push_notification.settings import Value
 
 SOURCE = "/etc/pn.conf"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textwrap import dedent
 
 from push_notification.config import DaemonConfig, load_config, parse_config, render_effective
-from push_notification.config_render import format_time, masked, quote
+from push_notification.config.render import format_time, masked, quote
 
 SOURCE = "/etc/pn.conf"
 

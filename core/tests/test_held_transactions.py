@@ -10,8 +10,8 @@ import sqlite3
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.hookspecs import hookimpl
-from push_notification.retry import RetryPolicy
-from push_notification.sqlite_queue import SqliteQueue
+from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.sqlite import SqliteQueue
 from push_notification.testing import make_event, make_transaction
 
 from .queue_helpers import Running, recorder, wait_for

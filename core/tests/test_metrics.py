@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 from push_notification.errors import PermanentError, RetryableError
-from push_notification.metrics import Metrics
 from push_notification.queue import MemoryQueue, Queue
-from push_notification.retry import RetryPolicy
-from push_notification.sqlite_queue import SqliteQueue
+from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.sqlite import SqliteQueue
+from push_notification.server.metrics import Metrics
 from push_notification.testing import make_event, make_transaction
 
 from .queue_helpers import Running, recorder, wait_for

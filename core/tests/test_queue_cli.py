@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from push_notification.errors import PermanentError
-from push_notification.queue_cli import queue_group
-from push_notification.sqlite_queue import SqliteQueue
+from push_notification.queue.cli import queue_group
+from push_notification.queue.sqlite import SqliteQueue
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from push_notification.errors import PermanentError, RetryableError
-from push_notification.retry import RetryPolicy, describe_error
+from push_notification.queue.retry import RetryPolicy, describe_error
 
 POLICY = RetryPolicy(min_delay=1.0, max_delay=60.0, deadline=3600.0)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from push_notification.errors import PushNotificationError
 from push_notification.queue import QueueFull
-from push_notification.spool import SpoolReader
+from push_notification.server.spool import SpoolReader
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 
@@ -115,7 +115,7 @@ async def test_malformed_files_move_to_bad_with_one_clear_line(spool: Path, capl
     spool_file(spool, "good.json", message_new(7))
     recorder = Recorder()
     reader = SpoolReader(spool, recorder)
-    with caplog.at_level(logging.ERROR, logger="push_notification.spool"):
+    with caplog.at_level(logging.ERROR, logger="push_notification.server.spool"):
         await reader.scan()
     assert [t.id for t in recorder.accepted] == ["txn-7"]
     assert sorted(p.name for p in (spool / "bad").iterdir()) == ["broken.json", "unknown.json"]
@@ -146,7 +146,7 @@ async def test_a_vanished_new_directory_is_reported_once_not_every_poll(
 ) -> None:
     reader = SpoolReader(spool, Recorder())
     (spool / "new").rmdir()
-    with caplog.at_level(logging.ERROR, logger="push_notification.spool"):
+    with caplog.at_level(logging.ERROR, logger="push_notification.server.spool"):
         for _ in range(3):
             assert await reader.scan() == 0
     assert [r.getMessage() for r in caplog.records] == [

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.queue import QueueFull
-from push_notification.retry import RetryPolicy
-from push_notification.sqlite_queue import SqliteQueue
-from push_notification.sqlite_store import Filter, open_store, requeue
+from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import Filter, open_store, requeue
 from push_notification.testing import make_event, make_transaction
 
 from .queue_helpers import Running, recorder, wait_for

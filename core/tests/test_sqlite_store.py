@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from push_notification.queue import QueueFull
-from push_notification.sqlite_queue import SqliteQueue
-from push_notification.sqlite_store import QueueStoreError, open_store
+from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import QueueStoreError, open_store
 from push_notification.testing import make_event, make_transaction
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from e2e_support import require, take_spool_files
-from push_notification.dovecot.harness24 import Dovecot24, dovecot24_missing
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
+from push_notification.testing.dovecot24 import Dovecot24, dovecot24_missing
 
 
 def require_dovecot24() -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from push_notification.dovecot.harness import Dovecot, DovecotUnavailable, dovecot_binary, free_port
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
+from push_notification.testing.dovecot import Dovecot, DovecotUnavailable, dovecot_binary, free_port
 
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from dlog_parity import blocks, daemon_streams, dovecot_streams, normalise_dovecot, transactions_ended
 from e2e_support import OX_KEY, BridgedDovecot, DaemonRunner, require_dovecot, wait_until
-from push_notification.dovecot.harness import Dovecot, lmtp_send
+from push_notification.testing.dovecot import Dovecot, lmtp_send
 
 require_dovecot()
 

@@ -27,9 +27,9 @@ from e2e_support import (
     take_spool_files,
     wait_until,
 )
-from push_notification.dovecot.harness import Dovecot
-from push_notification.dovecot.harness24 import Dovecot24, dovecot24_version
 from push_notification.dovecot.setup import dovecot_config
+from push_notification.testing.dovecot import Dovecot
+from push_notification.testing.dovecot24 import Dovecot24, dovecot24_version
 from push_notification.transaction import transaction_from_json
 from scenario_mails import MIME, PLAIN, first_mail_status, plain_delivery_event
 

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 from e2e_support import require_dovecot, wait_until
-from push_notification.dovecot.harness import Dovecot
 from push_notification.dovecot.setup import dovecot_config
+from push_notification.testing.dovecot import Dovecot
 from push_notification.transaction import transaction_from_dict
 
 require_dovecot()

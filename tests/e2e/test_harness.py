@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 from e2e_support import require_dovecot
-from push_notification.dovecot.harness import Dovecot, DovecotUnavailable
+from push_notification.testing.dovecot import Dovecot, DovecotUnavailable
 
 require_dovecot()
 

@@ -4,9 +4,9 @@ Driver authors need :data:`hookimpl`, the event classes and :class:`DriverContex
 else is the daemon.
 """
 
-from .drivers import DriverContext
-from .errors import ConfigError, DriverError, PermanentError, PushNotificationError, RetryableError
-from .events import (
+from push_notification.drivers import DriverContext, Metadata
+from push_notification.errors import ConfigError, DriverError, PermanentError, PushNotificationError, RetryableError
+from push_notification.events import (
     EVENT_TYPES,
     Event,
     FlagsClear,
@@ -24,8 +24,8 @@ from .events import (
     MessageRead,
     MessageTrash,
 )
-from .hookspecs import hookimpl
-from .transaction import MailboxStatus, Message, Transaction, User
+from push_notification.hookspecs import hookimpl
+from push_notification.transaction import MailboxStatus, Message, Transaction, User
 
 __all__ = [
     "EVENT_TYPES",
@@ -49,6 +49,7 @@ __all__ = [
     "MessageNew",
     "MessageRead",
     "MessageTrash",
+    "Metadata",
     "PermanentError",
     "PushNotificationError",
     "RetryableError",

@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from .client import DEFAULT_URL, IngressClient, read_json_lines
-from .config import load_config, render_effective
-from .drivers import implemented_hooks, installed_drivers
-from .errors import PushNotificationError
-from .events import event_type
-from .metadata import MetadataStore
-from .queue_cli import queue_group
-from .transaction import transaction_from_dict
+from push_notification.config import load_config, render_effective
+from push_notification.drivers import implemented_hooks, installed_drivers
+from push_notification.errors import PushNotificationError
+from push_notification.events import event_type
+from push_notification.queue.cli import queue_group
+from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
+from push_notification.server.metadata import MetadataStore
+from push_notification.transaction import transaction_from_dict
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
 CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
@@ -63,10 +63,10 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
-    from . import event_loop
-    from .config_daemon import is_local, parse_listen
-    from .daemon import Daemon
-    from .logsetup import setup_logging
+    from push_notification.server import event_loop
+    from push_notification.config.daemon import is_local, parse_listen
+    from push_notification.server.daemon import Daemon
+    from push_notification.server.logs import setup_logging
 
     config = load_config(config_path)
     if listen:
@@ -93,7 +93,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
 @config_option
 def check_config(config_path: str | None) -> None:
     """Validate the config, load every driver it names, print the effective config (secrets masked)."""
-    from .daemon import build_instances
+    from push_notification.server.daemon import build_instances
 
     config = load_config(config_path)
     build_instances(config, MetadataStore())
@@ -228,8 +228,8 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
 
 def _add_feature_commands() -> None:
     """Commands that live beside the feature they serve."""
-    from .dovecot.setup import dovecot_config
-    from .scaffold import new_driver
+    from push_notification.dovecot.setup import dovecot_config
+    from push_notification.scaffold import new_driver
 
     cli.add_command(new_driver)
     cli.add_command(queue_group)

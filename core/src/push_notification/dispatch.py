@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 
-from .drivers import DriverInstance
-from .errors import PushNotificationError
-from .queue import Queue
-from .transaction import Transaction
+from push_notification.drivers import DriverInstance
+from push_notification.errors import PushNotificationError
+from push_notification.queue import Queue
+from push_notification.transaction import Transaction
 
 log = logging.getLogger("push_notification.dispatch")
 

@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pluggy
 
-from . import hookspecs
-from .errors import ConfigError, PushNotificationError
-from .settings import Settings
-
-if TYPE_CHECKING:
-    from .metadata import MetadataStore
+from push_notification import hookspecs
+from push_notification.errors import ConfigError, PushNotificationError
+from push_notification.settings import Settings
 
 ENTRY_POINT_GROUP = "push_notification.drivers"
 #: How to name a driver distribution so ``pip install`` hints are right.
@@ -104,6 +101,20 @@ def implemented_hooks(factory: object) -> list[str]:
     return sorted(name for name, member in inspect.getmembers(factory) if callable(member) and hasattr(member, marker))
 
 
+class Metadata(Protocol):
+    """Server METADATA per user and mailbox (``""`` = server), as Dovecot's ``METADATA``
+    keys (``/private/...``, ``/shared/...``). The daemon's store implements it; a driver
+    only needs these four calls, so another backend (Redis) can stand in."""
+
+    def get(self, username: str, key: str, mailbox: str = "") -> str | None: ...
+
+    def set(self, username: str, key: str, value: str | None, mailbox: str = "") -> None: ...
+
+    def unset(self, username: str, key: str, mailbox: str = "") -> None: ...
+
+    def list(self, username: str, prefix: str = "", mailbox: str = "") -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """Everything a driver instance gets from the daemon."""
@@ -117,7 +128,7 @@ class DriverContext:
     #: Global ``plugin { }`` settings, for Dovecot's ``plugin_getenv``.
     plugin_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Server METADATA per user (``push-notification metadata set``), when the daemon has one.
-    metadata: MetadataStore | None = None
+    metadata: Metadata | None = None
     #: A directory the instance may keep files in.
     state_dir: Path | None = None
 

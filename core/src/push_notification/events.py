@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import EventError, UnsupportedEventError
+from push_notification.errors import EventError, UnsupportedEventError
 
 #: System flags in Dovecot's bit order, the order every flag list is reported in.
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")

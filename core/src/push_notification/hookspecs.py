@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .events import (
+    from push_notification.events import (
         FlagsClear,
         FlagsSet,
         MailboxCreate,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         MessageRead,
         MessageTrash,
     )
-    from .transaction import Message, Transaction
+    from push_notification.transaction import Message, Transaction
 
 PROJECT = "push_notification"
 hookspec = pluggy.HookspecMarker(PROJECT)

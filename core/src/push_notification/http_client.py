@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import Settings
+from push_notification.settings import Settings
 
 DEFAULT_REQUEST_TIMEOUT = 2.0
 DEFAULT_MAX_ATTEMPTS = 2

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError
+from push_notification.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

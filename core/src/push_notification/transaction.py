@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from .errors import EventError
-from .events import EVENT_ORDER, Event, MessageEvent, event_from_dict
+from push_notification.errors import EventError
+from push_notification.events import EVENT_ORDER, Event, MessageEvent, event_from_dict
 
 #: Where OX (and scripts following it) keep a user's push activation.
 OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"

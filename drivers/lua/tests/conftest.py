@@ -21,7 +21,7 @@ USERNAME = "alice@example.com"
 
 def skip_without_dovecot() -> pytest.MarkDecorator:
     """Skip where Dovecot is not installed, with how to install it; under CI=true never skip."""
-    from push_notification.dovecot.harness import DovecotUnavailable, dovecot_binary
+    from push_notification.testing.dovecot import DovecotUnavailable, dovecot_binary
 
     try:
         dovecot_binary()

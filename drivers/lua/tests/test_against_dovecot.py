@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPTS, USERNAME, skip_without_dovecot
-from push_notification.dovecot.harness import Dovecot
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.dovecot import Dovecot
 from push_notification.transaction import User
 
 LUASOCKET = Path("/usr/share/lua/5.4/socket/url.lua")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import USERNAME, skip_without_dovecot
-from push_notification.dovecot.harness import Dovecot
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.dovecot import Dovecot
 
 pytestmark = skip_without_dovecot()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import SCRIPTS
-from push_notification.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
 

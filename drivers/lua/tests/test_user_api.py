@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from conftest import SERIALIZE
-from push_notification.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
 

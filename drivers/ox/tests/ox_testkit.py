@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from multidict import CIMultiDictProxy
-from push_notification.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness
 from push_notification.transaction import OX_METADATA_KEY as OX_METADATA_KEY
 from push_notification_ox import OxDriver

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ox_testkit import OX_METADATA_KEY, FakeClock, OxEndpoint, activated, harness
 from push_notification.events import Event
-from push_notification.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore
 from push_notification.testing import make_event, make_transaction
 from push_notification_ox.activation import metadata_user
 

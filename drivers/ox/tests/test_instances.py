@@ -6,8 +6,8 @@ import pytest
 from ox_testkit import PATH, OxEndpoint, Reply, activated
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance
-from push_notification.metadata import MetadataStore
 from push_notification.queue import MemoryQueue
+from push_notification.server.metadata import MetadataStore
 from push_notification.settings import Settings
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification_ox import OxDriver

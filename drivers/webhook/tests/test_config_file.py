@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from push_notification.config import parse_config
-from push_notification.daemon import build_instances
 from push_notification.dispatch import Dispatcher
 from push_notification.errors import ConfigError
 from push_notification.queue import MemoryQueue
+from push_notification.server.daemon import build_instances
 from push_notification.testing import make_event, make_transaction
 
 CONFIG = """\

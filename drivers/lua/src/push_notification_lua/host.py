@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from push_notification.metadata import MetadataStore
+from push_notification import Metadata
 from push_notification.transaction import Transaction, User
 
 from . import http_client, json_codec
@@ -35,7 +35,7 @@ class LuaHost:
         log: logging.Logger,
         settings: Mapping[str, str],
         plugin_env: Mapping[str, str],
-        metadata: MetadataStore | None,
+        metadata: Metadata | None,
         doveadm: Doveadm | None,
         script: str,
     ) -> None:

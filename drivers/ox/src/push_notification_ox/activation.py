@@ -13,8 +13,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from push_notification import Metadata
 from push_notification.errors import PushNotificationError, RetryableError
-from push_notification.metadata import MetadataStore
 from push_notification.transaction import OX_METADATA_KEY, Transaction
 
 #: How many users' entries are cached at most (oldest dropped first).
@@ -59,7 +59,7 @@ class Activation:
     while deactivating takes up to ``ttl``.
     """
 
-    def __init__(self, store: MetadataStore | None, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Metadata | None, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from .errors import PushNotificationError
+from push_notification.errors import PushNotificationError
 
 __all__ = ["run"]
 

@@ -1,6 +1,6 @@
 """``push-notification new-driver NAME``: a complete, separately installable driver project.
 
-The templates ship in ``push_notification/templates/driver``; a path part ``__module__``
+The templates ship in ``push_notification/scaffold/templates/driver``; a path part ``__module__``
 becomes the import name and a trailing ``.j2`` is dropped. The result passes its own tests
 right after ``pip install -e .``, so an author starts from something green.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 import jinja2
 
-from .errors import PushNotificationError
+from push_notification.errors import PushNotificationError
 
-TEMPLATE_PACKAGE = "push_notification"
+TEMPLATE_PACKAGE = "push_notification.scaffold"
 TEMPLATE_DIR = ("templates", "driver")
 #: Drivers the project ships itself; a community driver must not shadow them.
 RESERVED = frozenset({"dlog", "ox", "lua", "webhook"})

@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .config_syntax import Block, Entry
-from .errors import ConfigError
-from .settings import Settings, Value
+from push_notification.config.syntax import Block, Entry
+from push_notification.errors import ConfigError
+from push_notification.settings import Settings, Value
 
 PREFIX = "push_notification_"
 KEPT_PREFIXES = ("http_client_", "ssl_client_")

@@ -11,11 +11,11 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .config_daemon import DAEMON_SETTINGS
-from .settings import Settings, mask_url
+from push_notification.config.daemon import DAEMON_SETTINGS
+from push_notification.settings import Settings, mask_url
 
 if TYPE_CHECKING:
-    from .config_daemon import DaemonConfig
+    from push_notification.config.daemon import DaemonConfig
 
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|authorization|(^|[_-])key($|[_-])", re.IGNORECASE)
 _INDENT = "  "

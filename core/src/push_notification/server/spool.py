@@ -31,13 +31,13 @@ from pathlib import Path
 
 from inotify_simple import INotify, flags
 
-from .errors import EventError, PushNotificationError
-from .queue import QueueFull
-from .transaction import Transaction, transaction_from_json
+from push_notification.errors import EventError, PushNotificationError
+from push_notification.queue import QueueFull
+from push_notification.transaction import Transaction, transaction_from_json
 
 __all__ = ["SpoolReader"]
 
-log = logging.getLogger("push_notification.spool")
+log = logging.getLogger("push_notification.server.spool")
 
 Submit = Callable[[Transaction], Awaitable[None]]
 #: Accepts a transaction whose file stays until the given release callback is called.

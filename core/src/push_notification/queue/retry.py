@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import PermanentError, RetryableError
+from push_notification.errors import PermanentError, RetryableError
 
 #: Default per-instance deadline: retries stop one hour after the transaction was accepted.
 DEFAULT_DEADLINE = 3600.0

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from push_notification.dovecot.harness import Dovecot, DovecotUnavailable
+from push_notification.testing.dovecot import Dovecot, DovecotUnavailable
 
 __all__ = ["DEFAULT_CHROOT", "Dovecot24", "dovecot24_missing", "dovecot24_version"]
 
@@ -103,7 +103,7 @@ class Dovecot24(Dovecot):
         settings = "".join(f"{key} = {value}\n" for key, value in self.plugin.items())
         env = "".join(f"  {key} = {value}\n" for key, value in self.environment.items())
         import_environment = f"import_environment {{\n{env}}}\n" if env else ""
-        return f"""# Written by push_notification.dovecot.harness24 for one test instance.
+        return f"""# Written by push_notification.testing.dovecot24 for one test instance.
 dovecot_config_version = 2.4.0
 dovecot_storage_version = 2.4.0
 instance_name = {self.instance_name}

@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .queue import Outcome, Queue
-from .transaction import Transaction
+from push_notification.queue import Outcome, Queue
+from push_notification.transaction import Transaction
 
 #: Acceptance → delivery, from "instant" to "after an hour of retries".
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)

@@ -15,10 +15,18 @@ from typing import Any
 
 import click
 
-from .config import load_config
-from .errors import PushNotificationError
-from .settings import parse_time
-from .sqlite_store import DeadLetter, Filter, dead_letter_body, dead_letters, open_store, purge, requeue
+from push_notification.config import load_config
+from push_notification.errors import PushNotificationError
+from push_notification.queue.sqlite_store import (
+    DeadLetter,
+    Filter,
+    dead_letter_body,
+    dead_letters,
+    open_store,
+    purge,
+    requeue,
+)
+from push_notification.settings import parse_time
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

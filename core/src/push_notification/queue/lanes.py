@@ -14,7 +14,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
-from .transaction import Transaction
+from push_notification.transaction import Transaction
 
 
 @dataclass(eq=False)

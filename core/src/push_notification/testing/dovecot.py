@@ -241,7 +241,7 @@ class Dovecot:
                 f"  inet_listener http {{\n    address = 127.0.0.1\n    port = {self.doveadm_port}\n  }}\n"
                 "}\n"
             )
-        return f"""# Written by push_notification.dovecot.harness for one test instance.
+        return f"""# Written by push_notification.testing.dovecot for one test instance.
 instance_name = {self.instance_name}
 base_dir = {self.root / "run"}
 state_dir = {self.root / "state"}

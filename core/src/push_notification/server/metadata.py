@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .errors import PushNotificationError
+from push_notification.errors import PushNotificationError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metadata (

@@ -16,20 +16,20 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from .config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
-from .dispatch import Dispatcher
-from .drivers import DriverContext, DriverInstance, create_instance, find_driver
-from .errors import PushNotificationError
-from .ingress import create_app, listen_address
-from .metadata import MetadataStore
-from .metrics import Metrics
-from .queue import MemoryQueue, Queue
-from .retry import RetryPolicy
-from .settings import Settings
-from .spool import SpoolReader
-from .sqlite_queue import SqliteQueue
+from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
+from push_notification.dispatch import Dispatcher
+from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
+from push_notification.errors import PushNotificationError
+from push_notification.queue import MemoryQueue, Queue
+from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.sqlite import SqliteQueue
+from push_notification.server.ingress import create_app, listen_address
+from push_notification.server.metadata import MetadataStore
+from push_notification.server.metrics import Metrics
+from push_notification.server.spool import SpoolReader
+from push_notification.settings import Settings
 
-log = logging.getLogger("push_notification.daemon")
+log = logging.getLogger("push_notification.server.daemon")
 
 #: How long shutdown waits for queued work to be delivered.
 SHUTDOWN_GRACE = 30.0

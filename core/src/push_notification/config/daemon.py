@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_instances import InstanceConfig
-from .config_syntax import Entry
-from .errors import ConfigError
-from .settings import parse_bool, parse_time
+from push_notification.config.instances import InstanceConfig
+from push_notification.config.syntax import Entry
+from push_notification.errors import ConfigError
+from push_notification.settings import parse_bool, parse_time
 
 
 def default_state_dir() -> str:

@@ -1,97 +1,14 @@
-"""The queue between the ingress and the driver instances, behind a small interface.
-
-The ingress ``put``s each accepted transaction; every driver instance consumes its own
-stream with ``get`` and reports each outcome with ``done``. That is the whole contract, so a
-distributed engine (Redis Streams, Kafka: one consumer group per instance) can replace the
-embedded implementations without touching the dispatcher.
-"""
+"""The in-memory queue: Dovecot's own semantics (one try, nothing survives a restart)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Literal, Protocol
+from collections.abc import Iterable
 
-from .errors import PushNotificationError
-from .transaction import Transaction
-
-
-class QueueFull(PushNotificationError):
-    """The queue is past its high-water mark; the sender should retry later (HTTP 503)."""
-
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-#: What became of one delivery attempt: ``dropped`` is memory mode's fate for a failure.
-Outcome = Literal["delivered", "retry", "dead", "dropped"]
-
-
-class QueueObserver(Protocol):
-    """Told what a queue accepts and how deliveries end (the metrics implement it)."""
-
-    def accepted(self, txn: Transaction) -> None: ...
-
-    def finished(self, instance: str, outcome: Outcome, latency: float) -> None:
-        """``latency``: seconds from acceptance to this outcome."""
-
-
-class _Unobserved:
-    def accepted(self, txn: Transaction) -> None:
-        pass
-
-    def finished(self, instance: str, outcome: Outcome, latency: float) -> None:
-        pass
-
-
-class Queue(ABC):
-    """Where accepted transactions wait for each driver instance."""
-
-    #: Replaced by the daemon with its metrics; implementations report through it.
-    observer: QueueObserver = _Unobserved()
-    #: Whether accepted transactions survive a restart (shutdown need not wait for them).
-    durable: bool = False
-
-    @abstractmethod
-    def attach(self, instances: Iterable[str]) -> None:
-        """Set the driver instances that consume; called at start and on reload."""
-
-    @abstractmethod
-    async def put(self, txn: Transaction) -> None:
-        """Accept ``txn`` for every attached instance. Once it returns, the transaction is the
-        queue's responsibility. Raises :class:`QueueFull` past the high-water mark."""
-
-    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
-        """Accept ``txn`` whose sender keeps a durable copy (a spool file) until ``release()``.
-
-        A queue may deliver from memory and call ``release`` only once it no longer needs that
-        copy, which saves storing the transaction twice. This default stores it, then releases.
-        """
-        await self.put(txn)
-        release()
-
-    @abstractmethod
-    async def get(self, instance: str, limit: int) -> list[Transaction]:
-        """Wait for and return up to ``limit`` transactions for ``instance``, oldest first."""
-
-    @abstractmethod
-    async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
-        """Report how delivering ``txn`` to ``instance`` ended (``None`` = delivered)."""
-
-    @abstractmethod
-    def depth(self, instance: str | None = None) -> int:
-        """Transactions waiting (for one instance, or in all)."""
-
-    def dead_letters(self, instance: str | None = None) -> int:
-        """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
-        return 0
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources at shutdown."""
+from push_notification.queue.contract import Queue, QueueFull
+from push_notification.transaction import Transaction
 
 
 class MemoryQueue(Queue):

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import count
 
-from .errors import ConfigError
+from push_notification.errors import ConfigError
 
 _KEY_VALUE = re.compile(r"^([^\s=]*)\s*=\s*(.*)$")
 _SECTION = re.compile(r"""^([^\s={}"']+)(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s{}"']+))?\s*\{\s*(\}?)$""")

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .group_commit import GroupCommitter, Write
-from .lanes import Entry, Lane
-from .queue import Queue, QueueFull
-from .retry import RetryPolicy, describe_error
-from .sqlite_store import Checkpointer, lock_exclusively, open_store
-from .transaction import Transaction, transaction_from_json
+from push_notification.queue import Queue, QueueFull
+from push_notification.queue.group_commit import GroupCommitter, Write
+from push_notification.queue.lanes import Entry, Lane
+from push_notification.queue.retry import RetryPolicy, describe_error
+from push_notification.queue.sqlite_store import Checkpointer, lock_exclusively, open_store
+from push_notification.transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.queue")
 

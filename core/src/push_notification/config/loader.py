@@ -1,8 +1,8 @@
 """The daemon's config file: Dovecot syntax, so blocks can be pasted from dovecot.conf.
 
-Accepted at the top level: the daemon's own settings (config_daemon.py), 2.4
+Accepted at the top level: the daemon's own settings (daemon.py), 2.4
 ``push_notification NAME { }`` blocks and 2.3 ``plugin { push_notification_driver = ... }``
-blocks (config_instances.py), and ``!include`` / ``!include_try`` (config_syntax.py). Only
+blocks (instances.py), and ``!include`` / ``!include_try`` (syntax.py). Only
 syntax and the daemon's keys are checked here; the daemon checks drivers and their settings.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config_daemon import DAEMON_SETTINGS_BY_NAME, DaemonConfig, daemon_values, parse_daemon_value
-from .config_instances import PREFIX, InstanceConfig, instance_from_block, plugin_instances
-from .config_render import render_effective
-from .config_syntax import Block, Entry, parse_tree
-from .errors import ConfigError
+from push_notification.config.daemon import DAEMON_SETTINGS_BY_NAME, DaemonConfig, daemon_values, parse_daemon_value
+from push_notification.config.instances import PREFIX, InstanceConfig, instance_from_block, plugin_instances
+from push_notification.config.render import render_effective
+from push_notification.config.syntax import Block, Entry, parse_tree
+from push_notification.errors import ConfigError
 
 __all__ = ["DEFAULT_CONFIG_TEXT", "DaemonConfig", "InstanceConfig", "load_config", "parse_config", "render_effective"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import PushNotificationError
+from push_notification.errors import PushNotificationError
 
 log = logging.getLogger("push_notification.queue")
 

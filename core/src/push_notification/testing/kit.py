@@ -21,15 +21,13 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-import pytest
-
-from .dispatch import Dispatcher
-from .drivers import DriverContext, DriverInstance, create_instance, find_driver
-from .events import Event, MessageEvent, event_from_dict, event_type
-from .metadata import MetadataStore
-from .queue import MemoryQueue
-from .settings import Settings
-from .transaction import MailboxStatus, Transaction, User
+from push_notification.dispatch import Dispatcher
+from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
+from push_notification.events import Event, MessageEvent, event_from_dict, event_type
+from push_notification.queue import MemoryQueue
+from push_notification.server.metadata import MetadataStore
+from push_notification.settings import Settings
+from push_notification.transaction import MailboxStatus, Transaction, User
 
 __all__ = ["DriverHarness", "make_event", "make_transaction", "run_transactions"]
 
@@ -147,21 +145,3 @@ def run_transactions(
         return harness.plugin
 
     return asyncio.run(run())
-
-
-@pytest.fixture(name="make_event")
-def _make_event() -> Callable[..., Event]:
-    """Build an event: ``make_event("MessageNew", uid=3, subject="Hi")``."""
-    return make_event
-
-
-@pytest.fixture(name="make_transaction")
-def _make_transaction() -> Callable[..., Transaction]:
-    """Build a transaction: ``make_transaction(event1, event2, user="bob")``."""
-    return make_transaction
-
-
-@pytest.fixture(name="driver_harness")
-def _driver_harness() -> Callable[..., DriverHarness]:
-    """Create a :class:`DriverHarness`: ``async with driver_harness(MyDriver, {...}) as h``."""
-    return DriverHarness

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from .errors import PushNotificationError
-from .ingress import TRANSACTIONS_PATH
-from .settings import mask_url
+from push_notification.errors import PushNotificationError
+from push_notification.server.ingress import TRANSACTIONS_PATH
+from push_notification.settings import mask_url
 
 DEFAULT_URL = "http://127.0.0.1:8425"
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .config_daemon import parse_listen
-from .errors import EventError
-from .queue import QueueFull
-from .transaction import Transaction, transaction_from_json
+from push_notification.config.daemon import parse_listen
+from push_notification.errors import EventError
+from push_notification.queue import QueueFull
+from push_notification.transaction import Transaction, transaction_from_json
 
-log = logging.getLogger("push_notification.ingress")
+log = logging.getLogger("push_notification.server.ingress")
 
 TRANSACTIONS_PATH = "/v1/transactions"
 HEALTH_PATH = "/healthz"
