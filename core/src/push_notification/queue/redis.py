@@ -1,0 +1,456 @@
+"""The shared queue: Redis Streams, so many daemons accept and deliver as one (``queue = redis``).
+
+Why it looks like this:
+
+* A transaction goes to one of ``partitions`` streams, chosen by its user, with one ``XADD``;
+  ``put`` returns once Redis answered, so the ingress answers 202 only for what Redis holds
+  (what survives a Redis crash then depends on its ``appendfsync``: docs/scale-out.md).
+  Concurrent ``put``\\ s share one pipeline round trip.
+* Every driver instance is one consumer group on every stream, so instances never hold each
+  other back and any daemon's instance of that name may deliver.
+* One daemon at a time delivers an (instance, partition): the lease of ``redis_leases.py``.
+  In memory it keeps a :class:`~push_notification.queue.lanes.Lane` per pair, so order holds
+  per user and a retry holds back only that user's later transactions.
+* A delivery is acknowledged (``XACK``) only after it succeeded or became a dead letter. A
+  SIGKILLed daemon's unacknowledged deliveries stay pending in Redis; when its leases lapse
+  (the visibility timeout) the next owner takes them over (``XAUTOCLAIM``) before reading
+  anything newer: at-least-once, in order, except that a transaction in flight on the dead
+  daemon may arrive twice, and a retry scheduled there restarts its backoff on the new owner.
+* Retry counts and dead letters live in Redis too (hashes per instance), so any host's
+  ``push-notification queue`` sees and retries them.
+* Backpressure is cluster-wide: every daemon reads each group's backlog (lag + pending) twice
+  a second; past ``high_water`` for any instance, ``put`` raises :class:`QueueFull` (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from push_notification.errors import PushNotificationError
+from push_notification.queue.contract import Queue, QueueFull
+from push_notification.queue.lanes import Entry, Lane
+from push_notification.queue.redis_leases import Leases, Pair
+from push_notification.queue.redis_store import RedisStore, decode_id, encode_id, redis_client
+from push_notification.queue.retry import RetryPolicy, describe_error
+from push_notification.transaction import Transaction, transaction_from_json
+
+log = logging.getLogger("push_notification.queue")
+
+#: Most entries one read or one takeover step brings into memory.
+READ_COUNT = 500
+#: How long a blocking read waits before it looks at its partitions again (ms).
+READ_BLOCK_MS = 1000
+#: How often backlogs and dead letters are counted (backpressure, /metrics).
+COUNT_INTERVAL = 0.5
+
+
+@dataclass(eq=False)
+class _InFlight:
+    pair: Pair
+    entry: Entry
+
+
+class RedisQueue(Queue):
+    """The distributed queue (``queue = redis``): see the module docstring."""
+
+    durable = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        partitions: int = 16,
+        visibility_timeout: float = 10.0,
+        policy: RetryPolicy | None = None,
+        high_water: int = 100_000,
+        window: int = 10_000,
+        prefix: str = "pn",
+        daemon_id: str | None = None,
+    ) -> None:
+        self.url = url
+        self.store = RedisStore(redis_client(url), prefix, partitions)
+        self.client = self.store.client
+        self.partitions = partitions
+        self.policy = policy or RetryPolicy()
+        #: Per-instance policies (an instance's own ``queue_retry_deadline``); else ``policy``.
+        self.policies: dict[str, RetryPolicy] = {}
+        self.high_water = high_water
+        self.window = window
+        self.visibility_timeout = visibility_timeout
+        self.me = daemon_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.leases = Leases(self.client, prefix, self.me, partitions, visibility_timeout)
+        self._instances: list[str] = []
+        self._lanes: dict[Pair, Lane] = {}
+        self._wakeup: dict[str, asyncio.Event] = {}
+        #: Pairs held and read from; ``_moving``: held, being handed to another daemon.
+        self._owned: set[Pair] = set()
+        self._moving: set[Pair] = set()
+        #: Pairs held whose older pending deliveries must be taken over before reading more.
+        self._fresh: set[Pair] = set()
+        self._in_flight: dict[tuple[str, int], _InFlight] = {}
+        self._backlog: dict[str, int] = {}
+        self._dead: dict[str, int] = {}
+        self._batch: list[tuple[str, dict[str, str], asyncio.Future[str]]] = []
+        #: Outcome writes that failed (Redis away): tried again by the maintenance loop.
+        self._unwritten: list[tuple[str, Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._assigned = asyncio.Event()
+        self._groups: asyncio.Future[None] | None = None
+        self._reachable = True
+        self._closing = False
+
+    # -- start and stop ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and check the shared layout; one clear line when Redis cannot be used."""
+        await self.store.check(self.url)
+        self._tasks.append(asyncio.create_task(self._maintain(), name="pn-redis-maintain"))
+
+    async def close(self) -> None:
+        """Stop reading, write what is owed, hand every lease back at once (the others take over
+        at their next beat instead of after the visibility timeout)."""
+        self._closing = True
+        for task in [*self._readers.values(), *self._tasks]:
+            task.cancel()
+        for task in [*self._readers.values(), *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self._write_unwritten()
+            await self.leases.release(self._owned | self._moving)
+            await self.leases.leave()
+        await self.client.aclose()
+
+    # -- the Queue interface -------------------------------------------------------
+
+    def attach(self, instances: Iterable[str]) -> None:
+        wanted = list(instances)
+        for name in wanted:
+            if name not in self._wakeup:
+                self._wakeup[name] = asyncio.Event()
+                self._readers[name] = asyncio.create_task(self._read(name), name=f"pn-redis-read-{name}")
+        for name in list(self._wakeup):
+            if name not in wanted:
+                self._readers.pop(name).cancel()
+                self._wakeup.pop(name).set()
+                for pair in [p for p in self._lanes if p[0] == name]:
+                    self._drop(pair)
+        self._instances = wanted
+        self._groups = asyncio.ensure_future(self.store.ensure_groups(wanted))
+        self._assigned.set()
+
+    async def put(self, txn: Transaction) -> None:
+        if not self._reachable:
+            raise QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
+        for name in self._instances:
+            if self._backlog.get(name, 0) >= self.high_water:
+                raise QueueFull(f"queue for push_notification {name} holds {self._backlog[name]} transactions")
+        if not self._instances:
+            return
+        if self._groups is not None and not self._groups.done():
+            await self._groups
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        fields = {"t": txn.json, "at": repr(time.time())}
+        if not self._batch:
+            loop.call_soon(self._flush_puts)
+        self._batch.append((self.store.stream(self.partition(txn.user.username)), fields, future))
+        await future
+        self.observer.accepted(txn)
+
+    async def get(self, instance: str, limit: int) -> list[Transaction]:
+        while True:
+            wakeup = self._wakeup.get(instance)
+            if wakeup is None:
+                return []
+            now = time.time()
+            batch: list[Transaction] = []
+            next_due: float | None = None
+            for pair, lane in self._lanes.items():
+                if pair[0] != instance or pair in self._moving:
+                    continue
+                due = lane.promote(now)
+                if due is not None and (next_due is None or due < next_due):
+                    next_due = due
+                for txn in lane.take(limit - len(batch)):
+                    entry = lane.head(txn)
+                    assert entry is not None
+                    self._in_flight[(instance, id(txn))] = _InFlight(pair, entry)
+                    batch.append(txn)
+                if len(batch) >= limit:
+                    break
+            if batch:
+                return batch
+            wakeup.clear()
+            timeout = None if next_due is None else max(next_due - now, 0.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await wakeup.wait()
+
+    async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
+        flight = self._in_flight.pop((instance, id(txn)), None)
+        if flight is None:
+            return
+        pair, entry = flight.pair, flight.entry
+        lane = self._lanes.get(pair)
+        stream, entry_id = self.store.stream(pair[1]), decode_id(entry.seq)
+        now = time.time()
+        if error is None:
+            if lane is not None:
+                lane.finish(entry, now)
+            self._write("ack", (stream, instance, entry_id))
+            self.observer.finished(instance, "delivered", now - entry.accepted_at)
+            self._release_if_idle(pair)
+            return
+        entry.attempts += 1
+        reason = describe_error(error)
+        policy = self.policies.get(instance, self.policy)
+        outcome, when = policy.decide(error, attempts=entry.attempts, accepted_at=entry.accepted_at, now=now)
+        if outcome == "retry":
+            entry.next_at = when
+            if lane is not None:
+                lane.in_flight.discard(txn.user.username)
+                lane.schedule(txn.user.username, now)
+            state = {"attempts": entry.attempts, "next_at": when, "error": reason}
+            self._write("retry", (instance, entry_id, json.dumps(state)))
+            log.info(
+                "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
+                instance,
+                txn.id,
+                txn.user.username,
+                when - now,
+                entry.attempts + 1,
+            )
+        else:
+            if lane is not None:
+                lane.finish(entry, now)
+            letter = {
+                "body": txn.json,
+                "user": txn.user.username,
+                "accepted_at": entry.accepted_at,
+                "attempts": entry.attempts,
+                "error": reason,
+                "failed_at": now,
+            }
+            self._write("dead", (stream, instance, entry_id, json.dumps(letter)))
+            self._dead[instance] = self._dead.get(instance, 0) + 1
+            log.warning(
+                "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
+                " see push-notification queue list --instance %s",
+                instance,
+                txn.id,
+                txn.user.username,
+                entry.attempts,
+                reason,
+                instance,
+            )
+            self._release_if_idle(pair)
+        self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def depth(self, instance: str | None = None) -> int:
+        if instance is not None:
+            return self._backlog.get(instance, 0)
+        return sum(self._backlog.get(name, 0) for name in self._instances)
+
+    def dead_letters(self, instance: str | None = None) -> int:
+        if instance is not None:
+            return self._dead.get(instance, 0)
+        return sum(self._dead.values())
+
+    # -- accepting -----------------------------------------------------------------
+
+    def partition(self, username: str) -> int:
+        return zlib.crc32(username.encode("utf-8", "surrogatepass")) % self.partitions
+
+    def _flush_puts(self) -> None:
+        batch, self._batch = self._batch, []
+        asyncio.get_running_loop().create_task(self._send_puts(batch))
+
+    async def _send_puts(self, batch: list[tuple[str, dict[str, str], asyncio.Future[str]]]) -> None:
+        try:
+            ids = await self.store.add(batch)
+        except Exception as exc:  # noqa: BLE001 - any failure of Redis is a 503 for these puts
+            self._unreachable(exc)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(
+                        QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
+                    )
+            return
+        self._reached()
+        for (_, _, future), entry_id in zip(batch, ids, strict=True):
+            if not future.done():
+                future.set_result(entry_id)
+
+    # -- delivering ----------------------------------------------------------------
+
+    async def _read(self, instance: str) -> None:
+        """Bring this instance's entries into memory: taken-over ones first, then new ones."""
+        while not self._closing:
+            try:
+                for pair in sorted(p for p in self._fresh if p[0] == instance):
+                    await self._take_over(pair)
+                    self._fresh.discard(pair)
+                pairs = sorted(
+                    p
+                    for p in self._owned
+                    if p[0] == instance and p not in self._moving and p not in self._fresh
+                    and self._lanes[p].in_memory < self.window
+                )  # fmt: skip
+                if not pairs:
+                    self._assigned.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(READ_BLOCK_MS / 1000):
+                            await self._assigned.wait()
+                    continue
+                streams = {self.store.stream(p): ">" for _, p in pairs}
+                reply = await self.store.read(instance, self.me, streams, READ_COUNT, READ_BLOCK_MS)
+                self._reached()
+                for stream, entries in reply:
+                    pair = (instance, self.store.partition_of(stream))
+                    self._admit(pair, entries, {})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: wait and read again
+                self._unreachable(exc)
+                await asyncio.sleep(1.0)
+
+    async def _take_over(self, pair: Pair) -> None:
+        """Claim every delivery of ``pair`` still pending (a dead or departed owner's, or our own
+        from before a restart), with its retry state, before anything newer is read."""
+        instance, partition = pair
+        stream = self.store.stream(partition)
+        start = "0-0"
+        while True:
+            start, entries, deleted = await self.store.claim(stream, instance, self.me, start, READ_COUNT)
+            if deleted:
+                await self.store.ack(stream, instance, deleted)
+            states = await self.store.retry_states(instance, [entry_id for entry_id, _ in entries])
+            self._admit(pair, entries, states)
+            if start == "0-0" or not entries:
+                return
+
+    def _admit(self, pair: Pair, entries: list[tuple[str, dict[str, str]]], states: dict[str, Any]) -> None:
+        lane = self._lanes.get(pair)
+        if lane is None:
+            return
+        instance = pair[0]
+        now = time.time()
+        stream = self.store.stream(pair[1])
+        for entry_id, fields in entries:
+            only = fields.get("only")
+            if only is not None and only != instance:
+                self._write("ack", (stream, instance, entry_id))
+                continue
+            try:
+                txn = transaction_from_json(fields["t"])
+                accepted_at = float(fields["at"])
+            except (KeyError, ValueError, PushNotificationError) as exc:
+                log.error("queue: entry %s of %s is unreadable (%s); acknowledged and dropped", entry_id, stream, exc)
+                self._write("ack", (stream, instance, entry_id))
+                continue
+            state = states.get(entry_id) or {}
+            entry = Entry(
+                encode_id(entry_id),
+                txn,
+                accepted_at,
+                attempts=int(state.get("attempts", 0)),
+                next_at=float(state.get("next_at", 0.0)),
+            )
+            lane.add(entry, now)
+            lane.pending += 1
+
+    def _drop(self, pair: Pair) -> None:
+        """Forget ``pair``'s entries in memory; they stay pending in Redis for the next owner."""
+        self._lanes.pop(pair, None)
+        self._owned.discard(pair)
+        self._moving.discard(pair)
+        self._fresh.discard(pair)
+
+    def _release_if_idle(self, pair: Pair) -> None:
+        lane = self._lanes.get(pair)
+        if pair in self._moving and (lane is None or not lane.in_flight):
+            self._drop(pair)
+            self._write("release", pair)
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def _write(self, kind: str, args: Any) -> None:
+        """Record an outcome without waiting (at-least-once: a lost ack means one more delivery)."""
+        self._unwritten.append((kind, args))
+        if len(self._unwritten) == 1:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._write_unwritten()))
+
+    async def _write_unwritten(self) -> None:
+        writes, self._unwritten = self._unwritten, []
+        if not writes:
+            return
+        try:
+            await self.store.record(writes, self.leases)
+        except Exception as exc:  # noqa: BLE001 - kept and written by the maintenance loop
+            self._unreachable(exc)
+            self._unwritten[:0] = writes
+
+    # -- maintenance ---------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Beat and balance leases, count backlogs, write what failed before, trim streams."""
+        beat_every = max(min(self.visibility_timeout / 3, 2.0), 0.2)
+        next_beat = 0.0
+        while not self._closing:
+            try:
+                if time.monotonic() >= next_beat:
+                    await self._rebalance()
+                    next_beat = time.monotonic() + beat_every
+                backlog, dead = await self.store.count(self._instances)
+                self._backlog.update(backlog)
+                self._dead.update(dead)
+                await self._write_unwritten()
+                if self._instances:
+                    await self.store.trim({p for i, p in self._owned if i == self._instances[0]})
+                self._reached()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, say so once
+                self._unreachable(exc)
+            await asyncio.sleep(COUNT_INTERVAL)
+
+    async def _rebalance(self) -> None:
+        held, moving = await self.leases.beat(self._instances, self._owned | self._moving)
+        for pair in (self._owned | self._moving) - held:
+            log.warning("queue: lost the lease of %s partition %d to another daemon", *pair)
+            self._drop(pair)
+        for pair in held - self._owned - self._moving:
+            self._lanes[pair] = Lane(f"{pair[0]}:{pair[1]}", spilled=False, wakeup=self._wakeup[pair[0]])
+            self._fresh.add(pair)
+        self._owned = held - moving
+        self._moving = moving
+        for pair in list(moving):
+            self._release_if_idle(pair)
+        self._assigned.set()
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self._reachable:
+            log.error(
+                "queue %s is unreachable (%s); accepting nothing (503) until it answers again",
+                self.store.safe_url(self.url),
+                describe_error(exc),
+            )
+        self._reachable = False
+
+    def _reached(self) -> None:
+        if not self._reachable:
+            log.info("queue %s answers again", self.store.safe_url(self.url))
+        self._reachable = True

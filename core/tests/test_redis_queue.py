@@ -1,0 +1,201 @@
+"""The Redis queue (``queue = redis``) against a real redis-server: the queue contract, per-user
+order across retries, dead letters, several daemons sharing the work, takeover after a crash,
+and a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from push_notification.drivers import DriverInstance
+from push_notification.errors import PermanentError, PushNotificationError, RetryableError
+from push_notification.hookspecs import hookimpl
+from push_notification.queue import QueueFull
+from push_notification.queue.redis import RedisQueue
+from push_notification.queue.retry import RetryPolicy
+from push_notification.testing import make_event, make_transaction
+from push_notification.testing.redis import RedisServer, RedisUnavailable
+
+from .queue_helpers import Running, recorder, wait_for
+
+FAST = RetryPolicy(min_delay=0.05, max_delay=0.1, deadline=30.0)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
+    """A clean database for each test."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server.url
+
+
+def txn(user: str = "alice", uid: int = 1):
+    return make_transaction(make_event("MessageNew", uid=uid), user=user)
+
+
+async def started(url: str, **options) -> RedisQueue:
+    queue = RedisQueue(url, partitions=4, visibility_timeout=options.pop("visibility_timeout", 1.0), **options)
+    await queue.start()
+    return queue
+
+
+async def test_every_transaction_put_is_delivered_and_acknowledged(redis_url: str) -> None:
+    queue = await started(redis_url)
+    inst = recorder("a")
+    async with Running(queue, inst):
+        sent = [txn(user=f"u{i % 7}", uid=i) for i in range(50)]
+        for t in sent:
+            await queue.put(t)
+        await wait_for(lambda: len(inst.plugin.delivered) == 50)
+        await wait_for(lambda: queue.depth("a") == 0)
+    assert sorted(inst.plugin.delivered_ids) == sorted(t.id for t in sent)
+
+
+async def test_a_retry_holds_back_only_that_users_later_transactions(redis_url: str) -> None:
+    first = txn("alice", 1)
+
+    def script(t, attempt):
+        return RetryableError("endpoint busy") if t.id == first.id and attempt == 1 else None
+
+    queue = await started(redis_url, policy=FAST)
+    inst = recorder("a", script)
+    async with Running(queue, inst):
+        later, other = txn("alice", 2), txn("bob", 3)
+        for t in (first, later, other):
+            await queue.put(t)
+        await wait_for(lambda: len(inst.plugin.delivered) == 3)
+    order = inst.plugin.delivered_ids
+    assert order.index(first.id) < order.index(later.id)
+    assert order[0] == other.id
+
+
+async def test_a_permanent_failure_becomes_a_dead_letter_counted_by_every_daemon(redis_url: str) -> None:
+    queue = await started(redis_url)
+    inst = recorder("a", lambda t, n: PermanentError("410 gone"))
+    async with Running(queue, inst):
+        await queue.put(txn())
+        await wait_for(lambda: inst.plugin.attempts)
+        other = await started(redis_url)
+        other.attach(["a"])
+        await wait_for(lambda: other.dead_letters("a") == 1)
+        await other.close()
+        await wait_for(lambda: queue.depth("a") == 0)
+
+
+async def test_two_daemons_share_the_partitions_and_deliver_each_transaction_once_in_user_order(
+    redis_url: str,
+) -> None:
+    one, two = await started(redis_url), await started(redis_url)
+    a1, a2 = recorder("a"), recorder("a")
+    async with Running(one, a1), Running(two, a2):
+        await wait_for(lambda: one.leases.live == 2 and two.leases.live == 2)
+        sent = [txn(user=f"user{i % 13}", uid=i) for i in range(300)]
+        for i, t in enumerate(sent):
+            await (one if i % 2 else two).put(t)
+        await wait_for(lambda: len(a1.plugin.delivered) + len(a2.plugin.delivered) == 300)
+    delivered = a1.plugin.delivered + a2.plugin.delivered
+    assert sorted(t.id for t in delivered) == sorted(t.id for t in sent)
+    assert a1.plugin.delivered and a2.plugin.delivered, "both daemons deliver"
+    for plugin in (a1.plugin, a2.plugin):
+        uids: dict[str, list[int]] = {}
+        for t in plugin.delivered:
+            uids.setdefault(t.user.username, []).append(t.events[0].uid)
+        assert all(u == sorted(u) for u in uids.values())
+
+
+async def test_a_crashed_daemons_unacknowledged_deliveries_are_taken_over(redis_url: str) -> None:
+    gate = asyncio.Event()
+
+    class Stuck:
+        @hookimpl
+        async def end_txn(self, txn) -> None:
+            await gate.wait()
+
+    crashed = await started(redis_url, visibility_timeout=0.6)
+    dispatcher_task = Running(crashed, DriverInstance("a", "stuck", Stuck(), timeout=60.0))
+    await dispatcher_task.dispatcher.start()
+    sent = [txn(user=f"u{i}", uid=i) for i in range(10)]
+    for t in sent:
+        await crashed.put(t)
+    # Read from Redis (pending under its name), one of them in flight.
+    await wait_for(lambda: sum(lane.in_memory for lane in crashed._lanes.values()) == 10)
+    # A SIGKILL: the daemon stops beating and never acknowledges; its leases lapse.
+    for task in [*crashed._tasks, *crashed._readers.values()]:
+        task.cancel()
+    survivor = await started(redis_url, visibility_timeout=0.6)
+    inst = recorder("a")
+    async with Running(survivor, inst):
+        await wait_for(lambda: len(inst.plugin.delivered) == 10, timeout=20)
+    assert sorted(inst.plugin.delivered_ids) == sorted(t.id for t in sent)
+    gate.set()
+    with contextlib.suppress(Exception):
+        await dispatcher_task.dispatcher.stop(timeout=0)
+        await crashed.client.aclose()
+
+
+async def test_while_redis_is_away_puts_are_refused_with_503_and_delivery_resumes(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    queue = await started(redis_url)
+    inst = recorder("a")
+    async with Running(queue, inst):
+        await queue.put(txn("alice", 1))
+        await wait_for(lambda: len(inst.plugin.delivered) == 1)
+        redis_server.stop()
+        try:
+            with pytest.raises(QueueFull) as refused:
+                await queue.put(txn("alice", 2))
+            assert "unreachable" in str(refused.value)
+        finally:
+            redis_server.start()
+
+        async def accepted() -> None:
+            while True:
+                try:
+                    await queue.put(txn("alice", 3))
+                    return
+                except QueueFull:
+                    await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(accepted(), 15)
+        await wait_for(lambda: len(inst.plugin.delivered) == 2, timeout=15)
+
+
+async def test_an_unreachable_redis_at_start_up_is_one_clear_line() -> None:
+    from push_notification.testing.dovecot import free_port
+
+    queue = RedisQueue(f"redis://:secret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(PushNotificationError) as error:
+        await queue.start()
+    message = str(error.value)
+    assert "cannot use Redis" in message and "\n" not in message
+    assert "secret" not in message
+    await queue.client.aclose()
+
+
+async def test_daemons_must_agree_on_the_partition_count(redis_url: str) -> None:
+    queue = await started(redis_url)
+    other = RedisQueue(redis_url, partitions=8)
+    with pytest.raises(PushNotificationError, match="queue_partitions = 8.*set queue_partitions = 4"):
+        await other.start()
+    await other.client.aclose()
+    await queue.close()
