@@ -31,9 +31,10 @@ def _extras(package: str) -> str:
 
 
 def _install_dovecot(session: nox.Session, *scripts: str) -> None:
-    """Real Dovecot for the tests that compare with it (idempotent; needs root for apt-get):
-    2.3.19 from Debian, and with ``install-dovecot24`` a 2.4 chroot (about 30 s to build)."""
-    for script in ("install-dovecot", *scripts):
+    """Real Dovecot and Redis for the tests that use them (idempotent; needs root for apt-get):
+    Dovecot 2.3.19 and redis-server from Debian, and with ``install-dovecot24`` a 2.4 chroot
+    (about 30 s to build)."""
+    for script in ("install-dovecot", "install-redis", *scripts):
         path = ROOT / "scripts" / script
         if path.exists() and (os.geteuid() == 0 or os.environ.get("CI") == "true"):
             session.run("bash", str(path), external=True)
@@ -70,7 +71,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's source."""
-    session.install("mypy", "./core", *(f"./{p}" for p in DRIVERS))
+    session.install("mypy", "./core[redis]", *(f"./{p}" for p in DRIVERS))
     sources = [
         str(p)
         for pkg in PACKAGES

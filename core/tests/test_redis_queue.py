@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PermanentError, PushNotificationError, RetryableError
 from push_notification.hookspecs import hookimpl
 from push_notification.queue import QueueFull
 from push_notification.queue.redis import RedisQueue
+from push_notification.queue.redis_dead_letters import RedisDeadLetters
 from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.sqlite_store import Filter
 from push_notification.testing import make_event, make_transaction
 from push_notification.testing.redis import RedisServer, RedisUnavailable
 
@@ -53,7 +55,9 @@ def txn(user: str = "alice", uid: int = 1):
 
 
 async def started(url: str, **options) -> RedisQueue:
-    queue = RedisQueue(url, partitions=4, visibility_timeout=options.pop("visibility_timeout", 1.0), **options)
+    options.setdefault("partitions", 4)
+    options.setdefault("visibility_timeout", 1.0)
+    queue = RedisQueue(url, **options)
     await queue.start()
     return queue
 
@@ -104,10 +108,11 @@ async def test_a_permanent_failure_becomes_a_dead_letter_counted_by_every_daemon
 async def test_two_daemons_share_the_partitions_and_deliver_each_transaction_once_in_user_order(
     redis_url: str,
 ) -> None:
-    one, two = await started(redis_url), await started(redis_url)
+    one, two = await started(redis_url, partitions=16), await started(redis_url, partitions=16)
     a1, a2 = recorder("a"), recorder("a")
     async with Running(one, a1), Running(two, a2):
-        await wait_for(lambda: one.leases.live == 2 and two.leases.live == 2)
+        # Rendezvous hashing splits the 16 partitions; the first daemon hands the second its share.
+        await wait_for(lambda: one.owned and two.owned and len(one.owned | two.owned) == 16)
         sent = [txn(user=f"user{i % 13}", uid=i) for i in range(300)]
         for i, t in enumerate(sent):
             await (one if i % 2 else two).put(t)
@@ -195,7 +200,41 @@ async def test_an_unreachable_redis_at_start_up_is_one_clear_line() -> None:
 async def test_daemons_must_agree_on_the_partition_count(redis_url: str) -> None:
     queue = await started(redis_url)
     other = RedisQueue(redis_url, partitions=8)
-    with pytest.raises(PushNotificationError, match="queue_partitions = 8.*set queue_partitions = 4"):
+    with pytest.raises(PushNotificationError, match=r"queue_partitions = 8.*set queue_partitions = 4"):
         await other.start()
     await other.client.aclose()
     await queue.close()
+
+
+async def test_dead_letters_made_by_one_daemon_are_listed_and_retried_from_any_host(redis_url: str) -> None:
+    fixed = asyncio.Event()
+    queue = await started(redis_url)
+    inst = recorder("a", lambda t, n: None if fixed.is_set() else PermanentError("401 bad token"))
+    async with Running(queue, inst):
+        letter = txn("alice", 7)
+        await queue.put(letter)
+        await wait_for(lambda: inst.plugin.attempts)
+        book = RedisDeadLetters(redis_url)
+        await wait_for(lambda: [d.txn_id for d in book.dead_letters(Filter())] == [letter.id])
+        (row,) = book.dead_letters(Filter(instance="a", user="alice"))
+        assert (row.attempts, row.last_error) == (1, "PermanentError: 401 bad token")
+        shown = book.dead_letter_body("a", letter.id)
+        assert shown is not None and json.loads(shown[1])["id"] == letter.id
+        fixed.set()
+        assert book.requeue(Filter(instance="a")) == 1
+        await wait_for(lambda: inst.plugin.delivered_ids == [letter.id])
+        assert list(book.dead_letters(Filter())) == []
+        book.close()
+
+
+async def test_purge_deletes_only_matching_dead_letters(redis_url: str) -> None:
+    queue = await started(redis_url)
+    inst = recorder("a", lambda t, n: PermanentError("gone"))
+    async with Running(queue, inst):
+        for user in ("alice", "bob"):
+            await queue.put(txn(user))
+        book = RedisDeadLetters(redis_url)
+        await wait_for(lambda: len(list(book.dead_letters(Filter()))) == 2)
+        assert book.purge(Filter(user="bob")) == 1
+        assert [d.username for d in book.dead_letters(Filter())] == ["alice"]
+        book.close()

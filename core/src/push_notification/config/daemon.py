@@ -47,6 +47,9 @@ class DaemonConfig:
     queue_retry_delay: float = 1.0
     queue_retry_max_delay: float = 300.0
     queue_fsync: bool = False
+    queue_url: str = ""
+    queue_partitions: int = 16
+    queue_visibility_timeout: float = 10.0
     spool_dir: str | None = None
     max_pending: int = 100000
     event_loop: str = "auto"
@@ -152,9 +155,9 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "state directory (default /var/lib/push-notification as root, else ~/.local/state/...)"),
     DaemonSetting("metadata_path", "path", optional(os.path.expanduser), "",
                   "METADATA store (default STATE_DIR/metadata.sqlite)"),
-    DaemonSetting("queue", "queue", choice("memory", "sqlite"), "sqlite",
-                  "where pending transactions wait: sqlite (durable, retries, dead letters) or memory"
-                  " (faster; lost on restart, a failed delivery is dropped)"),
+    DaemonSetting("queue", "queue", choice("memory", "sqlite", "redis"), "sqlite",
+                  "where pending transactions wait: sqlite (durable, retries, dead letters), redis (the"
+                  " same, shared by many daemons: queue_url) or memory (faster; lost on restart)"),
     DaemonSetting("queue_path", "path", optional(os.path.expanduser), "",
                   "sqlite queue file (default STATE_DIR/queue.sqlite)"),
     DaemonSetting("queue_retry_deadline", "time", parse_timeout, "1h",
@@ -166,6 +169,14 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
     DaemonSetting("queue_fsync", "boolean", parse_yes_no, "no",
                   "sqlite queue: fsync before answering 2xx, so accepted work also survives a power cut"
                   " (no: it survives a crash or SIGKILL; yes costs one disk sync per commit)"),
+    DaemonSetting("queue_url", "URL", optional(str), "",
+                  "redis queue: redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS; ?ssl_ca_certs=FILE),"
+                  " unix:///PATH?db=N or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]"),
+    DaemonSetting("queue_partitions", "number", parse_positive_int, "16",
+                  "redis queue: streams users are spread over (per-user order, one owner each); the same on"
+                  " every daemon sharing the queue"),
+    DaemonSetting("queue_visibility_timeout", "time", parse_timeout, "10s",
+                  "redis queue: how long a silent daemon keeps its deliveries before another takes them over"),
     DaemonSetting("spool_dir", "directory", optional(os.path.expanduser), "",
                   "Dovecot bridge spool directory to watch (unset: off)"),
     DaemonSetting("max_pending", "number", parse_positive_int, "100000",
@@ -199,6 +210,10 @@ def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
         raise ConfigError(
             f"{lines['listen'].where}: listen = {values['listen']} lets other hosts submit transactions; "
             "set ingress_token (or listen on 127.0.0.1, [::1] or a unix: socket)"
+        )
+    if values.get("queue") == "redis" and not values.get("queue_url"):
+        raise ConfigError(
+            f"{lines['queue'].where}: queue = redis needs queue_url, e.g. queue_url = redis://127.0.0.1:6379/0"
         )
     return values
 

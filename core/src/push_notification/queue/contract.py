@@ -87,5 +87,9 @@ class Queue(ABC):
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
 
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect before the first ``attach`` (a shared queue checks it can be used: one clear
+        line at start-up rather than a 503 for every request)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at shutdown."""

@@ -32,7 +32,6 @@ import os
 import secrets
 import socket
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue.contract import Queue, QueueFull
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.redis_leases import Leases, Pair
-from push_notification.queue.redis_store import RedisStore, decode_id, encode_id, redis_client
+from push_notification.queue.redis_store import RedisStore, decode_id, encode_id, partition_of_user, redis_client
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.transaction import Transaction, transaction_from_json
 
@@ -132,6 +131,11 @@ class RedisQueue(Queue):
             await self.leases.release(self._owned | self._moving)
             await self.leases.leave()
         await self.client.aclose()
+
+    @property
+    def owned(self) -> frozenset[Pair]:
+        """The (instance, partition) pairs this daemon delivers now."""
+        return frozenset(self._owned)
 
     # -- the Queue interface -------------------------------------------------------
 
@@ -237,6 +241,7 @@ class RedisQueue(Queue):
             if lane is not None:
                 lane.finish(entry, now)
             letter = {
+                "id": txn.id,
                 "body": txn.json,
                 "user": txn.user.username,
                 "accepted_at": entry.accepted_at,
@@ -272,7 +277,7 @@ class RedisQueue(Queue):
     # -- accepting -----------------------------------------------------------------
 
     def partition(self, username: str) -> int:
-        return zlib.crc32(username.encode("utf-8", "surrogatepass")) % self.partitions
+        return partition_of_user(username, self.partitions)
 
     def _flush_puts(self) -> None:
         batch, self._batch = self._batch, []

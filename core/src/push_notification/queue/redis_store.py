@@ -13,6 +13,7 @@ Keys, all under one prefix (``pn`` by default):
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -39,6 +40,11 @@ def encode_id(entry_id: str) -> int:
 
 def decode_id(seq: int) -> str:
     return f"{seq // _SEQ_BASE}-{seq % _SEQ_BASE}"
+
+
+def partition_of_user(username: str, partitions: int) -> int:
+    """The stream a user's transactions go to: all of one user's, so their order holds."""
+    return zlib.crc32(username.encode("utf-8", "surrogatepass")) % partitions
 
 
 def redis_client(url: str) -> Any:

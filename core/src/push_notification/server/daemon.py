@@ -21,6 +21,7 @@ from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
+from push_notification.queue.redis import RedisQueue
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.server.ingress import create_app, listen_address
@@ -52,17 +53,25 @@ def make_queue(config: DaemonConfig) -> Queue:
     """The queue backend named by the ``queue`` setting."""
     if config.queue == "memory":
         return MemoryQueue(config.max_pending)
+    policy = RetryPolicy(
+        min_delay=config.queue_retry_delay,
+        max_delay=config.queue_retry_max_delay,
+        deadline=config.queue_retry_deadline,
+    )
     if config.queue == "sqlite":
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        policy = RetryPolicy(
-            min_delay=config.queue_retry_delay,
-            max_delay=config.queue_retry_max_delay,
-            deadline=config.queue_retry_deadline,
-        )
         return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
-    raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
+    if config.queue == "redis":
+        return RedisQueue(
+            config.queue_url,
+            partitions=config.queue_partitions,
+            visibility_timeout=config.queue_visibility_timeout,
+            policy=policy,
+            high_water=config.max_pending,
+        )
+    raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (sqlite, redis, memory)")
 
 
 def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> list[DriverInstance]:
@@ -125,7 +134,7 @@ class Daemon:
         self._stopping.set()
 
     def _set_retry_policies(self, config: DaemonConfig) -> None:
-        if isinstance(self.queue, SqliteQueue):
+        if isinstance(self.queue, SqliteQueue | RedisQueue):
             for inst in config.instances:
                 self.queue.policies[inst.name] = retry_policy(inst, config)
 
@@ -196,6 +205,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.queue.start()
         await self.dispatcher.start()
         app = create_app(
             self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
