@@ -133,4 +133,4 @@ def test_memory_mode_has_no_dead_letters(tmp_path):
     config.write_text("queue = memory\npush_notification dlog { }\n")
     code, out = run("-c", str(config), "list")
     assert code == 1
-    assert out.strip() == f"Error: {config}: queue = memory keeps no dead letters (set queue = sqlite)"
+    assert out.strip() == f"Error: {config}: queue = memory keeps no dead letters (set queue = sqlite or redis)"

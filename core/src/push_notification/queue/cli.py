@@ -8,7 +8,6 @@ directly, with or without a running daemon (which picks up retried letters withi
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,15 +16,8 @@ import click
 
 from push_notification.config import load_config
 from push_notification.errors import PushNotificationError
-from push_notification.queue.sqlite_store import (
-    DeadLetter,
-    Filter,
-    dead_letter_body,
-    dead_letters,
-    open_store,
-    purge,
-    requeue,
-)
+from push_notification.queue.dead_letters import DeadLetterBook, open_dead_letters
+from push_notification.queue.sqlite_store import DeadLetter, Filter
 from push_notification.settings import parse_time
 
 
@@ -57,16 +49,10 @@ def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _open(queue_path: str | None) -> sqlite3.Connection:
+def _open(queue_path: str | None) -> DeadLetterBook:
     try:
-        if queue_path is None:
-            config = load_config(_group_config())
-            if config.queue != "sqlite":
-                raise PushNotificationError(
-                    f"{config.source}: queue = {config.queue} keeps no dead letters (set queue = sqlite)"
-                )
-            queue_path = config.queue_path
-        return open_store(queue_path, create=False)
+        config = load_config(_group_config()) if queue_path is None else None
+        return open_dead_letters(config, queue_path)
     except PushNotificationError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -132,7 +118,7 @@ def list_command(queue_path: str | None, as_json: bool, limit: int | None, **opt
     conn = _open(queue_path)
     try:
         count = 0
-        for letter in dead_letters(conn, _filter(options), limit=limit):
+        for letter in conn.dead_letters(_filter(options), limit=limit):
             count += 1
             if as_json:
                 click.echo(json.dumps(_as_dict(letter)))
@@ -157,7 +143,7 @@ def show_command(instance: str, txn_id: str, queue_path: str | None) -> None:
     """Show one dead letter and its transaction (INSTANCE and ID as `queue list` prints them)."""
     conn = _open(queue_path)
     try:
-        found = dead_letter_body(conn, instance, txn_id)
+        found = conn.dead_letter_body(instance, txn_id)
     finally:
         conn.close()
     if found is None:
@@ -177,7 +163,7 @@ def retry_command(queue_path: str | None, **options: Any) -> None:
     """Send matching dead letters back for delivery (with a fresh retry deadline)."""
     conn = _open(queue_path)
     try:
-        count = requeue(conn, _filter(options))
+        count = conn.requeue(_filter(options))
     finally:
         conn.close()
     click.echo(f"requeued {count} dead letter(s); a running daemon delivers them within a second")
@@ -193,7 +179,7 @@ def purge_command(queue_path: str | None, everything: bool, **options: Any) -> N
         raise click.UsageError("purge needs a filter (--instance, --user, --older-than, ...) or --all")
     conn = _open(queue_path)
     try:
-        count = purge(conn, which)
+        count = conn.purge(which)
     finally:
         conn.close()
     click.echo(f"purged {count} dead letter(s)")

@@ -1,0 +1,82 @@
+"""Dead letters as ``push-notification queue`` sees them, whichever queue keeps them.
+
+A small interface with one implementation per durable queue: the SQLite file of one daemon,
+or Redis shared by many (``redis_dead_letters.py``), so the commands work unchanged on both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Protocol
+
+from push_notification.config import DaemonConfig
+from push_notification.errors import PushNotificationError
+from push_notification.queue.sqlite_store import (
+    DeadLetter,
+    Filter,
+    dead_letter_body,
+    dead_letters,
+    open_store,
+    purge,
+    requeue,
+)
+
+
+class DeadLetterBook(Protocol):
+    """List, show, retry and purge the dead letters of one queue."""
+
+    def where(self) -> str:
+        """The queue read, for the commands to say (never with a password)."""
+
+    def dead_letters(self, which: Filter, *, limit: int | None = None) -> Iterator[DeadLetter]: ...
+
+    def dead_letter_body(self, instance: str, txn_id: str) -> tuple[DeadLetter, str] | None: ...
+
+    def requeue(self, which: Filter) -> int: ...
+
+    def purge(self, which: Filter) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDeadLetters:
+    """The dead letters in one daemon's queue file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection = open_store(path, create=False)
+
+    def where(self) -> str:
+        return f"queue file {self.path}"
+
+    def dead_letters(self, which: Filter, *, limit: int | None = None) -> Iterator[DeadLetter]:
+        return dead_letters(self.conn, which, limit=limit)
+
+    def dead_letter_body(self, instance: str, txn_id: str) -> tuple[DeadLetter, str] | None:
+        return dead_letter_body(self.conn, instance, txn_id)
+
+    def requeue(self, which: Filter) -> int:
+        return requeue(self.conn, which)
+
+    def purge(self, which: Filter) -> int:
+        return purge(self.conn, which)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_dead_letters(config: DaemonConfig | None, queue_path: str | None) -> DeadLetterBook:
+    """The book of ``--queue-path`` when given, else of the config's queue."""
+    if queue_path is not None:
+        return SqliteDeadLetters(queue_path)
+    assert config is not None
+    if config.queue == "sqlite":
+        return SqliteDeadLetters(config.queue_path)
+    if config.queue == "redis":
+        from push_notification.queue.redis_dead_letters import RedisDeadLetters
+
+        return RedisDeadLetters(config.queue_url)
+    raise PushNotificationError(
+        f"{config.source}: queue = {config.queue} keeps no dead letters (set queue = sqlite or redis)"
+    )
