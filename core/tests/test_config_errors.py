@@ -103,7 +103,8 @@ def test_a_misspelt_daemon_setting_gets_a_suggestion() -> None:
     assert error(DLOG + "\n\nlsiten = 127.0.0.1:8425\n") == (
         f"{SOURCE}:4: unknown setting 'lsiten' (did you mean 'listen'? known: listen, log_level, log_format, "
         "ingress_token, driver_timeout, state_dir, metadata_path, queue, queue_path, queue_retry_deadline, "
-        "queue_retry_delay, queue_retry_max_delay, queue_fsync, spool_dir, max_pending, event_loop)"
+        "queue_retry_delay, queue_retry_max_delay, queue_fsync, queue_url, queue_partitions, "
+        "queue_visibility_timeout, spool_dir, max_pending, event_loop)"
     )
 
 
@@ -149,7 +150,8 @@ def test_a_config_without_instances() -> None:
         ("driver_timeout = 10 parsecs", "invalid time '10 parsecs' for driver_timeout (use e.g. 10s, 2 mins, 500ms)"),
         ("driver_timeout = 0", "invalid time '0' for driver_timeout (must be more than 0, e.g. 30s)"),
         ("state_dir =", "invalid directory '' for state_dir (give a directory path)"),
-        ("queue = redis", "invalid queue 'redis' for queue (use one of: memory, sqlite)"),
+        ("queue = kafka", "invalid queue 'kafka' for queue (use one of: memory, sqlite, redis)"),
+        ("queue = redis", "queue = redis needs queue_url, e.g. queue_url = redis://127.0.0.1:6379/0"),
         ("max_pending = 0", "invalid number '0' for max_pending (use a whole number of at least 1)"),
         ("max_pending = lots", "invalid number 'lots' for max_pending (use a whole number of at least 1)"),
     ],

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from push_notification.drivers import DriverInstance
@@ -20,34 +18,11 @@ from push_notification.queue.redis_dead_letters import RedisDeadLetters
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite_store import Filter
 from push_notification.testing import make_event, make_transaction
-from push_notification.testing.redis import RedisServer, RedisUnavailable
+from push_notification.testing.redis import RedisServer
 
 from .queue_helpers import Running, recorder, wait_for
 
 FAST = RetryPolicy(min_delay=0.05, max_delay=0.1, deadline=30.0)
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(exc))
-    with server:
-        yield server
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
-    """A clean database for each test."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(redis_server.url)
-    await client.flushall()
-    await client.aclose()
-    yield redis_server.url
 
 
 def txn(user: str = "alice", uid: int = 1):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +17,11 @@ from push_notification.errors import PushNotificationError
 from push_notification.events import event_type
 from push_notification.queue.cli import queue_group
 from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
-from push_notification.server.metadata import MetadataStore
+from push_notification.server.metadata import MetadataStore, open_metadata
 from push_notification.transaction import transaction_from_dict
+
+if TYPE_CHECKING:
+    from push_notification.server.redis_metadata import RedisMetadataStore
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
 CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
@@ -180,8 +183,8 @@ def metadata() -> None:
     """Server METADATA per user (as doveadm mailbox metadata), e.g. OX activation."""
 
 
-def _store(config_path: str | None) -> MetadataStore:
-    return MetadataStore(load_config(config_path).metadata_path)
+def _store(config_path: str | None) -> MetadataStore | RedisMetadataStore:
+    return open_metadata(load_config(config_path))
 
 
 def _metadata_options(func: Any) -> Any:

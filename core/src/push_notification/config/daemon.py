@@ -47,7 +47,7 @@ class DaemonConfig:
     queue_retry_delay: float = 1.0
     queue_retry_max_delay: float = 300.0
     queue_fsync: bool = False
-    queue_url: str = ""
+    queue_url: str | None = None
     queue_partitions: int = 16
     queue_visibility_timeout: float = 10.0
     spool_dir: str | None = None

@@ -73,7 +73,7 @@ def open_dead_letters(config: DaemonConfig | None, queue_path: str | None) -> De
     assert config is not None
     if config.queue == "sqlite":
         return SqliteDeadLetters(config.queue_path)
-    if config.queue == "redis":
+    if config.queue == "redis" and config.queue_url:
         from push_notification.queue.redis_dead_letters import RedisDeadLetters
 
         return RedisDeadLetters(config.queue_url)

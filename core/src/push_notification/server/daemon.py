@@ -18,14 +18,14 @@ from aiohttp import web
 
 from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
 from push_notification.dispatch import Dispatcher
-from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
+from push_notification.drivers import DriverContext, DriverInstance, Metadata, create_instance, find_driver
 from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.redis import RedisQueue
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.server.ingress import create_app, listen_address
-from push_notification.server.metadata import MetadataStore
+from push_notification.server.metadata import open_metadata
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
 from push_notification.settings import Settings
@@ -64,6 +64,7 @@ def make_queue(config: DaemonConfig) -> Queue:
             path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
     if config.queue == "redis":
+        assert config.queue_url, "checked when the config was read"
         return RedisQueue(
             config.queue_url,
             partitions=config.queue_partitions,
@@ -74,7 +75,7 @@ def make_queue(config: DaemonConfig) -> Queue:
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (sqlite, redis, memory)")
 
 
-def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> list[DriverInstance]:
+def build_instances(config: DaemonConfig, metadata: Metadata | None) -> list[DriverInstance]:
     """Load the configured drivers through their entry points and create every instance.
 
     Every mistake (unknown driver, bad setting) is raised here, at start-up.
@@ -93,7 +94,7 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
     return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
 
 
-def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
+def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: Metadata | None) -> DriverInstance:
     retry_policy(inst, config)
     factory = find_driver(inst.driver, inst.name, inst.where).load()
     state_dir = Path(config.state_dir) / "drivers" / inst.name
@@ -113,7 +114,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.metadata = MetadataStore(config.metadata_path)
+        self.metadata = open_metadata(config)
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
         self._set_retry_policies(config)

@@ -12,8 +12,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from push_notification.config import DaemonConfig
 from push_notification.errors import PushNotificationError
+
+if TYPE_CHECKING:
+    from push_notification.server.redis_metadata import RedisMetadataStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metadata (
@@ -94,3 +99,12 @@ class MetadataStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def open_metadata(config: DaemonConfig) -> MetadataStore | RedisMetadataStore:
+    """The METADATA store the config names: in Redis beside a shared queue, else the SQLite file."""
+    if config.queue == "redis" and config.queue_url:
+        from push_notification.server.redis_metadata import RedisMetadataStore
+
+        return RedisMetadataStore(config.queue_url)
+    return MetadataStore(config.metadata_path)
