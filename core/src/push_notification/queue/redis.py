@@ -98,6 +98,9 @@ class RedisQueue(Queue):
         #: Pairs held whose older pending deliveries must be taken over before reading more.
         self._fresh: set[Pair] = set()
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
+        #: Per pair held, transactions accepted here and not yet read back: delivered as the
+        #: same object (parsing them again would cost as much as the rest of the delivery).
+        self._local: dict[Pair, dict[str, Transaction]] = {}
         self._backlog: dict[str, int] = {}
         self._dead: dict[str, int] = {}
         self._batch: list[tuple[str, dict[str, str], asyncio.Future[str]]] = []
@@ -167,11 +170,24 @@ class RedisQueue(Queue):
             await self._groups
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        fields = {"t": txn.json, "at": repr(time.time())}
+        fields = {"t": txn.json, "at": repr(time.time()), "id": txn.id}
         if not self._batch:
             loop.call_soon(self._flush_puts)
-        self._batch.append((self.store.stream(self.partition(txn.user.username)), fields, future))
-        await future
+        partition = self.partition(txn.user.username)
+        self._batch.append((self.store.stream(partition), fields, future))
+        cached = [
+            local
+            for local in (self._local.get((name, partition)) for name in self._instances)
+            if local is not None and len(local) < self.window
+        ]
+        for local in cached:
+            local[txn.id] = txn
+        try:
+            await future
+        except BaseException:
+            for local in cached:
+                local.pop(txn.id, None)
+            raise
         self.observer.accepted(txn)
 
     async def get(self, instance: str, limit: int) -> list[Transaction]:
@@ -214,7 +230,7 @@ class RedisQueue(Queue):
         if error is None:
             if lane is not None:
                 lane.finish(entry, now)
-            self._write("ack", (stream, instance, entry_id))
+            self._write("ack", (stream, instance, entry_id, entry.attempts > 0))
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             self._release_if_idle(pair)
             return
@@ -354,17 +370,21 @@ class RedisQueue(Queue):
         instance = pair[0]
         now = time.time()
         stream = self.store.stream(pair[1])
+        local = self._local.get(pair)
         for entry_id, fields in entries:
             only = fields.get("only")
             if only is not None and only != instance:
-                self._write("ack", (stream, instance, entry_id))
+                self._write("ack", (stream, instance, entry_id, False))
                 continue
             try:
-                txn = transaction_from_json(fields["t"])
+                # Accepted here: the very object, not parsed again.
+                txn = local.pop(fields.get("id", ""), None) if local is not None else None
+                if txn is None:
+                    txn = transaction_from_json(fields["t"])
                 accepted_at = float(fields["at"])
             except (KeyError, ValueError, PushNotificationError) as exc:
                 log.error("queue: entry %s of %s is unreadable (%s); acknowledged and dropped", entry_id, stream, exc)
-                self._write("ack", (stream, instance, entry_id))
+                self._write("ack", (stream, instance, entry_id, False))
                 continue
             state = states.get(entry_id) or {}
             entry = Entry(
@@ -380,6 +400,7 @@ class RedisQueue(Queue):
     def _drop(self, pair: Pair) -> None:
         """Forget ``pair``'s entries in memory; they stay pending in Redis for the next owner."""
         self._lanes.pop(pair, None)
+        self._local.pop(pair, None)
         self._owned.discard(pair)
         self._moving.discard(pair)
         self._fresh.discard(pair)
@@ -439,6 +460,7 @@ class RedisQueue(Queue):
             self._drop(pair)
         for pair in held - self._owned - self._moving:
             self._lanes[pair] = Lane(f"{pair[0]}:{pair[1]}", spilled=False, wakeup=self._wakeup[pair[0]])
+            self._local[pair] = {}
             self._fresh.add(pair)
         self._owned = held - moving
         self._moving = moving

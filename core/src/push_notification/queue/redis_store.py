@@ -186,13 +186,18 @@ class RedisStore:
         return {entry_id: json.loads(value) for entry_id, value in zip(ids, values, strict=True) if value}
 
     async def record(self, writes: Sequence[tuple[str, Any]], leases: Any) -> None:
-        """Outcomes in one round trip: acks, retry states, dead letters, lease releases."""
+        """Outcomes in one round trip: retry states and dead letters in order, then the acks (one
+        ``XACK`` per stream and group), then lease releases, which must follow their acks."""
+        acks: dict[tuple[str, str], list[str]] = {}
+        cleared: dict[str, list[str]] = {}
+        releases = []
         async with self.client.pipeline(transaction=False) as pipe:
             for kind, args in writes:
                 if kind == "ack":
-                    stream, group, entry_id = args
-                    pipe.xack(stream, group, entry_id)
-                    pipe.hdel(self.retries(group), entry_id)
+                    stream, group, entry_id, had_state = args
+                    acks.setdefault((stream, group), []).append(entry_id)
+                    if had_state:
+                        cleared.setdefault(group, []).append(entry_id)
                 elif kind == "retry":
                     instance, entry_id, state = args
                     pipe.hset(self.retries(instance), entry_id, state)
@@ -201,8 +206,12 @@ class RedisStore:
                     keys = [stream, self.dead(instance), self.retries(instance)]
                     pipe.eval(DEAD_SCRIPT, len(keys), *keys, instance, entry_id, letter)
                 elif kind == "release":
-                    instance, partition = args
-                    leases.release_in(pipe, [(instance, partition)])
+                    releases.append(args)
+            for (stream, group), ids in acks.items():
+                pipe.xack(stream, group, *ids)
+            for group, ids in cleared.items():
+                pipe.hdel(self.retries(group), *ids)
+            leases.release_in(pipe, releases)
             await pipe.execute()
 
     async def count(self, instances: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:

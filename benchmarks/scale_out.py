@@ -1,0 +1,169 @@
+"""Scale-out: the SQLite queue on one daemon against the Redis queue on 1, 2 and 4 daemons.
+
+Each setup runs real daemons (``push-notification serve``, no-op driver) and a real
+redis-server (AOF, ``appendfsync everysec``); the load generator spreads keep-alive HTTP posts
+over the daemons. Printed per setup, all in one run so they can be compared:
+
+* accepted tx/s (posts answered 202) and delivered tx/s (every daemon's no-op driver done);
+* daemon CPU per transaction (user + system time of every daemon process / transactions);
+* p50/p99 ingress latency at a steady 400 tx/s (open loop).
+
+    python benchmarks/scale_out.py [--transactions 20000] [--rate 400] [--seconds 10]
+
+Targets (issue 17, this 2-core machine): Redis, one daemon: >= 5,000 tx/s accepted and
+p99 <= 3 ms at 400 tx/s; daemon CPU per transaction with Redis <= 1.5x SQLite's; CPU per
+transaction from 1 to 4 daemons grows by <= 20 % (the cores, not the design, bound the total).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from durable import DRIVER_DIR, Connection, free_port, latency, request_bytes
+from push_notification.testing.redis import RedisServer
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """One daemon of a setup: its port, its process, its CPU time."""
+
+    def __init__(self, workdir: Path, name: str, queue_lines: str) -> None:
+        self.port = free_port()
+        config = workdir / f"{name}.conf"
+        config.write_text(
+            f"listen = 127.0.0.1:{self.port}\nstate_dir = {workdir / name}\n{queue_lines}"
+            "max_pending = 1000000\nlog_level = warning\npush_notification noop {\n driver = durable_test_noop\n}\n"
+        )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
+        self.log = (workdir / f"{name}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from push_notification.cli import main; main()", "serve", "-c", str(config)],
+            stdout=self.log,
+            stderr=self.log,
+            env=env,
+        )
+
+    async def ready(self) -> None:
+        for _ in range(400):
+            try:
+                (await Connection.open(self.port)).close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise SystemExit(f"daemon did not start; see {self.log.name}")
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    async def delivered(self, connection: Connection) -> int:
+        """Deliveries this daemon's no-op instance finished (its /metrics counter)."""
+        connection.writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
+        head = await connection.reader.readuntil(b"\r\n\r\n")
+        length = next(int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:")
+        text = (await connection.reader.readexactly(length)).decode()
+        for line in text.splitlines():
+            if line.startswith("push_notification_deliveries_total{") and 'outcome="delivered"' in line:
+                return int(float(line.rpartition(" ")[2]))
+        return 0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+async def throughput(daemons: list[Daemon], total: int, connections: int) -> tuple[float, float, float]:
+    """(accepted/s, delivered/s, daemon CPU ms per transaction) for ``total`` posts spread evenly."""
+    requests = [request_bytes(0, f"user{i % 1000}", i) for i in range(total)]
+    pool = [await Connection.open(daemons[i % len(daemons)].port) for i in range(connections)]
+    probes = [await Connection.open(d.port) for d in daemons]
+    before = sum([await d.delivered(p) for d, p in zip(daemons, probes, strict=True)])
+    cpu_before = sum(d.cpu() for d in daemons)
+    next_index = 0
+
+    async def worker(connection: Connection) -> None:
+        nonlocal next_index
+        while next_index < total:
+            request = requests[next_index]
+            next_index += 1
+            status = await connection.post(request)
+            if status != 202:
+                raise SystemExit(f"ingress answered {status}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in pool))
+    accepted = time.perf_counter() - started
+    while sum([await d.delivered(p) for d, p in zip(daemons, probes, strict=True)]) - before < total:
+        await asyncio.sleep(0.005)
+    delivered = time.perf_counter() - started
+    cpu = sum(d.cpu() for d in daemons) - cpu_before
+    for connection in [*pool, *probes]:
+        connection.close()
+    return total / accepted, total / delivered, cpu / total * 1000
+
+
+async def measure(name: str, workdir: Path, queue_lines: str, count: int, args: argparse.Namespace) -> dict[str, float]:
+    daemons = [Daemon(workdir, f"{name}-{i}", queue_lines) for i in range(count)]
+    try:
+        for daemon in daemons:
+            await daemon.ready()
+        await asyncio.sleep(1.0 if count > 1 else 0.2)  # leases settle
+        await throughput(daemons, 2000, args.connections)  # warm-up
+        accepted, delivered, cpu = await throughput(daemons, args.transactions, args.connections)
+        p50, p99, _ = await latency(daemons[0], args.rate, args.seconds)
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    return {"accepted": accepted, "delivered": delivered, "cpu": cpu, "p50": p50, "p99": p99}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--transactions", type=int, default=20_000, help="transactions per throughput run")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections for throughput")
+    parser.add_argument("--rate", type=float, default=400.0, help="steady rate for the latency run (tx/s)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="pn-scale-bench-") as tmp:
+        results["sqlite x1"] = await measure("sqlite", Path(tmp), "queue = sqlite\n", 1, args)
+        for count in (1, 2, 4):
+            with RedisServer() as redis:
+                lines = f"queue = redis\nqueue_url = {redis.url}\n"
+                results[f"redis x{count}"] = await measure(f"redis{count}", Path(tmp), lines, count, args)
+    load = os.getloadavg()[0]
+    print(
+        f"push-notification daemons over HTTP, no-op driver, {os.cpu_count()} CPUs (load average {load:.1f}),"
+        f" {args.transactions} transactions per setup"
+    )
+    print(
+        f"{'setup':10} {'accepted tx/s':>14} {'delivered tx/s':>15} {'CPU ms/tx':>10}"
+        f"   ingress latency at {args.rate:g} tx/s (first daemon)"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:10} {r['accepted']:14,.0f} {r['delivered']:15,.0f} {r['cpu']:10.3f}"
+            f"   p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms"
+        )
+    one, sqlite, four = results["redis x1"], results["sqlite x1"], results["redis x4"]
+    print(
+        f"targets: redis x1 accepted >= 5,000 tx/s: {'met' if one['accepted'] >= 5000 else 'NOT met'}"
+        f" ({one['accepted']:,.0f}); redis x1 p99 <= 3 ms: {'met' if one['p99'] <= 3.0 else 'NOT met'}"
+        f" ({one['p99']:.2f}); CPU/tx redis/sqlite {one['cpu'] / sqlite['cpu']:.2f} (<= 1.5);"
+        f" CPU/tx x4/x1 {four['cpu'] / one['cpu']:.2f} (<= 1.2)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
