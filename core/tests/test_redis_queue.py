@@ -213,3 +213,18 @@ async def test_purge_deletes_only_matching_dead_letters(redis_url: str) -> None:
         assert book.purge(Filter(user="bob")) == 1
         assert [d.username for d in book.dead_letters(Filter())] == ["alice"]
         book.close()
+
+
+async def test_a_redis_that_evicts_keys_is_refused_at_start_up(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    admin = aioredis.from_url(redis_url)
+    await admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        queue = RedisQueue(redis_url, partitions=4)
+        with pytest.raises(PushNotificationError, match="maxmemory-policy noeviction"):
+            await queue.start()
+        await queue.client.aclose()
+    finally:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.aclose()

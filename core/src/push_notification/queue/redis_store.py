@@ -134,11 +134,25 @@ class RedisStore:
             raise PushNotificationError(
                 f"queue_url {mask_url(url)}: cannot use Redis: {text} (is redis-server running and queue_url right?)"
             ) from None
+        policy = await self._eviction_policy()
+        if policy.startswith("allkeys"):
+            raise PushNotificationError(
+                f"queue_url {mask_url(url)}: Redis evicts keys when full (maxmemory-policy {policy}), which would"
+                " drop accepted transactions; set maxmemory-policy noeviction in redis.conf"
+            )
         if stored != self.partitions:
             raise PushNotificationError(
                 f"queue_partitions = {self.partitions}, but the queue at {mask_url(url)} was made with"
                 f" {stored}; set queue_partitions = {stored} on every daemon"
             )
+
+    async def _eviction_policy(self) -> str:
+        """Redis' ``maxmemory-policy``, or ``""`` where CONFIG is disabled (managed services)."""
+        try:
+            reply = await self.client.config_get("maxmemory-policy")
+        except Exception:  # noqa: BLE001 - CONFIG may be renamed or refused; nothing to check then
+            return ""
+        return str(reply.get("maxmemory-policy", ""))
 
     async def ensure_groups(self, instances: Iterable[str]) -> None:
         """One consumer group per instance on every stream, from now on (``$``)."""
