@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal, Protocol
 
 from push_notification.errors import PushNotificationError
+from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction
 
 
@@ -86,6 +87,13 @@ class Queue(ABC):
     def dead_letters(self, instance: str | None = None) -> int:
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
+
+    def requeue_taken(self, instance: str) -> None:  # noqa: B027 - optional hook
+        """Hand back what ``get`` gave ``instance`` and ``done`` has not been told of: its
+        worker crashed and is restarting, and must see those transactions again."""
+
+    def supervise(self, report: CrashReport) -> None:  # noqa: B027 - optional hook
+        """Tell ``report`` of crashes of the queue's own threads (they restart either way)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at shutdown."""

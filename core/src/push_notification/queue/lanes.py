@@ -102,6 +102,13 @@ class Lane:
             batch.append(self.users[user][0].txn)
         return batch
 
+    def requeue_in_flight(self, now: float) -> None:
+        """The consumer lost what it had taken (its worker crashed): deliverable again."""
+        users, self.in_flight = self.in_flight, set()
+        for user in users:
+            if user in self.users:
+                self.schedule(user, now)
+
     def head(self, txn: Transaction) -> Entry | None:
         """The in-flight entry of ``txn``, if this lane handed it out."""
         fifo = self.users.get(txn.user.username)

@@ -39,6 +39,7 @@ from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite_store import Checkpointer, lock_exclusively, open_store
+from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.queue")
@@ -279,6 +280,15 @@ class SqliteQueue(Queue):
                 instance,
             )
         self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def requeue_taken(self, instance: str) -> None:
+        lane = self._lanes.get(instance)
+        if lane is not None:
+            lane.requeue_in_flight(time.time())
+
+    def supervise(self, report: CrashReport) -> None:
+        self._writer.report = report
+        self._checkpointer.report = report
 
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from push_notification.errors import PushNotificationError
+from push_notification.queue.threads import CrashReport, log_crash, run_restarting
 
 log = logging.getLogger("push_notification.queue")
 
@@ -101,10 +102,19 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
         raise
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise QueueStoreError(
-            f"{where}: not usable ({exc}); fix its permissions, or move a damaged file aside to start an empty queue"
-        ) from None
+        raise QueueStoreError(f"{where}: not usable ({exc}); {_fix(exc)}") from None
     return conn
+
+
+def _fix(exc: sqlite3.Error) -> str:
+    """What to do about a queue file SQLite refuses: never "move it aside" when the file is
+    fine and only the disk is full or read-only (moving it would drop accepted work)."""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        return "the disk is full: free space on its file system and start again (keep the file: it holds accepted work)"
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+        return "make the file and its directory writable for the daemon's user (and check the disk)"
+    return "fix its permissions, or move a damaged file aside to start an empty queue"
 
 
 class Checkpointer:
@@ -122,7 +132,9 @@ class Checkpointer:
         self.interval = interval
         self.wal_limit = wal_limit
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pn-queue-checkpoint", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="pn-queue-checkpoint", daemon=True)
+        #: Told of a crash of the thread (the supervisor); it restarts either way.
+        self.report: CrashReport = log_crash
 
     def start(self) -> None:
         self._thread.start()
@@ -137,6 +149,9 @@ class Checkpointer:
             return self.wal.stat().st_size
         except OSError:
             return 0
+
+    def _main(self) -> None:
+        run_restarting("queue checkpointer", self._run, lambda: self.report, self._stop)
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
