@@ -113,11 +113,11 @@ class Daemon:
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
-        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
         #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
         self.health_state = Health()
-        self.supervisor = Supervisor(self.health_state, counted=self.metrics.task_crashed, on_fatal=self.stop)
+        self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
         self.dispatcher = Dispatcher(self.queue, self.instances, spawn=self.supervisor.start)
+        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
         self.queue.observer = self.metrics
         self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
@@ -137,6 +137,9 @@ class Daemon:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _count_crash(self, task: str) -> None:
+        self.metrics.task_crashed(task)
 
     def _set_retry_policies(self, config: DaemonConfig) -> None:
         if isinstance(self.queue, SqliteQueue):
