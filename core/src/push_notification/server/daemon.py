@@ -56,12 +56,7 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        policy = RetryPolicy(
-            min_delay=config.queue_retry_delay,
-            max_delay=config.queue_retry_max_delay,
-            deadline=config.queue_retry_deadline,
-        )
-        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        return SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
@@ -125,9 +120,10 @@ class Daemon:
         self._stopping.set()
 
     def _set_retry_policies(self, config: DaemonConfig) -> None:
-        if isinstance(self.queue, SqliteQueue):
-            for inst in config.instances:
-                self.queue.policies[inst.name] = retry_policy(inst, config)
+        """Each instance's retry policy, given to the queue (whichever backend it is)."""
+        self.queue.retry_policies = MappingProxyType(
+            {inst.name: retry_policy(inst, config) for inst in config.instances}
+        )
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file (see :meth:`apply`)."""
@@ -197,14 +193,12 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.dispatcher.start()
-        app = create_app(
-            self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
-        )
+        app = create_app(self.queue, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         spool = None
         if self.config.spool_dir:
-            spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
+            spool = SpoolReader(self.config.spool_dir, self.queue)
         try:
             await self._start_site(runner)
             if spool is not None:

@@ -2,21 +2,18 @@
 
 The bridge script writes each transaction as one JSON file into ``SPOOL/tmp/`` and renames it
 into ``SPOOL/new/`` (as Maildir does), so a file in ``new/`` is always complete. The reader
-watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net),
-hands each transaction to ``submit`` and deletes the file only after ``submit`` returned: a
-daemon that is down or restarting loses nothing, it finds the files on start.
+watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net)
+and puts each transaction into the queue with ``put_held``: the file is the sender's durable
+copy of the "held" contract (see :meth:`push_notification.queue.Queue.put_held`), deleted
+when the queue releases it. A daemon that is down or restarting loses nothing: it finds the
+files on start.
 
-With ``submit_held`` (the daemon's durable queue), the file itself stays the transaction's
-durable copy while it is delivered: the queue calls back to delete it once every instance
-delivered it, or once the queue wrote its own row (an instance must retry). Nothing is then
-written twice on the happy path.
-
-``submit`` raising :class:`~push_notification.queue.QueueFull` means "not now": the file stays
-and is tried again after ``retry_after``. A file that is not a valid transaction is moved to
+:class:`~push_notification.queue.QueueFull` means "not now": the file stays and is tried
+again after ``retry_after``. A file that is not a valid transaction is moved to
 ``SPOOL/bad/`` with one log line: never lost, never retried in a loop.
 
-Delivery is at-least-once: if the daemon dies between ``submit`` and the delete, the file is
-submitted again on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
+Delivery is at-least-once: if the daemon dies before the release, the file is taken in again
+on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
 """
 
 from __future__ import annotations
@@ -26,45 +23,38 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from inotify_simple import INotify, flags
 
 from push_notification.errors import EventError, PushNotificationError
-from push_notification.queue import QueueFull
-from push_notification.transaction import Transaction, transaction_from_json
+from push_notification.queue import Queue, QueueFull
+from push_notification.transaction import transaction_from_json
 
 __all__ = ["SpoolReader"]
 
 log = logging.getLogger("push_notification.server.spool")
 
-Submit = Callable[[Transaction], Awaitable[None]]
-#: Accepts a transaction whose file stays until the given release callback is called.
-SubmitHeld = Callable[[Transaction, Callable[[], None]], Awaitable[None]]
-
 
 class SpoolReader:
-    """Feeds the files in ``spool_dir/new`` to ``submit``, oldest first, until stopped."""
+    """Puts the files in ``spool_dir/new`` into ``queue``, oldest first, until stopped."""
 
     def __init__(
         self,
         spool_dir: str | os.PathLike[str],
-        submit: Submit,
+        queue: Queue,
         *,
         poll_interval: float = 0.25,
         error_delay: float = 1.0,
         use_inotify: bool = True,
-        submit_held: SubmitHeld | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.new_dir = self.spool_dir / "new"
         self.tmp_dir = self.spool_dir / "tmp"
         self.bad_dir = self.spool_dir / "bad"
         self._new = str(self.new_dir)  # per-file paths are plain strings: cheaper than Path
-        self.submit = submit
-        self.submit_held = submit_held
-        #: Files accepted with ``submit_held`` and not yet released: not to be taken again.
+        self.queue = queue
+        #: Files the queue holds and has not released yet: not to be taken again.
         self.held: set[str] = set()
         self.poll_interval = poll_interval
         self.error_delay = error_delay
@@ -95,7 +85,7 @@ class SpoolReader:
             self._task = asyncio.create_task(self.run(), name=f"spool-reader {self.spool_dir}")
 
     async def stop(self) -> None:
-        """Stop reading; a file being submitted stays in the spool unless submit returned."""
+        """Stop reading; a file being put stays in the spool until the queue releases it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -131,8 +121,8 @@ class SpoolReader:
         return taken
 
     async def take(self, path: str) -> bool:
-        """Submit one spool file and delete it (or leave it to its release); False when the
-        queue said "later"."""
+        """Put one spool file into the queue, which deletes it on release; False when the queue
+        said "later"."""
         if path in self.held:
             return True
         data = _read(path)
@@ -143,12 +133,9 @@ class SpoolReader:
         except EventError as exc:
             self._reject(path, exc)
             return True
+        self.held.add(path)
         try:
-            if self.submit_held is not None:
-                self.held.add(path)
-                await self.submit_held(txn, lambda: self._release(path))
-            else:
-                await self.submit(txn)
+            await self.queue.put_held(txn, lambda: self._release(path))
         except QueueFull as exc:
             self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
@@ -159,8 +146,6 @@ class SpoolReader:
             self._blocked_until = asyncio.get_running_loop().time() + self.error_delay
             log.error("spool: could not hand over %s (%s); it stays in %s", os.path.basename(path), exc, self.new_dir)
             return False
-        if self.submit_held is None:
-            _delete(path)
         self.accepted += 1
         return True
 
