@@ -91,7 +91,7 @@ async def run(instances: list[DriverInstance], txns: list[Transaction]) -> None:
     dispatcher = Dispatcher(MemoryQueue(), instances)
     await dispatcher.start()
     for txn in txns:
-        await dispatcher.submit(txn)
+        await dispatcher.queue.put(txn)
     await dispatcher.drain(timeout=10)
     await dispatcher.stop()
 
@@ -127,7 +127,7 @@ async def test_a_hanging_driver_times_out_without_delaying_a_healthy_one(caplog:
     dispatcher = Dispatcher(MemoryQueue(), [hung, healthy])
     await dispatcher.start()
     for uid in (1, 2):
-        await dispatcher.submit(new_mail(uid))
+        await dispatcher.queue.put(new_mail(uid))
     started = time.monotonic()
     while len([s for s in healthy.plugin.seen if s[0] == "ok"]) < 2:  # type: ignore[attr-defined]
         await asyncio.sleep(0.005)
@@ -147,7 +147,7 @@ async def test_a_blocking_driver_runs_in_its_own_thread_and_does_not_block_the_l
     blocker, healthy = instance(Blocker, "slow"), instance(Recorder, "fast", label="ok")
     dispatcher = Dispatcher(MemoryQueue(), [blocker, healthy])
     await dispatcher.start()
-    await dispatcher.submit(new_mail(1))
+    await dispatcher.queue.put(new_mail(1))
     started = time.monotonic()
     while not healthy.plugin.seen:  # type: ignore[attr-defined]
         await asyncio.sleep(0.001)

@@ -29,9 +29,9 @@ async def test_a_write_sqlite_cannot_encode_fails_only_its_own_put(tmp_path: Pat
     async with Running(queue, ox) as dispatcher:
         outcomes = await asyncio.wait_for(
             asyncio.gather(
-                *(dispatcher.submit(txn(uid=i)) for i in range(5)),
-                dispatcher.submit(txn(user="evil\ud800")),
-                *(dispatcher.submit(txn(uid=i)) for i in range(5, 10)),
+                *(queue.put(txn(uid=i)) for i in range(5)),
+                queue.put(txn(user="evil\ud800")),
+                *(queue.put(txn(uid=i)) for i in range(5, 10)),
                 return_exceptions=True,
             ),
             10,
@@ -39,7 +39,7 @@ async def test_a_write_sqlite_cannot_encode_fails_only_its_own_put(tmp_path: Pat
         assert [type(o).__name__ for o in outcomes].count("NoneType") == 10
         refused = outcomes[5]
         assert isinstance(refused, QueueFull) and "UnicodeEncodeError" in str(refused)
-        await asyncio.wait_for(dispatcher.submit(txn(uid=11)), 5)  # the writer still runs
+        await asyncio.wait_for(queue.put(txn(uid=11)), 5)  # the writer still runs
         assert await dispatcher.drain(10)
     assert len(ox.plugin.delivered) == 11
 

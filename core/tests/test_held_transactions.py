@@ -75,7 +75,7 @@ async def test_delivered_by_every_instance_it_is_released_once_and_never_written
     running, dispatcher = await started(SqliteQueue(path), ox, web)
     commits = dispatcher.queue.commits
     for t in sent:
-        await dispatcher.submit_held(t, releases.of(t))
+        await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: len(releases.count) == 20)
     assert ox.plugin.delivered_ids == web.plugin.delivered_ids == [t.id for t in sent]
     assert set(releases.count.values()) == {1}
@@ -90,7 +90,7 @@ async def test_the_copy_is_kept_until_the_slowest_instance_delivered(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(tmp_path / "queue.db"), fast, slow)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: fast.plugin.delivered)
     await asyncio.sleep(0.05)
     assert releases.count == {}
@@ -107,7 +107,7 @@ async def test_an_instance_that_must_retry_gets_its_row_before_the_release(tmp_p
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path, policy=FAST), ok, flaky)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: releases.count == {t.id: 1})
     assert rows(path, "pending", "flaky") == 1  # the queue now keeps it for the retries
     assert rows(path, instance="ok") == 0
@@ -123,7 +123,7 @@ async def test_a_dead_letter_gets_its_row_before_the_release(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path, policy=FAST), ox)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: releases.count == {t.id: 1})
     assert rows(path, "dead", "ox") == 1
     assert dispatcher.queue.dead_letters("ox") == 1
@@ -137,7 +137,7 @@ async def test_what_is_still_owed_at_close_becomes_rows_delivered_after_a_restar
     sent = [txn(user=f"u{i}", uid=i) for i in range(5)]
     running, dispatcher = await started(SqliteQueue(path), stuck)
     for t in sent:
-        await dispatcher.submit_held(t, releases.of(t))
+        await dispatcher.queue.put_held(t, releases.of(t))
     await running.__aexit__()  # stops the instance mid-delivery, closes the queue
     assert releases.count == {t.id: 1 for t in sent}
     assert rows(path, "pending", "ox") == 5
@@ -167,7 +167,7 @@ async def test_an_instance_removed_by_a_reload_keeps_what_it_was_owed(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path), stuck)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await dispatcher.remove(["ox"])  # as a reload that drops the instance
     await wait_for(lambda: releases.count == {t.id: 1})
     assert rows(path, "pending", "ox") == 1

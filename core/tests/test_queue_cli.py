@@ -23,7 +23,7 @@ async def dead_letters_for(path: Path, *users: str) -> list[Transaction]:
     ox = recorder("ox", lambda t, a: PermanentError("400 Bad Request"))
     async with Running(SqliteQueue(path), ox) as dispatcher:
         for t in sent:
-            await dispatcher.submit(t)
+            await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == len(sent))
     return sent
 

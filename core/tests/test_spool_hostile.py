@@ -9,12 +9,13 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from push_notification.server.spool import SpoolReader, read_spool_file
 from push_notification.server.supervisor import Health
+from push_notification.transaction import Transaction
 
 from .test_spool import Recorder, message_new, spool_file
 
@@ -147,16 +148,24 @@ async def test_a_read_only_new_directory_degrades_health_and_recovers_without_du
     assert list((spool / "new").iterdir()) == [] and len(recorder.accepted) == 2
 
 
+class Holding(Recorder):
+    """A queue that holds every spool file until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases: list[Callable[[], None]] = []
+
+    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+        self.releases.append(release)
+
+
 async def test_an_unlink_error_never_escapes_a_release(spool: Path) -> None:
-    releases: list[object] = []
-
-    async def submit_held(txn: object, release: object) -> None:
-        releases.append(release)
-
+    """The release runs inside the queue's done(): raising there would kill a worker."""
     health = Health()
-    reader = SpoolReader(spool, Recorder(), submit_held=submit_held, health=health)  # type: ignore[arg-type]
+    queue = Holding()
+    reader = SpoolReader(spool, queue, health=health)
     spool_file(spool, "held.json", message_new(1))
     await reader.scan()
     with read_only(spool / "new"):
-        releases[0]()  # type: ignore[operator]
+        queue.releases[0]()
     assert not health.ok

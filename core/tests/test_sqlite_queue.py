@@ -34,7 +34,7 @@ async def test_delivers_every_transaction_and_forgets_it_afterwards(tmp_path):
     sent = [txn(uid=i) for i in range(50)]
     async with Running(SqliteQueue(path), ox) as dispatcher:
         for t in sent:
-            await dispatcher.submit(t)
+            await dispatcher.queue.put(t)
         assert await dispatcher.drain(5)
     assert ox.plugin.delivered_ids == [t.id for t in sent]
     assert rows(path) == 0
@@ -84,7 +84,7 @@ async def test_retryable_failures_are_retried_until_delivered(tmp_path):
     ox = recorder("ox", fail_twice)
     t = txn()
     async with Running(SqliteQueue(tmp_path / "queue.db", policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(t)
+        await dispatcher.queue.put(t)
         await wait_for(lambda: ox.plugin.delivered)
     assert ox.plugin.attempts[t.id] == 3
     assert ox.plugin.delivered_ids == [t.id]
@@ -100,7 +100,7 @@ async def test_retry_after_is_honoured(tmp_path):
 
     ox = recorder("ox", busy_once)
     async with Running(SqliteQueue(tmp_path / "queue.db", policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(txn())
+        await dispatcher.queue.put(txn())
         await wait_for(lambda: ox.plugin.delivered)
     assert times[1] - times[0] >= 0.29
 
@@ -115,10 +115,10 @@ async def test_a_retrying_transaction_holds_back_only_its_own_user(tmp_path):
     later_of_alice = txn("alice", 2)
     bob = [txn("bob", i) for i in range(5)]
     async with Running(SqliteQueue(tmp_path / "queue.db", policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(first_of_alice)
-        await dispatcher.submit(later_of_alice)
+        await dispatcher.queue.put(first_of_alice)
+        await dispatcher.queue.put(later_of_alice)
         for t in bob:
-            await dispatcher.submit(t)
+            await dispatcher.queue.put(t)
         await wait_for(lambda: len(ox.plugin.delivered) == 7)
     order = ox.plugin.delivered_ids
     assert order.index(first_of_alice.id) < order.index(later_of_alice.id)
@@ -131,7 +131,7 @@ async def test_a_failing_instance_never_holds_back_another(tmp_path):
     sent = [txn(uid=i) for i in range(10)]
     async with Running(SqliteQueue(tmp_path / "queue.db", policy=FAST), down, up) as dispatcher:
         for t in sent:
-            await dispatcher.submit(t)
+            await dispatcher.queue.put(t)
         await wait_for(lambda: len(up.plugin.delivered) == 10)
         assert dispatcher.queue.depth("down") == 10
         assert dispatcher.queue.depth("up") == 0
@@ -148,7 +148,7 @@ async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tm
     ox = recorder("ox", rejects_while_broken)
     t = txn()
     async with Running(SqliteQueue(path, policy=FAST, fsync=fsync), ox) as dispatcher:
-        await dispatcher.submit(t)
+        await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         assert ox.plugin.attempts[t.id] == 1  # permanent: no retry
         assert rows(path, "dead") == 1
@@ -168,7 +168,7 @@ async def test_retries_stop_at_the_deadline(tmp_path):
     policy = RetryPolicy(min_delay=0.05, max_delay=0.1, deadline=0.4)
     async with Running(SqliteQueue(path, policy=policy), ox) as dispatcher:
         t = txn()
-        await dispatcher.submit(t)
+        await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         assert ox.plugin.attempts[t.id] >= 3
     with sqlite3.connect(path) as conn:
@@ -179,7 +179,7 @@ async def test_retries_stop_at_the_deadline(tmp_path):
 async def test_unclassified_exceptions_are_retried(tmp_path):
     ox = recorder("ox", lambda t, a: RuntimeError("flaky") if a == 1 else None)
     async with Running(SqliteQueue(tmp_path / "queue.db", policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(txn())
+        await dispatcher.queue.put(txn())
         await wait_for(lambda: ox.plugin.delivered)
 
 
@@ -214,7 +214,7 @@ async def test_a_removed_instance_keeps_its_queue_until_it_comes_back(tmp_path):
     down = recorder("ox", lambda t, a: RetryableError("down"))
     t = txn()
     async with Running(queue, down) as dispatcher:
-        await dispatcher.submit(t)
+        await dispatcher.queue.put(t)
         await wait_for(lambda: down.plugin.attempts)
         await dispatcher.remove(["ox"])
         assert rows(path) == 1

@@ -106,7 +106,7 @@ async def test_a_crashed_worker_restarts_and_delivers_what_it_had_taken(tmp_path
     await dispatcher.start()
     sent = [make_transaction(make_event("MessageNew", uid=uid), user="alice") for uid in range(3)]
     for txn in sent:
-        await dispatcher.submit(txn)
+        await queue.put(txn)
     await wait_for(lambda: len({t.id for t in ox.plugin.delivered}) == 3, 10)
     assert counted == ["worker ox"]
     assert [t.id for t in ox.plugin.delivered][-2:] == [t.id for t in sent[1:]], "order kept after the restart"

@@ -77,7 +77,8 @@ async def deliver(instance: DriverInstance, txn: Transaction) -> None:
 
 
 class Dispatcher:
-    """Runs one worker per driver instance over a :class:`Queue`."""
+    """Runs one worker per driver instance over a :class:`Queue`, which the ingress and the
+    spool reader fill."""
 
     def __init__(self, queue: Queue, instances: Iterable[DriverInstance], *, spawn: Spawn = _plain_task) -> None:
         self.queue = queue
@@ -139,14 +140,6 @@ class Dispatcher:
             result = hook()
         if result is not None and isawaitable(result):
             await result
-
-    async def submit(self, txn: Transaction) -> None:
-        """Hand a transaction to every instance (through the queue)."""
-        await self.queue.put(txn)
-
-    async def submit_held(self, txn: Transaction, release: Callable[[], None]) -> None:
-        """The same for a transaction whose sender keeps it until ``release()`` (see Queue.put_held)."""
-        await self.queue.put_held(txn, release)
 
     def idle(self) -> bool:
         """True when nothing is queued or being delivered."""

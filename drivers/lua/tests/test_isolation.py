@@ -52,8 +52,8 @@ async def dispatcher(*instances: tuple[str, dict[str, Any]]) -> AsyncIterator[Di
 async def test_each_instance_has_its_own_lua_state(write_script, lua_calls) -> None:
     script = write_script(COUNTER)
     async with dispatcher(("one", {"file": script}), ("two", {"file": script})) as d:
-        await d.submit(make_transaction(make_event("MessageNew")))
-        await d.submit(make_transaction(make_event("MessageNew")))
+        await d.queue.put(make_transaction(make_event("MessageNew")))
+        await d.queue.put(make_transaction(make_event("MessageNew")))
         await d.drain()
     # Globals persist within an instance, never across instances.
     assert sorted(lua_calls()) == ["count 1", "count 1", "count 2", "count 2"]
@@ -66,7 +66,7 @@ async def test_slow_http_in_one_instance_does_not_delay_another(write_script, lu
         ("fast", {"file": write_script(COUNTER)}),
     ) as d:
         started = time.monotonic()
-        await d.submit(make_transaction(make_event("MessageNew")))
+        await d.queue.put(make_transaction(make_event("MessageNew")))
         while "count 1" not in lua_calls():
             await asyncio.sleep(0.01)
         fast_done = time.monotonic() - started

@@ -61,12 +61,7 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        policy = RetryPolicy(
-            min_delay=config.queue_retry_delay,
-            max_delay=config.queue_retry_max_delay,
-            deadline=config.queue_retry_deadline,
-        )
-        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        return SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
@@ -142,9 +137,10 @@ class Daemon:
         self.metrics.task_crashed(task)
 
     def _set_retry_policies(self, config: DaemonConfig) -> None:
-        if isinstance(self.queue, SqliteQueue):
-            for inst in config.instances:
-                self.queue.policies[inst.name] = retry_policy(inst, config)
+        """Each instance's retry policy, given to the queue (whichever backend it is)."""
+        self.queue.retry_policies = MappingProxyType(
+            {inst.name: retry_policy(inst, config) for inst in config.instances}
+        )
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file (see :meth:`apply`)."""
@@ -220,18 +216,13 @@ class Daemon:
         runner = None
         try:
             await self.dispatcher.start()
-            app = create_app(
-                self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
-            )
+            token = self.config.ingress_token
+            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             if self.config.spool_dir:
                 spool = SpoolReader(
-                    self.config.spool_dir,
-                    self.dispatcher.submit,
-                    submit_held=self.dispatcher.submit_held,
-                    max_size=self.config.spool_max_size,
-                    health=self.health_state,
+                    self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
                 )
             await self._start_site(runner)
             if spool is not None:

@@ -2,17 +2,14 @@
 
 The bridge script writes each transaction as one JSON file into ``SPOOL/tmp/`` and renames it
 into ``SPOOL/new/`` (as Maildir does), so a file in ``new/`` is always complete. The reader
-watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net),
-hands each transaction to ``submit`` and deletes the file only after ``submit`` returned: a
-daemon that is down or restarting loses nothing, it finds the files on start.
+watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net)
+and puts each transaction into the queue with ``put_held``: the file is the sender's durable
+copy of the "held" contract (see :meth:`push_notification.queue.Queue.put_held`), deleted
+when the queue releases it. A daemon that is down or restarting loses nothing: it finds the
+files on start.
 
-With ``submit_held`` (the daemon's durable queue), the file itself stays the transaction's
-durable copy while it is delivered: the queue calls back to delete it once every instance
-delivered it, or once the queue wrote its own row (an instance must retry). Nothing is then
-written twice on the happy path.
-
-``submit`` raising :class:`~push_notification.queue.QueueFull` means "not now": the file stays
-and is tried again after ``retry_after``.
+:class:`~push_notification.queue.QueueFull` means "not now": the file stays and is tried
+again after ``retry_after``.
 
 The reader trusts nothing in ``new/``: only regular files are read, opened with
 ``O_NOFOLLOW|O_NONBLOCK`` (a symlink is never followed out of the spool, a FIFO never blocks
@@ -28,8 +25,8 @@ again, one log line says how to fix it, ``/healthz`` is degraded, and the files 
 once the directory is writable again. A restart meanwhile delivers them again
 (at-least-once).
 
-Delivery is at-least-once: if the daemon dies between ``submit`` and the delete, the file is
-submitted again on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
+Delivery is at-least-once: if the daemon dies before the release, the file is taken in again
+on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
 """
 
 from __future__ import annotations
@@ -48,17 +45,14 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 from push_notification.errors import PushNotificationError
-from push_notification.queue import QueueFull
+from push_notification.queue import Queue, QueueFull
 from push_notification.server.supervisor import Health
-from push_notification.transaction import Transaction, transaction_from_json
+from push_notification.transaction import transaction_from_json
 
 __all__ = ["BadSpoolFile", "SpoolReader", "read_spool_file"]
 
 log = logging.getLogger("push_notification.server.spool")
 
-Submit = Callable[[Transaction], Awaitable[None]]
-#: Accepts a transaction whose file stays until the given release callback is called.
-SubmitHeld = Callable[[Transaction, Callable[[], None]], Awaitable[None]]
 #: Runs a long-running coroutine under supervision: ``spawn(name, run)``.
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
 
@@ -69,17 +63,16 @@ HEALTH_KEY = "spool"
 
 
 class SpoolReader:
-    """Feeds the files in ``spool_dir/new`` to ``submit``, oldest first, until stopped."""
+    """Puts the files in ``spool_dir/new`` into ``queue``, oldest first, until stopped."""
 
     def __init__(
         self,
         spool_dir: str | os.PathLike[str],
-        submit: Submit,
+        queue: Queue,
         *,
         poll_interval: float = 0.25,
         error_delay: float = 1.0,
         use_inotify: bool = True,
-        submit_held: SubmitHeld | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         health: Health | None = None,
     ) -> None:
@@ -88,11 +81,10 @@ class SpoolReader:
         self.tmp_dir = self.spool_dir / "tmp"
         self.bad_dir = self.spool_dir / "bad"
         self._new = str(self.new_dir)  # per-file paths are plain strings: cheaper than Path
-        self.submit = submit
-        self.submit_held = submit_held
+        self.queue = queue
         self.max_size = max_size
         self.health = health or Health()
-        #: Files accepted with ``submit_held`` and not yet released: not to be taken again.
+        #: Files the queue holds and has not released yet: not to be taken again.
         self.held: set[str] = set()
         #: Files delivered (or moved nowhere) that ``new/`` would not let go: never taken again.
         self.stuck: dict[str, str | None] = {}
@@ -129,7 +121,7 @@ class SpoolReader:
             self._task = spawn(name, self.run) if spawn else asyncio.create_task(self.run(), name=name)
 
     async def stop(self) -> None:
-        """Stop reading; a file being submitted stays in the spool unless submit returned."""
+        """Stop reading; a file being put stays in the spool until the queue releases it."""
         task, self._task = self._task, None
         if task is None:
             return
@@ -172,8 +164,8 @@ class SpoolReader:
         return taken
 
     async def take(self, path: str) -> bool:
-        """Submit one spool file and delete it (or leave it to its release); False when the
-        queue said "later"."""
+        """Put one spool file into the queue, which deletes it on release; False when the queue
+        said "later"."""
         if path in self.held or path in self.stuck:
             return True
         try:
@@ -187,12 +179,9 @@ class SpoolReader:
         except Exception as exc:  # noqa: BLE001 - whatever the parser makes of it: bad/, never a dead reader
             self._reject(path, f"not a valid transaction: {_describe(exc)}")
             return True
+        self.held.add(path)
         try:
-            if self.submit_held is not None:
-                self.held.add(path)
-                await self.submit_held(txn, lambda: self._release(path))
-            else:
-                await self.submit(txn)
+            await self.queue.put_held(txn, lambda: self._release(path))
         except QueueFull as exc:
             self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
@@ -203,8 +192,6 @@ class SpoolReader:
             self._blocked_until = asyncio.get_running_loop().time() + self.error_delay
             log.error("spool: could not hand over %s (%s); it stays in %s", _shown(path), _describe(exc), self.new_dir)
             return False
-        if self.submit_held is None:
-            self._remove(path)
         self.accepted += 1
         return True
 
