@@ -169,3 +169,13 @@ async def test_an_unlink_error_never_escapes_a_release(spool: Path) -> None:
     with read_only(spool / "new"):
         queue.releases[0]()
     assert not health.ok
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+async def test_an_unreadable_file_goes_to_bad_with_the_reason(spool: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool_file(spool, "locked.json", message_new(1)).chmod(0)
+    lines = await scan_logged(SpoolReader(spool, Recorder()), caplog)
+    assert bad(spool) == ["locked.json"]
+    assert lines == [
+        f"spool: moved locked.json to {spool / 'bad'}: unreadable (permission denied): the daemon must be able to read it"
+    ]

@@ -88,7 +88,9 @@ def create_app(
         return web.Response(body=body, status=202, headers=_JSON_HEADERS)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **(health() if health else {})})
+        """200 while ``status`` is ``ok``; 503 when degraded (a crashed task, an unusable spool)."""
+        details = {"status": "ok", **(health() if health else {})}
+        return web.json_response(details, status=200 if details["status"] == "ok" else 503)
 
     async def get_metrics(request: web.Request) -> web.StreamResponse:
         assert metrics is not None
