@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from push_notification.queue.retry import describe_error
+from push_notification.queue.sqlite_store import disk_full
 from push_notification.queue.threads import CrashReport, log_crash, run_restarting
 
 log = logging.getLogger("push_notification.queue")
@@ -205,7 +206,7 @@ class GroupCommitter:
                 refused += _handlers([failed.write], message)
             except Exception as exc:  # noqa: BLE001 - the store's own failure: refuse this batch
                 self._rollback()
-                message = _store_error(exc)
+                message = self._store_error(exc)
                 log.error(
                     "queue store %s: write failed: %s; new transactions get 503 until it is fixed", self.path, message
                 )
@@ -236,6 +237,12 @@ class GroupCommitter:
         self.commits += 1
         return callbacks
 
+    def _store_error(self, exc: BaseException) -> str:
+        """The store's error, with the fix for a full disk."""
+        if disk_full(exc, self.path):
+            return f"{exc} (its file system is full: free space; nothing accepted is lost)"
+        return str(exc) if isinstance(exc, sqlite3.Error) else describe_error(exc)
+
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             if self.conn.in_transaction:
@@ -256,13 +263,6 @@ def _store_wide(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and not isinstance(
         exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.DataError)
     )
-
-
-def _store_error(exc: BaseException) -> str:
-    """The store's error, with the fix for a full disk."""
-    if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:
-        return f"{exc} (free space on the queue's file system; nothing accepted is lost)"
-    return describe_error(exc) if not isinstance(exc, sqlite3.Error) else str(exc)
 
 
 def _handlers(writes: list[Write], message: str) -> list[Callback]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -102,19 +103,45 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
         raise
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise QueueStoreError(f"{where}: not usable ({exc}); {_fix(exc)}") from None
+        raise QueueStoreError(f"{where}: not usable ({exc}); {_fix(exc, path)}") from None
     return conn
 
 
-def _fix(exc: sqlite3.Error) -> str:
+def _fix(exc: sqlite3.Error, path: Path) -> str:
     """What to do about a queue file SQLite refuses: never "move it aside" when the file is
     fine and only the disk is full or read-only (moving it would drop accepted work)."""
-    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary code of an extended one
-    if code == sqlite3.SQLITE_FULL:
-        return "the disk is full: free space on its file system and start again (keep the file: it holds accepted work)"
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+    if disk_full(exc, path):
+        return (
+            f"the file system of {path.parent} is full: free space and start again"
+            " (keep the file: it holds accepted work)"
+        )
+    if _code(exc) in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
         return "make the file and its directory writable for the daemon's user (and check the disk)"
     return "fix its permissions, or move a damaged file aside to start an empty queue"
+
+
+def disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether SQLite failed because the queue's file system is full (SQLite may say "disk
+    I/O error" when it cannot grow its WAL index)."""
+    code = _code(exc)
+    return code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _nearly_full(path.parent))
+
+
+def _code(exc: BaseException) -> int:
+    """The primary SQLite result code of ``exc`` (0 for other exceptions)."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+#: Less free space than this: SQLite's I/O error (it cannot grow the WAL or its index) means "full".
+_NEARLY_FULL = 1 << 20
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _NEARLY_FULL
 
 
 class Checkpointer:
