@@ -348,9 +348,14 @@ class SqliteQueue(Queue):
             conn.execute(_RECORD, row)
             return (lambda: self._unhold(seq, instance)) if held else None
 
-        # No on_error: if a held entry's row cannot be written the sender keeps its copy,
-        # which is read again at the next start.
-        self._writer.submit(Write(write, sync=held, lazy=not held and state == "pending"))
+        def still_held(message: str) -> None:
+            # The row is not there (a full disk): the sender's copy stays the durable one, and
+            # is released once this instance delivers, or the next record is written.
+            entry.held = True
+
+        self._writer.submit(
+            Write(write, sync=held, lazy=not held and state == "pending", on_error=still_held if held else None)
+        )
 
     def _persist_held(self, lane: Lane) -> None:
         for entry in lane.held():
