@@ -230,12 +230,13 @@ class SpoolReader:
         for path, reason in list(self.stuck.items()):
             try:
                 if reason is None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+                    os.unlink(path)
                 else:
                     self._move_to_bad(path, reason)
+            except FileNotFoundError:
+                pass  # someone else removed it: nothing left to do
             except OSError:
-                return
+                return  # still not writable: try again at the next scan
             del self.stuck[path]
         if self._unwritable is not None:
             log.info("spool: %s is writable again; the files it kept meanwhile are gone", self.new_dir)
