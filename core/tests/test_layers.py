@@ -81,7 +81,6 @@ def test_drivers_import_the_public_core_and_testing_only() -> None:
         f"{path.relative_to(drivers)}: {name}"
         for path in drivers.glob("*/src/*/**/*.py")
         for name in imported(path)
-        if name.startswith("push_notification.")
-        and name.split(".")[1] in SUBPACKAGES - {"testing"}
+        if name.startswith("push_notification.") and name.split(".")[1] in SUBPACKAGES - {"testing"}
     }
     assert not crossing
