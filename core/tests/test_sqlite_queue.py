@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import contextlib
 
 import pytest
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.queue import QueueFull
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.queue.sqlite_store import Filter, open_store, requeue
+from push_notification.queue.sqlite_store import Filter, count_deliveries, dead_letters, open_store, requeue
 from push_notification.testing import make_event, make_transaction
 
 from .queue_helpers import Running, recorder, wait_for
@@ -22,12 +22,6 @@ def txn(user: str = "alice", uid: int = 1):
     return make_transaction(make_event("MessageNew", uid=uid), user=user)
 
 
-def rows(path, state: str = "%") -> int:
-    with sqlite3.connect(path) as conn:
-        count: int = conn.execute("SELECT count(*) FROM delivery WHERE state LIKE ?", (state,)).fetchone()[0]
-    return count
-
-
 async def test_delivers_every_transaction_and_forgets_it_afterwards(tmp_path):
     path = tmp_path / "queue.db"
     ox = recorder("ox")
@@ -37,7 +31,7 @@ async def test_delivers_every_transaction_and_forgets_it_afterwards(tmp_path):
             await dispatcher.queue.put(t)
         assert await dispatcher.drain(5)
     assert ox.plugin.delivered_ids == [t.id for t in sent]
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0
 
 
 async def test_an_accepted_transaction_is_on_disk_before_put_returns(tmp_path):
@@ -46,7 +40,7 @@ async def test_an_accepted_transaction_is_on_disk_before_put_returns(tmp_path):
     queue.attach(["ox", "web"])
     t = txn()
     await queue.put(t)
-    assert rows(path) == 2  # one delivery row per instance
+    assert count_deliveries(path) == 2  # one delivery row per instance
     await queue.close()
 
 
@@ -151,7 +145,7 @@ async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tm
         await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         assert ox.plugin.attempts[t.id] == 1  # permanent: no retry
-        assert rows(path, "dead") == 1
+        assert count_deliveries(path, state="dead") == 1
         broken["yes"] = False
         admin = open_store(path, create=False)
         assert requeue(admin, Filter(instance="ox")) == 1
@@ -159,7 +153,7 @@ async def test_permanent_failures_become_dead_letters_and_retry_delivers_them(tm
         await wait_for(lambda: ox.plugin.delivered)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 0)
     assert ox.plugin.delivered_ids == [t.id]
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0
 
 
 async def test_retries_stop_at_the_deadline(tmp_path):
@@ -171,9 +165,9 @@ async def test_retries_stop_at_the_deadline(tmp_path):
         await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         assert ox.plugin.attempts[t.id] >= 3
-    with sqlite3.connect(path) as conn:
-        state, error = conn.execute("SELECT state, last_error FROM delivery").fetchone()
-    assert (state, error) == ("dead", "RetryableError: 503")
+    with contextlib.closing(open_store(path, create=False)) as conn:
+        [letter] = dead_letters(conn, Filter())
+    assert (letter.state, letter.last_error) == ("dead", "RetryableError: 503")
 
 
 async def test_unclassified_exceptions_are_retried(tmp_path):
@@ -217,7 +211,7 @@ async def test_a_removed_instance_keeps_its_queue_until_it_comes_back(tmp_path):
         await dispatcher.queue.put(t)
         await wait_for(lambda: down.plugin.attempts)
         await dispatcher.remove(["ox"])
-        assert rows(path) == 1
+        assert count_deliveries(path) == 1
         back = recorder("ox")
         await dispatcher.add([back])
         await wait_for(lambda: back.plugin.delivered)

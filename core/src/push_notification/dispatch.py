@@ -19,7 +19,7 @@ from inspect import isawaitable
 
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PushNotificationError
-from push_notification.queue import Queue
+from push_notification.queue.contract import Queue
 from push_notification.transaction import Transaction
 
 log = logging.getLogger("push_notification.dispatch")

@@ -11,6 +11,7 @@ the same time.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -276,6 +277,20 @@ def dead_letter_body(conn: sqlite3.Connection, instance: str, txn_id: str) -> tu
     if row is None:
         return None
     return DeadLetter(*row[:-1]), row[-1]
+
+
+def count_deliveries(path: str | Path, *, state: str | None = None, instance: str | None = None) -> int:
+    """Rows in the queue file (those in ``state`` and for ``instance``, when given), read
+    through a read-only connection: safe beside a running daemon, which keeps the file."""
+    clauses, args = [], []
+    for column, value in (("state", state), ("instance", instance)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        count: int = conn.execute(f"SELECT count(*) FROM delivery{where}", args).fetchone()[0]
+    return count
 
 
 def requeue(conn: sqlite3.Connection, which: Filter) -> int:
