@@ -38,6 +38,6 @@ async def test_a_poison_transaction_is_dead_at_once_and_the_users_later_ones_arr
             assert dead[0]["error"].startswith("TypeError: ")
         finally:
             daemon.stop()
-    log = daemon.log.read_text()
+    log = daemon.log()
     assert "is a dead letter after 1 attempt(s): TypeError" in log
     assert "Traceback" not in log

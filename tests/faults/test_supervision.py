@@ -10,11 +10,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from durable_kit import free_port, transaction
+from durable_kit import transaction
 from push_notification.config import load_config
 from push_notification.errors import PushNotificationError
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.server.daemon import Daemon
+from push_notification.testing.net import free_port
 from push_notification.transaction import Transaction
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
