@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
 from aiohttp import web
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.net import free_port
 from push_notification_webhook import WebhookDriver
 from push_notification_webhook.sender import safe_url
 
@@ -86,10 +86,7 @@ async def test_a_slow_endpoint_times_out_and_is_retried(endpoint: Any) -> None:
 
 
 async def test_a_refused_connection_is_retryable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    error = await run(None, {"http_client_request_timeout": "1s"}, url=f"http://127.0.0.1:{port}/hook")
+    error = await run(None, {"http_client_request_timeout": "1s"}, url=f"http://127.0.0.1:{free_port()}/hook")
     assert isinstance(error, RetryableError)
     assert "(2 attempts in" in str(error)
 
