@@ -64,7 +64,7 @@ async def test_an_unknown_ca_is_refused(https_url: str) -> None:
     async with DriverHarness(WebhookDriver, {"url": https_url, "max_retries": "0"}) as harness:
         txn = make_transaction(make_event("MessageNew"))
         harness.plugin.begin_txn(txn)
-        harness.plugin.message_new(txn, txn.events[0])
+        harness.plugin.event(txn, txn.events[0])
         with pytest.raises(RetryableError, match="certificate verify failed"):
             await harness.plugin.end_txn(txn, True)
 
