@@ -36,6 +36,7 @@ from push_notification.http_retry import (
     combined_error,
     parse_retry_after,
 )
+from push_notification.testing.loopback import loopback_server
 
 
 @dataclass
@@ -66,15 +67,10 @@ class Endpoint:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
     ep = Endpoint()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", ep.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    ep.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    ep.url = f"{ep.base}/push/s3cret-path?token=t0k"
-    yield ep
-    await runner.cleanup()
+    async with loopback_server(ep.handle) as base:
+        ep.base = base
+        ep.url = f"{base}/push/s3cret-path?token=t0k"
+        yield ep
 
 
 def settings(max_attempts: int, timeout: float) -> HttpClientSettings:
@@ -193,16 +189,9 @@ async def test_an_endpoint_that_does_not_answer_times_out_per_attempt() -> None:
         await stalled.wait()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_route("*", "/", never)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        error = await send(HttpRequest("POST", f"http://127.0.0.1:{runner.addresses[0][1]}/"), timeout=0.1)
-    finally:
-        stalled.set()
-        await runner.cleanup()
+    async with loopback_server(never) as base:
+        error = await send(HttpRequest("POST", base + "/"), timeout=0.1)
+        stalled.set()  # lets the server shut down
     assert isinstance(error, HttpRetryableError)
     assert "Request timed out after 0.1s (3 attempts in " in str(error)
 

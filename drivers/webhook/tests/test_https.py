@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from push_notification.errors import RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.loopback import loopback_server
 from push_notification_webhook import WebhookDriver
 
 
@@ -39,14 +40,8 @@ async def https_url(internal_ca: Path) -> AsyncIterator[str]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
-    app = web.Application()
-    app.router.add_post("/hook", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    yield f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
-    await runner.cleanup()
+    async with loopback_server(ok, ssl_context=context) as base:
+        yield f"{base}/hook"
 
 
 async def deliver(settings: dict[str, str]) -> DriverHarness:
