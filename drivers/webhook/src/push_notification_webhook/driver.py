@@ -1,8 +1,9 @@
 """The ``webhook`` driver: each selected event becomes one templated HTTP request.
 
 Requests are rendered as the events arrive and sent, in order, when the transaction commits
-(a rolled-back transaction sends nothing). A failing request does not stop the others of the
-transaction; the failures are reported together at ``end_txn``.
+(a rolled-back transaction sends nothing). A request refused for good does not stop the
+others; a retryable failure stops the rest, so no later event overtakes it. The failures are
+reported together at ``end_txn``, and the queue's retry sends only what did not get through.
 """
 
 from __future__ import annotations
