@@ -335,3 +335,26 @@ def test_a_combined_error_is_retryable_if_any_part_is_with_the_longest_retry_aft
     assert str(error) == "4 of 6 notifications failed: UID 1: 400 Bad Request; UID 2: 503; UID 3: 429; and 1 more"
     lone = PermanentError("404")
     assert combined_error([("UID 1", lone)], total=1) is lone
+
+
+class ReasonPolicy(RetryPolicy):
+    """A policy reading the error reason in the body, as an APNs or FCM driver's does."""
+
+    def classify(self, response: HttpResponse) -> Failure | None:
+        failure = RetryPolicy.classify(self, response)
+        if failure is not None and b"TooManyProviderTokenUpdates" in response.body:
+            return replace(failure, retryable=True, retry_after=60.0)
+        return failure
+
+
+async def test_a_policy_may_read_the_body_and_the_error_keeps_the_answer() -> None:
+    async def reason(request: web.Request) -> web.Response:
+        text = '{"reason":"TooManyProviderTokenUpdates"}' if request.path == "/busy" else '{"reason":"Unregistered"}'
+        return web.json_response(text=text, status=403 if request.path == "/busy" else 410)
+
+    async with loopback_server(reason) as base:
+        busy = await send(HttpRequest("POST", base + "/busy"), ReasonPolicy())
+        gone = await send(HttpRequest("POST", base + "/gone"), ReasonPolicy())
+    assert isinstance(busy, HttpRetryableError) and busy.retry_after == 60.0
+    assert isinstance(gone, HttpPermanentError) and gone.status == 410
+    assert gone.response is not None and gone.response.body == b'{"reason":"Unregistered"}'
