@@ -64,6 +64,15 @@ async def test_an_unknown_ca_is_refused(https_url: str) -> None:
             await harness.plugin.end_txn(txn, True)
 
 
+async def test_a_refused_certificate_goes_to_the_queue_without_a_retry_in_place(https_url: str) -> None:
+    async with DriverHarness(WebhookDriver, {"url": https_url, "http_client_request_max_attempts": "3"}) as harness:
+        txn = make_transaction(make_event("MessageNew"))
+        harness.plugin.begin_txn(txn)
+        harness.plugin.event(txn, txn.events[0])
+        with pytest.raises(RetryableError, match=r"TLS certificate not accepted: .*\(1 attempt in "):
+            await harness.plugin.end_txn(txn, True)
+
+
 async def test_verification_can_be_turned_off_explicitly(https_url: str) -> None:
     harness = await deliver({"url": https_url, "ssl_client_require_valid_cert": "no"})
     assert harness.plugin.delivered == 1
