@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,42 +27,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from durable import DRIVER_DIR, Connection, free_port, latency, request_bytes
+from durable import DRIVER_DIR, Connection, latency, request_bytes
+from push_notification.testing.daemon import DaemonProcess, daemon_config
 from push_notification.testing.redis import RedisServer
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class Daemon:
-    """One daemon of a setup: its port, its process, its CPU time."""
+class Daemon(DaemonProcess):
+    """One daemon of a setup (no-op driver, its own state directory) and its CPU time."""
 
     def __init__(self, workdir: Path, name: str, queue_lines: str) -> None:
-        self.port = free_port()
-        config = workdir / f"{name}.conf"
-        config.write_text(
-            f"listen = 127.0.0.1:{self.port}\nstate_dir = {workdir / name}\n{queue_lines}"
-            "max_pending = 1000000\nlog_level = warning\npush_notification noop {\n driver = durable_test_noop\n}\n"
+        directory = workdir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        config = daemon_config(
+            directory,
+            f"{queue_lines}max_pending = 1000000\nlog_level = warning\n"
+            "push_notification noop {\n driver = durable_test_noop\n}\n",
         )
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
-        self.log = (workdir / f"{name}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from push_notification.cli import main; main()", "serve", "-c", str(config)],
-            stdout=self.log,
-            stderr=self.log,
-            env=env,
-        )
+        super().__init__(config, pythonpath=[DRIVER_DIR])
 
     async def ready(self) -> None:
-        for _ in range(400):
-            try:
-                (await Connection.open(self.port)).close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise SystemExit(f"daemon did not start; see {self.log.name}")
+        await self.astart()
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
     async def delivered(self, connection: Connection) -> int:
@@ -76,11 +65,6 @@ class Daemon:
             if line.startswith("push_notification_deliveries_total{") and 'outcome="delivered"' in line:
                 return int(float(line.rpartition(" ")[2]))
         return 0
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 async def throughput(daemons: list[Daemon], total: int, connections: int) -> tuple[float, float, float]:

@@ -104,7 +104,7 @@ def test_a_misspelt_daemon_setting_gets_a_suggestion() -> None:
         f"{SOURCE}:4: unknown setting 'lsiten' (did you mean 'listen'? known: listen, log_level, log_format, "
         "ingress_token, driver_timeout, state_dir, metadata_path, queue, queue_path, queue_retry_deadline, "
         "queue_retry_delay, queue_retry_max_delay, queue_fsync, queue_url, queue_partitions, "
-        "queue_visibility_timeout, spool_dir, max_pending, event_loop)"
+        "queue_visibility_timeout, spool_dir, spool_max_size, max_pending, event_loop)"
     )
 
 

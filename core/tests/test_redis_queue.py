@@ -161,7 +161,7 @@ async def test_while_redis_is_away_puts_are_refused_with_503_and_delivery_resume
 
 
 async def test_an_unreachable_redis_at_start_up_is_one_clear_line() -> None:
-    from push_notification.testing.dovecot import free_port
+    from push_notification.testing.net import free_port
 
     queue = RedisQueue(f"redis://:secret@127.0.0.1:{free_port()}/0")
     with pytest.raises(PushNotificationError) as error:

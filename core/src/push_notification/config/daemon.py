@@ -17,7 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_time
+from push_notification.settings import parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -51,6 +51,7 @@ class DaemonConfig:
     queue_partitions: int = 16
     queue_visibility_timeout: float = 10.0
     spool_dir: str | None = None
+    spool_max_size: int = 1 << 20
     max_pending: int = 100000
     event_loop: str = "auto"
 
@@ -108,6 +109,13 @@ def parse_positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError("use a whole number of at least 1")
     return int(text)
+
+
+def parse_spool_size(text: str) -> int:
+    size = parse_size(text)
+    if size < 1024:
+        raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
+    return size
 
 
 def parse_yes_no(text: str) -> bool:
@@ -179,6 +187,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "redis queue: how long a silent daemon keeps its deliveries before another takes them over"),
     DaemonSetting("spool_dir", "directory", optional(os.path.expanduser), "",
                   "Dovecot bridge spool directory to watch (unset: off)"),
+    DaemonSetting("spool_max_size", "size", parse_spool_size, "1M",
+                  "largest spool file taken in; a bigger one is moved to SPOOL/bad/"),
     DaemonSetting("max_pending", "number", parse_positive_int, "100000",
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",

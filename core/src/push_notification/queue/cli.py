@@ -16,7 +16,7 @@ import click
 
 from push_notification.config import load_config
 from push_notification.errors import PushNotificationError
-from push_notification.queue.dead_letters import DeadLetterBook, open_dead_letters
+from push_notification.queue.dead_letters import DeadLetterBook, SqliteDeadLetters, open_dead_letters
 from push_notification.queue.sqlite_store import DeadLetter, Filter
 from push_notification.settings import parse_time
 
@@ -51,8 +51,10 @@ def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _open(queue_path: str | None) -> DeadLetterBook:
     try:
-        config = load_config(_group_config()) if queue_path is None else None
-        return open_dead_letters(config, queue_path)
+        if queue_path is not None:
+            return SqliteDeadLetters(queue_path)
+        config = load_config(_group_config())
+        return open_dead_letters(config.queue, path=config.queue_path, url=config.queue_url, source=config.source)
     except PushNotificationError as exc:
         raise click.ClickException(str(exc)) from None
 

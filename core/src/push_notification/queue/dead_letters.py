@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Protocol
 
-from push_notification.config import DaemonConfig
 from push_notification.errors import PushNotificationError
 from push_notification.queue.sqlite_store import (
     DeadLetter,
@@ -66,17 +65,12 @@ class SqliteDeadLetters:
         self.conn.close()
 
 
-def open_dead_letters(config: DaemonConfig | None, queue_path: str | None) -> DeadLetterBook:
-    """The book of ``--queue-path`` when given, else of the config's queue."""
-    if queue_path is not None:
-        return SqliteDeadLetters(queue_path)
-    assert config is not None
-    if config.queue == "sqlite":
-        return SqliteDeadLetters(config.queue_path)
-    if config.queue == "redis" and config.queue_url:
+def open_dead_letters(queue: str, *, path: str, url: str | None, source: str) -> DeadLetterBook:
+    """The book of the queue named by the config's ``queue`` (``source``: the config, for the error)."""
+    if queue == "sqlite":
+        return SqliteDeadLetters(path)
+    if queue == "redis" and url:
         from push_notification.queue.redis_dead_letters import RedisDeadLetters
 
-        return RedisDeadLetters(config.queue_url)
-    raise PushNotificationError(
-        f"{config.source}: queue = {config.queue} keeps no dead letters (set queue = sqlite or redis)"
-    )
+        return RedisDeadLetters(url)
+    raise PushNotificationError(f"{source}: queue = {queue} keeps no dead letters (set queue = sqlite or redis)")

@@ -40,8 +40,16 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue.contract import Queue, QueueFull
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.redis_leases import Leases, Pair
-from push_notification.queue.redis_store import RedisStore, decode_id, encode_id, partition_of_user, redis_client
+from push_notification.queue.redis_store import (
+    RedisError,
+    RedisStore,
+    decode_id,
+    encode_id,
+    partition_of_user,
+    redis_client,
+)
 from push_notification.queue.retry import RetryPolicy, describe_error
+from push_notification.queue.threads import CrashReport, log_crash
 from push_notification.transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.queue")
@@ -81,9 +89,8 @@ class RedisQueue(Queue):
         self.store = RedisStore(redis_client(url), prefix, partitions)
         self.client = self.store.client
         self.partitions = partitions
-        self.policy = policy or RetryPolicy()
-        #: Per-instance policies (an instance's own ``queue_retry_deadline``); else ``policy``.
-        self.policies: dict[str, RetryPolicy] = {}
+        if policy is not None:
+            self.default_retry = policy
         self.high_water = high_water
         self.window = window
         self.visibility_timeout = visibility_timeout
@@ -112,6 +119,7 @@ class RedisQueue(Queue):
         self._groups: asyncio.Future[None] | None = None
         self._reachable = True
         self._closing = False
+        self._report: CrashReport = log_crash
 
     # -- start and stop ------------------------------------------------------------
 
@@ -236,13 +244,14 @@ class RedisQueue(Queue):
             return
         entry.attempts += 1
         reason = describe_error(error)
-        policy = self.policies.get(instance, self.policy)
-        outcome, when = policy.decide(error, attempts=entry.attempts, accepted_at=entry.accepted_at, now=now)
+        outcome, when = self.retry_policy(instance).decide(
+            error, attempts=entry.attempts, accepted_at=entry.accepted_at, now=now
+        )
         if outcome == "retry":
-            entry.next_at = when
             if lane is not None:
-                lane.in_flight.discard(txn.user.username)
-                lane.schedule(txn.user.username, now)
+                lane.retry(entry, when, now)
+            else:
+                entry.next_at = when
             state = {"attempts": entry.attempts, "next_at": when, "error": reason}
             self._write("retry", (instance, entry_id, json.dumps(state)))
             log.info(
@@ -279,6 +288,14 @@ class RedisQueue(Queue):
             )
             self._release_if_idle(pair)
         self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def requeue_taken(self, instance: str) -> None:
+        now = time.time()
+        for key in [key for key in self._in_flight if key[0] == instance]:
+            del self._in_flight[key]
+        for pair, lane in self._lanes.items():
+            if pair[0] == instance:
+                lane.requeue_in_flight(now)
 
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:
@@ -337,15 +354,16 @@ class RedisQueue(Queue):
                             await self._assigned.wait()
                     continue
                 streams = {self.store.stream(p): ">" for _, p in pairs}
-                reply = await self.store.read(instance, self.me, streams, READ_COUNT, READ_BLOCK_MS)
+                room = min(self.window - self._lanes[pair].in_memory for pair in pairs)
+                reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
                 self._reached()
                 for stream, entries in reply:
                     pair = (instance, self.store.partition_of(stream))
                     self._admit(pair, entries, {})
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Redis away: wait and read again
-                self._unreachable(exc)
+            except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): read again
+                self._failed(f"redis reader {instance}", exc)
                 await asyncio.sleep(1.0)
 
     async def _take_over(self, pair: Pair) -> None:
@@ -355,7 +373,13 @@ class RedisQueue(Queue):
         stream = self.store.stream(partition)
         start = "0-0"
         while True:
-            start, entries, deleted = await self.store.claim(stream, instance, self.me, start, READ_COUNT)
+            lane = self._lanes.get(pair)
+            if lane is None:
+                return
+            while lane.in_memory >= self.window:  # a takeover larger than the window waits for room
+                await asyncio.sleep(0.1)
+            room = min(READ_COUNT, self.window - lane.in_memory)
+            start, entries, deleted = await self.store.claim(stream, instance, self.me, start, room)
             if deleted:
                 await self.store.ack(stream, instance, deleted)
             states = await self.store.retry_states(instance, [entry_id for entry_id, _ in entries])
@@ -394,8 +418,7 @@ class RedisQueue(Queue):
                 attempts=int(state.get("attempts", 0)),
                 next_at=float(state.get("next_at", 0.0)),
             )
-            lane.add(entry, now)
-            lane.pending += 1
+            lane.accept(entry, now)
 
     def _drop(self, pair: Pair) -> None:
         """Forget ``pair``'s entries in memory; they stay pending in Redis for the next owner."""
@@ -449,8 +472,8 @@ class RedisQueue(Queue):
                 self._reached()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, say so once
-                self._unreachable(exc)
+            except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): keep going
+                self._failed("redis maintenance", exc)
             await asyncio.sleep(COUNT_INTERVAL)
 
     async def _rebalance(self) -> None:
@@ -459,7 +482,9 @@ class RedisQueue(Queue):
             log.warning("queue: lost the lease of %s partition %d to another daemon", *pair)
             self._drop(pair)
         for pair in held - self._owned - self._moving:
-            self._lanes[pair] = Lane(f"{pair[0]}:{pair[1]}", spilled=False, wakeup=self._wakeup[pair[0]])
+            self._lanes[pair] = Lane(
+                f"{pair[0]}:{pair[1]}", window=self.window, spilled=False, wakeup=self._wakeup[pair[0]]
+            )
             self._local[pair] = {}
             self._fresh.add(pair)
         self._owned = held - moving
@@ -467,6 +492,17 @@ class RedisQueue(Queue):
         for pair in list(moving):
             self._release_if_idle(pair)
         self._assigned.set()
+
+    def supervise(self, report: CrashReport) -> None:
+        self._report = report
+
+    def _failed(self, task: str, exc: BaseException) -> None:
+        """Redis out of reach is a state, said once; anything else is a crash of ``task``,
+        reported to the supervisor (the loop itself goes on)."""
+        if isinstance(exc, RedisError | OSError | TimeoutError):
+            self._unreachable(exc)
+        else:
+            self._report(task, exc)
 
     def _unreachable(self, exc: BaseException) -> None:
         if self._reachable:

@@ -29,6 +29,14 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
+try:
+    from redis.exceptions import RedisError as RedisError
+except ImportError:  # the extra is not installed: redis_client() says so when a queue is made
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for the client's base error."""
+
+
 #: Stream ids are ``<ms>-<n>``; lanes order entries by one integer.
 _SEQ_BASE = 10**7
 

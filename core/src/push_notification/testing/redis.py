@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from push_notification.testing.dovecot import free_port
+from push_notification.testing.net import free_port
 
 
 class RedisUnavailable(RuntimeError):
