@@ -233,6 +233,10 @@ class RedisQueue(Queue):
             return
         pair, entry = flight.pair, flight.entry
         lane = self._lanes.get(pair)
+        if lane is not None and lane.head(txn) is not entry:
+            # The lease lapsed meanwhile (and may be ours again, with the entry claimed anew):
+            # this lane never handed it out, so only Redis hears of the outcome.
+            lane = None
         stream, entry_id = self.store.stream(pair[1]), decode_id(entry.seq)
         now = time.time()
         if error is None:
