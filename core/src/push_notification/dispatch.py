@@ -128,18 +128,20 @@ class Dispatcher:
         self.queue.attach([name for name in recorded if name not in stopping or name in successors])
         for name in stopping:
             await self._finish(self.instances.pop(name))
-        failures: list[str] = []
+        failures: list[PushNotificationError] = []
         for instance in starting:
             try:
                 await self._initialise(instance)
             except PushNotificationError as exc:
-                failures.append(str(exc))
+                failures.append(exc)
                 continue
             self.instances[instance.name] = instance
             self._workers[instance.name] = self._spawn(f"worker {instance.name}", self._worker(instance))
         if failures:
             self.queue.attach(self.instances)
-            raise PushNotificationError("; ".join(failures))
+            if len(failures) == 1:
+                raise failures[0]
+            raise PushNotificationError("; ".join(map(str, failures)))
 
     async def _initialise(self, instance: DriverInstance) -> None:
         """``driver_init``, on the instance's own thread if it blocks; a failure is one line."""

@@ -272,6 +272,10 @@ class Daemon:
             await _step("stopping the spool reader", spool.stop())
         if runner is not None:
             await _step("stopping the ingress", runner.cleanup())
+        if self._reloading is not None and not self._reloading.done():
+            # A reload midway would race the shutdown's own stopping of the instances.
+            self._reload_again = False
+            await _step("finishing a reload", asyncio.wait_for(self._reloading, SHUTDOWN_GRACE))
         # A durable queue keeps what is left for the next start: no need to wait long.
         grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
         if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):
