@@ -87,7 +87,7 @@ def template(session: nox.Session) -> None:
     # Outside .nox: ruff skips anything below a .nox directory.
     project = Path(tempfile.mkdtemp(prefix="pn-template-")) / "push-notification-example"
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
-    session.install("-e", str(project))
+    session.install("-e", f"{project}[test]")
     session.chdir(project)
     session.run("pytest", "-q", "-p", "no:cacheprovider")
     session.run("ruff", "check", "src", "tests")

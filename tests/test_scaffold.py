@@ -102,10 +102,10 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
         _run([cli, "new-driver", "matrix", "--dir", str(project)], tmp_path, env)
     else:  # until the CLI registers the command
         _run([python, "-m", "push_notification.scaffold", "matrix", "--dir", str(project)], tmp_path, env)
-    _run([*pip, "-e", "."], project, env)
+    _run([*pip, "-e", ".[test]"], project, env)
     installed = time.monotonic()
 
-    # The generated tests pass right after `pip install -e .` (pytest comes with the core).
+    # The generated tests pass right after `pip install -e ".[test]"` (pytest is in its test extra).
     assert "4 passed" in _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, env)
 
     # push-notification drivers lists it...
