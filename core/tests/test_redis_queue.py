@@ -169,7 +169,6 @@ async def test_an_unreachable_redis_at_start_up_is_one_clear_line() -> None:
     message = str(error.value)
     assert "cannot use Redis" in message and "\n" not in message
     assert "secret" not in message
-    await queue.client.aclose()
 
 
 async def test_daemons_must_agree_on_the_partition_count(redis_url: str) -> None:
@@ -177,7 +176,6 @@ async def test_daemons_must_agree_on_the_partition_count(redis_url: str) -> None
     other = RedisQueue(redis_url, partitions=8)
     with pytest.raises(PushNotificationError, match=r"queue_partitions = 8.*set queue_partitions = 4"):
         await other.start()
-    await other.client.aclose()
     await queue.close()
 
 
@@ -224,7 +222,6 @@ async def test_a_redis_that_evicts_keys_is_refused_at_start_up(redis_url: str) -
         queue = RedisQueue(redis_url, partitions=4)
         with pytest.raises(PushNotificationError, match="maxmemory-policy noeviction"):
             await queue.start()
-        await queue.client.aclose()
     finally:
         await admin.config_set("maxmemory-policy", "noeviction")
         await admin.aclose()

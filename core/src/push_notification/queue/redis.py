@@ -125,7 +125,11 @@ class RedisQueue(Queue):
 
     async def start(self) -> None:
         """Connect and check the shared layout; one clear line when Redis cannot be used."""
-        await self.store.check(self.url)
+        try:
+            await self.store.check(self.url)
+        except BaseException:
+            await self.client.aclose()
+            raise
         self._tasks.append(asyncio.create_task(self._maintain(), name="pn-redis-maintain"))
 
     async def close(self) -> None:

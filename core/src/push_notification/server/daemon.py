@@ -244,10 +244,11 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # A shared queue that cannot be used is one line at start-up, before anything runs.
+        await self.queue.start()
         spool = None
         runner = None
         try:
-            await self.queue.start()
             await self.dispatcher.start()
             token = self.config.ingress_token
             app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
