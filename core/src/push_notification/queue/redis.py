@@ -105,6 +105,9 @@ class RedisQueue(Queue):
         #: Pairs held whose older pending deliveries must be taken over before reading more.
         self._fresh: set[Pair] = set()
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
+        #: Per pair held, the entries in memory (by seq), so a sweep never admits one twice.
+        self._known: dict[Pair, set[int]] = {}
+        self._lease_until = 0.0
         #: Per pair held, transactions accepted here and not yet read back: delivered as the
         #: same object (parsing them again would cost as much as the rest of the delivery).
         self._local: dict[Pair, dict[str, Transaction]] = {}
@@ -246,6 +249,7 @@ class RedisQueue(Queue):
         if error is None:
             if lane is not None:
                 lane.finish(entry, now)
+                self._known.get(pair, set()).discard(entry.seq)
             self._write("ack", (stream, instance, entry_id, entry.attempts > 0))
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             self._release_if_idle(pair)
@@ -273,6 +277,7 @@ class RedisQueue(Queue):
         else:
             if lane is not None:
                 lane.finish(entry, now)
+                self._known.get(pair, set()).discard(entry.seq)
             letter = {
                 "id": txn.id,
                 "body": txn.json,
@@ -355,7 +360,7 @@ class RedisQueue(Queue):
                     if p[0] == instance and p not in self._moving and p not in self._fresh
                     and self._lanes[p].in_memory < self.window
                 )  # fmt: skip
-                if not pairs:
+                if not pairs or time.monotonic() > self._lease_until:
                     self._assigned.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(READ_BLOCK_MS / 1000):
@@ -377,22 +382,28 @@ class RedisQueue(Queue):
     async def _take_over(self, pair: Pair) -> None:
         """Claim every delivery of ``pair`` still pending (a dead or departed owner's, or our own
         from before a restart), with its retry state, before anything newer is read."""
+        await self._claim(pair, min_idle_ms=0)
+
+    async def _claim(self, pair: Pair, *, min_idle_ms: int) -> None:
+        """Claim the pending deliveries of ``pair`` idle for ``min_idle_ms`` and admit those not
+        in memory yet. The sweep with the visibility timeout catches what a daemon read just
+        as its lease lapsed, after the new owner's takeover had already run."""
         instance, partition = pair
         stream = self.store.stream(partition)
         start = "0-0"
-        while True:
+        for _ in range(10_000):
             lane = self._lanes.get(pair)
             if lane is None:
                 return
             while lane.in_memory >= self.window:  # a takeover larger than the window waits for room
                 await asyncio.sleep(0.1)
             room = min(READ_COUNT, self.window - lane.in_memory)
-            start, entries, deleted = await self.store.claim(stream, instance, self.me, start, room)
+            start, entries, deleted = await self.store.claim(stream, instance, self.me, start, room, min_idle_ms)
             if deleted:
                 await self.store.ack(stream, instance, deleted)
             states = await self.store.retry_states(instance, [entry_id for entry_id, _ in entries])
             self._admit(pair, entries, states)
-            if start == "0-0" or not entries:
+            if start == "0-0":
                 return
 
     def _admit(self, pair: Pair, entries: list[tuple[str, dict[str, str]]], states: dict[str, Any]) -> None:
@@ -403,7 +414,11 @@ class RedisQueue(Queue):
         now = time.time()
         stream = self.store.stream(pair[1])
         local = self._local.get(pair)
+        known = self._known.setdefault(pair, set())
         for entry_id, fields in entries:
+            seq = encode_id(entry_id)
+            if seq in known:
+                continue
             only = fields.get("only")
             if only is not None and only != instance:
                 self._write("ack", (stream, instance, entry_id, False))
@@ -419,8 +434,9 @@ class RedisQueue(Queue):
                 self._write("ack", (stream, instance, entry_id, False))
                 continue
             state = states.get(entry_id) or {}
+            known.add(seq)
             entry = Entry(
-                encode_id(entry_id),
+                seq,
                 txn,
                 accepted_at,
                 attempts=int(state.get("attempts", 0)),
@@ -432,6 +448,7 @@ class RedisQueue(Queue):
         """Forget ``pair``'s entries in memory; they stay pending in Redis for the next owner."""
         self._lanes.pop(pair, None)
         self._local.pop(pair, None)
+        self._known.pop(pair, None)
         self._owned.discard(pair)
         self._moving.discard(pair)
         self._fresh.discard(pair)
@@ -466,11 +483,17 @@ class RedisQueue(Queue):
         """Beat and balance leases, count backlogs, write what failed before, trim streams."""
         beat_every = max(min(self.visibility_timeout / 3, 2.0), 0.2)
         next_beat = 0.0
+        next_sweep = time.monotonic() + self.visibility_timeout
         while not self._closing:
             try:
                 if time.monotonic() >= next_beat:
                     await self._rebalance()
                     next_beat = time.monotonic() + beat_every
+                if time.monotonic() >= next_sweep:
+                    idle_ms = int(self.visibility_timeout * 1000)
+                    for pair in sorted(self._owned - self._fresh):
+                        await self._claim(pair, min_idle_ms=idle_ms)
+                    next_sweep = time.monotonic() + self.visibility_timeout
                 backlog, dead = await self.store.count(self._instances)
                 self._backlog.update(backlog)
                 self._dead.update(dead)
@@ -485,7 +508,10 @@ class RedisQueue(Queue):
             await asyncio.sleep(COUNT_INTERVAL)
 
     async def _rebalance(self) -> None:
+        beat_at = time.monotonic()
         held, moving = await self.leases.beat(self._instances, self._owned | self._moving)
+        # Our leases run from the beat's start; past this, read nothing until the next beat.
+        self._lease_until = beat_at + self.visibility_timeout * 0.9
         for pair in (self._owned | self._moving) - held:
             log.warning("queue: lost the lease of %s partition %d to another daemon", *pair)
             self._drop(pair)

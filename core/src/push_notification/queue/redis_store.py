@@ -190,10 +190,12 @@ class RedisStore:
         return [(stream, entries) for stream, entries in reply or []]
 
     async def claim(
-        self, stream: str, group: str, consumer: str, start: str, count: int
+        self, stream: str, group: str, consumer: str, start: str, count: int, min_idle_ms: int = 0
     ) -> tuple[str, list[tuple[str, dict[str, str]]], list[str]]:
         """``XAUTOCLAIM`` from ``start``: (next start, entries, ids of entries trimmed away)."""
-        reply = await self.client.xautoclaim(stream, group, consumer, min_idle_time=0, start_id=start, count=count)
+        reply = await self.client.xautoclaim(
+            stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count
+        )
         cursor, entries = reply[0], reply[1]
         deleted = list(reply[2]) if len(reply) > 2 else []
         return str(cursor), [(i, f) for i, f in entries if f is not None], deleted
