@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
+from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
 from push_notification.testing.dovecot import Dovecot, DovecotUnavailable, dovecot_binary, free_port
 
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
@@ -74,10 +74,12 @@ def require(reason: str | None, what: str) -> None:
 
 
 class BridgedDovecot(Dovecot):
-    """A private Dovecot whose push_notification_lua driver runs the installed bridge script.
+    """A private Dovecot configured by the snippet ``push-notification dovecot-config --version
+    2.3`` prints, alone: it loads the plugins and the bridge for every service that changes mail.
 
     ``spool`` is the bridge's spool directory (owned by the mail processes' account).
-    ``plugin`` entries passed in are added after the bridge's (e.g. a dlog driver2).
+    ``plugin`` entries passed in go into the global ``plugin { }`` (e.g. a dlog driver2).
+    ``mail_plugins`` (default none) are loaded globally, before the snippet's filters.
     """
 
     def __init__(
@@ -90,7 +92,7 @@ class BridgedDovecot(Dovecot):
         timeout_msecs: int = 1000,
         **kwargs: Any,
     ) -> None:
-        extra_plugin = dict(kwargs.pop("plugin", None) or {})
+        kwargs.setdefault("mail_plugins", "")
         super().__init__(**kwargs)
         self.spool = self.make_spool()
         script = install_script(self.root / "share")
@@ -103,8 +105,7 @@ class BridgedDovecot(Dovecot):
             timeout_msecs=timeout_msecs,
             status=status,
         )
-        self.plugin.update(plugin_settings(self.options))
-        self.plugin.update(extra_plugin)
+        self.extra_config = render_snippet(self.options, "2.3") + self.extra_config
 
     def take_spool(self) -> list[dict[str, Any]]:
         """The transactions in ``spool/new`` (oldest first), removed from the spool."""

@@ -221,11 +221,18 @@ local function encode_user(user)
   return "{" .. table.concat(f, ",") .. "}"
 end
 
--- The mailbox after the change (a fresh, synced instance, as Dovecot's OX driver takes it).
-local function status_snapshot(user, mailbox)
+-- The mailbox after the change, from a fresh instance. Saves and flag changes are in the index
+-- the moment they commit, so reading it suffices; expunges are only requests in the index log
+-- until a sync applies them, so a transaction that expunged (or empties a mailbox being
+-- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
+-- calls mbox:sync() before mbox:status() sees it.
+local function status_snapshot(user, mailbox, sync)
   local box = user:mailbox(mailbox)
   local ok, result = pcall(function()
     box:open()
+    if sync then
+      box:sync()
+    end
     local s = dovecot.storage
     return box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
   end)
@@ -367,7 +374,7 @@ function script_init(args)
 end
 
 function dovecot_lua_notify_begin_txn(user)
-  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false }
+  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false, expunged = false }
   if config == nil then
     local ok, result = pcall(read_config, user)
     if ok then
@@ -385,6 +392,7 @@ local function add_event(ctx, event)
     local encoded = encode_event(event)
     if event.uid ~= nil then
       ctx.has_messages = true
+      ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
     elseif ctx.seen[encoded] then
       -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
       -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
@@ -417,7 +425,7 @@ local function finish(ctx)
     end
   end
   if config.status and ctx.has_messages then
-    local ok, status = pcall(status_snapshot, user, ctx.mailbox)
+    local ok, status = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged)
     if ok then
       parts[#parts + 1] = '"status":' .. status
     else

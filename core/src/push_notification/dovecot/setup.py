@@ -19,14 +19,26 @@ from urllib.parse import urlsplit
 
 import click
 
-__all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
+__all__ = [
+    "BridgeOptions",
+    "bridge_settings",
+    "dovecot_config",
+    "install_script",
+    "plugin_settings",
+    "render_snippet",
+    "script_source",
+]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
 DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
 SCRIPT_NAME = "dovecot-bridge.lua"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
-PROTOCOLS = ("lmtp", "lda", "imap")
+#: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
+#: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
+#: and the driver line in these filters only, so a service that changes no mail (submission,
+#: indexer-worker, ...) never reads a driver line whose plugin it has not loaded.
+PROTOCOLS = ("lmtp", "lda", "imap", "pop3", "doveadm")
 
 
 @dataclass(frozen=True)
@@ -59,11 +71,14 @@ def script_source() -> str:
     return resources.files("push_notification.dovecot").joinpath("bridge.lua").read_text(encoding="utf-8")
 
 
+def bridge_settings(options: BridgeOptions) -> dict[str, str]:
+    """Dovecot 2.3 ``plugin { }`` keys the bridge script reads (``push_notification_bridge_*``)."""
+    return {f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()}
+
+
 def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification_driver") -> dict[str, str]:
-    """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options``."""
-    settings = {driver_key: f"lua:file={options.script_path}"}
-    settings.update({f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()})
-    return settings
+    """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options`` (the driver line first)."""
+    return {driver_key: f"lua:file={options.script_path}", **bridge_settings(options)}
 
 
 def install_script(directory: str | os.PathLike[str]) -> Path:
@@ -106,34 +121,48 @@ def _conf_value(value: str) -> str:
 
 def render_snippet(options: BridgeOptions, version: str) -> str:
     """The dovecot.conf lines for ``version`` (``2.3`` or ``2.4``)."""
-    lines = ["# push-notification bridge (written by: push-notification dovecot-config)"]
-    lines.append("# Server METADATA (the OX http-notify key) needs mail_attribute_dict and imap_metadata = yes.")
-    if version == "2.4":
-        for protocol in PROTOCOLS:
-            lines.append(f"protocol {protocol} {{")
-            lines.append("  mail_plugins {")
-            lines.extend(f"    {plugin} = yes" for plugin in MAIL_PLUGINS)
-            lines.append("  }")
-            lines.append("}")
-        lines.append("push_notification bridge {")
-        lines.append("  driver = lua")
-        lines.append(f"  lua_file = {_conf_value(options.script_path)}")
-        lines.append("  lua_settings {")
-        lines.extend(f"    {k} = {_conf_value(v)}" for k, v in options.lua_settings().items())
+    lines = [
+        "# push-notification bridge (written by: push-notification dovecot-config)",
+        f"# Every service that changes mail feeds the bridge: {', '.join(PROTOCOLS)} (Sieve inside lmtp/lda).",
+        "# Server METADATA (the OX http-notify key) needs mail_attribute_dict and imap_metadata = yes.",
+    ]
+    lines.extend(_snippet_24(options) if version == "2.4" else _snippet_23(options))
+    return "\n".join(lines) + "\n"
+
+
+def _snippet_24(options: BridgeOptions) -> list[str]:
+    # 2.4 merges a filter's mail_plugins { } with the global list, wherever it appears in the
+    # file, so one global list reaches every service; the driver block is global too.
+    lines = ["mail_plugins {"]
+    lines.extend(f"  {plugin} = yes" for plugin in MAIL_PLUGINS)
+    lines.append("}")
+    lines.append("push_notification bridge {")
+    lines.append("  driver = lua")
+    lines.append(f"  lua_file = {_conf_value(options.script_path)}")
+    lines.append("  lua_settings {")
+    lines.extend(f"    {k} = {_conf_value(v)}" for k, v in options.lua_settings().items())
+    lines.append("  }")
+    lines.append("}")
+    return lines
+
+
+def _snippet_23(options: BridgeOptions) -> list[str]:
+    # 2.3: `$mail_plugins` inside a protocol filter is that filter's own earlier value (e.g.
+    # `sieve` for lmtp), so the filters keep what the admin set there; a global line after
+    # such a filter would be ignored there and warned about. Naming a plugin twice is harmless.
+    lines = ["# With other push drivers configured, use the next free number (push_notification_driver2 ...)."]
+    driver_key, driver = next(iter(plugin_settings(options).items()))
+    for protocol in PROTOCOLS:
+        lines.append(f"protocol {protocol} {{")
+        lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
+        lines.append("  plugin {")
+        lines.append(f"    {driver_key} = {_conf_value(driver)}")
         lines.append("  }")
         lines.append("}")
-    else:
-        for protocol in PROTOCOLS:
-            lines.append(f"protocol {protocol} {{")
-            lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
-            lines.append("}")
-        lines.append("plugin {")
-        lines.append(
-            "  # With other push drivers configured, use the next free number (push_notification_driver2 ...)."
-        )
-        lines.extend(f"  {k} = {_conf_value(v)}" for k, v in plugin_settings(options).items())
-        lines.append("}")
-    return "\n".join(lines) + "\n"
+    lines.append("plugin {")
+    lines.extend(f"  {k} = {_conf_value(v)}" for k, v in bridge_settings(options).items())
+    lines.append("}")
+    return lines
 
 
 def _spool_advice(spool: str, mail_user: str) -> str:
