@@ -107,7 +107,9 @@ def test_our_dlog_writes_what_dovecots_dlog_writes(tmp_path: Path, transport: st
         daemon = DaemonRunner(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
     else:
         daemon = DaemonRunner(tmp_path, DAEMON_CONFIG, token=TOKEN)
-        dovecot = BridgedDovecot(transport, url=daemon.ingress, token=TOKEN, plugin={"push_notification_driver2": "dlog"})
+        dovecot = BridgedDovecot(
+            transport, url=daemon.ingress, token=TOKEN, plugin={"push_notification_driver2": "dlog"}
+        )
     with daemon, dovecot:
         dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")  # creates alice's INBOX (doveadm logs elsewhere)
         wait_until(lambda: transactions_ended(daemon_streams(daemon.log(), INSTANCE)) >= 1)

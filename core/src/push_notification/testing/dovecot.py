@@ -41,6 +41,8 @@ __all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "free_port", "lmtp
 #: The plugins a push-notification Lua setup needs (Dovecot's dependency order).
 PUSH_MAIL_PLUGINS = "notify push_notification mail_lua push_notification_lua"
 DEFAULT_PASSWORD = "pass"
+#: Where Debian (bookworm and trixie) installs the local delivery agent.
+LDA_BINARY = "/usr/lib/dovecot/dovecot-lda"
 _counter = itertools.count(1)
 
 
@@ -185,8 +187,13 @@ class Dovecot:
         return str(path)
 
     def _command(self, program: str, *args: str) -> list[str]:
-        """The argv that runs Dovecot's ``program`` (``dovecot`` or ``doveadm``)."""
-        binary = self.binary if program == "dovecot" else doveadm_binary()
+        """The argv that runs Dovecot's ``program`` (``dovecot``, ``doveadm`` or ``dovecot-lda``)."""
+        if program == "dovecot":
+            binary = self.binary
+        elif program == "dovecot-lda":
+            binary = LDA_BINARY
+        else:
+            binary = doveadm_binary()
         return [binary, *args]
 
     # ----------------------------------------------------------------- config
@@ -410,6 +417,15 @@ service lmtp {{
         finally:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
+
+    def deliver_lda(
+        self, message: bytes | str, recipient: str = "alice@example.com", sender: str = "sender@example.org"
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Deliver one message with ``dovecot-lda -d RECIPIENT`` (as an MTA's pipe would); the
+        result's returncode is LDA's exit code (0: delivered)."""
+        data = message.encode() if isinstance(message, str) else message
+        argv = self._command("dovecot-lda", "-c", self.conf_path(self.config_path), "-d", recipient, "-f", sender)
+        return subprocess.run(argv, input=data, capture_output=True, timeout=60, check=False)
 
     def imap(self, user: str = "alice@example.com", password: str | None = None) -> imaplib.IMAP4:
         """A logged-in IMAP connection; ``logout()`` when done."""

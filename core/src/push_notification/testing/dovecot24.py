@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from push_notification.testing.dovecot import Dovecot, DovecotUnavailable
+from push_notification.testing.dovecot import LDA_BINARY, Dovecot, DovecotUnavailable
 
 __all__ = ["DEFAULT_CHROOT", "Dovecot24", "dovecot24_missing", "dovecot24_version"]
 
@@ -92,8 +92,8 @@ class Dovecot24(Dovecot):
             raise ValueError(f"{path} is outside the chroot {self.chroot}; Dovecot 2.4 cannot see it") from None
 
     def _command(self, program: str, *args: str) -> list[str]:
-        binary = "/usr/sbin/dovecot" if program == "dovecot" else f"/usr/bin/{program}"
-        return ["chroot", str(self.chroot), binary, *args]
+        binaries = {"dovecot": "/usr/sbin/dovecot", "dovecot-lda": LDA_BINARY}
+        return ["chroot", str(self.chroot), binaries.get(program, f"/usr/bin/{program}"), *args]
 
     def render_config(self) -> str:
         """The dovecot.conf text in 2.4 syntax for the current ports and options."""
