@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -63,7 +64,7 @@ class Doveadm:
     def _where(self) -> str:
         return f"doveadm API {mask_url(self.endpoint)}"
 
-    def _call(self, command: str, params: dict[str, object], what: str) -> object:
+    def _call(self, command: str, params: Mapping[str, object], what: str) -> object:
         """Run one doveadm command; its reply data, or DoveadmError naming what to check."""
         auth = base64.b64encode(self.api_key.encode()).decode()
         response = http_client.request(
