@@ -107,6 +107,25 @@ async def test_socket_http_sends_luasockets_headers(write_script, lua_calls, sin
     assert "Date" not in headers
 
 
+async def test_socket_http_sends_basic_credentials_from_the_urls_userinfo(write_script, lua_calls, sink) -> None:
+    url = sink.url.replace("http://", "http://Bearer:t0k%40en@")
+    script = (
+        'local http = require "socket.http"\n'
+        "function dovecot_lua_notify_begin_txn(user) return {} end\n"
+        "function dovecot_lua_notify_event_message_new(ctx, e) end\n"
+        "function dovecot_lua_notify_end_txn(ctx, success)\n"
+        f'  http.request{{url = "{url}", headers = {{["x-custom"] = "1", ["content-type"] = "text/plain"}}}}\n'
+        '  dovecot.i_info("CALL " .. require("socket.headers").canonic["te"])\n'
+        "end\n"
+    )
+    async with DriverHarness(LuaDriver, {"file": write_script(script)}) as harness:
+        await harness.send(make_transaction(make_event("MessageNew")))
+    assert lua_calls() == ["TE"]
+    headers = sink.requests[0]["headers"]
+    assert ("Authorization", "Basic QmVhcmVyOnQwa0Blbg==") in headers  # Bearer:t0k@en, as LuaSocket
+    assert ("Content-Type", "text/plain") in headers and ("x-custom", "1") in headers  # as LuaSocket writes them
+
+
 async def test_socket_http_get_and_post_against_a_real_endpoint(write_script, lua_calls, sink) -> None:
     sink.reply = '{"ok": true}'
     script = (
