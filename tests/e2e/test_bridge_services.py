@@ -1,5 +1,6 @@
 """Every service that changes mail feeds the daemon, on Dovecot 2.3 and 2.4 configured by the
-printed snippet alone: LMTP, LDA, IMAP and doveadm (flags, save, expunge).
+printed snippet alone: LMTP, LDA, IMAP and doveadm (flags, save, expunge); on 2.3 also Sieve
+inside LMTP (with the admin's own lmtp plugins set before the snippet) and POP3.
 
 One probe script (lua/services.lua) runs in Dovecot's own Lua driver beside the bridge and, in
 the daemon, in our Lua driver: per transaction the service, the events and what
@@ -184,4 +185,47 @@ def test_beside_another_push_driver_loaded_for_every_service_no_service_logs_an_
         problems = dovecot.log_lines(LOGGED_PROBLEM)
     assert spooled == [["MailboxCreate"], ["MessageNew"], ["FlagsClear", "FlagsSet", "MessageRead"],
                        ["MessageAppend"], ["MessageExpunge"]]  # fmt: skip
+    assert problems == []
+
+
+ADMIN_SIEVE = (
+    "protocol lmtp {\n  mail_plugins = $mail_plugins sieve\n}\n"
+    "plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}\n"
+)
+SIEVE_SCRIPT = (
+    'require ["fileinto", "imap4flags", "mailbox"];\n'
+    'if header :contains "subject" "sieve" {\n  addflag "\\\\Flagged";\n  fileinto :create "Sieved";\n}\n'
+)
+SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
+POP3_SERVER = Path("/usr/lib/dovecot/pop3")
+
+
+def test_sieve_inside_lmtp_and_pop3_feed_the_bridge_too() -> None:
+    """The admin's `protocol lmtp { mail_plugins = $mail_plugins sieve }` stands before the
+    snippet (as conf.d/20-lmtp.conf before 95-push-notification.conf): both plugin lists apply."""
+    need(dovecot_missing(), "Dovecot")
+    missing = [str(p) for p in (SIEVE_PLUGIN, POP3_SERVER) if not p.exists()]
+    need(f"{', '.join(missing)} missing: run scripts/install-dovecot as root" if missing else None, "Sieve and POP3")
+    dovecot = BridgedDovecot(pop3=True)
+    dovecot.extra_config = ADMIN_SIEVE + dovecot.extra_config
+    sieve = dovecot.home(ALICE) / ".dovecot.sieve"
+    sieve.write_text(SIEVE_SCRIPT)
+    dovecot.chown_for_mail(sieve)
+    with dovecot:
+        dovecot.deliver(PLAIN.format("please sieve this"), ALICE)
+        sieved = dovecot.take_spool()
+        dovecot.deliver(PLAIN.format("plain"), ALICE)
+        dovecot.take_spool()
+        pop3 = dovecot.pop3(ALICE)
+        pop3.dele(1)
+        pop3.quit()
+        popped = dovecot.take_spool()
+        after = doveadm_status(dovecot, "INBOX")
+        problems = dovecot.log_lines(LOGGED_PROBLEM)
+    new = [t for t in sieved if [e["name"] for e in t["events"]] == ["MessageNew"]]
+    assert [(t["user"]["service"], t["mailbox"], t["events"][0]["flags"]) for t in new] == [
+        ("lmtp", "Sieved", [r"\Flagged"])
+    ]
+    assert [(t["user"]["service"], [e["name"] for e in t["events"]]) for t in popped] == [("pop3", ["MessageExpunge"])]
+    assert popped[0]["status"]["messages"] == after["messages"] == 0
     assert problems == []

@@ -76,9 +76,14 @@ def bridge_settings(options: BridgeOptions) -> dict[str, str]:
     return {f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()}
 
 
+def driver_value(options: BridgeOptions) -> str:
+    """The 2.3 ``push_notification_driver`` value that runs the bridge script."""
+    return f"lua:file={options.script_path}"
+
+
 def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification_driver") -> dict[str, str]:
     """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options`` (the driver line first)."""
-    return {driver_key: f"lua:file={options.script_path}", **bridge_settings(options)}
+    return {driver_key: driver_value(options), **bridge_settings(options)}
 
 
 def install_script(directory: str | os.PathLike[str]) -> Path:
@@ -151,12 +156,11 @@ def _snippet_23(options: BridgeOptions) -> list[str]:
     # `sieve` for lmtp), so the filters keep what the admin set there; a global line after
     # such a filter would be ignored there and warned about. Naming a plugin twice is harmless.
     lines = ["# With other push drivers configured, use the next free number (push_notification_driver2 ...)."]
-    driver_key, driver = next(iter(plugin_settings(options).items()))
     for protocol in PROTOCOLS:
         lines.append(f"protocol {protocol} {{")
         lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
         lines.append("  plugin {")
-        lines.append(f"    {driver_key} = {_conf_value(driver)}")
+        lines.append(f"    push_notification_driver = {_conf_value(driver_value(options))}")
         lines.append("  }")
         lines.append("}")
     lines.append("plugin {")

@@ -69,6 +69,8 @@ class Dovecot24(Dovecot):
         self.chroot = Path(chroot or DEFAULT_CHROOT).resolve()
         if kwargs.get("doveadm_http"):
             raise ValueError("Dovecot24 has no doveadm HTTP listener")
+        if kwargs.get("pop3"):
+            raise ValueError("the Dovecot 2.4 chroot has no POP3 server")
         super().__init__(**kwargs)
 
     # The hooks of Dovecot: binaries, account and paths inside the chroot.
