@@ -208,6 +208,7 @@ def test_sieve_inside_lmtp_and_pop3_feed_the_bridge_too() -> None:
     need(f"{', '.join(missing)} missing: run scripts/install-dovecot as root" if missing else None, "Sieve and POP3")
     dovecot = BridgedDovecot(pop3=True)
     dovecot.extra_config = ADMIN_SIEVE + dovecot.extra_config
+    dovecot.home(ALICE).mkdir(parents=True, exist_ok=True)  # start() makes it the user's
     sieve = dovecot.home(ALICE) / ".dovecot.sieve"
     sieve.write_text(SIEVE_SCRIPT)
     dovecot.chown_for_mail(sieve)
