@@ -225,8 +225,8 @@ end
 -- the moment they commit, so reading it suffices; expunges are only requests in the index log
 -- until a sync applies them, so a transaction that expunged (or empties a mailbox being
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
--- calls mbox:sync() before mbox:status() sees it. Read-only, as the OX driver opens it: the
--- bridge's sync never takes \Recent from a mail client's session.
+-- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
+-- instance: the bridge only looks.
 local function status_snapshot(user, mailbox, sync)
   local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
   local ok, result = pcall(function()
