@@ -73,6 +73,16 @@ def require(reason: str | None, what: str) -> None:
     pytest.skip(f"{what} is unavailable: {reason}", allow_module_level=True)
 
 
+def need(reason: str | None, what: str) -> None:
+    """Inside one test: skip it because of ``reason`` (``None``: nothing missing), except under
+    CI=true, whose own setup installs ``what``: there the test fails instead."""
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {what} is unavailable: {reason}", pytrace=False)
+    pytest.skip(f"{what} is unavailable: {reason}")
+
+
 class BridgedDovecot(Dovecot):
     """A private Dovecot configured by the snippet ``push-notification dovecot-config --version
     2.3`` prints, alone: it loads the plugins and the bridge for every service that changes mail.

@@ -12,7 +12,6 @@ delete transactions. No service and not the daemon may log a warning or an error
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, dovecot_missing, wait_until
+from e2e_support import BridgedDovecot, DaemonRunner, dovecot_missing, need, wait_until
 from push_notification.testing.dovecot import Dovecot
 from push_notification.testing.dovecot24 import dovecot24_missing
 
@@ -29,15 +28,6 @@ PROBE = Path(__file__).parent / "lua" / "services.lua"
 PLAIN = "From: bob@example.org\r\nSubject: {}\r\n\r\nHello\r\n"
 LOGGED_PROBLEM = r"(Warning|Error|Fatal|Panic):"
 DAEMON_PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback")
-
-
-def need(reason: str | None, what: str) -> None:
-    """Skip this test for ``reason`` (fail under CI=true, whose setup installs ``what``)."""
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {what} is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"{what} is unavailable: {reason}")
 
 
 class Probed:

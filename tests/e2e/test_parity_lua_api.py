@@ -1,6 +1,6 @@
-"""The Lua API a published script leans on, as Dovecot 2.3.19 gives it and as our Lua driver
-does: one script (lua/api.lua) runs in Dovecot's own Lua driver and, through the bridge, in ours,
-in the same test, on deliveries and an expunge.
+"""The Lua API a published script leans on, as Dovecot 2.3.19 and 2.4 give it and as our Lua
+driver does: one script (lua/api.lua) runs in Dovecot's own Lua driver and, through the bridge, in
+ours, in the same test, on deliveries and an expunge.
 
 Both must see the same `dovecot` (functions behind its metatable's ``__index``), the same user
 and mailbox objects (``item`` userdata, metatable names), the same ``mbox:sync()`` then
@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, require_driver, wait_until
+import pytest
+from e2e_support import BridgedDovecot, DaemonRunner, dovecot_missing, need, require_driver, wait_until
+from push_notification.testing.dovecot import Dovecot
+from push_notification.testing.dovecot24 import dovecot24_missing
 from raw_http import RawRequest, raw_recorder
-
-require_dovecot()
 
 require_driver("lua")
 
@@ -44,29 +45,48 @@ def comparable(request: RawRequest) -> tuple[bytes, list[bytes], bytes]:
     return request.request_line, headers, request.body
 
 
-def test_a_script_sees_and_sends_what_it_sees_and_sends_in_dovecot(tmp_path: Path) -> None:
-    with raw_recorder() as theirs_http, raw_recorder() as ours_http:
+def dovecot_running_the_script(version: str, url: str) -> tuple[Dovecot, Path]:
+    """A bridged Dovecot ``version`` with the script in its own Lua driver; where it writes."""
+    dovecot: Dovecot
+    if version == "2.3":
+        need(dovecot_missing(), "Dovecot")
         dovecot = BridgedDovecot(doveadm_http=True)
-        out = dovecot.root / "out"  # writable by the mail processes' account
-        out.mkdir()
-        dovecot.chown_for_mail(out)
-        script = dovecot.root / "share" / SCRIPT.name
-        shutil.copyfile(SCRIPT, script)
-        theirs_path, ours_path = out / "dovecot.jsonl", tmp_path / "ours.jsonl"
-        dovecot.plugin.update(
-            {
-                "push_notification_driver2": f"lua:file={script}",
-                "api_side": "dovecot",
-                "api_out": str(theirs_path),
-                "api_url": theirs_http.url("/push", USERINFO).replace("%", "%%"),  # Dovecot %-expands it
-            }
+    else:
+        need(dovecot24_missing(), "Dovecot 2.4")
+        from dovecot24_support import BridgedDovecot24
+
+        dovecot = BridgedDovecot24(doveadm_http=True)
+    out = dovecot.root / "out"  # writable by the mail processes' account
+    out.mkdir()
+    dovecot.chown_for_mail(out)
+    script = dovecot.root / "share" / SCRIPT.name
+    shutil.copyfile(SCRIPT, script)
+    theirs_path = out / "dovecot.jsonl"
+    settings = {"api_side": "dovecot", "api_out": dovecot.conf_path(theirs_path)}
+    if version == "2.3":
+        settings["api_url"] = url.replace("%", "%%")  # 2.3 %-expands plugin settings
+        dovecot.plugin.update({"push_notification_driver2": f"lua:file={script}", **settings})
+    else:
+        settings["api_url"] = url
+        lua_settings = "".join(f"    {key} = {value}\n" for key, value in settings.items())
+        dovecot.extra_config += (
+            f"push_notification api {{\n  driver = lua\n  lua_file = {dovecot.conf_path(script)}\n"
+            f"  lua_settings {{\n{lua_settings}  }}\n}}\n"
         )
+    return dovecot, theirs_path
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_a_script_sees_and_sends_what_it_sees_and_sends_in_dovecot(tmp_path: Path, version: str) -> None:
+    with raw_recorder() as theirs_http, raw_recorder() as ours_http:
+        dovecot, theirs_path = dovecot_running_the_script(version, theirs_http.url("/push", USERINFO))
+        ours_path = tmp_path / "ours.jsonl"
         daemon = DaemonRunner(
             tmp_path,
             f"push_notification api {{\n  driver = lua\n  lua_file = {SCRIPT}\n"
             "  doveadm_url = DOVEADM_URL\n  doveadm_api_key = DOVEADM_KEY\n"
             f"  lua_settings {{\n    api_side = ours\n    api_out = {ours_path}\n"
-            f"    api_url = {ours_http.url('/push', USERINFO)}\n  }}\n}}\nspool_dir = {dovecot.spool}\n",
+            f"    api_url = {ours_http.url('/push', USERINFO)}\n  }}\n}}\nspool_dir = {dovecot.spool}\n",  # type: ignore[attr-defined]
         )
         with dovecot:
             assert dovecot.doveadm_api_key is not None

@@ -2,7 +2,8 @@
 -- and in ours. Per transaction on messages it records how `dovecot`, the user and the mailbox
 -- objects look and what mbox:sync() then mbox:status() show, POSTs them with LuaSocket to a URL
 -- with credentials in its userinfo, and writes them into METADATA (server and INBOX).
--- Settings (plugin { } in Dovecot 2.3, lua_settings in ours): api_side, api_out, api_url.
+-- Settings (plugin { } in Dovecot 2.3, lua_settings in 2.4 and ours, which script_init
+-- receives): api_side, api_out, api_url.
 
 local http = require("socket.http")
 local ltn12 = require("ltn12")
@@ -11,8 +12,18 @@ local function quote(s)
   return '"' .. tostring(s):gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
 end
 
-function script_init()
+local settings = nil
+
+function script_init(args)
+  settings = type(args) == "table" and args or nil
   return 0
+end
+
+local function setting(user, key)
+  if settings ~= nil and settings[key] ~= nil then
+    return settings[key]
+  end
+  return user:plugin_getenv(key)
 end
 
 function dovecot_lua_notify_begin_txn(user)
@@ -31,7 +42,7 @@ function dovecot_lua_notify_end_txn(ctx, success)
     return -- a transaction without the events above
   end
   local user = ctx.user
-  local side = user:plugin_getenv("api_side")
+  local side = setting(user, "api_side")
   local meta = getmetatable(dovecot)
   local box = user:mailbox(ctx.mailbox)
   box:sync()
@@ -52,11 +63,11 @@ function dovecot_lua_notify_end_txn(ctx, success)
     string.format('"messages":%d,"unseen":%d,"uidnext":%d', st.messages, st.unseen, st.uidnext),
   }
   local line = "{" .. table.concat(facts, ",") .. "}"
-  local file = assert(io.open(user:plugin_getenv("api_out"), "a"))
+  local file = assert(io.open(setting(user, "api_out"), "a"))
   file:write(line, "\n")
   file:close()
   http.request({
-    url = user:plugin_getenv("api_url"),
+    url = setting(user, "api_url"),
     method = "POST",
     source = ltn12.source.string(line),
     headers = { ["Content-Type"] = "application/json", ["content-length"] = #line, ["X-Event"] = ctx.event },

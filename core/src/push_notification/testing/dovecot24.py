@@ -62,13 +62,11 @@ class Dovecot24(Dovecot):
     """:class:`Dovecot` with Dovecot 2.4 from ``chroot`` (default :data:`DEFAULT_CHROOT`).
 
     ``plugin`` entries become top-level settings (2.4 has no ``plugin { }`` block);
-    ``mail_plugins`` is a space-separated list as for 2.3. No doveadm HTTP listener.
+    ``mail_plugins`` is a space-separated list as for 2.3.
     """
 
     def __init__(self, *, chroot: Path | None = None, **kwargs: Any) -> None:
         self.chroot = Path(chroot or DEFAULT_CHROOT).resolve()
-        if kwargs.get("doveadm_http"):
-            raise ValueError("Dovecot24 has no doveadm HTTP listener")
         if kwargs.get("pop3"):
             raise ValueError("the Dovecot 2.4 chroot has no POP3 server")
         super().__init__(**kwargs)
@@ -105,6 +103,14 @@ class Dovecot24(Dovecot):
         settings = "".join(f"{key} = {value}\n" for key, value in self.plugin.items())
         env = "".join(f"  {key} = {value}\n" for key, value in self.environment.items())
         import_environment = f"import_environment {{\n{env}}}\n" if env else ""
+        doveadm = ""
+        if self.doveadm_port is not None:
+            doveadm = (
+                f"doveadm_api_key = {self.doveadm_api_key}\n"
+                "service doveadm {\n"
+                f"  inet_listener http {{\n    listen = 127.0.0.1\n    port = {self.doveadm_port}\n  }}\n"
+                "}\n"
+            )
         return f"""# Written by push_notification.testing.dovecot24 for one test instance.
 dovecot_config_version = 2.4.0
 dovecot_storage_version = 2.4.0
@@ -157,5 +163,5 @@ service lmtp {{
     port = {self.lmtp_port}
   }}
 }}
-{settings}{self.extra_config}
+{doveadm}{settings}{self.extra_config}
 """
