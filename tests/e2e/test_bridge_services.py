@@ -37,6 +37,11 @@ class Probed:
     def __init__(self, dovecot: Dovecot, daemon: DaemonRunner, theirs: Path, ours: Path) -> None:
         self.dovecot, self.daemon, self.theirs, self.ours = dovecot, daemon, theirs, ours
         self.seen = 0
+        #: What doveadm wrote to stderr (its log: a doveadm command logs there, not to log_path).
+        self.doveadm_log: list[str] = []
+
+    def doveadm(self, *args: str, stdin: str | None = None) -> None:
+        self.doveadm_log.extend(self.dovecot.doveadm(*args, stdin=stdin).stderr.splitlines())
 
     def step(self, action: Callable[[], object]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         action()
@@ -114,13 +119,13 @@ def test_every_service_that_changes_mail_feeds_the_daemon_with_a_synced_status(p
     imap.select("INBOX")
     steps["imap store"] = probed.step(lambda: imap.uid("STORE", "1", "+FLAGS", r"(\Seen)"))
     steps["doveadm flags"] = probed.step(
-        lambda: dovecot.doveadm("flags", "add", "-u", ALICE, r"\Flagged", "mailbox", "INBOX", "uid", "2")
+        lambda: probed.doveadm("flags", "add", "-u", ALICE, r"\Flagged", "mailbox", "INBOX", "uid", "2")
     )
     steps["doveadm save"] = probed.step(
-        lambda: dovecot.doveadm("save", "-u", ALICE, "-m", "INBOX", stdin=PLAIN.format("saved"))
+        lambda: probed.doveadm("save", "-u", ALICE, "-m", "INBOX", stdin=PLAIN.format("saved"))
     )
     steps["doveadm expunge"] = probed.step(
-        lambda: dovecot.doveadm("expunge", "-u", ALICE, "mailbox", "INBOX", "uid", "1")
+        lambda: probed.doveadm("expunge", "-u", ALICE, "mailbox", "INBOX", "uid", "1")
     )
     after_doveadm_expunge = doveadm_status(dovecot, "INBOX")
     steps["imap expunge"] = probed.step(lambda: (imap.uid("STORE", "2", "+FLAGS", r"(\Deleted)"), imap.expunge()))
@@ -130,7 +135,7 @@ def test_every_service_that_changes_mail_feeds_the_daemon_with_a_synced_status(p
     probed.step(lambda: None)  # the create and the copy
     steps["imap delete"] = probed.step(lambda: imap.delete("Work"))
     imap.logout()
-    problems = dovecot.log_lines(LOGGED_PROBLEM)
+    problems = dovecot.log_lines(LOGGED_PROBLEM) + probed.doveadm_log
     daemon_log = probed.daemon.log()
 
     for label, (theirs, ours) in steps.items():
@@ -168,11 +173,14 @@ def test_beside_another_push_driver_loaded_for_every_service_no_service_logs_an_
     dovecot.extra_config = dovecot.extra_config.replace("push_notification_driver =", "push_notification_driver2 =")
     with dovecot:
         dovecot.deliver(PLAIN.format("first"), ALICE)
-        dovecot.doveadm("flags", "add", "-u", ALICE, r"\Seen", "mailbox", "INBOX", "uid", "1")
-        dovecot.doveadm("save", "-u", ALICE, "-m", "INBOX", stdin=PLAIN.format("saved"))
-        dovecot.doveadm("expunge", "-u", ALICE, "mailbox", "INBOX", "uid", "1")
+        runs = [
+            dovecot.doveadm("flags", "add", "-u", ALICE, r"\Seen", "mailbox", "INBOX", "uid", "1"),
+            dovecot.doveadm("save", "-u", ALICE, "-m", "INBOX", stdin=PLAIN.format("saved")),
+            dovecot.doveadm("expunge", "-u", ALICE, "mailbox", "INBOX", "uid", "1"),
+        ]
         spooled = [[e["name"] for e in t["events"]] for t in dovecot.take_spool()]
-        problems = dovecot.log_lines(LOGGED_PROBLEM)
+        # doveadm logs to its stderr ("Unknown push notification driver: lua" went there)
+        problems = dovecot.log_lines(LOGGED_PROBLEM) + [line for run in runs for line in run.stderr.splitlines()]
     assert spooled == [["MailboxCreate"], ["MessageNew"], ["FlagsClear", "FlagsSet", "MessageRead"],
                        ["MessageAppend"], ["MessageExpunge"]]  # fmt: skip
     assert problems == []
