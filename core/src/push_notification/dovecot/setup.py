@@ -19,15 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-__all__ = [
-    "BridgeOptions",
-    "bridge_settings",
-    "dovecot_config",
-    "install_script",
-    "plugin_settings",
-    "render_snippet",
-    "script_source",
-]
+__all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
