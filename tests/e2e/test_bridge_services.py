@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, dovecot_missing, need, wait_until
+from e2e_support import BridgedDovecot, dovecot_missing, e2e_daemon, need, wait_until
+from push_notification.testing.daemon import DaemonProcess
 from push_notification.testing.dovecot import Dovecot
 from push_notification.testing.dovecot24 import dovecot24_missing
 
@@ -34,7 +35,7 @@ class Probed:
     """A bridged Dovecot with the probe in its own Lua driver, and the daemon with the probe
     in ours; ``step`` runs one action and returns what each side recorded for it."""
 
-    def __init__(self, dovecot: Dovecot, daemon: DaemonRunner, theirs: Path, ours: Path) -> None:
+    def __init__(self, dovecot: Dovecot, daemon: DaemonProcess, theirs: Path, ours: Path) -> None:
         self.dovecot, self.daemon, self.theirs, self.ours = dovecot, daemon, theirs, ours
         self.seen = 0
         #: What doveadm wrote to stderr (its log: a doveadm command logs there, not to log_path).
@@ -67,7 +68,7 @@ def without_repeats(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "events": [list(e) for e in events]}
 
 
-def daemon_config(ours: Path, spool: Path) -> str:
+def probe_config(ours: Path, spool: Path) -> str:
     return (
         f"push_notification probe {{\n  driver = lua\n  lua_file = {PROBE}\n"
         f"  lua_settings {{\n    services_out = {ours}\n  }}\n}}\nspool_dir = {spool}\n"
@@ -99,7 +100,7 @@ def probed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Probed]:
             f"push_notification probe {{\n  driver = lua\n  lua_file = {dovecot.conf_path(script)}\n"
             f"  lua_settings {{\n    services_out = {dovecot.conf_path(theirs)}\n  }}\n}}\n"
         )
-    daemon = DaemonRunner(tmp_path, daemon_config(ours, dovecot.spool))  # type: ignore[attr-defined]
+    daemon = e2e_daemon(tmp_path, probe_config(ours, dovecot.spool))  # type: ignore[attr-defined]
     with daemon, dovecot:
         yield Probed(dovecot, daemon, theirs, ours)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, dovecot_missing, need, require_driver, wait_until
+from e2e_support import BridgedDovecot, dovecot_missing, e2e_daemon, need, require_driver, wait_until
 from push_notification.testing.dovecot import Dovecot
 from push_notification.testing.dovecot24 import dovecot24_missing
 from raw_http import RawRequest, raw_recorder
@@ -81,7 +81,7 @@ def test_a_script_sees_and_sends_what_it_sees_and_sends_in_dovecot(tmp_path: Pat
     with raw_recorder() as theirs_http, raw_recorder() as ours_http:
         dovecot, theirs_path = dovecot_running_the_script(version, theirs_http.url("/push", USERINFO))
         ours_path = tmp_path / "ours.jsonl"
-        daemon = DaemonRunner(
+        daemon = e2e_daemon(
             tmp_path,
             f"push_notification api {{\n  driver = lua\n  lua_file = {SCRIPT}\n"
             "  doveadm_url = DOVEADM_URL\n  doveadm_api_key = DOVEADM_KEY\n"
