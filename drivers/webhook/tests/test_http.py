@@ -22,7 +22,7 @@ async def run(endpoint: Any, settings: dict[str, str] | None = None, url: str | 
         driver = harness.plugin
         txn = make_transaction(NEW)
         assert driver.begin_txn(txn)
-        driver.message_new(txn, NEW)
+        driver.event(txn, NEW)
         try:
             await driver.end_txn(txn, True)
         except (RetryableError, PermanentError) as exc:
@@ -134,10 +134,10 @@ async def test_an_unavailable_endpoint_stops_the_transaction_and_a_retry_resumes
         for _ in range(2):  # the first delivery, then the queue's retry of the same transaction
             driver.begin_txn(txn)
             for event in txn.events:
-                driver.message_new(txn, event)
+                driver.event(txn, event)
             try:
                 await driver.end_txn(txn, True)
             except RetryableError as exc:
-                assert str(exc).startswith("1 of 3 notifications failed, 1 more not attempted; first: POST ")
+                assert str(exc).startswith("1 of 3 notifications failed, 1 more not attempted: POST ")
     assert [r.json()["data"]["id"] for r in endpoint.received] == ["t9.0", "t9.1", "t9.1", "t9.2"]
     assert driver.delivered == 3
