@@ -142,7 +142,9 @@ async def test_a_sighup_during_a_reload_is_applied_after_it(tmp_path: Path) -> N
             slow = "push_notification slow {\n driver = durable_test_http\n start_delay = 2s\n url = %s\n}\n"
             daemon.config.write_text(base + slow % sink.url("slow"))
             daemon.signal(signal.SIGHUP)
-            await eventually(lambda: "reload: reading" in "".join(log_messages(daemon)), 10, "the first reload")
+            await eventually(
+                lambda: any(m.startswith("re-reading") for m in log_messages(daemon)), 10, "the first reload"
+            )
             daemon.config.write_text(base + slow % sink.url("slow") + instance("b", sink.url("b")))
             daemon.signal(signal.SIGHUP)  # while the first reload waits for slow's driver_init
             await eventually(
