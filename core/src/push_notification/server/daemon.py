@@ -157,6 +157,7 @@ class Daemon:
         while again:
             self._reload_again = False
             source = self.config.source
+            log.info("re-reading %s (SIGHUP)", source)
             try:
                 new = load_config(None if source == DEFAULT_SOURCE else source)
                 await self.apply(new)
