@@ -283,9 +283,9 @@ def integer(where: str, value: Any, low: int, high: int) -> int:
     """``value`` as an integer in ``low..high``: a JSON integer, an integral number or the text
     of one (``"42"``, at most 20 digits); anything else is one EventError line."""
     if type(value) is not int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        if (isinstance(value, float) and value.is_integer()) or (
+            isinstance(value, str) and _INTEGER_TEXT.fullmatch(value)
+        ):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise EventError(f"{where}: expected an integer, got {shown(value)}")

@@ -359,7 +359,8 @@ def _user_field(key: str, value: Any) -> Any:
     """A user field of an unexpected type: an integral float is an integer (Lua numbers)."""
     if _USER_FIELDS[key] is int and not isinstance(value, str):
         return integer(f"user.{key}", value, *INT64_RANGE)
-    raise EventError(f"user.{key}: expected {'an integer' if _USER_FIELDS[key] is int else 'a string'}, got {shown(value)}")
+    expected = "an integer" if _USER_FIELDS[key] is int else "a string"
+    raise EventError(f"user.{key}: expected {expected}, got {shown(value)}")
 
 
 def _metadata_from(data: Any) -> Mapping[str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_time
+from push_notification.settings import parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -50,6 +50,11 @@ class DaemonConfig:
     spool_dir: str | None = None
     max_pending: int = 100000
     event_loop: str = "auto"
+    ingress_max_body_size: int = 1 << 20
+    ingress_max_events: int = 1000
+    ingress_header_timeout: float = 10.0
+    ingress_body_timeout: float = 10.0
+    ingress_max_connections: int = 4096
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -102,9 +107,20 @@ def choice(*choices: str) -> Callable[[str], str]:
 
 
 def parse_positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError("use a whole number of at least 1")
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) < 1:
+        raise ValueError("use a whole number from 1 to 999999999999")
     return int(text)
+
+
+def parse_body_size(text: str) -> int:
+    """A request body limit: at least 1 KiB (a transaction), at most 1 GiB."""
+    try:
+        size = parse_size(text)
+    except ValueError:
+        raise ValueError("use e.g. 1M, 512k") from None
+    if not 1 << 10 <= size <= 1 << 30:
+        raise ValueError("use a size from 1k to 1G")
+    return size
 
 
 def parse_yes_no(text: str) -> bool:
@@ -172,6 +188,17 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
                   "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
+    DaemonSetting("ingress_max_body_size", "size", parse_body_size, "1M",
+                  "largest transaction body the ingress reads (413 above it)"),
+    DaemonSetting("ingress_max_events", "number", parse_positive_int, "1000",
+                  "most events in one transaction (400 above it)"),
+    DaemonSetting("ingress_header_timeout", "time", parse_timeout, "10s",
+                  "a new connection must send its request head within this time, or is closed"),
+    DaemonSetting("ingress_body_timeout", "time", parse_timeout, "10s",
+                  "a request body must arrive within this time (408 after it)"),
+    DaemonSetting("ingress_max_connections", "number", parse_positive_int, "4096",
+                  "most open ingress connections (lowered to fit the open-file limit); a new one closes the"
+                  " least recently active"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

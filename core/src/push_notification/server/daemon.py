@@ -23,7 +23,8 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.server.ingress import create_app, listen_address
+from push_notification.server.connections import Connections, IngressSite, connection_cap
+from push_notification.server.ingress import IngressLimits, create_app, listen_address, runner_options
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
@@ -45,6 +46,11 @@ RESTART_ONLY = (
     "ingress_token",
     "log_format",
     "event_loop",
+    "ingress_max_body_size",
+    "ingress_max_events",
+    "ingress_header_timeout",
+    "ingress_body_timeout",
+    "ingress_max_connections",
 )
 
 
@@ -171,11 +177,9 @@ class Daemon:
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
         where = listen_address(self.config.listen)
-        site: web.BaseSite
-        if isinstance(where, str):
-            site = web.UnixSite(runner, where)
-        else:
-            site = web.TCPSite(runner, where[0], where[1])
+        limits = IngressLimits.of(self.config)
+        connections = Connections(connection_cap(limits.max_connections), limits.header_timeout)
+        site = IngressSite(runner, where, connections)
         try:
             await site.start()
         except OSError as exc:
@@ -197,10 +201,15 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.dispatcher.start()
+        limits = IngressLimits.of(self.config)
         app = create_app(
-            self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
+            self.dispatcher.submit,
+            token=self.config.ingress_token,
+            health=self.health,
+            metrics=self.metrics.handle,
+            limits=limits,
         )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, **runner_options(limits))
         await runner.setup()
         spool = None
         if self.config.spool_dir:

@@ -57,6 +57,16 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{rest}"
 
 
+def tls_problem(exc: aiohttp.ClientSSLError) -> str:
+    """One line for a failed TLS handshake, naming the setting that fixes an unknown CA."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
+            " that signed the endpoint's certificate"
+        )
+    return f"TLS handshake failed: {exc}"
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -120,6 +130,8 @@ class Sender:
                     if not _retryable_status(status):
                         raise PermanentError(self._describe(request, problem, attempt, started))
                     wait = _retry_after(response.headers.get("Retry-After"))
+            except aiohttp.ClientSSLError as exc:  # as the ox driver: retrying cannot fix a certificate
+                raise PermanentError(self._describe(request, tls_problem(exc), attempt, started)) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = "request timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 problem = problem.replace(request.url, safe_url(request.url))
