@@ -52,8 +52,7 @@ def test_text_after_a_closing_brace() -> None:
 
 def test_settings_on_the_block_header_line() -> None:
     assert error("push_notification ox { driver = ox }\n") == (
-        f"{SOURCE}:1: cannot parse this block header "
-        "(write 'type [name] {' and put each setting on its own line)"
+        f"{SOURCE}:1: cannot parse this block header (write 'type [name] {{' and put each setting on its own line)"
     )
 
 
@@ -104,8 +103,8 @@ def test_a_misspelt_daemon_setting_gets_a_suggestion() -> None:
         f"{SOURCE}:4: unknown setting 'lsiten' (did you mean 'listen'? known: listen, log_level, log_format, "
         "ingress_token, driver_timeout, state_dir, metadata_path, queue, queue_path, queue_retry_deadline, "
         "queue_retry_delay, queue_retry_max_delay, queue_fsync, spool_dir, max_pending, event_loop, "
-            "ingress_max_body_size, ingress_max_events, ingress_header_timeout, ingress_body_timeout, "
-            "ingress_max_connections)"
+        "ingress_max_body_size, ingress_max_events, ingress_header_timeout, ingress_body_timeout, "
+        "ingress_max_connections)"
     )
 
 
@@ -312,9 +311,7 @@ def test_a_legacy_backend_next_to_a_driver() -> None:
 def test_a_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.conf")
-    assert str(caught.value) == (
-        f"{tmp_path / 'nope.conf'}: cannot read config: No such file or directory"
-    )
+    assert str(caught.value) == (f"{tmp_path / 'nope.conf'}: cannot read config: No such file or directory")
 
 
 def test_a_config_file_that_is_not_text(tmp_path: Path) -> None:
