@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -23,10 +24,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def limit_open_files(limit: int) -> None:
+    """RLIMIT_NOFILE, soft and hard, for a daemon that must live with few file descriptors."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class DaemonProcess:
     """``push-notification serve`` in a subprocess, with its log."""
 
-    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, tmp: Path, env: dict[str, str] | None = None, open_files: int | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"daemon-{self.port}.log"
@@ -35,6 +43,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [*CLI, "serve", "-c", str(config), "--listen", f"127.0.0.1:{self.port}"],
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -75,10 +84,10 @@ class DaemonProcess:
 def start_daemon(tmp_path: Path) -> Iterator[object]:
     started: list[DaemonProcess] = []
 
-    def start(config_text: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(config_text: str, env: dict[str, str] | None = None, open_files: int | None = None) -> DaemonProcess:
         config = tmp_path / f"daemon{len(started)}.conf"
         config.write_text(f"state_dir = {tmp_path / 'state'}\n{config_text}")
-        daemon = DaemonProcess(config, tmp_path, env)
+        daemon = DaemonProcess(config, tmp_path, env, open_files)
         started.append(daemon)
         return daemon
 
