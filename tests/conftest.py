@@ -36,6 +36,7 @@ class DaemonProcess:
         self, config: Path, tmp: Path, env: dict[str, str] | None = None, open_files: int | None = None
     ) -> None:
         self.port = free_port()
+        self.config_path = config
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"daemon-{self.port}.log"
         self.env = {**os.environ, **(env or {})}
