@@ -53,7 +53,7 @@ def test_a_thousand_idle_connections_do_not_starve_good_posts(start_daemon) -> N
     assert "using 896 (raise LimitNOFILE to allow more)" in log
 
 
-def test_a_client_that_sends_no_request_head_in_time_is_disconnected(start_daemon) -> None:
+def test_a_client_that_trickles_its_request_head_is_disconnected(start_daemon) -> None:
     daemon = start_daemon("ingress_header_timeout = 500ms\npush_notification dlog { }\n")
     started = time.monotonic()
     assert raw(daemon.port, b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\n") == b""

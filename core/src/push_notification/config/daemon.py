@@ -193,7 +193,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
     DaemonSetting("ingress_max_events", "number", parse_positive_int, "1000",
                   "most events in one transaction (400 above it)"),
     DaemonSetting("ingress_header_timeout", "time", parse_timeout, "10s",
-                  "a new connection must send its request head within this time, or is closed"),
+                  "a request head must be complete within this time of its first byte, or the connection is"
+                  " closed"),
     DaemonSetting("ingress_body_timeout", "time", parse_timeout, "10s",
                   "a request body must arrive within this time (408 after it)"),
     DaemonSetting("ingress_max_connections", "number", parse_positive_int, "4096",

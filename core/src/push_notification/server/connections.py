@@ -2,11 +2,11 @@
 
 aiohttp waits for a request head without a deadline and accepts connections until the
 process runs out of file descriptors, so about a thousand idle sockets (slowloris) would
-starve every real client. Here each connection must send its first request head within
-``ingress_header_timeout`` (later requests on a keep-alive connection fall under aiohttp's
-keep-alive timeout), and when ``ingress_max_connections`` are open a new connection closes
-the least recently active one: an idle attacker's sockets go first, a client that is
-sending stays.
+starve every real client. Here a connection's first request head must be complete within
+``ingress_header_timeout`` of its first byte (a connection that sends nothing is closed after
+IDLE_TIMEOUT, as an idle keep-alive one is; later requests fall under aiohttp's keep-alive
+timeout), and when ``ingress_max_connections`` are open a new connection closes the least
+recently active one: an idle attacker's sockets go first, a client that is sending stays.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ log = logging.getLogger("push_notification.server.ingress")
 _MIN_RESERVE = 128
 #: The end of a request head (a head split between reads is found through the kept tail).
 _HEAD_END = b"\r\n\r\n"
+#: How long a connection may stay open without sending anything (aiohttp's keep-alive timeout).
+IDLE_TIMEOUT = 75.0
 #: At most one "connection cap reached" warning per this many seconds.
 _WARN_EVERY = 60.0
 
@@ -101,18 +103,19 @@ class Connections:
 class _Guarded(asyncio.Protocol):
     """aiohttp's protocol for one connection, with the head deadline and the activity order."""
 
-    __slots__ = ("_connections", "_deadline", "_inner", "_tail", "_transport")
+    __slots__ = ("_connections", "_deadline", "_inner", "_started", "_tail", "_transport")
 
     def __init__(self, connections: Connections, inner: asyncio.Protocol) -> None:
         self._connections = connections
         self._inner = inner
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._started = False
         self._tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        self._deadline = asyncio.get_running_loop().call_later(self._connections.header_timeout, self._too_slow)
+        self._deadline = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._too_slow)
         self._connections.opened(self)
         self._inner.connection_made(transport)
 
@@ -123,6 +126,11 @@ class _Guarded(asyncio.Protocol):
                 self._deadline = None
             else:
                 self._tail = data[-3:]
+                if not self._started:  # the head began: now it must be complete in time
+                    self._started = True
+                    self._deadline.cancel()
+                    loop = asyncio.get_running_loop()
+                    self._deadline = loop.call_later(self._connections.header_timeout, self._too_slow)
         self._connections.active(self)
         self._inner.data_received(data)
 
@@ -147,7 +155,10 @@ class _Guarded(asyncio.Protocol):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        log.debug("ingress: closed a connection that sent no request head in %gs", self._connections.header_timeout)
+        if self._started:
+            log.debug("ingress: closed a connection whose request head took over %gs", self._connections.header_timeout)
+        else:
+            log.debug("ingress: closed a connection that sent nothing in %gs", IDLE_TIMEOUT)
         self.close()
 
 
