@@ -301,10 +301,14 @@ def _check_uint(event: str, key: str, value: Any) -> int:
 
 
 def _check_date(event: str, key: str, value: Any) -> int:
+    if type(value) is int and _DATE_RANGE[0] <= value <= _DATE_RANGE[1]:
+        return value
     return integer(f"{event}.{key}", value, *_DATE_RANGE)
 
 
 def _check_tz(event: str, key: str, value: Any) -> int:
+    if type(value) is int and _TZ_RANGE[0] <= value <= _TZ_RANGE[1]:
+        return value
     return integer(f"{event}.{key}", value, *_TZ_RANGE)
 
 

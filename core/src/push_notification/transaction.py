@@ -348,7 +348,9 @@ def _user_from(data: Any) -> User:
             if not isinstance(value, _SCALARS):
                 raise EventError(f"user field {shown(key)}: expected a string, number or boolean, got {shown(value)}")
             extra[key] = value
-        elif value is None or (type(value) is str and _USER_FIELDS[key] is str):
+        elif value is None or type(value) is _USER_FIELDS[key] is str:
+            known[key] = value
+        elif type(value) is int and _USER_FIELDS[key] is int and INT64_RANGE[0] <= value <= INT64_RANGE[1]:
             known[key] = value
         else:
             known[key] = _user_field(key, value)
