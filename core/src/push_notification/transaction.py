@@ -348,13 +348,16 @@ def _user_from(data: Any) -> User:
             if not isinstance(value, _SCALARS):
                 raise EventError(f"user field {shown(key)}: expected a string, number or boolean, got {shown(value)}")
             extra[key] = value
-        elif value is None or type(value) is _USER_FIELDS[key] is str:
-            known[key] = value
-        elif type(value) is int and _USER_FIELDS[key] is int and INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        elif value is None or type(value) is _USER_FIELDS[key] is str or _plain_id(value, key):
             known[key] = value
         else:
             known[key] = _user_field(key, value)
     return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
+
+
+def _plain_id(value: Any, key: str) -> bool:
+    """Whether ``value`` is an integer user field as Dovecot sends it (no conversion needed)."""
+    return type(value) is int and _USER_FIELDS[key] is int and INT64_RANGE[0] <= value <= INT64_RANGE[1]
 
 
 def _user_field(key: str, value: Any) -> Any:
