@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,7 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     Content-Length, obs-fold, too many headers...) is the client's mistake, not a traceback."""
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else None
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300] if exc is not None else "no reason given"
         text = (str(msg) % args) if args else str(msg)
         if isinstance(exc, HttpProcessingError):  # a malformed request: the client's mistake
