@@ -235,7 +235,7 @@ def transaction_from_dict(data: Any, *, max_events: int | None = None) -> Transa
     later step (error messages, logs, the queue's UTF-8 text) ever sees one. ``max_events``
     bounds the events of one transaction (the ingress passes ``ingress_max_events``).
 
-    Schema (``push_notification/schema/transaction.json`` documents it)::
+    The form (the README's "The ingress" shows it with every field)::
 
         {"id": "optional stable id", "user": {"username": "alice", "service": "lmtp", ...},
          "mailbox": "INBOX", "success": true,

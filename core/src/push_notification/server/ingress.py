@@ -24,8 +24,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from push_notification.config.daemon import parse_listen
 from push_notification.errors import EventError
-from push_notification.queue import QueueFull
-from push_notification.transaction import Transaction, transaction_from_json
+from push_notification.queue import Queue, QueueFull
+from push_notification.transaction import transaction_from_json
 
 if TYPE_CHECKING:
     from push_notification.config.daemon import DaemonConfig
@@ -59,8 +59,6 @@ class IngressLimits:
             max_connections=config.ingress_max_connections,
         )
 
-
-Submit = Callable[[Transaction], Awaitable[None]]
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -114,19 +112,19 @@ def listen_address(text: str) -> tuple[str, int] | str:
 
 
 def create_app(
-    submit: Submit,
+    queue: Queue,
     *,
     token: str | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
     limits: IngressLimits = IngressLimits(),
 ) -> web.Application:
-    """The ingress application; ``submit`` hands a valid transaction to the queue. ``metrics``
+    """The ingress application: a valid transaction goes straight into ``queue``. ``metrics``
     serves ``GET /metrics``, behind the same token: the figures name instances and volumes.
 
     ``health`` gives ``/healthz``'s details; a ``"status"`` other than ``"ok"`` among them
-    (e.g. ``"degraded"``) is answered with 503. Without the token (when one is set) only the
-    status is shown: instance names and queue depth are for the operator.
+    (``"degraded"``: a crashed task, an unusable spool) is answered with 503. Without the token
+    (when one is set) only the status is shown: instance names and queue depth are for the operator.
     """
     expected = f"Bearer {token}".encode() if token else None
     max_body, max_events, body_timeout = limits.max_body, limits.max_events, limits.body_timeout
@@ -175,7 +173,7 @@ def create_app(
             log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
             return _error(400, str(exc))
         try:
-            await submit(txn)
+            await queue.put(txn)
         except QueueFull as exc:
             log.warning("ingress: busy, answering 503: %s", exc)
             return _error(503, f"busy: {exc}; retry later", **{"Retry-After": str(max(1, round(exc.retry_after)))})
@@ -184,6 +182,7 @@ def create_app(
         return web.Response(body=body, status=202, headers=_JSON_HEADERS)
 
     async def healthz(request: web.Request) -> web.Response:
+        """200 while ``status`` is ``ok``; 503 when degraded; the details only with the token."""
         details: dict[str, Any] = {"status": "ok", **(health() if health else {})}
         status = 200 if details["status"] == "ok" else 503
         if not authorised(request):
