@@ -6,15 +6,26 @@ from __future__ import annotations
 import json
 import resource
 import socket
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from push_notification.testing.daemon import DaemonProcess, daemon_config
 
 GOOD = json.dumps({"user": "a", "mailbox": "INBOX", "events": [{"name": "MessageNew", "uid": 1, "uid_validity": 1}]})
 #: The file-descriptor limit the hostile run of the issue had (a common default).
 OPEN_FILES = 1024
 IDLE = 1020
+#: ``push-notification`` under that limit (soft and hard, so the daemon cannot raise it).
+LIMITED_CLI = (
+    sys.executable,
+    "-c",
+    f"import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, ({OPEN_FILES}, {OPEN_FILES}));"
+    " runpy.run_module('push_notification.cli', run_name='__main__')",
+)
 
 
 def post(url: str) -> int:
@@ -44,11 +55,11 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
         yield sockets
 
 
-def test_a_thousand_idle_connections_do_not_starve_good_posts(start_daemon) -> None:
-    daemon = start_daemon("push_notification dlog { }\n", open_files=OPEN_FILES)
-    with idle_connections(daemon.port, IDLE):
+def test_a_thousand_idle_connections_do_not_starve_good_posts(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path, "push_notification dlog { }\n")
+    with DaemonProcess(config, command=LIMITED_CLI).start() as daemon, idle_connections(daemon.port, IDLE):
         assert [post(daemon.url) for _ in range(20)] == [202] * 20
-    log = daemon.wait_for_log("the most allowed (ingress_max_connections); closed")
+        log = daemon.wait_for_log("the most allowed (ingress_max_connections); closed")
     assert "Traceback" not in log
     assert "using 896 (raise LimitNOFILE to allow more)" in log
 

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CLI, free_port
+from push_notification.testing.daemon import CLI
+from push_notification.testing.net import free_port
 
 SIGNING_KEY = base64.b64encode(b"SigningKeyBytes-0123456789abcdef").decode()
 #: Every configured secret, as written and as a client would send it decoded.
@@ -62,7 +63,7 @@ def run_cli(*args: str) -> str:
 def test_no_secret_in_check_config_or_the_log_of_failing_deliveries(start_daemon, log_format: str) -> None:
     text = config("Pa%2Fs%23s%3Fw0rd", log_format)
     daemon = start_daemon(text)
-    checked = daemon.cli("check-config", "-c", str(daemon.config_path)).stdout
+    checked = daemon.cli("check-config", "-c", str(daemon.config)).stdout
     assert "push_notification hook {" in checked and "X-Auth = ***" in checked
     assert_no_secret(checked, "check-config")
     body = {
