@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from push_notification.events import EVENT_TYPES
+from push_notification.queue import MemoryQueue
 from push_notification.server.ingress import IngressLimits, create_app, runner_options
 from push_notification.transaction import Transaction, transaction_from_json
 
@@ -41,11 +42,21 @@ class Ingress:
 def server(accepted: list[Transaction], health: dict[str, Any] | None = None, **limits: Any) -> TestServer:
     """The ingress as the daemon runs it (its limits and runner options), on a loopback port."""
 
-    async def submit(txn: Transaction) -> None:
-        accepted.append(txn)
-
     chosen = IngressLimits(**limits)
-    return _DaemonLikeServer(create_app(submit, token=TOKEN, health=lambda: dict(health or {}), limits=chosen), chosen)
+    app = create_app(_Recording(accepted), token=TOKEN, health=lambda: dict(health or {}), limits=chosen)
+    return _DaemonLikeServer(app, chosen)
+
+
+class _Recording(MemoryQueue):
+    """The memory queue, noting what the ingress put into it."""
+
+    def __init__(self, accepted: list[Transaction]) -> None:
+        super().__init__(100_000)
+        self.accepted = accepted
+
+    async def put(self, txn: Transaction) -> None:
+        self.accepted.append(txn)
+        await super().put(txn)
 
 
 class _DaemonLikeServer(TestServer):
