@@ -65,6 +65,10 @@ def parse_time(text: str) -> float:
     return total
 
 
+class SizeTooLarge(ValueError):
+    """A size beyond any sane setting (above 1P): callers with a smaller bound name theirs."""
+
+
 def parse_size(text: str) -> int:
     """Bytes from a Dovecot size (``10k``, ``5 MB``, ``1G``)."""
     match = _NUMBER_UNIT.match(text)
@@ -72,7 +76,7 @@ def parse_size(text: str) -> int:
     if match is None or unit is None or (unit not in _SIZE_UNITS and match.group(2).lower() != "b"):
         raise ValueError(f"invalid size {text!r} (use e.g. 512, 10k, 5M, 1G)")
     if len(match.group(1)) > 18 or float(match.group(1)) * _SIZE_UNITS[unit] > _MAX_SIZE:
-        raise ValueError(f"size {text!r} is too large (at most 1P)")
+        raise SizeTooLarge(f"size {text!r} is too large (at most 1P)")
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_size, parse_time
+from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -117,6 +117,8 @@ def parse_body_size(text: str) -> int:
     """A request body limit: at least 1 KiB (a transaction), at most 1 GiB."""
     try:
         size = parse_size(text)
+    except SizeTooLarge:
+        size = 1 << 63
     except ValueError:
         raise ValueError("use e.g. 1M, 512k") from None
     if not 1 << 10 <= size <= 1 << 30:
@@ -129,7 +131,7 @@ def parse_spool_size(text: str) -> int:
     read into memory whole)."""
     try:
         size = parse_size(text)
-    except OverflowError:
+    except SizeTooLarge:
         size = 1 << 63
     if size < 1024:
         raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
