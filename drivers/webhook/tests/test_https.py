@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from push_notification.errors import RetryableError
+from push_notification.errors import PermanentError
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.testing.loopback import loopback_server
 from push_notification_webhook import WebhookDriver
@@ -55,21 +55,15 @@ async def test_an_internal_ca_given_by_ssl_client_ca_file_is_trusted(https_url: 
     assert harness.plugin.delivered == 1
 
 
-async def test_an_unknown_ca_is_refused(https_url: str) -> None:
-    async with DriverHarness(WebhookDriver, {"url": https_url, "max_retries": "0"}) as harness:
-        txn = make_transaction(make_event("MessageNew"))
-        harness.plugin.begin_txn(txn)
-        harness.plugin.event(txn, txn.events[0])
-        with pytest.raises(RetryableError, match="certificate verify failed"):
-            await harness.plugin.end_txn(txn, True)
-
-
-async def test_a_refused_certificate_goes_to_the_queue_without_a_retry_in_place(https_url: str) -> None:
+async def test_a_refused_certificate_is_permanent_and_names_the_ca_setting(https_url: str) -> None:
+    """As for the ox driver: retrying cannot make a certificate trusted, the setting can."""
     async with DriverHarness(WebhookDriver, {"url": https_url, "http_client_request_max_attempts": "3"}) as harness:
         txn = make_transaction(make_event("MessageNew"))
         harness.plugin.begin_txn(txn)
         harness.plugin.event(txn, txn.events[0])
-        with pytest.raises(RetryableError, match=r"TLS certificate not accepted: .*\(1 attempt in "):
+        with pytest.raises(
+            PermanentError, match=r"certificate verify failed.*set ssl_client_ca_file .*\(1 attempt in "
+        ):
             await harness.plugin.end_txn(txn, True)
 
 

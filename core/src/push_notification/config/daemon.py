@@ -17,7 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_size, parse_time
+from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -51,6 +51,11 @@ class DaemonConfig:
     spool_max_size: int = 1 << 20
     max_pending: int = 100000
     event_loop: str = "auto"
+    ingress_max_body_size: int = 1 << 20
+    ingress_max_events: int = 1000
+    ingress_header_timeout: float = 10.0
+    ingress_body_timeout: float = 10.0
+    ingress_max_connections: int = 4096
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -103,9 +108,22 @@ def choice(*choices: str) -> Callable[[str], str]:
 
 
 def parse_positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError("use a whole number of at least 1")
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) < 1:
+        raise ValueError("use a whole number from 1 to 999999999999")
     return int(text)
+
+
+def parse_body_size(text: str) -> int:
+    """A request body limit: at least 1 KiB (a transaction), at most 1 GiB."""
+    try:
+        size = parse_size(text)
+    except SizeTooLarge:
+        size = 1 << 63
+    except ValueError:
+        raise ValueError("use e.g. 1M, 512k") from None
+    if not 1 << 10 <= size <= 1 << 30:
+        raise ValueError("use a size from 1k to 1G")
+    return size
 
 
 def parse_spool_size(text: str) -> int:
@@ -113,7 +131,7 @@ def parse_spool_size(text: str) -> int:
     read into memory whole)."""
     try:
         size = parse_size(text)
-    except OverflowError:
+    except SizeTooLarge:
         size = 1 << 63
     if size < 1024:
         raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
@@ -189,6 +207,18 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
                   "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
+    DaemonSetting("ingress_max_body_size", "size", parse_body_size, "1M",
+                  "largest transaction body the ingress reads (413 above it)"),
+    DaemonSetting("ingress_max_events", "number", parse_positive_int, "1000",
+                  "most events in one transaction (400 above it)"),
+    DaemonSetting("ingress_header_timeout", "time", parse_timeout, "10s",
+                  "a request head must be complete within this time of its first byte, or the connection is"
+                  " closed"),
+    DaemonSetting("ingress_body_timeout", "time", parse_timeout, "10s",
+                  "a request body must arrive within this time (408 after it)"),
+    DaemonSetting("ingress_max_connections", "number", parse_positive_int, "4096",
+                  "most open ingress connections (lowered to fit the open-file limit); a new one closes the"
+                  " least recently active"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

@@ -25,7 +25,8 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.server.ingress import create_app, listen_address
+from push_notification.server.connections import Connections, IngressSite, connection_cap
+from push_notification.server.ingress import IngressLimits, create_app, listen_address, runner_options
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
@@ -50,6 +51,11 @@ RESTART_ONLY = (
     "ingress_token",
     "log_format",
     "event_loop",
+    "ingress_max_body_size",
+    "ingress_max_events",
+    "ingress_header_timeout",
+    "ingress_body_timeout",
+    "ingress_max_connections",
 )
 
 
@@ -208,11 +214,9 @@ class Daemon:
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
         where = listen_address(self.config.listen)
-        site: web.BaseSite
-        if isinstance(where, str):
-            site = web.UnixSite(runner, where)
-        else:
-            site = web.TCPSite(runner, where[0], where[1])
+        limits = IngressLimits.of(self.config)
+        connections = Connections(connection_cap(limits.max_connections), limits.header_timeout)
+        site = IngressSite(runner, where, connections)
         try:
             await site.start()
         except OSError as exc:
@@ -241,8 +245,9 @@ class Daemon:
         try:
             await self.dispatcher.start()
             token = self.config.ingress_token
-            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            limits = IngressLimits.of(self.config)
+            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle, limits=limits)
+            runner = web.AppRunner(app, **runner_options(limits))
             await runner.setup()
             if self.config.spool_dir:
                 spool = SpoolReader(

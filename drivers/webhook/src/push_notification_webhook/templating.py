@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -44,15 +45,45 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
+class _Escaped(str):
+    """Text already percent-encoded (by ``urlencode``): a URL template outputs it as it is."""
+
+    __slots__ = ()
+
+
+def _url_part(value: Any) -> Any:
+    """What ``{{ ... }}`` puts into a URL: percent-encoded, '/', '?', '#', '&' included, so a
+    value (a user name such as ``../../admin?x=1``) stays one path segment or query value."""
+    if value is None:
+        return ""
+    return value if isinstance(value, _Escaped) else quote(str(value), safe="")
+
+
+def _urlencode(value: Any) -> _Escaped:
+    """jinja's ``urlencode`` for URL templates: '/' is encoded too; a mapping or a list of
+    pairs becomes a query string."""
+    if isinstance(value, Mapping):
+        pairs: Iterable[Any] = value.items()
+    elif isinstance(value, (str, int, float)) or not isinstance(value, Iterable):
+        return _Escaped(quote(str(value), safe=""))
+    else:
+        pairs = value
+    return _Escaped("&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in pairs))
+
+
+def make_environment(*, url: bool = False) -> ImmutableSandboxedEnvironment:
+    """The template environment; ``url=True`` for the URL template, where every value is
+    percent-encoded (see :func:`_url_part`)."""
     env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
-        finalize=_finalize,
+        finalize=_url_part if url else _finalize,
     )
     env.filters["json"] = _json
     env.filters["slack_escape"] = _slack_escape
+    if url:
+        env.filters["urlencode"] = _urlencode
     return env
 
 
