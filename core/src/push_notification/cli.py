@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from importlib.metadata import version
 from typing import Any
 
 import click
 
+from push_notification.cli_options import chosen_config, config_option
 from push_notification.config import load_config, render_effective
 from push_notification.drivers import implemented_hooks, installed_drivers
 from push_notification.errors import PushNotificationError
 from push_notification.events import event_type
 from push_notification.queue.cli import queue_group
 from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
+from push_notification.server.ingress import TRANSACTIONS_PATH
 from push_notification.server.metadata import MetadataStore
 from push_notification.transaction import transaction_from_dict
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
-CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
 
 
 class Cli(click.Group):
@@ -36,15 +39,12 @@ class Cli(click.Group):
             raise click.Abort() from None
 
 
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Config file (Dovecot syntax). Default: built-in (dlog enabled). Env: {CONFIG_ENV}.",
+url_option = click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    help=f"The daemon's address ({DEFAULT_URL}) or its full ingress URL ({DEFAULT_URL}{TRANSACTIONS_PATH}).",
 )
-url_option = click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's ingress URL.")
 token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. Env: {TOKEN_ENV}.")
 
 
@@ -68,7 +68,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     from push_notification.server.daemon import Daemon
     from push_notification.server.logs import setup_logging
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     if listen:
         try:
             listen = parse_listen(listen)
@@ -82,6 +82,9 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
         config = replace(config, listen=listen)
     config = replace(config, log_level=log_level or config.log_level, log_format=log_format or config.log_format)
     setup_logging(config.log_level, config.log_format)
+    logging.getLogger("push_notification.server.daemon").info(
+        "push-notification %s starting; config: %s", version("push-notification"), config.source
+    )
 
     async def run() -> None:
         await Daemon(config).run()
@@ -95,7 +98,7 @@ def check_config(config_path: str | None) -> None:
     """Validate the config, load every driver it names, print the effective config (secrets masked)."""
     from push_notification.server.daemon import build_instances
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     build_instances(config, MetadataStore())
     click.echo(render_effective(config), nl=False)
 
@@ -176,12 +179,13 @@ def replay(file: Any, url: str, token: str | None) -> None:
 
 
 @cli.group()
-def metadata() -> None:
-    """Server METADATA per user (as doveadm mailbox metadata), e.g. OX activation."""
+@config_option
+def metadata(config_path: str | None) -> None:
+    """Server METADATA per user (as doveadm mailbox metadata): OX activation."""
 
 
 def _store(config_path: str | None) -> MetadataStore:
-    return MetadataStore(load_config(config_path).metadata_path)
+    return MetadataStore(load_config(chosen_config(config_path)).metadata_path)
 
 
 def _metadata_options(func: Any) -> Any:
@@ -203,7 +207,10 @@ def _metadata_options(func: Any) -> Any:
 @click.argument("key")
 @click.argument("value")
 def metadata_set(config_path: str | None, user: str, server: str, key: str, value: str) -> None:
-    """Set KEY to VALUE (e.g. /private/vendor/vendor.dovecot/http-notify user=11@3)."""
+    """Set KEY to VALUE.
+
+    For example KEY /private/vendor/vendor.dovecot/http-notify, VALUE user=11@3 (OX). The daemon's store serves transactions that carry no METADATA of their own; the Dovecot
+    bridge forwards Dovecot's, which then wins."""
     _store(config_path).set(user, key, value)
 
 

@@ -37,6 +37,7 @@ class DaemonConfig:
     listen: str = "127.0.0.1:8425"
     log_level: str = "info"
     log_format: str = "text"
+    log_deliveries: bool = True
     ingress_token: str | None = None
     driver_timeout: float = 30.0
     state_dir: str = field(default_factory=default_state_dir)
@@ -172,6 +173,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
                   "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
+    DaemonSetting("log_deliveries", "boolean", parse_yes_no, "yes",
+                  "at log_level info, one line per delivered transaction and instance, with its latency"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

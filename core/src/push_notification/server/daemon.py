@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +25,8 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import open_store, pending_summary
+from push_notification.server.import_paths import refresh_import_paths
 from push_notification.server.ingress import create_app, listen_address
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
@@ -61,7 +65,10 @@ def make_queue(config: DaemonConfig) -> Queue:
             max_delay=config.queue_retry_max_delay,
             deadline=config.queue_retry_deadline,
         )
-        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        queue = SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        if config.source != DEFAULT_SOURCE:
+            queue.config_source = config.source
+        return queue
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
@@ -108,7 +115,7 @@ class Daemon:
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
-        self.dispatcher = Dispatcher(self.queue, self.instances)
+        self.dispatcher = Dispatcher(self.queue, self.instances, log_deliveries=config.log_deliveries)
         self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
         self.queue.observer = self.metrics
         self._stopping = asyncio.Event()
@@ -137,6 +144,7 @@ class Daemon:
     async def _reload(self) -> None:
         source = self.config.source
         try:
+            refresh_import_paths()
             new = load_config(None if source == DEFAULT_SOURCE else source)
             await self.apply(new)
         except PushNotificationError as exc:
@@ -154,6 +162,7 @@ class Daemon:
         added = [n for n in wanted if n not in old]
         built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
         self._set_retry_policies(new)
+        self.dispatcher.log_deliveries = new.log_deliveries
         await self.dispatcher.remove(removed + changed)
         await self.dispatcher.add(built)
         self.instances = list(self.dispatcher.instances.values())
@@ -207,9 +216,15 @@ class Daemon:
             spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
         try:
             await self._start_site(runner)
+            if self.queue.depth():
+                log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
                 await spool.start()
-                log.info("reading the Dovecot bridge spool %s", spool.spool_dir)
+                log.info(
+                    "reading the Dovecot bridge spool %s; %d spooled transaction(s) waiting to be taken in",
+                    spool.spool_dir,
+                    spooled_files(spool.new_dir),
+                )
             names = ", ".join(f"{i.name} ({i.driver})" for i in self.instances) or "none"
             log.info(
                 "listening on %s; driver instances: %s; config: %s",
@@ -226,15 +241,40 @@ class Daemon:
             await runner.cleanup()
             # A durable queue keeps what is left for the next start: no need to wait long.
             grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
-            if not await self.dispatcher.drain(grace):
-                if self.queue.durable:
-                    log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
-                else:
-                    log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
+            drained = await self.dispatcher.drain(grace)
+            left = self.queue.depth()
+            if not drained and not self.queue.durable:
+                log.warning("shutdown: %d delivery(ies) still queued after %gs; dropped", left, grace)
             await self.dispatcher.stop(timeout=0)
             await self.queue.close()
+            if not drained and self.queue.durable:
+                log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
             self.metadata.close()
             log.info("stopped")
+
+
+    def _queued_summary(self, deliveries: int) -> str:
+        """"2 transaction(s) (5 deliveries)": a transaction owed to three instances is three deliveries."""
+        if isinstance(self.queue, SqliteQueue):
+            try:
+                conn = open_store(self.queue.path, create=False)
+                try:
+                    transactions, deliveries = pending_summary(conn)
+                finally:
+                    conn.close()
+                return f"{transactions} transaction(s) ({deliveries} delivery(ies) to driver instances)"
+            except (PushNotificationError, sqlite3.Error) as exc:
+                log.debug("shutdown: cannot count the queue file: %s", exc)
+        return f"{deliveries} delivery(ies) to driver instances"
+
+
+def spooled_files(new_dir: Path) -> int:
+    """How many files wait in the spool's ``new/`` (for the start-up line)."""
+    try:
+        with os.scandir(new_dir) as entries:
+            return sum(1 for entry in entries if not entry.name.startswith("."))
+    except OSError:
+        return 0
 
 
 def _fingerprint(instance: InstanceConfig) -> tuple[object, ...]:
