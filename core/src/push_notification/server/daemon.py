@@ -31,6 +31,7 @@ from push_notification.server.ingress import create_app, listen_address
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
+from push_notification.server.spool_access import spool_access_problem
 from push_notification.settings import Settings
 
 log = logging.getLogger("push_notification.server.daemon")
@@ -93,7 +94,7 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
 
 def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
     retry_policy(inst, config)
-    factory = find_driver(inst.driver, inst.name, inst.where).load()
+    factory = find_driver(inst.driver, inst.name, inst.where, inst.settings).load()
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
         instance=inst.name,
@@ -111,6 +112,9 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
+        problem = spool_access_problem(config.spool_dir) if config.spool_dir else None
+        if problem is not None:  # before anything is opened: a wrong unit is one line, not a stall
+            raise PushNotificationError(problem)
         self.metadata = MetadataStore(config.metadata_path)
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)

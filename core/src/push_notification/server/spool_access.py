@@ -1,0 +1,72 @@
+"""Whether the daemon may use the Dovecot bridge's spool, and if not, the fix that matches.
+
+Dovecot writes the spool as the mail user; the daemon lists ``new/`` and deletes there. A
+mismatch used to show as a silent stall: this says at start-up who the daemon runs as, who
+owns the directory, and what to change.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from pathlib import Path
+
+#: What the daemon needs on each directory: list it, and create/delete entries in it.
+_NEEDED = os.R_OK | os.W_OK | os.X_OK
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def running_as() -> str:
+    """``push-notification (uid 998, groups push-notification, mail)``."""
+    uid = os.geteuid()
+    groups = sorted({os.getegid(), *os.getgroups()})
+    return f"{_user_name(uid)} (uid {uid}, groups {', '.join(_group_name(g) for g in groups)})"
+
+
+def spool_access_problem(spool_dir: str | os.PathLike[str]) -> str | None:
+    """One line naming the spool directory the daemon cannot use and the fix, or None."""
+    spool = Path(spool_dir)
+    for path in (spool, spool / "new", spool / "tmp"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue  # created at start-up, or reported by the spool reader
+        except PermissionError:
+            return f"spool_dir {spool}: cannot reach {path} as {running_as()}; {_fix(spool, None)}"
+        if os.access(path, _NEEDED):
+            continue
+        owner, group = _user_name(info.st_uid), _group_name(info.st_gid)
+        mode = stat.S_IMODE(info.st_mode)
+        return (
+            f"spool_dir {spool}: {path} (owner {owner}, group {group}, mode {mode:04o}) is not readable and"
+            f" writable by the daemon, which runs as {running_as()}; {_fix(spool, (owner, group))}"
+        )
+    return None
+
+
+def _fix(spool: Path, owner: tuple[str, str] | None) -> str:
+    me = _user_name(os.geteuid())
+    dirs = f"{spool} {spool}/tmp {spool}/new {spool}/bad"
+    if owner is None:
+        return f"make {spool} and its parents searchable by {me}"
+    user, group = owner
+    return (
+        f"make the spool group-writable (chmod 2770 {dirs}) and let {me} join group {group}"
+        f" (systemd: SupplementaryGroups={group} in the unit; else usermod -a -G {group} {me}),"
+        f" or run the daemon as {user}"
+    )
