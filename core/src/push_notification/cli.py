@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from push_notification.cli_options import chosen_config, config_option
+from push_notification.cli_options import chosen_config, config_option, ingress_url_callback
 from push_notification.config import load_config, render_effective
 from push_notification.drivers import implemented_hooks, installed_drivers
 from push_notification.errors import PushNotificationError
@@ -43,6 +43,7 @@ url_option = click.option(
     "--url",
     default=DEFAULT_URL,
     show_default=True,
+    callback=ingress_url_callback,
     help=f"The daemon's address ({DEFAULT_URL}) or its full ingress URL ({DEFAULT_URL}{TRANSACTIONS_PATH}).",
 )
 token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. Env: {TOKEN_ENV}.")
@@ -63,8 +64,8 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
-    from push_notification.server import event_loop
     from push_notification.config.daemon import is_local, parse_listen
+    from push_notification.server import event_loop
     from push_notification.server.daemon import Daemon
     from push_notification.server.logs import setup_logging
 
@@ -209,8 +210,9 @@ def _metadata_options(func: Any) -> Any:
 def metadata_set(config_path: str | None, user: str, server: str, key: str, value: str) -> None:
     """Set KEY to VALUE.
 
-    For example KEY /private/vendor/vendor.dovecot/http-notify, VALUE user=11@3 (OX). The daemon's store serves transactions that carry no METADATA of their own; the Dovecot
-    bridge forwards Dovecot's, which then wins."""
+    For example KEY /private/vendor/vendor.dovecot/http-notify, VALUE user=11@3 (OX). The
+    daemon's store serves transactions that carry no METADATA of their own; the Dovecot bridge
+    forwards Dovecot's, which then wins."""
     _store(config_path).set(user, key, value)
 
 

@@ -45,3 +45,16 @@ def chosen_config(value: str | None = None) -> str | None:
     if os.geteuid() == 0 and os.path.isfile(SYSTEM_CONFIG):
         return SYSTEM_CONFIG
     return None
+
+
+def ingress_url_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--url``: the daemon's address or its full ingress URL; other paths get a warning."""
+    from push_notification.server.client import ingress_url
+
+    try:
+        url, warning = ingress_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    return url

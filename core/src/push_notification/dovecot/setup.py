@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from push_notification.cli_options import SYSTEM_CONFIG
-from push_notification.server.ingress import TRANSACTIONS_PATH
+from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
 
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
@@ -153,17 +152,6 @@ def _url_warning(url: str) -> str | None:
     return None
 
 
-def _ingress_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``--url``: the daemon's address or its full ingress URL, as the bridge must POST to."""
-    try:
-        url, warning = ingress_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
-    return url
-
-
 @click.command("dovecot-config")
 @click.option(
     "--transport",
@@ -176,7 +164,7 @@ def _ingress_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--url",
     default=DEFAULT_INGRESS,
     show_default=True,
-    callback=_ingress_url,
+    callback=ingress_url_callback,
     help="The daemon for --transport http: http://HOST:PORT or the full ingress URL (…/v1/transactions).",
 )
 @click.option("--token", envvar="PUSH_NOTIFICATION_TOKEN", help="Ingress token for --transport http.")
@@ -241,31 +229,6 @@ def dovecot_config(
     if metadata:
         click.echo(metadata_lines(version), nl=False)
     click.echo(daemon_side(options, mail_user, group or mail_user), nl=False)
-
-
-def ingress_url(url: str) -> tuple[str, str | None]:
-    """The full ingress URL for ``url`` (a daemon's address or its full ingress URL), and a
-    warning when its path is neither; ``ValueError`` for something that is not an http(s) URL."""
-    example = f"e.g. {DEFAULT_INGRESS.removesuffix(TRANSACTIONS_PATH)}"
-    if "://" not in url:
-        raise ValueError(f"{url!r} has no scheme; write http://{url.lstrip('/')} ({example})")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a URL: {exc} ({example})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host ({example})")
-    path = parts.path.rstrip("/")
-    if path.endswith(TRANSACTIONS_PATH):
-        return url, None
-    full = parts._replace(path=path + TRANSACTIONS_PATH).geturl()
-    if not path:
-        return full, None
-    return full, (
-        f"{url}: the daemon's ingress is at {TRANSACTIONS_PATH}; using {full}"
-        " (a reverse proxy's prefix?); any other path answers 404"
-    )
 
 
 def mail_group(user: str) -> str | None:

@@ -156,8 +156,9 @@ def status_command(queue_path: str | None, config_path: str | None, as_json: boo
             continue
         if row is rows[0]:
             click.echo(f"{'INSTANCE':16}  {'PENDING':>7}  {'RETRYING':>8}  {'NEXT ATTEMPT':19}  {'DEAD':>6}  OLDEST")
+        next_attempt = _when(row.next_attempt if row.retrying else None)
         click.echo(
-            f"{row.instance:16}  {row.pending:7}  {row.retrying:8}  {_when(row.next_attempt if row.retrying else None):19}"
+            f"{row.instance:16}  {row.pending:7}  {row.retrying:8}  {next_attempt:19}"
             f"  {row.dead:6}  {'-' if age is None else _age(age)}"
         )
     if not rows and not as_json:

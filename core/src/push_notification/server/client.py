@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -19,7 +20,10 @@ class IngressClient:
     """A keep-alive session to one daemon's ingress."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0) -> None:
-        self.endpoint = url.rstrip("/") + TRANSACTIONS_PATH
+        try:
+            self.endpoint = ingress_url(url)[0]  # the CLI shows the warning (cli_options.py)
+        except ValueError as exc:
+            raise PushNotificationError(f"--url {exc}") from None
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -44,7 +48,10 @@ class IngressClient:
                     reason = json.loads(text)["error"]
                 except (ValueError, KeyError, TypeError):
                     reason = text.strip()[:200] or response.reason
-                raise PushNotificationError(f"daemon at {mask_url(self.endpoint)} answered {response.status}: {reason}")
+                hint = _HINTS.get(response.status, "")
+                raise PushNotificationError(
+                    f"daemon at {mask_url(self.endpoint)} answered {response.status}: {reason}{hint}"
+                )
         except aiohttp.ClientError as exc:
             raise PushNotificationError(
                 f"cannot reach the daemon at {mask_url(self.endpoint)}: {exc};"
@@ -52,6 +59,38 @@ class IngressClient:
             ) from None
         except TimeoutError:
             raise PushNotificationError(f"the daemon at {mask_url(self.endpoint)} did not answer in time") from None
+
+
+#: What to do about an answer, beside the daemon's own reason.
+_HINTS = {
+    401: "; pass the daemon's ingress_token with --token or the PUSH_NOTIFICATION_TOKEN environment variable",
+    404: f"; no ingress at this path: give the daemon's address ({DEFAULT_URL}) or its {TRANSACTIONS_PATH} URL",
+}
+
+
+def ingress_url(url: str) -> tuple[str, str | None]:
+    """The full ingress URL for ``url`` (a daemon's address or its full ingress URL), and a
+    warning when its path is neither; ``ValueError`` for something that is not an http(s) URL."""
+    example = f"e.g. {DEFAULT_URL}"
+    if "://" not in url:
+        raise ValueError(f"{url!r} has no scheme; write http://{url.lstrip('/')} ({example})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc} ({example})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host ({example})")
+    path = parts.path.rstrip("/")
+    if path.endswith(TRANSACTIONS_PATH):
+        return url, None
+    full = parts._replace(path=path + TRANSACTIONS_PATH).geturl()
+    if not path:
+        return full, None
+    return full, (
+        f"{url}: the daemon's ingress is at {TRANSACTIONS_PATH}; using {full}"
+        " (a reverse proxy's prefix?); any other path answers 404"
+    )
 
 
 def read_json_lines(lines: Iterable[str], source: str) -> Iterable[tuple[int, dict[str, Any]]]:

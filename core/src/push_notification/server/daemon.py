@@ -256,9 +256,8 @@ class Daemon:
             self.metadata.close()
             log.info("stopped")
 
-
     def _queued_summary(self, deliveries: int) -> str:
-        """"2 transaction(s) (5 deliveries)": a transaction owed to three instances is three deliveries."""
+        """ "2 transaction(s) (5 deliveries)": a transaction owed to three instances is three deliveries."""
         if isinstance(self.queue, SqliteQueue):
             try:
                 conn = open_store(self.queue.path, create=False)

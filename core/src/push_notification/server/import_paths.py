@@ -26,7 +26,7 @@ def site_directories() -> list[str]:
 
 
 def _pth_files() -> set[tuple[str, str]]:
-    found = set()
+    found: set[tuple[str, str]] = set()
     for directory in site_directories():
         try:
             names = os.listdir(directory)

@@ -49,7 +49,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         # Only the record's own line is escaped; a traceback appended after it keeps its lines.
         return escape_controls(super().formatMessage(record))
 
