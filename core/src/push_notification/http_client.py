@@ -8,6 +8,8 @@ one setting at once.
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +97,15 @@ def _ssl_context(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def connect_failure(host: str, port: int | None, error: OSError) -> str:
+    """One line for a failed connection: ``cannot resolve HOST`` for a name that does not
+    resolve (not ``Unknown error -2``), else ``connect(HOST:PORT) failed: reason``."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {host}: {error.strerror or error} (check the host name in url and the DNS)"
+    if error.errno:
+        reason = os.strerror(error.errno) if error.errno > 0 else str(error)
+    else:
+        reason = str(error) or type(error).__name__
+    return f"connect({host}:{port}) failed: {reason}"

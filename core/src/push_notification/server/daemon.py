@@ -120,7 +120,11 @@ class Daemon:
         self.queue = make_queue(config)
         self._set_retry_policies(config)
         self.dispatcher = Dispatcher(self.queue, self.instances, log_deliveries=config.log_deliveries)
-        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
+        self.metrics = Metrics(
+            lambda: self.queue,
+            lambda: self.dispatcher.instances,
+            lambda: {name: inst.plugin for name, inst in self.dispatcher.instances.items()},
+        )
         self.queue.observer = self.metrics
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None

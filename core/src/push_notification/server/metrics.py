@@ -8,11 +8,11 @@ time. Each daemon has its own registry, so tests and reloads never share counter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from push_notification.queue import Outcome, Queue
@@ -48,10 +48,36 @@ class _QueueState(Collector):
         yield dead
 
 
+class _DriverSkips(Collector):
+    """Transactions a driver instance chose not to send, by reason (e.g. the OX driver's
+    ``no_metadata``): a driver object's ``skipped`` mapping, read when Prometheus scrapes."""
+
+    def __init__(self, plugins: Callable[[], Mapping[str, object]]) -> None:
+        self.plugins = plugins
+
+    def collect(self) -> Iterator[Metric]:
+        skipped = CounterMetricFamily(
+            "push_notification_skipped_transactions",
+            "Transactions a driver instance skipped, by reason (no_metadata: OX push not turned on).",
+            labels=["instance", "reason"],
+        )
+        for name, plugin in self.plugins().items():
+            counts = getattr(plugin, "skipped", None)
+            if isinstance(counts, Mapping):
+                for reason, count in counts.items():
+                    skipped.add_metric([name, str(reason)], float(count))
+        yield skipped
+
+
 class Metrics:
     """The daemon's Prometheus registry; also the queue's observer."""
 
-    def __init__(self, queue: Callable[[], Queue], instances: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        queue: Callable[[], Queue],
+        instances: Callable[[], Iterable[str]],
+        plugins: Callable[[], Mapping[str, object]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.transactions = Counter(
             "push_notification_transactions_received",
@@ -84,6 +110,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueState(queue, instances))
+        if plugins is not None:
+            self.registry.register(_DriverSkips(plugins))
         self._event_counters: dict[str, Counter] = {}
         self._delivery_counters: dict[tuple[str, str], Counter] = {}
         self._latency_histograms: dict[str, Histogram] = {}

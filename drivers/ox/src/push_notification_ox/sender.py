@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import os
 import ssl
 import time
 from dataclasses import dataclass
 
 import aiohttp
 from push_notification.errors import PermanentError, RetryableError
+from push_notification.http_client import connect_failure
 
 from .config import OxConfig
 
@@ -142,9 +142,7 @@ class Sender:
         except aiohttp.ClientSSLError as exc:
             return _Failure(f"TLS handshake failed: {exc}", retryable=False)
         except aiohttp.ClientConnectorError as exc:
-            errno = exc.os_error.errno
-            reason = os.strerror(errno) if errno else str(exc.os_error)
-            return _Failure(f"connect({exc.host}:{exc.port}) failed: {reason}", retryable=True)
+            return _Failure(connect_failure(exc.host, exc.port, exc.os_error), retryable=True)
         except aiohttp.ClientError as exc:
             return _Failure(f"Connection lost: {type(exc).__name__}: {exc}", retryable=True)
         if 200 <= status < 300:

@@ -80,7 +80,7 @@ class WebhookDriver:
 
     def _add(self, txn: Transaction, event: Event) -> None:
         pending = self._pending.get(txn.id)
-        if pending is None or not self.config.filter.wants_event(event.name):
+        if pending is None or not self.config.filter.wants_event(event.name) or not self.config.preset.wants(event):
             return
         # Stable across retries and restarts, unique per event: receivers de-duplicate on it.
         webhook_id = f"{txn.id}.{pending.index.get(id(event), 0)}"

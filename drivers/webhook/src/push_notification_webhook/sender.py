@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from push_notification.errors import PermanentError, RetryableError
-from push_notification.http_client import HttpClientSettings
+from push_notification.http_client import HttpClientSettings, connect_failure
 
 log = logging.getLogger("push_notification.webhook")
 
@@ -121,7 +121,12 @@ class Sender:
                         raise PermanentError(self._describe(request, problem, attempt, started))
                     wait = _retry_after(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = "request timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, TimeoutError):
+                    problem = "request timed out"
+                elif isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, aiohttp.ClientSSLError):
+                    problem = connect_failure(exc.host, exc.port, exc.os_error)
+                else:
+                    problem = f"{type(exc).__name__}: {exc}"
                 problem = problem.replace(request.url, safe_url(request.url))
             if wait is not None and wait > MAX_RETRY_AFTER:
                 raise RetryableError(self._describe(request, problem, attempt, started), retry_after=wait)
