@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from push_notification.scaffold import NAME_RULE, new_driver
+from push_notification.scaffold.new_driver import NAME_RULE, new_driver
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core"
@@ -157,3 +158,39 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
         f"\nscaffold end-to-end: venv+install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",
         file=sys.stderr,
     )
+
+
+def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(tmp_path: Path) -> None:
+    """``pip install -e`` puts the driver's source on sys.path through a ``.pth`` file, which
+    Python reads only at start-up: SIGHUP re-reads new ones, so no restart is needed."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    _run([*pip, str(CORE)], tmp_path, env)
+    for name in ("first", "later"):
+        _run([cli, "new-driver", name, "--dir", str(tmp_path / name)], tmp_path, env)
+    _run([*pip, "-e", "."], tmp_path / "first", env)
+
+    config = tmp_path / "pn.conf"
+    block = "push_notification {0} {{\n  driver = {0}\n  {0}_path = {1}/{0}.jsonl\n}}\n"
+    config.write_text(f"state_dir = {tmp_path / 'state'}\n" + block.format("first", tmp_path))
+    log = tmp_path / "daemon.log"
+    daemon, url = _serve(cli, config, env, log)
+    try:
+        _run([*pip, "-e", "."], tmp_path / "later", env)
+        config.write_text(config.read_text() + block.format("later", tmp_path))
+        daemon.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "reloaded" not in log.read_text() and "reload:" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "added later" in log.read_text(), log.read_text()
+        _run([cli, "send", "MessageNew", "-u", "bob", "-f", "uid=5", "-f", "uid_validity=7", "--url", url], tmp_path, env)
+        lines = _wait_for(tmp_path / "later.jsonl")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+    assert '"user": "bob"' in lines
