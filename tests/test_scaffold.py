@@ -188,7 +188,9 @@ def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(tm
         while "reloaded" not in log.read_text() and "reload:" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "added later" in log.read_text(), log.read_text()
-        _run([cli, "send", "MessageNew", "-u", "bob", "-f", "uid=5", "-f", "uid_validity=7", "--url", url], tmp_path, env)
+        _run(
+            [cli, "send", "MessageNew", "-u", "bob", "-f", "uid=5", "-f", "uid_validity=7", "--url", url], tmp_path, env
+        )
         lines = _wait_for(tmp_path / "later.jsonl")
     finally:
         daemon.terminate()
