@@ -47,26 +47,25 @@ def spool_access_problem(spool_dir: str | os.PathLike[str]) -> str | None:
         except FileNotFoundError:
             continue  # created at start-up, or reported by the spool reader
         except PermissionError:
-            return f"spool_dir {spool}: cannot reach {path} as {running_as()}; {_fix(spool, None)}"
+            return f"spool_dir {spool}: cannot reach {path} as {running_as()}; {_fix(spool, None, 0)}"
         if os.access(path, _NEEDED):
             continue
         owner, group = _user_name(info.st_uid), _group_name(info.st_gid)
         mode = stat.S_IMODE(info.st_mode)
         return (
             f"spool_dir {spool}: {path} (owner {owner}, group {group}, mode {mode:04o}) is not readable and"
-            f" writable by the daemon, which runs as {running_as()}; {_fix(spool, (owner, group))}"
+            f" writable by the daemon, which runs as {running_as()}; {_fix(spool, (owner, group), mode)}"
         )
     return None
 
 
-def _fix(spool: Path, owner: tuple[str, str] | None) -> str:
+def _fix(spool: Path, owner: tuple[str, str] | None, mode: int) -> str:
     me = _user_name(os.geteuid())
-    dirs = f"{spool} {spool}/tmp {spool}/new {spool}/bad"
     if owner is None:
         return f"make {spool} and its parents searchable by {me}"
     user, group = owner
+    chmod = "" if mode & 0o070 == 0o070 else f"make the spool group-writable (chmod 2770 {spool} {spool}/*) and "
     return (
-        f"make the spool group-writable (chmod 2770 {dirs}) and let {me} join group {group}"
-        f" (systemd: SupplementaryGroups={group} in the unit; else usermod -a -G {group} {me}),"
-        f" or run the daemon as {user}"
+        f"{chmod}let {me} join group {group} (systemd: SupplementaryGroups={group} in the unit;"
+        f" else usermod -a -G {group} {me}), or run the daemon as {user}"
     )
