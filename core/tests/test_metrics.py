@@ -90,7 +90,8 @@ async def test_memory_mode_counts_failures_as_dropped():
 
 def test_transactions_a_driver_skipped_are_counted_by_instance_and_reason() -> None:
     class Skipping:
-        skipped = {"no_metadata": 3}
+        def __init__(self) -> None:
+            self.skipped = {"no_metadata": 3}
 
     queue = MemoryQueue()
     metrics = Metrics(lambda: queue, lambda: ["ox"], lambda: {"ox": Skipping(), "dlog": object()})
