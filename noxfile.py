@@ -87,9 +87,10 @@ def template(session: nox.Session) -> None:
     # Outside .nox: ruff skips anything below a .nox directory.
     project = Path(tempfile.mkdtemp(prefix="pn-template-")) / "push-notification-example"
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
-    session.install("-e", str(project))
+    session.install("-e", f"{project}[test]")  # as its README and noxfile say: with pytest-asyncio
     session.chdir(project)
-    session.run("pytest", "-q", "-p", "no:cacheprovider")
+    # A config warning (e.g. "Unknown config option: asyncio_mode") fails the session.
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "-W", "error::pytest.PytestConfigWarning")
     session.run("ruff", "check", "src", "tests")
     session.run("ruff", "format", "--check", "src", "tests")
     session.run("mypy", "--strict", "src")
