@@ -110,8 +110,8 @@ def _wait_for(path: Path, timeout: float = 10.0) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
-    started = time.monotonic()
+def _fresh_venv(tmp_path: Path) -> tuple[str, str, list[str], dict[str, str]]:
+    """A venv with the core from this checkout: its python, its CLI, ``pip install`` and the env."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
@@ -120,6 +120,12 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run([*pip, str(CORE)], tmp_path, env)
+    return python, cli, pip, env
+
+
+def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
+    started = time.monotonic()
+    python, cli, pip, env = _fresh_venv(tmp_path)
 
     project = tmp_path / "push-notification-matrix"
     if HAS_NEW_DRIVER:
@@ -163,14 +169,7 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
 def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(tmp_path: Path) -> None:
     """``pip install -e`` puts the driver's source on sys.path through a ``.pth`` file, which
     Python reads only at start-up: SIGHUP re-reads new ones, so no restart is needed."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    bin_dir = env_dir / "bin"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run([*pip, str(CORE)], tmp_path, env)
+    _, cli, pip, env = _fresh_venv(tmp_path)
     for name in ("first", "later"):
         _run([cli, "new-driver", name, "--dir", str(tmp_path / name)], tmp_path, env)
     _run([*pip, "-e", "."], tmp_path / "first", env)
