@@ -24,7 +24,7 @@ def test_installs_the_script_readable_by_every_mail_user(tmp_path: Path) -> None
 
 
 def test_spool_transport_for_2_3_loads_all_four_plugins_for_lmtp_lda_and_imap(tmp_path: Path) -> None:
-    code, out, _ = run("--no-install", "--version", "2.3", "--spool", "/srv/spool/")
+    code, out, _ = run("--no-install", "--version", "2.3", "--spool", "/srv/spool/", "--mail-user", "mail")
     assert code == 0
     for protocol in ("lmtp", "lda", "imap"):
         assert (
@@ -33,14 +33,14 @@ def test_spool_transport_for_2_3_loads_all_four_plugins_for_lmtp_lda_and_imap(tm
         )
     assert "push_notification_bridge_transport = spool" in out
     assert "push_notification_bridge_spool = /srv/spool\n" in out
-    assert "install -d -o vmail -g vmail -m 0770 /srv/spool /srv/spool/tmp /srv/spool/new /srv/spool/bad" in out
+    assert "install -d -o mail -g mail -m 2770 /srv/spool /srv/spool/tmp /srv/spool/new /srv/spool/bad" in out
     assert "spool_dir = /srv/spool" in out
 
 
 def test_http_transport_for_2_4_puts_url_and_token_in_lua_settings() -> None:
     code, out, err = run(
         "--no-install", "--version", "2.4", "--transport", "http", "--url", "http://10.0.0.5:8425/v1/transactions",
-        "--token", "tkn",
+        "--token", "tkn", "--mail-user", "mail",
     )  # fmt: skip
     assert code == 0
     assert err == ""
@@ -60,7 +60,7 @@ def test_a_host_name_in_the_url_draws_a_warning_about_2_3_19_dns() -> None:
 def test_a_bad_url_is_one_line_naming_the_option() -> None:
     code, _, err = run("--no-install", "--transport", "http", "--url", "ftp://x")
     assert code == 2
-    assert "--url" in err and "http(s) URL" in err
+    assert "--url" in err and "http:// or https:// URL" in err
     assert "Traceback" not in err
 
 
