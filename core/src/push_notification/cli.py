@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from importlib.metadata import version
 from typing import Any
 
 import click
@@ -83,9 +81,6 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
         config = replace(config, listen=listen)
     config = replace(config, log_level=log_level or config.log_level, log_format=log_format or config.log_format)
     setup_logging(config.log_level, config.log_format)
-    logging.getLogger("push_notification.server.daemon").info(
-        "push-notification %s starting; config: %s", version("push-notification"), config.source
-    )
 
     async def run() -> None:
         await Daemon(config).run()

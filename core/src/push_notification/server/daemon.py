@@ -13,6 +13,7 @@ import os
 import signal
 import sqlite3
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from types import MappingProxyType
 
@@ -207,6 +208,8 @@ class Daemon:
         return site
 
     async def run(self) -> None:
+        # The first line: which config is in use (a bare `serve` as root reads the system one).
+        log.info("push-notification %s starting; config: %s", version("push-notification"), self.config.source)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
