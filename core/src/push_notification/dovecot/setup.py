@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import click
 
 from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
+from push_notification.config.daemon import is_local
 
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
@@ -278,6 +279,8 @@ def daemon_side(options: BridgeOptions, mail_user: str, group: str) -> str:
         lines.append(f"#      listen = {listen}")
         if options.token:
             lines.append("#      ingress_token = <the same token as --token>")
+        elif not is_local(listen):
+            lines.append("#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)")
     lines += [
         "# 3. The unit (contrib/systemd/push-notification.service runs it as user push-notification):",
         "#      systemctl edit push-notification",
