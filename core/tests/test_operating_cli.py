@@ -192,3 +192,12 @@ def test_dovecot_config_prints_the_metadata_lines_when_asked(version, line):
     assert f"\n{line}\n" in out and "  imap_metadata = yes" in out
     code, out, _ = run("dovecot-config", "--no-install", "--version", version)
     assert f"\n{line}\n" not in out
+
+
+def test_a_daemon_off_loopback_is_told_to_set_an_ingress_token():
+    code, out, _ = run(
+        "dovecot-config", "--no-install", "--version", "2.3", "--transport", "http", "--url", "http://10.0.0.5:8425"
+    )
+    assert code == 0
+    assert "#      listen = 10.0.0.5:8425" in out
+    assert "#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)" in out
