@@ -61,6 +61,13 @@ def test_queue_takes_the_config_before_or_after_the_subcommand(config, queue_fil
     assert f"queue file: {queue_file} (queue_path of {config})" in after[2]
 
 
+def test_the_top_level_takes_the_config_too(config, queue_file):
+    assert run("-c", str(config), "queue", "status")[0] == 0
+    code, out, err = run("-c", str(config), "check-config")
+    assert code == 0, err
+    assert f"state_dir = {config.parent / 'state'}" in out
+
+
 def test_metadata_takes_the_config_before_or_after_the_subcommand(config):
     assert run("metadata", "-c", str(config), "set", "-u", "alice", "/private/k", "v")[0] == 0
     assert run("metadata", "get", "-u", "alice", "/private/k", "-c", str(config))[1] == "v\n"

@@ -49,7 +49,8 @@ token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. E
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="push-notification")
-def cli() -> None:
+@config_option
+def cli(config_path: str | None) -> None:
     """Turn mail-store events (RFC 5423) into notifications delivered by pluggable drivers."""
 
 
