@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from durable_kit import Daemon, Sink, eventually, transaction
+from durable_kit import Daemon, Sender, Sink, eventually, transaction
 
 TOKEN = "s3cret-ingress-token"
 
@@ -82,3 +82,27 @@ async def test_the_log_tells_an_admin_what_happens(tmp_path: Path) -> None:
         "shutdown: 2 transaction(s) (2 delivery(ies) to driver instances) stay queued for the next start"
     )
     assert TOKEN not in daemon.log.read_text()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_no_user_or_spool_file_name_forges_a_text_log_line(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    for sub in ("tmp", "new", "bad"):
+        (spool / sub).mkdir(parents=True)
+    (spool / "new" / "x\nERROR push_notification: forged by a file name.json").write_text("not json")
+    async with Sink() as sink:
+        daemon = Daemon(
+            tmp_path,
+            f"spool_dir = {spool}\npush_notification up {{\n driver = durable_test_http\n url = {sink.url('up')}\n}}\n",
+        )
+        daemon.start()
+        try:
+            await Sender(daemon.url).send_all([transaction("evil\nINFO push_notification: forged by a user", 1)])
+            await eventually(lambda: "delivered transaction" in daemon.log.read_text(), 10, "the delivery line")
+            await eventually(lambda: any((spool / "bad").iterdir()), 10, "the bad spool file moved")
+        finally:
+            daemon.stop()
+    lines = daemon.log.read_text().splitlines()
+    assert not [line for line in lines if "forged" in line and not line.startswith("20")]
+    assert any("evil\\nINFO push_notification: forged by a user" in line for line in lines)
+    assert any("x\\nERROR push_notification: forged by a file name.json" in line for line in lines)
