@@ -1,6 +1,7 @@
 """The shipped systemd unit and example config work with the spool as ``dovecot-config``
-prints it: a real Dovecot writes the spool as its mail user (files mode 0600), and the
-daemon, run as another user with exactly the unit's group and capability, reads and
+prints it: a real Dovecot writes the spool as its mail user (files mode 0600; one account
+for all mail, or system users each with their own uid and ``mail_access_groups = mail``), and
+the daemon, run as another user with exactly the unit's group and capability, reads and
 deletes them. A daemon without them stops at start-up with one line naming its user and
 the fix (issue 14)."""
 
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "systemd" / "push-notification.service"
 EXAMPLE = REPO / "contrib" / "push-notification.conf"
-DAEMON_USER = "nobody"
+#: The unit's User=push-notification: an account that is neither Dovecot's nor the mail user.
+DAEMON_USER = "daemon"
+MAIL = pwd.getpwnam("mail")
 
 
 def unit_settings() -> dict[str, str]:
@@ -83,22 +86,29 @@ def daemon_config(dovecot: BridgedDovecot, port: int) -> Path:
 
 
 def spool_as_printed(dovecot: BridgedDovecot) -> None:
-    """``install -d -o MAILUSER -g MAILGROUP -m 2770 SPOOL SPOOL/tmp SPOOL/new SPOOL/bad``."""
+    """``dovecot-config --mail-user mail``: ``install -d -o mail -g mail -m 2770 SPOOL …``."""
     for path in (dovecot.spool, dovecot.spool / "tmp", dovecot.spool / "new", dovecot.spool / "bad"):
         path.mkdir(exist_ok=True)
-        os.chown(path, dovecot.mail_uid, dovecot.mail_gid)
+        os.chown(path, MAIL.pw_uid, MAIL.pw_gid)
         os.chmod(path, 0o2770)
 
 
-def test_the_units_user_group_and_capability_read_and_empty_dovecots_spool() -> None:
+@pytest.mark.parametrize(
+    "mail_user, extra_config",
+    [
+        ("mail", ""),  # one account for all mail (as vmail)
+        ("nobody", "mail_access_groups = mail\n"),  # system users: each their own uid, all in group mail
+    ],
+)
+def test_the_units_user_group_and_capability_read_and_empty_dovecots_spool(mail_user: str, extra_config: str) -> None:
     unit = unit_settings()
-    with BridgedDovecot() as dovecot:
+    assert unit["SupplementaryGroups"] == grp.getgrgid(MAIL.pw_gid).gr_name
+    with BridgedDovecot(mail_user=mail_user, extra_config=extra_config) as dovecot:
         spool_as_printed(dovecot)
-        mail_group = grp.getgrgid(dovecot.mail_gid).gr_name
         port = free_port()
         config = daemon_config(dovecot, port)
         log = dovecot.root / "daemon.log"
-        command = [*as_daemon_user(groups=[dovecot.mail_gid], caps=unit["AmbientCapabilities"]),
+        command = [*as_daemon_user(groups=[MAIL.pw_gid], caps=unit["AmbientCapabilities"]),
                    sys.executable, "-m", "push_notification.cli", "serve", "-c", str(config)]  # fmt: skip
         with log.open("wb") as out:
             daemon = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -113,13 +123,12 @@ def test_the_units_user_group_and_capability_read_and_empty_dovecots_spool() -> 
         text = log.read_text()
         assert "(user alice@example.com, mailbox INBOX)" in text
         assert " ERROR " not in text and "Traceback" not in text
-        assert mail_group in {g.gr_name for g in grp.getgrall() if g.gr_gid == dovecot.mail_gid}
+        assert dovecot.log_errors() == []
 
 
 def test_a_daemon_outside_the_spools_group_says_who_it_runs_as_and_the_fix() -> None:
     with BridgedDovecot() as dovecot:
         spool_as_printed(dovecot)
-        mail_group = grp.getgrgid(dovecot.mail_gid).gr_name
         config = daemon_config(dovecot, free_port())
         started = time.monotonic()
         done = subprocess.run(
@@ -131,5 +140,5 @@ def test_a_daemon_outside_the_spools_group_says_who_it_runs_as_and_the_fix() -> 
     (line,) = [line for line in done.stderr.splitlines() if "Error:" in line]
     assert f"spool_dir {dovecot.spool}:" in line
     assert f"runs as {DAEMON_USER} (uid" in line
-    assert f"SupplementaryGroups={mail_group}" in line
+    assert f"SupplementaryGroups={grp.getgrgid(MAIL.pw_gid).gr_name}" in line
     assert "Traceback" not in done.stderr
