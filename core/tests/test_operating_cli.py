@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner
 from push_notification import cli_options
 from push_notification.cli import cli
+from push_notification.queue import MemoryQueue
 from push_notification.queue.sqlite_store import open_store, pending_summary, queue_status
 from push_notification.server.client import ingress_url
+from push_notification.testing import make_event, make_transaction
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -208,3 +210,10 @@ def test_a_daemon_off_loopback_is_told_to_set_an_ingress_token():
     assert code == 0
     assert "#      listen = 10.0.0.5:8425" in out
     assert "#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)" in out
+
+
+async def test_the_memory_queue_counts_transactions_apart_from_deliveries():
+    queue = MemoryQueue()
+    queue.attach(["ox", "dlog", "webhook"])
+    await queue.put(make_transaction(make_event("MessageNew", uid=1)))
+    assert (queue.pending_transactions(), queue.depth()) == (1, 3)

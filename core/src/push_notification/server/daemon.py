@@ -26,7 +26,7 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.queue.sqlite_store import open_store, pending_summary
+from push_notification.queue.sqlite_store import pending_summary
 from push_notification.server.import_paths import refresh_import_paths
 from push_notification.server.ingress import create_app, listen_address
 from push_notification.server.metadata import MetadataStore
@@ -255,7 +255,7 @@ class Daemon:
             drained = await self.dispatcher.drain(grace)
             left = self.queue.depth()
             if not drained and not self.queue.durable:
-                log.warning("shutdown: %d delivery(ies) still queued after %gs; dropped", left, grace)
+                log.warning("shutdown: %s still queued after %gs; dropped", self._queued_summary(left), grace)
             await self.dispatcher.stop(timeout=0)
             await self.queue.close()
             if not drained and self.queue.durable:
@@ -264,18 +264,19 @@ class Daemon:
             log.info("stopped")
 
     def _queued_summary(self, deliveries: int) -> str:
-        """ "2 transaction(s) (5 deliveries)": a transaction owed to three instances is three deliveries."""
-        if isinstance(self.queue, SqliteQueue):
+        """``2 transaction(s) (6 delivery(ies) to driver instances)``: a transaction owed to
+        three instances is three deliveries. The sqlite queue is counted in its (closed) file."""
+        transactions: int | None = None
+        if isinstance(self.queue, MemoryQueue):
+            transactions = self.queue.pending_transactions()
+        elif isinstance(self.queue, SqliteQueue):
             try:
-                conn = open_store(self.queue.path, create=False)
-                try:
+                with contextlib.closing(sqlite3.connect(f"file:{self.queue.path}?mode=ro", uri=True)) as conn:
                     transactions, deliveries = pending_summary(conn)
-                finally:
-                    conn.close()
-                return f"{transactions} transaction(s) ({deliveries} delivery(ies) to driver instances)"
-            except (PushNotificationError, sqlite3.Error) as exc:
+            except sqlite3.Error as exc:
                 log.debug("shutdown: cannot count the queue file: %s", exc)
-        return f"{deliveries} delivery(ies) to driver instances"
+        shown = f"{deliveries} delivery(ies) to driver instances"
+        return shown if transactions is None else f"{transactions} transaction(s) ({shown})"
 
 
 def spooled_files(new_dir: Path) -> int:
