@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ TOKEN = "s3cret-ingress-token"
 
 
 def log_lines(daemon: Daemon) -> list[dict[str, object]]:
-    return [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -38,17 +37,17 @@ async def test_the_log_tells_an_admin_what_happens(tmp_path: Path) -> None:
                 for name in ("up", "down", "also_up")
             ),
         )
-        daemon.start()
+        await daemon.astart()
         try:
             sent = await asyncio.to_thread(daemon.cli, "send", "MessageNew", "-u", "alice", "-f", "uid=1", "-f", "uid_validity=1",
-                              "--url", f"{daemon.url}/v1/transactions", "--token", TOKEN)  # fmt: skip
+                              "--url", f"{daemon.url}/v1/transactions", "--token", TOKEN, check=False)  # fmt: skip
             assert sent.returncode == 0, sent.stderr
             no_token = await asyncio.to_thread(daemon.cli, "send", "MessageNew", "-u", "bob", "-f", "uid=1", "-f", "uid_validity=1",
-                                  "--url", daemon.url)  # fmt: skip
+                                  "--url", daemon.url, check=False)  # fmt: skip
             assert no_token.returncode == 1
             assert "answered 401" in no_token.stderr and "--token" in no_token.stderr
             wrong_path = await asyncio.to_thread(daemon.cli, "send", "MessageNew", "-u", "bob", "-f", "uid=1", "-f", "uid_validity=1",
-                                    "--url", f"{daemon.url}/push", "--token", TOKEN)  # fmt: skip
+                                    "--url", f"{daemon.url}/push", "--token", TOKEN, check=False)  # fmt: skip
             assert "warning:" in wrong_path.stderr and "answered 404" in wrong_path.stderr
             assert "is 'push-notification serve' running" not in wrong_path.stderr
 
@@ -57,9 +56,7 @@ async def test_the_log_tells_an_admin_what_happens(tmp_path: Path) -> None:
 
             await eventually(retried_twice, 10, "retries of both transactions")
         finally:
-            daemon.signal(signal.SIGTERM)
-            assert daemon.process is not None
-            await asyncio.to_thread(daemon.process.wait, 30)  # the sink keeps answering meanwhile
+            await daemon.astop()  # the sink keeps answering meanwhile
     lines = log_lines(daemon)
     assert lines[0]["message"].startswith("push-notification ")  # type: ignore[union-attr]
     assert str(lines[0]["message"]).endswith(f"starting; config: {daemon.config}")
@@ -81,7 +78,7 @@ async def test_the_log_tells_an_admin_what_happens(tmp_path: Path) -> None:
     assert shutdown["message"] == (
         "shutdown: 2 transaction(s) (2 delivery(ies) to driver instances) stay queued for the next start"
     )
-    assert TOKEN not in daemon.log.read_text()
+    assert TOKEN not in daemon.log()
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -95,14 +92,14 @@ async def test_no_user_or_spool_file_name_forges_a_text_log_line(tmp_path: Path)
             tmp_path,
             f"spool_dir = {spool}\npush_notification up {{\n driver = durable_test_http\n url = {sink.url('up')}\n}}\n",
         )
-        daemon.start()
+        await daemon.astart()
         try:
             await Sender(daemon.url).send_all([transaction("evil\nINFO push_notification: forged by a user", 1)])
-            await eventually(lambda: "delivered transaction" in daemon.log.read_text(), 10, "the delivery line")
+            await eventually(lambda: "delivered transaction" in daemon.log(), 10, "the delivery line")
             await eventually(lambda: any((spool / "bad").iterdir()), 10, "the bad spool file moved")
         finally:
-            daemon.stop()
-    lines = daemon.log.read_text().splitlines()
+            await daemon.astop()
+    lines = daemon.log().splitlines()
     assert not [line for line in lines if "forged" in line and not line.startswith("20")]
     assert any("evil\\nINFO push_notification: forged by a user" in line for line in lines)
     assert any("x\\nERROR push_notification: forged by a file name.json" in line for line in lines)

@@ -12,10 +12,12 @@ import logging
 import os
 import signal
 import sqlite3
+from collections.abc import Awaitable
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -24,7 +26,7 @@ from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
-from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.queue.sqlite_store import pending_summary
 from push_notification.server.import_paths import refresh_import_paths
@@ -33,9 +35,12 @@ from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
 from push_notification.server.spool_access import spool_access_problem
+from push_notification.server.supervisor import Health, Supervisor
 from push_notification.settings import Settings
 
 log = logging.getLogger("push_notification.server.daemon")
+
+T = TypeVar("T")
 
 #: How long shutdown waits for queued work to be delivered.
 SHUTDOWN_GRACE = 30.0
@@ -62,14 +67,9 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        policy = RetryPolicy(
-            min_delay=config.queue_retry_delay,
-            max_delay=config.queue_retry_max_delay,
-            deadline=config.queue_retry_deadline,
-        )
-        queue = SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        queue = SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
         if config.source != DEFAULT_SOURCE:
-            queue.config_source = config.source
+            queue.config_source = config.source  # named in the dead-letter hint
         return queue
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
@@ -113,37 +113,49 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        problem = spool_access_problem(config.spool_dir) if config.spool_dir else None
-        if problem is not None:  # before anything is opened: a wrong unit is one line, not a stall
-            raise PushNotificationError(problem)
         self.metadata = MetadataStore(config.metadata_path)
         self.instances = build_instances(config, self.metadata)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
-        self.dispatcher = Dispatcher(self.queue, self.instances, log_deliveries=config.log_deliveries)
+        #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
+        self.health_state = Health()
+        self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
+        self.dispatcher = Dispatcher(
+            self.queue, self.instances, spawn=self.supervisor.start, log_deliveries=config.log_deliveries
+        )
         self.metrics = Metrics(
             lambda: self.queue,
             lambda: self.dispatcher.instances,
             lambda: {name: inst.plugin for name, inst in self.dispatcher.instances.items()},
         )
         self.queue.observer = self.metrics
+        self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self.bound: list[str] = []
 
     def health(self) -> dict[str, object]:
-        return {
+        """``/healthz``: ``status`` is ``ok``, or ``degraded`` (HTTP 503) with the problems."""
+        details: dict[str, object] = {
+            "status": "ok" if self.health_state.ok else "degraded",
             "instances": {name: inst.driver for name, inst in self.dispatcher.instances.items()},
             "queue_depth": self.queue.depth(),
         }
+        if not self.health_state.ok:
+            details["problems"] = self.health_state.reasons()
+        return details
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def _count_crash(self, task: str) -> None:
+        self.metrics.task_crashed(task)
+
     def _set_retry_policies(self, config: DaemonConfig) -> None:
-        if isinstance(self.queue, SqliteQueue):
-            for inst in config.instances:
-                self.queue.policies[inst.name] = retry_policy(inst, config)
+        """Each instance's retry policy, given to the queue (whichever backend it is)."""
+        self.queue.retry_policies = MappingProxyType(
+            {inst.name: retry_policy(inst, config) for inst in config.instances}
+        )
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file (see :meth:`apply`)."""
@@ -208,29 +220,37 @@ class Daemon:
         return site
 
     async def run(self) -> None:
+        """Serve until stopped; raises :class:`PushNotificationError` (non-zero exit) when a
+        task kept crashing, after a clean shutdown."""
         # The first line: which config is in use (a bare `serve` as root reads the system one).
         log.info("push-notification %s starting; config: %s", version("push-notification"), self.config.source)
         loop = asyncio.get_running_loop()
+        self.supervisor.bind()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
-        await self.dispatcher.start()
-        app = create_app(
-            self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
-        )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         spool = None
-        if self.config.spool_dir:
-            spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
+        runner = None
         try:
+            await self.dispatcher.start()
+            token = self.config.ingress_token
+            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            if self.config.spool_dir:
+                spool = SpoolReader(
+                    self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
+                )
             await self._start_site(runner)
             if self.queue.depth():
                 log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
-                await spool.start()
+                problem = spool_access_problem(spool.spool_dir)
+                if problem is not None:  # who the daemon runs as, and the fix; the reader degrades health
+                    log.error("%s", problem)
+                await spool.start(self.supervisor.start)
                 log.info(
                     "reading the Dovecot bridge spool %s; %d spooled transaction(s) waiting to be taken in",
                     spool.spool_dir,
@@ -246,22 +266,34 @@ class Daemon:
             await self._stopping.wait()
             log.info("shutting down: finishing in-flight work")
         finally:
-            if spool is not None:
-                await spool.stop()
-            await runner.shutdown()
-            await runner.cleanup()
-            # A durable queue keeps what is left for the next start: no need to wait long.
-            grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
-            drained = await self.dispatcher.drain(grace)
+            await self._shutdown(spool, runner)
+        if self.supervisor.fatal is not None:
+            raise PushNotificationError(self.supervisor.fatal)
+
+    async def _shutdown(self, spool: SpoolReader | None, runner: web.AppRunner | None) -> None:
+        """Stop taking work, deliver what is quick to deliver, close the queue: every step
+        runs even if one before it fails (the queue is always closed)."""
+        if spool is not None:
+            await _step("stopping the spool reader", spool.stop())
+        if runner is not None:
+            await _step("stopping the ingress", runner.cleanup())
+        # A durable queue keeps what is left for the next start: no need to wait long.
+        grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
+        left: int | None = None
+        if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):
             left = self.queue.depth()
-            if not drained and not self.queue.durable:
+            if not self.queue.durable:
                 log.warning("shutdown: %s still queued after %gs; dropped", self._queued_summary(left), grace)
-            await self.dispatcher.stop(timeout=0)
-            await self.queue.close()
-            if not drained and self.queue.durable:
-                log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
+        await _step("stopping the driver instances", self.dispatcher.stop(timeout=0))
+        await _step("stopping supervised tasks", self.supervisor.stop())
+        await _step("closing the queue", self.queue.close())
+        if left is not None and self.queue.durable:
+            log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
+        try:
             self.metadata.close()
-            log.info("stopped")
+        except Exception as exc:  # noqa: BLE001 - one line, shutdown goes on
+            log.error("shutdown: closing the metadata store failed: %s", describe_error(exc))
+        log.info("stopped")
 
     def _queued_summary(self, deliveries: int) -> str:
         """``2 transaction(s) (6 delivery(ies) to driver instances)``: a transaction owed to
@@ -286,6 +318,16 @@ def spooled_files(new_dir: Path) -> int:
             return sum(1 for entry in entries if not entry.name.startswith("."))
     except OSError:
         return 0
+
+
+async def _step(what: str, step: Awaitable[T], failed: T | None = None) -> T | None:
+    """Await one shutdown step; a failure is one log line, and the next step still runs."""
+    try:
+        return await step
+    except Exception as exc:
+        log.error("shutdown: %s failed: %s", what, describe_error(exc))
+        log.debug("shutdown: %s traceback", what, exc_info=exc)
+        return failed
 
 
 def _fingerprint(instance: InstanceConfig) -> tuple[object, ...]:

@@ -109,6 +109,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.task_crashes = Counter(
+            "push_notification_task_crashes",
+            "Crashes of the daemon's long-running tasks (spool reader, workers, queue threads), each restarted.",
+            ["task"],
+            registry=self.registry,
+        )
         self.registry.register(_QueueState(queue, instances))
         if plugins is not None:
             self.registry.register(_DriverSkips(plugins))
@@ -141,6 +147,10 @@ class Metrics:
             if histogram is None:
                 histogram = self._latency_histograms[instance] = self.latency.labels(instance)
             histogram.observe(latency)
+
+    def task_crashed(self, task: str) -> None:
+        """The supervisor saw ``task`` crash."""
+        self.task_crashes.labels(task).inc()
 
     # -- exposition ----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Dovecot writes the spool as the mail user; the daemon lists ``new/`` and deletes there. A
 mismatch used to show as a silent stall: this says at start-up who the daemon runs as, who
-owns the directory, and what to change.
+owns the directory, and what to change (the spool reader then reports the same problem on
+``/healthz`` until it is fixed).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def spool_access_problem(spool_dir: str | os.PathLike[str]) -> str | None:
             continue  # created at start-up, or reported by the spool reader
         except PermissionError:
             return f"spool_dir {spool}: cannot reach {path} as {running_as()}; {_fix(spool, None, 0)}"
-        if os.access(path, _NEEDED):
-            continue
+        if os.access(path, _NEEDED) or _read_only_mount(path):
+            continue  # a read-only mount (ProtectSystem=strict) is the spool reader's to report
         owner, group = _user_name(info.st_uid), _group_name(info.st_gid)
         mode = stat.S_IMODE(info.st_mode)
         return (
@@ -57,6 +58,13 @@ def spool_access_problem(spool_dir: str | os.PathLike[str]) -> str | None:
             f" writable by the daemon, which runs as {running_as()}; {_fix(spool, (owner, group), mode)}"
         )
     return None
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _fix(spool: Path, owner: tuple[str, str] | None, mode: int) -> str:
