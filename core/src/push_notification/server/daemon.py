@@ -234,6 +234,9 @@ class Daemon:
         spool = None
         runner = None
         try:
+            problem = spool_access_problem(self.config.spool_dir) if self.config.spool_dir else None
+            if problem is not None:  # who the daemon runs as and the fix, in one line, before anything starts
+                raise PushNotificationError(problem)
             await self.dispatcher.start()
             token = self.config.ingress_token
             app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
@@ -247,9 +250,6 @@ class Daemon:
             if self.queue.depth():
                 log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
-                problem = spool_access_problem(spool.spool_dir)
-                if problem is not None:  # who the daemon runs as, and the fix; the reader degrades health
-                    log.error("%s", problem)
                 await spool.start(self.supervisor.start)
                 log.info(
                     "reading the Dovecot bridge spool %s; %d spooled transaction(s) waiting to be taken in",
