@@ -91,7 +91,7 @@ async def test_each_retry_is_one_line_with_its_attempt_and_time(tmp_path, caplog
     ox = recorder("ox", lambda t, n: RetryableError("503 Service Unavailable") if n < 3 else None)
     txn = make_transaction(make_event("MessageNew", uid=1), user="alice")
     async with Running(SqliteQueue(tmp_path / "q.db", policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(txn)
+        await dispatcher.queue.put(txn)
         await wait_for(lambda: ox.plugin.delivered)
     warnings = records(caplog, logging.WARNING)
     assert len(warnings) == 2, [r.getMessage() for r in warnings]
@@ -110,7 +110,7 @@ async def test_each_delivery_is_one_info_line_with_its_latency_unless_switched_o
     ox = recorder("ox")
     txn = make_transaction(make_event("MessageNew", uid=1), user="alice")
     async with Running(MemoryQueue(), ox) as dispatcher:
-        await dispatcher.submit(txn)
+        await dispatcher.queue.put(txn)
         assert await dispatcher.drain(5)
     (line,) = [r for r in records(caplog, logging.INFO) if r.name == "push_notification.dispatch"]
     assert re.fullmatch(
@@ -122,7 +122,7 @@ async def test_each_delivery_is_one_info_line_with_its_latency_unless_switched_o
     quiet = Running(MemoryQueue(), recorder("ox"))
     quiet.dispatcher.log_deliveries = False
     async with quiet as dispatcher:
-        await dispatcher.submit(make_transaction(make_event("MessageNew", uid=2)))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=2)))
         assert await dispatcher.drain(5)
     assert records(caplog, logging.INFO) == []
     assert parse_config("log_deliveries = no\npush_notification dlog { }\n").log_deliveries is False
@@ -131,7 +131,7 @@ async def test_each_delivery_is_one_info_line_with_its_latency_unless_switched_o
 async def test_memory_mode_drops_a_failure_with_one_error_line(caplog):
     ox = recorder("ox", lambda t, n: RetryableError("503"))
     async with Running(MemoryQueue(), ox) as dispatcher:
-        await dispatcher.submit(make_transaction(make_event("MessageNew", uid=1)))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=1)))
         assert await dispatcher.drain(5)
     (line,) = records(caplog, logging.WARNING)
     assert line.levelno == logging.ERROR and "dropped (queue = memory does not retry)" in line.getMessage()
@@ -144,7 +144,7 @@ async def test_the_dead_letter_hint_names_the_config_file(tmp_path, caplog):
     queue = make_queue(config)
     ox = recorder("ox", lambda t, n: PermanentError("400 Bad Request"))
     async with Running(queue, ox) as dispatcher:
-        await dispatcher.submit(make_transaction(make_event("MessageNew", uid=1)))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=1)))
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
     (line,) = records(caplog, logging.WARNING)
     assert f"see push-notification queue -c {conf} list --instance ox" in line.getMessage()
@@ -156,7 +156,7 @@ async def test_a_dead_letter_sent_back_by_queue_retry_says_when_it_is_delivered(
     fixed = {"now": False}
     ox = recorder("ox", lambda t, n: None if fixed["now"] else PermanentError("400 Bad Request"))
     async with Running(SqliteQueue(path, policy=FAST), ox) as dispatcher:
-        await dispatcher.submit(make_transaction(make_event("MessageNew", uid=1), user="alice"))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=1), user="alice"))
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == 1)
         fixed["now"] = True
         conn = sqlite3.connect(path)

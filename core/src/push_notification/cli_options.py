@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
+from push_notification.ingress_address import ingress_url
+
 CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
 #: Where the systemd unit's config lives (contrib/systemd/push-notification.service).
 SYSTEM_CONFIG = "/etc/push-notification/push-notification.conf"
@@ -49,8 +51,6 @@ def chosen_config(value: str | None = None) -> str | None:
 
 def ingress_url_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """``--url``: the daemon's address or its full ingress URL; other paths get a warning."""
-    from push_notification.server.client import ingress_url
-
     try:
         url, warning = ingress_url(value)
     except ValueError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
+from push_notification.ingress_address import is_loopback_host
 from push_notification.settings import parse_bool, parse_size, parse_time
 
 
@@ -218,15 +219,7 @@ def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
 
 def is_local(listen: str) -> bool:
     """Whether only this machine can reach ``listen`` (loopback or a unix socket)."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if host in ("", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+    return listen.startswith("unix:") or is_loopback_host(listen.rpartition(":")[0])
 
 
 def _unknown_hint(key: str) -> str:

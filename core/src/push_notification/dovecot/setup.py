@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 import click
 
 from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
-from push_notification.config.daemon import is_local
+from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
 
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
-DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
+DEFAULT_INGRESS = DEFAULT_URL + TRANSACTIONS_PATH
 SCRIPT_NAME = "dovecot-bridge.lua"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 PROTOCOLS = ("lmtp", "lda", "imap")
@@ -279,7 +279,7 @@ def daemon_side(options: BridgeOptions, mail_user: str, group: str) -> str:
         lines.append(f"#      listen = {listen}")
         if options.token:
             lines.append("#      ingress_token = <the same token as --token>")
-        elif not is_local(listen):
+        elif not is_loopback_host(host):
             lines.append("#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)")
     lines += [
         "# 3. The unit (contrib/systemd/push-notification.service runs it as user push-notification):",

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from push_notification.errors import PushNotificationError
-from push_notification.server.ingress import TRANSACTIONS_PATH
+from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, ingress_url
 from push_notification.settings import mask_url
 
-DEFAULT_URL = "http://127.0.0.1:8425"
+__all__ = ["DEFAULT_URL", "IngressClient", "read_json_lines"]
 
 
 class IngressClient:
@@ -66,31 +65,6 @@ _HINTS = {
     401: "; pass the daemon's ingress_token with --token or the PUSH_NOTIFICATION_TOKEN environment variable",
     404: f"; no ingress at this path: give the daemon's address ({DEFAULT_URL}) or its {TRANSACTIONS_PATH} URL",
 }
-
-
-def ingress_url(url: str) -> tuple[str, str | None]:
-    """The full ingress URL for ``url`` (a daemon's address or its full ingress URL), and a
-    warning when its path is neither; ``ValueError`` for something that is not an http(s) URL."""
-    example = f"e.g. {DEFAULT_URL}"
-    if "://" not in url:
-        raise ValueError(f"{url!r} has no scheme; write http://{url.lstrip('/')} ({example})")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a URL: {exc} ({example})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host ({example})")
-    path = parts.path.rstrip("/")
-    if path.endswith(TRANSACTIONS_PATH):
-        return url, None
-    full = parts._replace(path=path + TRANSACTIONS_PATH).geturl()
-    if not path:
-        return full, None
-    return full, (
-        f"{url}: the daemon's ingress is at {TRANSACTIONS_PATH}; using {full}"
-        " (a reverse proxy's prefix?); any other path answers 404"
-    )
 
 
 def read_json_lines(lines: Iterable[str], source: str) -> Iterable[tuple[int, dict[str, Any]]]:

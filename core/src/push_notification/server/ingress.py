@@ -17,12 +17,12 @@ from aiohttp import web
 
 from push_notification.config.daemon import parse_listen
 from push_notification.errors import EventError
+from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue import Queue, QueueFull
 from push_notification.transaction import transaction_from_json
 
 log = logging.getLogger("push_notification.server.ingress")
 
-TRANSACTIONS_PATH = "/v1/transactions"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 #: A transaction is small; anything bigger than this is a mistake, not mail.
