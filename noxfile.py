@@ -89,7 +89,8 @@ def template(session: nox.Session) -> None:
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
     session.install("-e", f"{project}[test]")
     session.chdir(project)
-    session.run("pytest", "-q", "-p", "no:cacheprovider")
+    # A config warning (e.g. "Unknown config option: asyncio_mode") fails the session.
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "-W", "error::pytest.PytestConfigWarning")
     session.run("ruff", "check", "src", "tests")
     session.run("ruff", "format", "--check", "src", "tests")
     session.run("mypy", "--strict", "src")

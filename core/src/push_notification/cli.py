@@ -11,17 +11,18 @@ from typing import Any
 
 import click
 
+from push_notification.cli_options import chosen_config, config_option, ingress_url_callback
 from push_notification.config import load_config, render_effective
 from push_notification.drivers import implemented_hooks, installed_drivers
 from push_notification.errors import PushNotificationError
 from push_notification.events import event_type
+from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue.cli import queue_group
 from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
 from push_notification.server.metadata import MetadataStore
 from push_notification.transaction import transaction_from_dict
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
-CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
 
 
 class Cli(click.Group):
@@ -36,21 +37,20 @@ class Cli(click.Group):
             raise click.Abort() from None
 
 
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Config file (Dovecot syntax). Default: built-in (dlog enabled). Env: {CONFIG_ENV}.",
+url_option = click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    callback=ingress_url_callback,
+    help=f"The daemon's address ({DEFAULT_URL}) or its full ingress URL ({DEFAULT_URL}{TRANSACTIONS_PATH}).",
 )
-url_option = click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's ingress URL.")
 token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. Env: {TOKEN_ENV}.")
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="push-notification")
-def cli() -> None:
+@config_option
+def cli(config_path: str | None) -> None:
     """Turn mail-store events (RFC 5423) into notifications delivered by pluggable drivers."""
 
 
@@ -68,7 +68,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     from push_notification.server.daemon import Daemon
     from push_notification.server.logs import setup_logging
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     if listen:
         try:
             listen = parse_listen(listen)
@@ -95,7 +95,7 @@ def check_config(config_path: str | None) -> None:
     """Validate the config, load every driver it names, print the effective config (secrets masked)."""
     from push_notification.server.daemon import build_instances
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     build_instances(config, MetadataStore())
     click.echo(render_effective(config), nl=False)
 
@@ -176,12 +176,13 @@ def replay(file: Any, url: str, token: str | None) -> None:
 
 
 @cli.group()
-def metadata() -> None:
-    """Server METADATA per user (as doveadm mailbox metadata), e.g. OX activation."""
+@config_option
+def metadata(config_path: str | None) -> None:
+    """Server METADATA per user (as doveadm mailbox metadata): OX activation."""
 
 
 def _store(config_path: str | None) -> MetadataStore:
-    return MetadataStore(load_config(config_path).metadata_path)
+    return MetadataStore(load_config(chosen_config(config_path)).metadata_path)
 
 
 def _metadata_options(func: Any) -> Any:
@@ -203,7 +204,11 @@ def _metadata_options(func: Any) -> Any:
 @click.argument("key")
 @click.argument("value")
 def metadata_set(config_path: str | None, user: str, server: str, key: str, value: str) -> None:
-    """Set KEY to VALUE (e.g. /private/vendor/vendor.dovecot/http-notify user=11@3)."""
+    """Set KEY to VALUE.
+
+    For example KEY /private/vendor/vendor.dovecot/http-notify, VALUE user=11@3 (OX). The
+    daemon's store serves transactions that carry no METADATA of their own; the Dovecot bridge
+    forwards Dovecot's, which then wins."""
     _store(config_path).set(user, key, value)
 
 

@@ -12,9 +12,10 @@ an unrelated broken package cannot stop the daemon.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from inspect import isawaitable
@@ -84,18 +85,37 @@ def installed_drivers() -> dict[str, InstalledDriver]:
     return found
 
 
-def find_driver(name: str, instance: str, where: str = "") -> InstalledDriver:
-    """The installed driver called ``name`` (case-insensitive, as Dovecot), or a clear error."""
+def find_driver(name: str, instance: str, where: str = "", setting_keys: Iterable[str] = ()) -> InstalledDriver:
+    """The installed driver called ``name`` (case-insensitive, as Dovecot), or a clear error
+    (``setting_keys``, the instance's settings, may tell which driver was meant)."""
     drivers = installed_drivers()
     driver = drivers.get(name.lower())
     if driver is None:
         prefix = f"{where}: " if where else ""
         installed = ", ".join(sorted(drivers)) or "none"
-        raise ConfigError(
-            f"{prefix}push_notification {instance}: driver {name!r} is not installed"
-            f" (installed: {installed}); install it with: pip install {DISTRIBUTION_PREFIX}{name.lower()}"
+        meant = meant_driver(name, instance, drivers, setting_keys)
+        fix = (
+            f"; {meant} (installed: {installed})"
+            if meant
+            else f" (installed: {installed}); install it with: pip install {DISTRIBUTION_PREFIX}{name.lower()}"
         )
+        raise ConfigError(f"{prefix}push_notification {instance}: driver {name!r} is not installed{fix}")
     return driver
+
+
+def meant_driver(name: str, instance: str, drivers: Iterable[str], setting_keys: Iterable[str] = ()) -> str | None:
+    """The fix when ``name`` is not installed but an installed driver was surely meant: a
+    block named after itself whose settings are spelt ``ox_url`` ("add driver = ox"), or a
+    near miss ("did you mean 'dlog'?")."""
+    known = sorted(drivers)
+    if name.lower() == instance.lower():  # no driver line: the block's name stood in for it
+        for driver in known:
+            if any(key.lower().startswith(f"{driver}_") for key in setting_keys):
+                return f"its settings are the {driver} driver's: add `driver = {driver}` to the block"
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? (driver = {close[0]})"
+    return None
 
 
 def implemented_hooks(factory: object) -> list[str]:

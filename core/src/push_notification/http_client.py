@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -257,12 +258,22 @@ class AiohttpTransport:
         except aiohttp.ClientSSLError as exc:
             raise TransportError("tls", f"TLS handshake failed: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
-            errno = exc.os_error.errno
-            cause = os.strerror(errno) if errno else str(exc.os_error)
-            raise TransportError("connect", f"connect({exc.host}:{exc.port}) failed: {cause}") from None
+            raise TransportError("connect", connect_failure(exc.host, exc.port, exc.os_error)) from None
         except aiohttp.ClientError as exc:
             text = str(exc).replace(str(request.url), safe_url(request.url))
             raise TransportError("lost", f"Connection lost: {type(exc).__name__}: {text}") from None
+
+
+def connect_failure(host: str, port: int | None, error: OSError) -> str:
+    """One line for a failed connection: ``cannot resolve HOST`` for a name that does not
+    resolve (not ``Unknown error -2``), else ``connect(HOST:PORT) failed: reason``."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {host}: {error.strerror or error} (check the host name in url and the DNS)"
+    if error.errno:
+        reason = os.strerror(error.errno) if error.errno > 0 else str(error)
+    else:
+        reason = str(error) or type(error).__name__
+    return f"connect({host}:{port}) failed: {reason}"
 
 
 class HttpSender:

@@ -17,6 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
+from push_notification.ingress_address import is_loopback_host
 from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 
@@ -37,6 +38,7 @@ class DaemonConfig:
     listen: str = "127.0.0.1:8425"
     log_level: str = "info"
     log_format: str = "text"
+    log_deliveries: bool = True
     ingress_token: str | None = None
     driver_timeout: float = 30.0
     state_dir: str = field(default_factory=default_state_dir)
@@ -219,6 +221,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
     DaemonSetting("ingress_max_connections", "number", parse_positive_int, "4096",
                   "most open ingress connections (lowered to fit the open-file limit); a new one closes the"
                   " least recently active"),
+    DaemonSetting("log_deliveries", "boolean", parse_yes_no, "yes",
+                  "at log_level info, one line per delivered transaction and instance, with its latency"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 
@@ -252,15 +256,7 @@ def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
 
 def is_local(listen: str) -> bool:
     """Whether only this machine can reach ``listen`` (loopback or a unix socket)."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if host in ("", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+    return listen.startswith("unix:") or is_loopback_host(listen.rpartition(":")[0])
 
 
 def _unknown_hint(key: str) -> str:

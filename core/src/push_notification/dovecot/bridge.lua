@@ -419,9 +419,11 @@ local function finish(ctx)
   }
   if config.metadata then
     local ok, value = pcall(user.metadata_get, user, OX_METADATA_KEY)
-    if ok and value ~= nil then
-      parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(value) .. "}"
-    elseif not ok then
+    if ok then
+      -- Dovecot's METADATA is the truth: an unset key goes as "" so the daemon's own store
+      -- (for senders that forward none) cannot keep push on after doveadm ... metadata unset.
+      parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(value or "") .. "}"
+    else
       log("i_warning", "cannot read METADATA " .. OX_METADATA_KEY .. ": " .. tostring(value))
     end
   end

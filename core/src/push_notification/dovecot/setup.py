@@ -7,8 +7,10 @@ daemon's ``spool_dir`` line and the spool directory's owner and mode.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -19,11 +21,14 @@ from urllib.parse import urlsplit
 
 import click
 
+from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
+from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
+
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
-DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
+DEFAULT_INGRESS = DEFAULT_URL + TRANSACTIONS_PATH
 SCRIPT_NAME = "dovecot-bridge.lua"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 #: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
@@ -161,26 +166,10 @@ def _snippet_23(options: BridgeOptions) -> list[str]:
     return lines
 
 
-def _spool_advice(spool: str, mail_user: str) -> str:
-    dirs = " ".join(f"{spool}/{sub}" for sub in ("tmp", "new", "bad"))
-    return (
-        f"# Spool: Dovecot writes {spool}/tmp and renames into {spool}/new as the mail user;\n"
-        "# the daemon reads and deletes there, so it runs as that user (or root). Create it with:\n"
-        f"#   install -d -o {mail_user} -g {mail_user} -m 0770 {spool} {dirs}\n"
-        "# and tell the daemon (its config file, not dovecot.conf):\n"
-        f"#   spool_dir = {spool}\n"
-    )
-
-
 def _url_warning(url: str) -> str | None:
+    parts = urlsplit(url)
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise click.BadParameter(f"{url!r} is not a URL (e.g. {DEFAULT_INGRESS})", param_hint="--url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. {DEFAULT_INGRESS})", param_hint="--url")
-    try:
-        ipaddress.ip_address(parts.hostname)
+        ipaddress.ip_address(parts.hostname or "")
     except ValueError:
         return (
             f"warning: {parts.hostname} is a host name; Dovecot 2.3.19's Lua HTTP client resolves names"
@@ -197,13 +186,29 @@ def _url_warning(url: str) -> str | None:
     show_default=True,
     help="spool: the daemon runs on this host; http: POST to a daemon elsewhere (spool as fallback).",
 )
-@click.option("--url", default=DEFAULT_INGRESS, show_default=True, help="Ingress URL for --transport http.")
+@click.option(
+    "--url",
+    default=DEFAULT_INGRESS,
+    show_default=True,
+    callback=ingress_url_callback,
+    help="The daemon for --transport http: http://HOST:PORT or the full ingress URL (…/v1/transactions).",
+)
 @click.option("--token", envvar="PUSH_NOTIFICATION_TOKEN", help="Ingress token for --transport http.")
 @click.option("--spool", default=DEFAULT_SPOOL, show_default=True, help="Spool directory.")
 @click.option("--version", "version", type=click.Choice(["2.3", "2.4"]), help="Dovecot version (default: detect).")
 @click.option("--install-dir", default=DEFAULT_INSTALL_DIR, show_default=True, help="Where to put the script.")
 @click.option("--no-install", is_flag=True, help="Only print; do not install the script.")
-@click.option("--mail-user", default="vmail", show_default=True, help="The user Dovecot delivers mail as.")
+@click.option(
+    "--mail-user",
+    default="vmail",
+    show_default=True,
+    help="The user Dovecot delivers mail as (mail_uid); the spool gets its primary group.",
+)
+@click.option(
+    "--metadata",
+    is_flag=True,
+    help="Print the METADATA lines too (mail_attribute_dict, imap_metadata): OX App Suite needs them.",
+)
 @click.option("--timeout-msecs", default=1000, show_default=True, type=click.IntRange(50, 60000))
 @click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (saves a sync per delivery).")
 def dovecot_config(
@@ -215,6 +220,7 @@ def dovecot_config(
     install_dir: str,
     no_install: bool,
     mail_user: str,
+    metadata: bool,
     timeout_msecs: int,
     no_status: bool,
 ) -> None:
@@ -237,5 +243,77 @@ def dovecot_config(
         timeout_msecs=timeout_msecs,
         status=not no_status,
     )
-    click.echo(render_snippet(options, version or detect_version()), nl=False)
-    click.echo(_spool_advice(spool, mail_user), nl=False)
+    version = version or detect_version()
+    group = mail_group(mail_user)
+    if group is None:
+        click.echo(
+            f"warning: user {mail_user!r} does not exist on this host; give Dovecot's mail user"
+            " (mail_uid, or the owner of the mail directories) with --mail-user",
+            err=True,
+        )
+    click.echo(render_snippet(options, version), nl=False)
+    if metadata:
+        click.echo(metadata_lines(version), nl=False)
+    click.echo(daemon_side(options, mail_user, group or mail_user), nl=False)
+
+
+def mail_group(user: str) -> str | None:
+    """The primary group of ``user`` (``nogroup`` for Debian's ``nobody``), or None when
+    there is no such user here."""
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def metadata_lines(version: str) -> str:
+    """Server METADATA (the OX http-notify key, ``doveadm mailbox metadata``) needs a dict."""
+    if version == "2.4":
+        dict_lines = ["mail_attribute {", "  dict file {", "    path = %{home}/dovecot-attributes", "  }", "}"]
+    else:
+        dict_lines = ["mail_attribute_dict = file:%h/dovecot-attributes"]
+    lines = ["# METADATA: per-user server attributes (OX App Suite turns push on and off with them)", *dict_lines]
+    lines += ["protocol imap {", "  imap_metadata = yes", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def daemon_side(options: BridgeOptions, mail_user: str, group: str) -> str:
+    """The daemon's half, as comments: its config lines, the spool directory and the
+    systemd unit's settings that let it read what Dovecot writes there."""
+    spool = options.spool
+    dirs = " ".join(f"{spool}/{sub}" for sub in ("tmp", "new", "bad"))
+    lines = [
+        "#",
+        "# ---- The daemon's side (not dovecot.conf) ----",
+        f"# 1. The spool: Dovecot writes {spool}/tmp, renames into {spool}/new as {mail_user} (files",
+        "#    mode 0600); the daemon deletes them as a member of the group and reads them with",
+        "#    CAP_DAC_READ_SEARCH (the shipped unit), or runs as the mail user. Create it:",
+        f"#      install -d -o {mail_user} -g {group} -m 2770 {spool} {dirs}",
+        f"# 2. {SYSTEM_CONFIG} (contrib/push-notification.conf):",
+        f"#      spool_dir = {spool}",
+    ]
+    if options.transport == "http":
+        parts = urlsplit(options.url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines.append(f"#      listen = {listen}")
+        if options.token:
+            lines.append("#      ingress_token = <the same token as --token>")
+        elif not is_loopback_host(host):
+            lines.append("#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)")
+    lines += [
+        "# 3. The unit (contrib/systemd/push-notification.service runs it as user push-notification):",
+        "#      systemctl edit push-notification",
+        "#    and add, if your mail group is not the unit's:",
+        "#      [Service]",
+        f"#      SupplementaryGroups={group}",
+        f"#      ReadWritePaths={spool}",
+        "#    (or run it as the mail user: User=" + mail_user + " and Group=" + group + ")",
+        "#    then: systemctl restart push-notification; journalctl -u push-notification names the spool.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sqlite3
 from collections.abc import Awaitable
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
@@ -25,11 +28,14 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import pending_summary
 from push_notification.server.connections import Connections, IngressSite, connection_cap
+from push_notification.server.import_paths import refresh_import_paths
 from push_notification.server.ingress import IngressLimits, create_app, listen_address, runner_options
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
+from push_notification.server.spool_access import spool_access_problem
 from push_notification.server.supervisor import Health, Supervisor
 from push_notification.settings import Settings
 
@@ -67,7 +73,10 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
+        queue = SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
+        if config.source != DEFAULT_SOURCE:
+            queue.config_source = config.source  # named in the dead-letter hint
+        return queue
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
@@ -92,7 +101,7 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
 
 def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
     retry_policy(inst, config)
-    factory = find_driver(inst.driver, inst.name, inst.where).load()
+    factory = find_driver(inst.driver, inst.name, inst.where, inst.settings).load()
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
         instance=inst.name,
@@ -117,8 +126,14 @@ class Daemon:
         #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
         self.health_state = Health()
         self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
-        self.dispatcher = Dispatcher(self.queue, self.instances, spawn=self.supervisor.start)
-        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
+        self.dispatcher = Dispatcher(
+            self.queue, self.instances, spawn=self.supervisor.start, log_deliveries=config.log_deliveries
+        )
+        self.metrics = Metrics(
+            lambda: self.queue,
+            lambda: self.dispatcher.instances,
+            lambda: {name: inst.plugin for name, inst in self.dispatcher.instances.items()},
+        )
         self.queue.observer = self.metrics
         self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
@@ -165,6 +180,7 @@ class Daemon:
             source = self.config.source
             log.info("re-reading %s (SIGHUP)", source)
             try:
+                refresh_import_paths()
                 new = load_config(None if source == DEFAULT_SOURCE else source)
                 await self.apply(new)
             except PushNotificationError as exc:
@@ -189,6 +205,7 @@ class Daemon:
         added = [n for n in wanted if n not in old]
         built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
         self._set_retry_policies(new)
+        self.dispatcher.log_deliveries = new.log_deliveries
         failed: list[str] = []
         try:
             await self.dispatcher.replace(removed + changed, built)
@@ -233,6 +250,8 @@ class Daemon:
     async def run(self) -> None:
         """Serve until stopped; raises :class:`PushNotificationError` (non-zero exit) when a
         task kept crashing, after a clean shutdown."""
+        # The first line: which config is in use (a bare `serve` as root reads the system one).
+        log.info("push-notification %s starting; config: %s", version("push-notification"), self.config.source)
         loop = asyncio.get_running_loop()
         self.supervisor.bind()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -243,6 +262,9 @@ class Daemon:
         spool = None
         runner = None
         try:
+            problem = spool_access_problem(self.config.spool_dir) if self.config.spool_dir else None
+            if problem is not None:  # who the daemon runs as and the fix, in one line, before anything starts
+                raise PushNotificationError(problem)
             await self.dispatcher.start()
             token = self.config.ingress_token
             limits = IngressLimits.of(self.config)
@@ -254,9 +276,15 @@ class Daemon:
                     self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
                 )
             await self._start_site(runner)
+            if self.queue.depth():
+                log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
                 await spool.start(self.supervisor.start)
-                log.info("reading the Dovecot bridge spool %s", spool.spool_dir)
+                log.info(
+                    "reading the Dovecot bridge spool %s; %d spooled transaction(s) waiting to be taken in",
+                    spool.spool_dir,
+                    spooled_files(spool.new_dir),
+                )
             names = ", ".join(f"{i.name} ({i.driver})" for i in self.instances) or "none"
             log.info(
                 "listening on %s; driver instances: %s; config: %s",
@@ -284,19 +312,45 @@ class Daemon:
             await _step("finishing a reload", asyncio.wait_for(self._reloading, SHUTDOWN_GRACE))
         # A durable queue keeps what is left for the next start: no need to wait long.
         grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
+        left: int | None = None
         if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):
-            if self.queue.durable:
-                log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
-            else:
-                log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
+            left = self.queue.depth()
+            if not self.queue.durable:
+                log.warning("shutdown: %s still queued after %gs; dropped", self._queued_summary(left), grace)
         await _step("stopping the driver instances", self.dispatcher.stop(timeout=0))
         await _step("stopping supervised tasks", self.supervisor.stop())
         await _step("closing the queue", self.queue.close())
+        if left is not None and self.queue.durable:
+            log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
         try:
             self.metadata.close()
         except Exception as exc:  # noqa: BLE001 - one line, shutdown goes on
             log.error("shutdown: closing the metadata store failed: %s", describe_error(exc))
         log.info("stopped")
+
+    def _queued_summary(self, deliveries: int) -> str:
+        """``2 transaction(s) (6 delivery(ies) to driver instances)``: a transaction owed to
+        three instances is three deliveries. The sqlite queue is counted in its (closed) file."""
+        transactions: int | None = None
+        if isinstance(self.queue, MemoryQueue):
+            transactions = self.queue.pending_transactions()
+        elif isinstance(self.queue, SqliteQueue):
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{self.queue.path}?mode=ro", uri=True)) as conn:
+                    transactions, deliveries = pending_summary(conn)
+            except sqlite3.Error as exc:
+                log.debug("shutdown: cannot count the queue file: %s", exc)
+        shown = f"{deliveries} delivery(ies) to driver instances"
+        return shown if transactions is None else f"{transactions} transaction(s) ({shown})"
+
+
+def spooled_files(new_dir: Path) -> int:
+    """How many files wait in the spool's ``new/`` (for the start-up line)."""
+    try:
+        with os.scandir(new_dir) as entries:
+            return sum(1 for entry in entries if not entry.name.startswith("."))
+    except OSError:
+        return 0
 
 
 async def _step(what: str, step: Awaitable[T], failed: T | None = None) -> T | None:

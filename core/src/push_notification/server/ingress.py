@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from push_notification.config.daemon import parse_listen
 from push_notification.errors import EventError
+from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue import Queue, QueueFull
 from push_notification.transaction import transaction_from_json
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("push_notification.server.ingress")
 
-TRANSACTIONS_PATH = "/v1/transactions"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 #: How long aiohttp keeps reading a refused request's body so the client sees the answer.

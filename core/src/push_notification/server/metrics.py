@@ -9,7 +9,7 @@ time. Each daemon has its own registry, so tests and reloads never share counter
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 
 from aiohttp import web
@@ -114,10 +114,36 @@ def _counters(name: str, documentation: str, labels: list[str], values: Iterable
     return family
 
 
+class _DriverSkips(Collector):
+    """Transactions a driver instance chose not to send, by reason (e.g. the OX driver's
+    ``no_metadata``): a driver object's ``skipped`` mapping, read when Prometheus scrapes."""
+
+    def __init__(self, plugins: Callable[[], Mapping[str, object]]) -> None:
+        self.plugins = plugins
+
+    def collect(self) -> Iterator[Metric]:
+        skipped = CounterMetricFamily(
+            "push_notification_skipped_transactions",
+            "Transactions a driver instance skipped, by reason (no_metadata: OX push not turned on).",
+            labels=["instance", "reason"],
+        )
+        for name, plugin in self.plugins().items():
+            counts = getattr(plugin, "skipped", None)
+            if isinstance(counts, Mapping):
+                for reason, count in counts.items():
+                    skipped.add_metric([name, str(reason)], float(count))
+        yield skipped
+
+
 class Metrics:
     """The daemon's Prometheus registry; also the queue's observer."""
 
-    def __init__(self, queue: Callable[[], Queue], instances: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        queue: Callable[[], Queue],
+        instances: Callable[[], Iterable[str]],
+        plugins: Callable[[], Mapping[str, object]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.tallies = _Tallies()
         self.registry.register(self.tallies)
@@ -128,6 +154,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueState(queue, instances))
+        if plugins is not None:
+            self.registry.register(_DriverSkips(plugins))
 
     # -- QueueObserver: runs for every transaction ------------------------------------
 
