@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,41 +9,46 @@ import pytest
 from aiohttp import web
 from push_notification.errors import RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.tls import TlsFiles, make_tls_files
 from push_notification_webhook import WebhookDriver
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+@pytest.fixture(scope="module")
+def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA made as real ones are, and a certificate it issued for 127.0.0.1."""
+    return make_tls_files(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="module")
-def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA and a certificate it signed for 127.0.0.1 (ca.pem, server.pem, server.key)."""
-    d = tmp_path_factory.mktemp("ca")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-            "-out", "server.csr", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=d)  # fmt: skip
-    return d
+def stock_openssl_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA as ``openssl req -x509`` with the stock openssl.cnf makes it: no key usage."""
+    return make_tls_files(tmp_path_factory.mktemp("stock-ca"), conforming=False)
 
 
-@pytest.fixture
-async def https_url(internal_ca: Path) -> AsyncIterator[str]:
+async def serve_https(files: TlsFiles) -> tuple[str, web.AppRunner]:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
     app = web.Application()
     app.router.add_post("/hook", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=files.server_context())
     await site.start()
-    yield f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
+    return f"https://127.0.0.1:{runner.addresses[0][1]}/hook", runner
+
+
+@pytest.fixture
+async def https_url(internal_ca: TlsFiles) -> AsyncIterator[str]:
+    url, runner = await serve_https(internal_ca)
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def stock_openssl_url(stock_openssl_ca: TlsFiles) -> AsyncIterator[str]:
+    url, runner = await serve_https(stock_openssl_ca)
+    yield url
     await runner.cleanup()
 
 
@@ -55,9 +58,42 @@ async def deliver(settings: dict[str, str]) -> DriverHarness:
     return harness
 
 
-async def test_an_internal_ca_given_by_ssl_client_ca_file_is_trusted(https_url: str, internal_ca: Path) -> None:
-    harness = await deliver({"url": https_url, "ssl_client_ca_file": str(internal_ca / "ca.pem")})
+async def test_an_internal_ca_given_by_ssl_client_ca_file_is_trusted(https_url: str, internal_ca: TlsFiles) -> None:
+    harness = await deliver({"url": https_url, "ssl_client_ca_file": str(internal_ca.ca_file)})
     assert harness.plugin.delivered == 1
+
+
+def test_a_ca_strict_verification_refuses_is_a_start_up_error_naming_file_and_fix(stock_openssl_ca: TlsFiles) -> None:
+    from push_notification.errors import ConfigError
+
+    settings = {"url": "https://127.0.0.1:9/", "ssl_client_ca_file": str(stock_openssl_ca.ca_file)}
+    with pytest.raises(ConfigError) as info:
+        DriverHarness(WebhookDriver, settings)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"in {stock_openssl_ca.ca_file} has no key usage extension" in message
+    assert "keyUsage = critical, keyCertSign, cRLSign" in message
+    assert "set ssl_client_strict = no" in message
+
+
+async def test_ssl_client_strict_no_accepts_that_ca_and_still_verifies(
+    stock_openssl_url: str, stock_openssl_ca: TlsFiles
+) -> None:
+    settings = {
+        "url": stock_openssl_url,
+        "ssl_client_ca_file": str(stock_openssl_ca.ca_file),
+        "ssl_client_strict": "no",
+    }
+    harness = await deliver(settings)
+    assert harness.plugin.delivered == 1
+    async with DriverHarness(
+        WebhookDriver, {"url": stock_openssl_url, "ssl_client_strict": "no", "max_retries": "0"}
+    ) as other:
+        txn = make_transaction(make_event("MessageNew"))
+        other.plugin.begin_txn(txn)
+        other.plugin.message_new(txn, txn.events[0])
+        with pytest.raises(RetryableError, match="certificate verify failed"):
+            await other.plugin.end_txn(txn, True)
 
 
 async def test_an_unknown_ca_is_refused(https_url: str) -> None:
