@@ -113,7 +113,8 @@ def _check_strict_ca(settings: Settings, ca_file: str) -> None:
     for decoded, der in zip(probe.get_ca_certs(), probe.get_ca_certs(binary_form=True), strict=True):
         problems = ca_problems(der)
         if problems:
-            subject = ", ".join(f"{k}={v}" for rdn in decoded.get("subject", ()) for k, v in rdn)
+            rdns: tuple[tuple[tuple[str, str], ...], ...] = decoded.get("subject", ())  # type: ignore[assignment]
+            subject = ", ".join(f"{key}={value}" for rdn in rdns for key, value in rdn)
             raise settings.error(
                 "ssl_client_ca_file",
                 f"the CA certificate '{subject}' in {ca_file} has {' and '.join(problems)}, which strict "
