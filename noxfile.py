@@ -18,7 +18,7 @@ import nox
 ROOT = Path(__file__).parent
 DRIVERS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("drivers/*/pyproject.toml"))
 PACKAGES = ["core", *DRIVERS]
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23"]
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6"]
 #: The oldest and the newest Python we support; the cross/e2e session runs on the newest.
 PYTHONS = ["3.11", "3.13"]
 
@@ -124,7 +124,7 @@ def template(session: nox.Session) -> None:
     # Outside .nox: ruff skips anything below a .nox directory.
     project = Path(tempfile.mkdtemp(prefix="pn-template-")) / "push-notification-example"
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
-    session.install("-e", f"{project}[test]")  # as the scaffold's "Next:" line says
+    session.install("-e", f"{project}[test]")
     session.chdir(project)
     session.run("pytest", "-q", "-p", "no:cacheprovider")
     session.run("ruff", "check", "src", "tests")

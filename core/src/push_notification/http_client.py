@@ -1,17 +1,33 @@
-"""Dovecot's ``http_client_*`` and ``ssl_client_*`` settings, for drivers that speak HTTP.
+"""The HTTP client of every driver that speaks HTTP: its settings and its retrying sender.
 
-Read once at start-up, so a bad timeout or an unreadable CA file is a one-line ConfigError
-naming the instance and the setting. Dovecot 2.4's names are the primary ones; 2.3's
-``timeout_msecs`` and ``max_retries`` (= attempts - 1) are accepted too, but not both names of
-one setting at once.
+Settings are Dovecot's ``http_client_*`` and ``ssl_client_*``, read once at start-up, so a bad
+timeout or an unreadable CA file is a one-line ConfigError naming the instance and the setting.
+Dovecot 2.4's names are the primary ones; 2.3's ``timeout_msecs`` and ``max_retries``
+(= attempts - 1) are accepted too, but not both names of one setting at once.
+
+:class:`HttpSender` sends one request with up to ``max_attempts`` attempts over one pooled
+keep-alive session per instance, under a :class:`~push_notification.http_retry.RetryPolicy`,
+and turns what is left into ``RetryableError``/``PermanentError`` with one line naming the
+request (never its secrets), the failure and the attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import ssl
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
 
+import aiohttp
+from yarl import URL
+
+from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.http_retry import Failure, RetryPolicy
 from push_notification.settings import Settings
 from push_notification.x509_strict import CA_EXTENSIONS_FIX, ca_problems
 
@@ -121,3 +137,222 @@ def _check_strict_ca(settings: Settings, ca_file: str) -> None:
                 f"X.509 verification (Python 3.13's default) refuses; reissue it with the openssl.cnf extensions "
                 f"{CA_EXTENSIONS_FIX}, or set ssl_client_strict = no for this instance",
             )
+
+
+# ---------------------------------------------------------------- the sender
+
+
+def safe_url(url: str | URL) -> str:
+    """Scheme, host and port only: push URLs often carry their secret in the path or query
+    (Slack, Gotify, Web Push endpoints), so no log line or error shows more."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    rest = "/..." if parts.path not in ("", "/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One attempt's request."""
+
+    method: str
+    url: str | URL
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Names the request in errors (``"POST https://hooks.example.com/... (webhook-id t1.0)"``);
+    #: empty means method and :func:`safe_url`. Never put a secret in it.
+    label: str = ""
+
+
+#: Builds the request of attempt ``n`` (1-based): a fresh signature, token or ``Date`` each time.
+RequestBuilder = Callable[[int], HttpRequest]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """An answer, whatever its status; ``send`` returns the 2xx ones (a message id in the body)."""
+
+    status: int
+    reason: str
+    #: Case-insensitive, as HTTP header names are.
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class TransportError(Exception):
+    """An attempt that got no answer. ``kind`` tells the policy what went wrong: ``timeout``,
+    ``connect`` (refused, unreachable), ``certificate`` (not trusted), ``tls`` (handshake) or
+    ``lost`` (the connection broke); the message is one line without secrets."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Transport(Protocol):
+    """What carries one attempt: aiohttp (HTTP/1.1) by default; an HTTP/2 client for APNs."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        """One attempt, redirects not followed; raises :class:`TransportError` without an answer."""
+        ...
+
+
+class HttpRetryableError(RetryableError):
+    """A request failed for now. ``status`` and ``response`` are the last answer, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        response: HttpResponse | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.response = response
+
+
+class HttpPermanentError(PermanentError):
+    """A request was refused for good. ``status`` and ``response`` tell why (an APNs 410 with
+    reason ``Unregistered``: the device token is gone)."""
+
+    def __init__(self, message: str, *, status: int | None = None, response: HttpResponse | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.response = response
+
+
+class AiohttpTransport:
+    """HTTP/1.1 over one pooled keep-alive aiohttp session.
+
+    ``skip_auto_headers``: headers aiohttp would add that the endpoint must not get (Dovecot
+    sends OX no ``User-Agent`` and no ``Accept``).
+    """
+
+    def __init__(
+        self, settings: HttpClientSettings, *, skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding")
+    ) -> None:
+        self.settings = settings
+        self.skip_auto_headers = skip_auto_headers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        ssl_option: ssl.SSLContext | bool = self.settings.ssl_context or True
+        connector = aiohttp.TCPConnector(limit=self.settings.max_parallel_connections, ssl=ssl_option)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            skip_auto_headers=self.skip_auto_headers,
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method, request.url, data=request.body or None, headers=request.headers, allow_redirects=False
+            ) as resp:
+                body = await resp.read()
+                return HttpResponse(resp.status, resp.reason or "", resp.headers, body)
+        except TimeoutError:
+            raise TransportError("timeout", f"Request timed out after {self.settings.request_timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            message = (
+                f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
+                " that signed the endpoint's certificate"
+            )
+            raise TransportError("certificate", message) from None
+        except aiohttp.ClientSSLError as exc:
+            raise TransportError("tls", f"TLS handshake failed: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            errno = exc.os_error.errno
+            cause = os.strerror(errno) if errno else str(exc.os_error)
+            raise TransportError("connect", f"connect({exc.host}:{exc.port}) failed: {cause}") from None
+        except aiohttp.ClientError as exc:
+            text = str(exc).replace(str(request.url), safe_url(request.url))
+            raise TransportError("lost", f"Connection lost: {type(exc).__name__}: {text}") from None
+
+
+class HttpSender:
+    """Sends a request with up to ``max_attempts`` attempts under a :class:`RetryPolicy`.
+
+    ``transport`` carries the attempts (an :class:`AiohttpTransport` by default, given
+    ``skip_auto_headers``); ``start`` and ``close`` bracket it.
+    """
+
+    def __init__(
+        self,
+        settings: HttpClientSettings,
+        policy: RetryPolicy | None = None,
+        *,
+        transport: Transport | None = None,
+        skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding"),
+    ) -> None:
+        self.settings = settings
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.transport: Transport = (
+            transport if transport is not None else AiohttpTransport(settings, skip_auto_headers=skip_auto_headers)
+        )
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def send(self, request: HttpRequest | RequestBuilder) -> HttpResponse:
+        """Send ``request`` (or what the builder makes, anew per attempt) until the policy
+        accepts an answer (a 2xx), which is returned; raise ``HttpRetryableError`` or
+        ``HttpPermanentError`` once the policy stops."""
+        build = request if callable(request) else None
+        current = request if isinstance(request, HttpRequest) else request(1)
+        policy = self.policy
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            failure: Failure | None
+            try:
+                response = await self.transport.request(current)
+            except TransportError as exc:
+                failure = policy.transport_failure(exc.kind, str(exc))
+            else:
+                failure = policy.classify(response)
+                if failure is None:
+                    return response
+            wait = policy.next_wait(failure, attempt, self.settings.max_attempts)
+            if wait is None:
+                raise _error(current, failure, attempt, time.monotonic() - started)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            attempt += 1
+            if build is not None:
+                current = build(attempt)
+
+
+def _error(request: HttpRequest, failure: Failure, attempts: int, elapsed: float) -> DriverError:
+    label = request.label or f"{request.method} {safe_url(request.url)}"
+    plural = "attempt" if attempts == 1 else "attempts"
+    message = f"{label}: {failure.what} ({attempts} {plural} in {elapsed:.3f} secs)"
+    if failure.retryable:
+        return HttpRetryableError(
+            message, retry_after=failure.retry_after, status=failure.status, response=failure.response
+        )
+    return HttpPermanentError(message, status=failure.status, response=failure.response)

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from push_notification.errors import RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.loopback import loopback_server
 from push_notification.testing.tls import TlsFiles, make_tls_files
 from push_notification_webhook import WebhookDriver
 
@@ -25,31 +26,30 @@ def stock_openssl_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls_files(tmp_path_factory.mktemp("stock-ca"), conforming=False)
 
 
-async def serve_https(files: TlsFiles) -> tuple[str, web.AppRunner]:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=files.server_context())
-    await site.start()
-    return f"https://127.0.0.1:{runner.addresses[0][1]}/hook", runner
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 @pytest.fixture
 async def https_url(internal_ca: TlsFiles) -> AsyncIterator[str]:
-    url, runner = await serve_https(internal_ca)
-    yield url
-    await runner.cleanup()
+    async with loopback_server(ok, ssl_context=internal_ca.server_context()) as base:
+        yield f"{base}/hook"
 
 
 @pytest.fixture
 async def stock_openssl_url(stock_openssl_ca: TlsFiles) -> AsyncIterator[str]:
-    url, runner = await serve_https(stock_openssl_ca)
-    yield url
-    await runner.cleanup()
+    async with loopback_server(ok, ssl_context=stock_openssl_ca.server_context()) as base:
+        yield f"{base}/hook"
+
+
+async def refused(settings: dict[str, str], match: str) -> None:
+    """One transaction's delivery fails (for the queue to retry) with an error matching ``match``."""
+    async with DriverHarness(WebhookDriver, settings) as harness:
+        txn = make_transaction(make_event("MessageNew"))
+        harness.plugin.begin_txn(txn)
+        harness.plugin.event(txn, txn.events[0])
+        with pytest.raises(RetryableError, match=match):
+            await harness.plugin.end_txn(txn, True)
 
 
 async def deliver(settings: dict[str, str]) -> DriverHarness:
@@ -86,23 +86,18 @@ async def test_ssl_client_strict_no_accepts_that_ca_and_still_verifies(
     }
     harness = await deliver(settings)
     assert harness.plugin.delivered == 1
-    async with DriverHarness(
-        WebhookDriver, {"url": stock_openssl_url, "ssl_client_strict": "no", "max_retries": "0"}
-    ) as other:
-        txn = make_transaction(make_event("MessageNew"))
-        other.plugin.begin_txn(txn)
-        other.plugin.message_new(txn, txn.events[0])
-        with pytest.raises(RetryableError, match="certificate verify failed"):
-            await other.plugin.end_txn(txn, True)
+    await refused(
+        {"url": stock_openssl_url, "ssl_client_strict": "no", "max_retries": "0"}, "certificate verify failed"
+    )
 
 
 async def test_an_unknown_ca_is_refused(https_url: str) -> None:
-    async with DriverHarness(WebhookDriver, {"url": https_url, "max_retries": "0"}) as harness:
-        txn = make_transaction(make_event("MessageNew"))
-        harness.plugin.begin_txn(txn)
-        harness.plugin.message_new(txn, txn.events[0])
-        with pytest.raises(RetryableError, match="certificate verify failed"):
-            await harness.plugin.end_txn(txn, True)
+    await refused({"url": https_url, "max_retries": "0"}, "certificate verify failed")
+
+
+async def test_a_refused_certificate_goes_to_the_queue_without_a_retry_in_place(https_url: str) -> None:
+    settings = {"url": https_url, "http_client_request_max_attempts": "3"}
+    await refused(settings, r"TLS certificate not accepted: .*\(1 attempt in ")
 
 
 async def test_verification_can_be_turned_off_explicitly(https_url: str) -> None:

@@ -1,36 +1,25 @@
 """The ``webhook`` driver: each selected event becomes one templated HTTP request.
 
 Requests are rendered as the events arrive and sent, in order, when the transaction commits
-(a rolled-back transaction sends nothing). A failing request does not stop the others of the
-transaction; the failures are reported together at ``end_txn``.
+(a rolled-back transaction sends nothing). A request refused for good does not stop the
+others; a retryable failure stops the rest, so no later event overtakes it. The failures are
+reported together at ``end_txn``, and the queue's retry sends only what did not get through.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from push_notification import DriverContext, hookimpl
-from push_notification.errors import DriverError, PermanentError, RetryableError
-from push_notification.events import (
-    Event,
-    FlagsClear,
-    FlagsSet,
-    MailboxCreate,
-    MailboxDelete,
-    MailboxRename,
-    MailboxSubscribe,
-    MailboxUnsubscribe,
-    MessageAppend,
-    MessageExpunge,
-    MessageNew,
-    MessageRead,
-    MessageTrash,
-)
+from push_notification.errors import DriverError, PermanentError
+from push_notification.events import Event
+from push_notification.http_retry import PartialDeliveries
 from push_notification.transaction import Transaction
 
 from .config import read_config
 from .render import RenderError
-from .sender import Request, Sender
+from .sender import Request, new_sender, safe_url
 
 
 @dataclass
@@ -55,10 +44,9 @@ class WebhookDriver:
         self.instance = ctx.instance
         self.log = ctx.log
         self.config = read_config(ctx.settings)
-        self.sender = Sender(self.config.http)
+        self.sender = new_sender(self.config.http)
         self._pending: dict[str, _Pending] = {}
-        #: webhook-ids already delivered of transactions that failed part-way (oldest first).
-        self._partly_delivered: dict[str, set[str]] = {}
+        self._partial = PartialDeliveries(PARTLY_DELIVERED_MAX)
         #: Notifications delivered since start (``push-notification status`` may show it).
         self.delivered = 0
 
@@ -78,7 +66,9 @@ class WebhookDriver:
         self._pending[txn.id] = _Pending(index={id(event): i for i, event in enumerate(txn.events)})
         return True
 
-    def _add(self, txn: Transaction, event: Event) -> None:
+    @hookimpl
+    def event(self, txn: Transaction, event: Event) -> None:
+        """Render the request of every selected event as it arrives (sent at ``end_txn``)."""
         pending = self._pending.get(txn.id)
         if pending is None or not self.config.filter.wants_event(event.name):
             return
@@ -98,91 +88,10 @@ class WebhookDriver:
         pending = self._pending.pop(txn.id, None)
         if pending is None or not success:
             return
-        done = self._partly_delivered.pop(txn.id, set())
-        failures = list(pending.failures)
-        stopped, skipped = False, 0
-        for request in pending.requests:
-            if request.id in done:
-                continue
-            if stopped:
-                skipped += 1
-                continue
-            try:
-                await self.sender.send(request)
-            except DriverError as exc:
-                failures.append(exc)
-                stopped = isinstance(exc, RetryableError)
-                continue
-            done.add(request.id)
-            self.delivered += 1
-        if failures:
-            if stopped:
-                self._remember(txn.id, done)
-            raise _summary(failures, len(pending.requests) + len(pending.failures), skipped)
+        parts = [(request.id, "", functools.partial(self._send, request)) for request in pending.requests]
+        await self._partial.send(txn.id, parts, ordered=True, failed=pending.failures)
 
-    def _remember(self, txn_id: str, done: set[str]) -> None:
-        self._partly_delivered[txn_id] = done
-        while len(self._partly_delivered) > PARTLY_DELIVERED_MAX:
-            self._partly_delivered.pop(next(iter(self._partly_delivered)))
-
-    # One hook per event; all take the same path.
-    @hookimpl
-    def mailbox_create(self, txn: Transaction, event: MailboxCreate) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_delete(self, txn: Transaction, event: MailboxDelete) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_rename(self, txn: Transaction, event: MailboxRename) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_subscribe(self, txn: Transaction, event: MailboxSubscribe) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_unsubscribe(self, txn: Transaction, event: MailboxUnsubscribe) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_new(self, txn: Transaction, event: MessageNew) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_append(self, txn: Transaction, event: MessageAppend) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_expunge(self, txn: Transaction, event: MessageExpunge) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_read(self, txn: Transaction, event: MessageRead) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_trash(self, txn: Transaction, event: MessageTrash) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def flags_set(self, txn: Transaction, event: FlagsSet) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def flags_clear(self, txn: Transaction, event: FlagsClear) -> None:
-        self._add(txn, event)
-
-
-def _summary(failures: list[DriverError], total: int, skipped: int) -> DriverError:
-    """One error for the transaction: retryable if any part may succeed later."""
-    if len(failures) == 1 and not skipped:
-        return failures[0]
-    retry = [f for f in failures if isinstance(f, RetryableError)]
-    not_sent = f", {skipped} more not attempted" if skipped else ""
-    text = f"{len(failures)} of {total} notifications failed{not_sent}; first: {failures[0]}"
-    if retry:
-        delays = [f.retry_after for f in retry if f.retry_after is not None]
-        return RetryableError(text, retry_after=max(delays) if delays else None)
-    return PermanentError(text)
+    async def _send(self, request: Request) -> None:
+        response = await self.sender.send(request.attempt)
+        self.log.debug("%s %s: %d %s", request.id, safe_url(request.url), response.status, response.reason)
+        self.delivered += 1
