@@ -50,6 +50,8 @@ class DaemonConfig:
     spool_dir: str | None = None
     max_pending: int = 100000
     event_loop: str = "auto"
+    devices_path: str = ""
+    device_expiry: float = 90 * 86400.0
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -57,6 +59,8 @@ class DaemonConfig:
             object.__setattr__(self, "metadata_path", os.path.join(self.state_dir, "metadata.sqlite"))
         if not self.queue_path:
             object.__setattr__(self, "queue_path", os.path.join(self.state_dir, "queue.sqlite"))
+        if not self.devices_path:
+            object.__setattr__(self, "devices_path", os.path.join(self.state_dir, "devices.sqlite"))
 
 
 def parse_listen(text: str) -> str:
@@ -172,6 +176,10 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
                   "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
+    DaemonSetting("devices_path", "path", optional(os.path.expanduser), "",
+                  "device registry for drivers that wake devices (default STATE_DIR/devices.sqlite)"),
+    DaemonSetting("device_expiry", "time", parse_timeout, "90 days",
+                  "remove a device nobody registered again (HTTP, CLI or METADATA) for this long"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

@@ -17,6 +17,10 @@ from types import MappingProxyType
 from aiohttp import web
 
 from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
+from push_notification.devices.http import device_routes
+from push_notification.devices.kinds import served_kinds
+from push_notification.devices.service import DeviceService
+from push_notification.devices.wiring import open_device_service
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.errors import PushNotificationError
@@ -28,6 +32,7 @@ from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
 from push_notification.settings import Settings
+from push_notification.storm import SqliteStormStore, StormQueue, StormSettings, read_storm_settings
 
 log = logging.getLogger("push_notification.server.daemon")
 
@@ -45,6 +50,7 @@ RESTART_ONLY = (
     "ingress_token",
     "log_format",
     "event_loop",
+    "devices_path",
 )
 
 
@@ -65,14 +71,19 @@ def make_queue(config: DaemonConfig) -> Queue:
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
-def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> list[DriverInstance]:
+def build_instances(
+    config: DaemonConfig,
+    metadata: MetadataStore | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> list[DriverInstance]:
     """Load the configured drivers through their entry points and create every instance.
 
     Every mistake (unknown driver, bad setting) is raised here, at start-up.
     """
     instances = []
     for inst in config.instances:
-        instances.append(build_instance(inst, config, metadata))
+        instances.append(build_instance(inst, config, metadata, devices, storm))
     return instances
 
 
@@ -84,9 +95,20 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
     return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
 
 
-def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
+def build_instance(
+    inst: InstanceConfig,
+    config: DaemonConfig,
+    metadata: MetadataStore | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> DriverInstance:
+    """One instance; its storm-control settings (read here, before the driver checks its own)
+    go into ``storm``."""
     retry_policy(inst, config)
     factory = find_driver(inst.driver, inst.name, inst.where).load()
+    storm_settings = read_storm_settings(inst.settings, factory)
+    if storm is not None:
+        storm[inst.name] = storm_settings
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
         instance=inst.name,
@@ -95,6 +117,7 @@ def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: Metadat
         plugin_env=MappingProxyType(dict(config.plugin_env)),
         metadata=metadata,
         state_dir=state_dir,
+        devices=devices,
     )
     return create_instance(context, factory, timeout=inst.timeout)
 
@@ -105,11 +128,18 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.metadata = MetadataStore(config.metadata_path)
-        self.instances = build_instances(config, self.metadata)
+        self.devices = open_device_service(config)
+        storm: dict[str, StormSettings] = {}
+        self.instances = build_instances(config, self.metadata, self.devices, storm)
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
-        self.dispatcher = Dispatcher(self.queue, self.instances)
+        self.storm = StormQueue(self.queue, lambda: SqliteStormStore(Path(config.state_dir) / "storm.sqlite"), storm)
+        self.storm.configure(storm, {i.name: retry_policy(i, config) for i in config.instances})
+        self.dispatcher = Dispatcher(self.storm, self.instances)
         self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
+        self.metrics.registry.register(self.devices.metrics)
+        self.metrics.registry.register(self.storm.metrics)
         self.queue.observer = self.metrics
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -152,11 +182,15 @@ class Daemon:
         changed = [n for n in wanted if n in old and _fingerprint(old[n]) != _fingerprint(wanted[n])]
         removed = [n for n in old if n not in wanted]
         added = [n for n in wanted if n not in old]
-        built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
+        storm: dict[str, StormSettings] = {}
+        built = [build_instance(wanted[n], new, self.metadata, self.devices, storm) for n in added + changed]
         self._set_retry_policies(new)
+        self.storm.configure(storm, {i.name: retry_policy(i, new) for i in new.instances})
         await self.dispatcher.remove(removed + changed)
         await self.dispatcher.add(built)
         self.instances = list(self.dispatcher.instances.values())
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
+        self.devices.expiry = new.device_expiry
         for key in RESTART_ONLY:
             if key != "listen" and getattr(new, key) != getattr(self.config, key):  # --listen may override it
                 log.warning("reload: %s changed; restart the daemon to apply it", key)
@@ -198,13 +232,18 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.dispatcher.start()
         app = create_app(
-            self.dispatcher.submit, token=self.config.ingress_token, health=self.health, metrics=self.metrics.handle
+            self.dispatcher.submit,
+            token=self.config.ingress_token,
+            health=self.health,
+            metrics=self.metrics.handle,
+            extensions=[device_routes(self.devices)],
         )
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         spool = None
         if self.config.spool_dir:
             spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
+        expiry = asyncio.create_task(self.devices.expire_forever(), name="pn-device-expiry")
         try:
             await self._start_site(runner)
             if spool is not None:
@@ -220,6 +259,7 @@ class Daemon:
             await self._stopping.wait()
             log.info("shutting down: finishing in-flight work")
         finally:
+            expiry.cancel()
             if spool is not None:
                 await spool.stop()
             await runner.shutdown()
@@ -232,8 +272,9 @@ class Daemon:
                 else:
                     log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
             await self.dispatcher.stop(timeout=0)
-            await self.queue.close()
+            await self.storm.close()
             self.metadata.close()
+            await self.devices.registry.close()
             log.info("stopped")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,10 @@ METRICS_PATH = "/metrics"
 MAX_BODY = 1 << 20
 
 Submit = Callable[[Transaction], Awaitable[None]]
+#: 401 for a request without the ingress token, else None.
+Refuse = Callable[[web.Request], web.Response | None]
+#: Adds the routes of a feature (device registration) behind the same token.
+Extension = Callable[[web.Application, Refuse], None]
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -55,6 +59,7 @@ def create_app(
     token: str | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+    extensions: Iterable[Extension] = (),
 ) -> web.Application:
     """The ingress application; ``submit`` hands a valid transaction to the queue. ``metrics``
     serves ``GET /metrics``, behind the same token: the figures name instances and volumes."""
@@ -103,4 +108,6 @@ def create_app(
     app.router.add_get(HEALTH_PATH, healthz)
     if metrics is not None:
         app.router.add_get(METRICS_PATH, get_metrics)
+    for extend in extensions:
+        extend(app, refused)
     return app
