@@ -1,17 +1,33 @@
-"""Dovecot's ``http_client_*`` and ``ssl_client_*`` settings, for drivers that speak HTTP.
+"""The HTTP client of every driver that speaks HTTP: its settings and its retrying sender.
 
-Read once at start-up, so a bad timeout or an unreadable CA file is a one-line ConfigError
-naming the instance and the setting. Dovecot 2.4's names are the primary ones; 2.3's
-``timeout_msecs`` and ``max_retries`` (= attempts - 1) are accepted too, but not both names of
-one setting at once.
+Settings are Dovecot's ``http_client_*`` and ``ssl_client_*``, read once at start-up, so a bad
+timeout or an unreadable CA file is a one-line ConfigError naming the instance and the setting.
+Dovecot 2.4's names are the primary ones; 2.3's ``timeout_msecs`` and ``max_retries``
+(= attempts - 1) are accepted too, but not both names of one setting at once.
+
+:class:`HttpSender` sends one request with up to ``max_attempts`` attempts over one pooled
+keep-alive session per instance, under a :class:`~push_notification.http_retry.RetryPolicy`,
+and turns what is left into ``RetryableError``/``PermanentError`` with one line naming the
+request (never its secrets), the failure and the attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import ssl
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from push_notification.errors import PermanentError, RetryableError
+from push_notification.http_retry import Failure, RetryPolicy, parse_retry_after
 from push_notification.settings import Settings
 
 DEFAULT_REQUEST_TIMEOUT = 2.0
@@ -95,3 +111,176 @@ def _ssl_context(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+# ---------------------------------------------------------------- the sender
+
+
+def safe_url(url: str | URL) -> str:
+    """Scheme, host and port only: push URLs often carry their secret in the path or query
+    (Slack, Gotify, Web Push endpoints), so no log line or error shows more."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    rest = "/..." if parts.path not in ("", "/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One attempt's request."""
+
+    method: str
+    url: str | URL
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Names the request in errors (``"POST https://hooks.example.com/... (webhook-id t1.0)"``);
+    #: empty means method and :func:`safe_url`. Never put a secret in it.
+    label: str = ""
+
+
+#: Builds the request of attempt ``n`` (1-based): a fresh signature, token or ``Date`` each time.
+RequestBuilder = Callable[[int], HttpRequest]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A 2xx answer, for drivers that read it (a message id in the body)."""
+
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class HttpRetryableError(RetryableError):
+    """A request failed for now; ``status`` is the last HTTP status, if any was received."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+
+
+class HttpPermanentError(PermanentError):
+    """A request was refused for good (a 4xx; ``status`` tells which: an APNs 410 means the
+    device token is gone)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HttpSender:
+    """One instance's HTTP client; ``start`` and ``close`` bracket its session.
+
+    ``skip_auto_headers``: headers aiohttp would add that the endpoint must not get (Dovecot
+    sends OX no ``User-Agent`` and no ``Accept``).
+    """
+
+    def __init__(
+        self,
+        settings: HttpClientSettings,
+        policy: RetryPolicy | None = None,
+        *,
+        skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding"),
+    ) -> None:
+        self.settings = settings
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.skip_auto_headers = skip_auto_headers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        ssl_option: ssl.SSLContext | bool = self.settings.ssl_context or True
+        connector = aiohttp.TCPConnector(limit=self.settings.max_parallel_connections, ssl=ssl_option)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            skip_auto_headers=self.skip_auto_headers,
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: HttpRequest | RequestBuilder) -> HttpResponse:
+        """Send ``request`` (or what the builder makes, anew per attempt) until a 2xx, which is
+        returned; raise ``HttpRetryableError``/``HttpPermanentError`` once the policy stops."""
+        if self._session is None:
+            await self.start()
+        session = self._session
+        assert session is not None
+        build = request if callable(request) else None
+        current = request if isinstance(request, HttpRequest) else request(1)
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            outcome = await self._attempt(session, current)
+            if isinstance(outcome, HttpResponse):
+                return outcome
+            wait = self.policy.next_wait(outcome, attempt, self.settings.max_attempts)
+            if wait is None:
+                raise self._error(current, outcome, attempt, time.monotonic() - started)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            attempt += 1
+            if build is not None:
+                current = build(attempt)
+
+    async def _attempt(self, session: aiohttp.ClientSession, request: HttpRequest) -> HttpResponse | Failure:
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                data=request.body or None,
+                headers=request.headers,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                status, reason = resp.status, resp.reason or ""
+                if 200 <= status < 300:
+                    return HttpResponse(status, reason, resp.headers, body)
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            return Failure(f"Request timed out after {self.settings.request_timeout:g}s", retryable=True)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return Failure(
+                f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
+                " that signed the endpoint's certificate",
+                retryable=self.policy.retry_certificate_errors,
+                in_place=False,
+            )
+        except aiohttp.ClientSSLError as exc:
+            return Failure(f"TLS handshake failed: {exc}", retryable=False)
+        except aiohttp.ClientConnectorError as exc:
+            errno = exc.os_error.errno
+            cause = os.strerror(errno) if errno else str(exc.os_error)
+            return Failure(f"connect({exc.host}:{exc.port}) failed: {cause}", retryable=True)
+        except aiohttp.ClientError as exc:
+            text = str(exc).replace(str(request.url), safe_url(request.url))
+            return Failure(f"Connection lost: {type(exc).__name__}: {text}", retryable=True)
+        what = f"{status} {reason}".rstrip()
+        if 300 <= status < 400:
+            return Failure(f"{what} (Redirect refused)", retryable=False, status=status)
+        hint = self.policy.status_hints.get(status)
+        if hint:
+            what += f" ({hint})"
+        retryable = self.policy.retryable_status(status)
+        return Failure(what, retryable=retryable, retry_after=parse_retry_after(retry_after), status=status)
+
+    @staticmethod
+    def _error(
+        request: HttpRequest, failure: Failure, attempts: int, elapsed: float
+    ) -> HttpRetryableError | HttpPermanentError:
+        label = request.label or f"{request.method} {safe_url(request.url)}"
+        plural = "attempt" if attempts == 1 else "attempts"
+        message = f"{label}: {failure.what} ({attempts} {plural} in {elapsed:.3f} secs)"
+        if failure.retryable:
+            return HttpRetryableError(message, retry_after=failure.retry_after, status=failure.status)
+        return HttpPermanentError(message, status=failure.status)

@@ -5,9 +5,7 @@ masked) and never in a traceback."""
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 
 import pytest
 from ox_testkit import PASSWORD, OxEndpoint, Reply, activated, harness
@@ -16,7 +14,7 @@ from push_notification.settings import Settings
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 from push_notification_ox.config import read_config
-from push_notification_ox.sender import Sender, parse_retry_after
+from push_notification_ox.sender import Sender
 
 
 def new_mail(uid: int = 1) -> Transaction:
@@ -169,20 +167,6 @@ async def test_new_messages_of_one_transaction_use_up_to_max_parallel_connection
         await h.send(txn)
     assert len(ox_endpoint.received) == 3
     assert ox_endpoint.max_in_flight == connections
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [("7", 7.0), (" 0 ", 0.0), ("soon", None), ("", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
-)
-def test_retry_after_is_seconds_or_an_http_date(header: str, seconds: float | None) -> None:
-    assert parse_retry_after(header) == seconds
-
-
-def test_retry_after_as_a_future_http_date() -> None:
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    wait = parse_retry_after(when)
-    assert wait is not None and 28 <= wait <= 30
 
 
 async def test_a_rejected_login_says_what_to_check(ox_endpoint: OxEndpoint, logs: pytest.LogCaptureFixture) -> None:

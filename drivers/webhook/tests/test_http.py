@@ -141,6 +141,6 @@ async def test_an_unavailable_endpoint_stops_the_transaction_and_a_retry_resumes
             try:
                 await driver.end_txn(txn, True)
             except RetryableError as exc:
-                assert str(exc).startswith("1 of 3 notifications failed, 1 more not attempted; first: POST ")
+                assert str(exc).startswith("1 of 3 notifications failed, 1 more not attempted: POST ")
     assert [r.json()["data"]["id"] for r in endpoint.received] == ["t9.0", "t9.1", "t9.1", "t9.2"]
     assert driver.delivered == 3

@@ -8,14 +8,13 @@ several new messages uses up to ``http_client_max_parallel_connections`` connect
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
-from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.http_retry import PartialDeliveries
 from push_notification.transaction import OX_METADATA_KEY
 
 from .activation import Activation, metadata_user
@@ -51,7 +50,7 @@ class OxDriver:
         self.activation = Activation(ctx.metadata, self.config.cache_ttl, clock=clock)
         self.sender = Sender(self.config, self.log, self.prefix)
         self._pending: dict[str, _Pending] = {}
-        self._delivered: OrderedDict[str, set[int]] = OrderedDict()
+        self._partial = PartialDeliveries(_PARTIAL_MAX)
         self.log.debug("%sUsing URL %s", self.prefix, self.config.display_url)
 
     @hookimpl
@@ -119,46 +118,5 @@ class OxDriver:
         pending = self._pending.pop(txn.id, None)
         if pending is None or not pending.bodies:
             return
-        done = self._delivered.pop(txn.id, None) if self._delivered else None
-        if done is None:
-            done = set()
-            bodies = pending.bodies
-        else:
-            bodies = [(uid, body) for uid, body in pending.bodies if uid not in done]
-        if len(bodies) == 1:
-            try:
-                await self.sender.put(bodies[0][1])
-            except DriverError:
-                self._remember(txn.id, done)
-                raise
-            return
-        results = await asyncio.gather(*(self.sender.put(body) for _, body in bodies), return_exceptions=True)
-        errors: list[tuple[int, DriverError]] = []
-        for (uid, _), result in zip(bodies, results, strict=True):
-            if isinstance(result, DriverError):
-                errors.append((uid, result))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                done.add(uid)
-        if errors:
-            self._remember(txn.id, done)
-            raise _combine(errors, len(bodies))
-
-    def _remember(self, txn_id: str, done: set[int]) -> None:
-        if not done:
-            return
-        self._delivered[txn_id] = done
-        if len(self._delivered) > _PARTIAL_MAX:
-            self._delivered.popitem(last=False)
-
-
-def _combine(errors: list[tuple[int, DriverError]], total: int) -> DriverError:
-    """One error for a transaction whose requests failed: each failure named once."""
-    text = "; ".join(f"UID {uid}: {error}" for uid, error in errors)
-    message = f"{len(errors)} of {total} notifications failed: {text}"
-    retryable = [e for _, e in errors if isinstance(e, RetryableError)]
-    if retryable:
-        waits = [e.retry_after for e in retryable if e.retry_after is not None]
-        return RetryableError(message, retry_after=max(waits) if waits else None)
-    return PermanentError(message)
+        parts = [(uid, f"UID {uid}", functools.partial(self.sender.put, body)) for uid, body in pending.bodies]
+        await self._partial.send(txn.id, parts, ordered=False)

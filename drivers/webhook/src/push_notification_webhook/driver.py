@@ -7,10 +7,11 @@ transaction; the failures are reported together at ``end_txn``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from push_notification import DriverContext, hookimpl
-from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.errors import DriverError, PermanentError
 from push_notification.events import (
     Event,
     FlagsClear,
@@ -26,11 +27,12 @@ from push_notification.events import (
     MessageRead,
     MessageTrash,
 )
+from push_notification.http_retry import PartialDeliveries
 from push_notification.transaction import Transaction
 
 from .config import read_config
 from .render import RenderError
-from .sender import Request, Sender
+from .sender import Request, new_sender, safe_url
 
 
 @dataclass
@@ -55,10 +57,9 @@ class WebhookDriver:
         self.instance = ctx.instance
         self.log = ctx.log
         self.config = read_config(ctx.settings)
-        self.sender = Sender(self.config.http)
+        self.sender = new_sender(self.config.http)
         self._pending: dict[str, _Pending] = {}
-        #: webhook-ids already delivered of transactions that failed part-way (oldest first).
-        self._partly_delivered: dict[str, set[str]] = {}
+        self._partial = PartialDeliveries(PARTLY_DELIVERED_MAX)
         #: Notifications delivered since start (``push-notification status`` may show it).
         self.delivered = 0
 
@@ -98,32 +99,13 @@ class WebhookDriver:
         pending = self._pending.pop(txn.id, None)
         if pending is None or not success:
             return
-        done = self._partly_delivered.pop(txn.id, set())
-        failures = list(pending.failures)
-        stopped, skipped = False, 0
-        for request in pending.requests:
-            if request.id in done:
-                continue
-            if stopped:
-                skipped += 1
-                continue
-            try:
-                await self.sender.send(request)
-            except DriverError as exc:
-                failures.append(exc)
-                stopped = isinstance(exc, RetryableError)
-                continue
-            done.add(request.id)
-            self.delivered += 1
-        if failures:
-            if stopped:
-                self._remember(txn.id, done)
-            raise _summary(failures, len(pending.requests) + len(pending.failures), skipped)
+        parts = [(request.id, "", functools.partial(self._send, request)) for request in pending.requests]
+        await self._partial.send(txn.id, parts, ordered=True, failed=pending.failures)
 
-    def _remember(self, txn_id: str, done: set[str]) -> None:
-        self._partly_delivered[txn_id] = done
-        while len(self._partly_delivered) > PARTLY_DELIVERED_MAX:
-            self._partly_delivered.pop(next(iter(self._partly_delivered)))
+    async def _send(self, request: Request) -> None:
+        response = await self.sender.send(request.attempt)
+        self.log.debug("%s %s: %d %s", request.id, safe_url(request.url), response.status, response.reason)
+        self.delivered += 1
 
     # One hook per event; all take the same path.
     @hookimpl
@@ -173,16 +155,3 @@ class WebhookDriver:
     @hookimpl
     def flags_clear(self, txn: Transaction, event: FlagsClear) -> None:
         self._add(txn, event)
-
-
-def _summary(failures: list[DriverError], total: int, skipped: int) -> DriverError:
-    """One error for the transaction: retryable if any part may succeed later."""
-    if len(failures) == 1 and not skipped:
-        return failures[0]
-    retry = [f for f in failures if isinstance(f, RetryableError)]
-    not_sent = f", {skipped} more not attempted" if skipped else ""
-    text = f"{len(failures)} of {total} notifications failed{not_sent}; first: {failures[0]}"
-    if retry:
-        delays = [f.retry_after for f in retry if f.retry_after is not None]
-        return RetryableError(text, retry_after=max(delays) if delays else None)
-    return PermanentError(text)
