@@ -9,32 +9,44 @@ pushing again to the devices that already got it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import ssl
-from collections import OrderedDict
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import ClassVar
 
-import aiohttp
 from push_notification import DriverContext, hookimpl
 from push_notification.devices import DeviceKind
 from push_notification.devices.payload import PayloadBuilder
 from push_notification.devices.wake import read_wake_filter
 from push_notification.drivers import Devices, PushDevice
-from push_notification.errors import ConfigError, PermanentError, RetryableError
+from push_notification.errors import ConfigError, PermanentError
+from push_notification.http_client import HttpPermanentError, HttpRequest, HttpRetryableError, HttpSender, safe_url
+from push_notification.http_retry import PartialDeliveries, RetryPolicy
 from push_notification.templates import TemplateError
 from push_notification.transaction import Transaction
 
 from .config import read_config
 from .message import encrypt, topic
-from .send import Answer, post
 from .subscription import parse_subscription
 
 KIND = "webpush"
-#: Transactions whose delivery got part-way, remembered so a retry skips the devices reached.
-PARTLY_DELIVERED_MAX = 10_000
+#: Statuses meaning the subscription no longer exists (expired, unsubscribed).
+GONE = (404, 410)
+#: A push service's Retry-After is waited for by the queue, never by a worker; the statuses
+#: that no retry can fix say why.
+PUSH_SERVICE_POLICY = RetryPolicy(
+    max_wait_in_place=0.0,
+    status_hints=MappingProxyType(
+        {
+            413: "the encrypted payload is too large for this push service",
+            401: "the push service refused the VAPID signature: check vapid_key and vapid_subject",
+            403: "the push service refused the VAPID signature: check vapid_key and vapid_subject",
+            404: "the subscription expired or was unsubscribed",
+            410: "the subscription expired or was unsubscribed",
+        }
+    ),
+)
 
 
 class WebPushDriver:
@@ -58,8 +70,9 @@ class WebPushDriver:
         except TemplateError as exc:
             raise ConfigError(f"push_notification {ctx.instance}: {exc}") from None
         ctx.settings.check_unknown()
-        self._session: aiohttp.ClientSession | None = None
-        self._reached: OrderedDict[str, set[str]] = OrderedDict()
+        self.sender = HttpSender(self.config.http, PUSH_SERVICE_POLICY)
+        #: Devices already reached of transactions that failed part-way, skipped on their retry.
+        self.partial = PartialDeliveries()
         self._headers = {
             "TTL": str(self.config.ttl),
             "Urgency": self.config.urgency,
@@ -71,27 +84,18 @@ class WebPushDriver:
 
     @hookimpl
     async def driver_init(self) -> None:
-        http = self.config.http
-        ssl_option: ssl.SSLContext | bool = http.ssl_context or True
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit_per_host=http.max_parallel_connections, ssl=ssl_option),
-            timeout=aiohttp.ClientTimeout(total=http.request_timeout),
-            skip_auto_headers=("User-Agent",),
-        )
+        await self.sender.start()
 
     @hookimpl
     async def driver_deinit(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.sender.close()
 
     @hookimpl
     async def end_txn(self, txn: Transaction, success: bool) -> None:
         events = self.wake.wakes(txn)
         if not events:
             return
-        reached = self._reached.pop(txn.id, set())
-        devices = [d for d in await self.devices.for_transaction(txn, (KIND,)) if d.id not in reached]
+        devices = await self.devices.for_transaction(txn, (KIND,))
         if not devices:
             return
         try:
@@ -101,43 +105,23 @@ class WebPushDriver:
         headers = self._headers
         if self.config.topic:
             headers = {**headers, "Topic": topic(txn.user.username, txn.mailbox)}
-        answers = await asyncio.gather(*(self._push(device, payload, headers) for device in devices))
-        await self._settle(txn, devices, answers, reached)
+        parts = [(device.id, "", partial(self._push, device, payload, headers)) for device in devices]
+        await self.partial.send(txn.id, parts, ordered=False)
 
-    async def _push(self, device: PushDevice, payload: bytes, headers: dict[str, str]) -> Answer:
-        if self._session is None:
-            await self.driver_init()
-        assert self._session is not None
-        body = encrypt(payload, device)
+    async def _push(self, device: PushDevice, payload: bytes, headers: dict[str, str]) -> None:
+        """One encrypted, signed message to one subscription; a gone one is removed."""
         signed = {**headers, "Authorization": self.config.signer.authorization(device.address)}
-        return await post(self._session, device.address, body, signed)
-
-    async def _settle(
-        self, txn: Transaction, devices: list[PushDevice], answers: list[Answer], reached: set[str]
-    ) -> None:
-        """Record each device's outcome; raise what the transaction's outcome is."""
-        retry: list[Answer] = []
-        permanent: list[Answer] = []
-        for device, answer in zip(devices, answers, strict=True):
-            if answer.verdict == "delivered":
-                reached.add(device.id)
-                self.pushed += 1
-                await self.devices.succeeded(device)
-            elif answer.verdict == "gone":
-                await self.devices.gone(device, answer.reason)
-            else:
-                await self.devices.failed(device)
-                (retry if answer.verdict == "retry" else permanent).append(answer)
-        if retry:
-            self._reached[txn.id] = reached
-            while len(self._reached) > PARTLY_DELIVERED_MAX:
-                self._reached.popitem(last=False)
-            waits = [a.retry_after for a in retry if a.retry_after is not None]
-            raise RetryableError(_summary(retry, len(devices)), retry_after=max(waits) if waits else None)
-        if permanent:
-            raise PermanentError(_summary(permanent, len(devices)))
-
-
-def _summary(answers: list[Answer], total: int) -> str:
-    more = f" (and {len(answers) - 1} more)" if len(answers) > 1 else ""
-    return f"{len(answers)} of {total} device(s) not reached: {answers[0].reason}{more}"
+        label = f"push to device {device.id} ({safe_url(device.address)})"
+        try:
+            await self.sender.send(HttpRequest("POST", device.address, encrypt(payload, device), signed, label))
+        except HttpPermanentError as exc:
+            if exc.status in GONE:
+                await self.devices.gone(device, str(exc))
+                return
+            await self.devices.failed(device)
+            raise
+        except HttpRetryableError:
+            await self.devices.failed(device)
+            raise
+        self.pushed += 1
+        await self.devices.succeeded(device)
