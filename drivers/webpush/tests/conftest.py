@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,12 @@ def vapid_key(tmp_path: Path) -> tuple[Path, str]:
 
 @asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, key: Path, public: str, instance: str = "", daemon_extra: str = ""
+    tmp_path: Path,
+    key: Path,
+    public: str,
+    instance: str = "",
+    daemon_extra: str = "",
+    service: LoopbackPushService | None = None,
 ) -> AsyncIterator[Running]:
     config = f"""listen = 127.0.0.1:0
 state_dir = {tmp_path / "state"}
@@ -76,7 +81,9 @@ push_notification webpush {{
   {instance}
 }}
 """
-    async with LoopbackPushService(application_server_key=public) as service:
+    async with AsyncExitStack() as stack:
+        if service is None:
+            service = await stack.enter_async_context(LoopbackPushService(application_server_key=public))
         daemon = Daemon(parse_config(config, str(tmp_path / "push-notification.conf")))
         task = asyncio.create_task(daemon.run())
         while not daemon.bound:
@@ -92,7 +99,7 @@ push_notification webpush {{
 
 @pytest.fixture
 async def start(tmp_path: Path, vapid_key: tuple[Path, str]) -> AsyncIterator[Start]:
-    async with contextlib_stack() as stack:
+    async with AsyncExitStack() as stack:
 
         async def starter(instance: str = "", daemon_extra: str = "") -> Running:
             return await stack.enter_async_context(
@@ -100,9 +107,3 @@ async def start(tmp_path: Path, vapid_key: tuple[Path, str]) -> AsyncIterator[St
             )
 
         yield starter
-
-
-def contextlib_stack() -> Any:
-    from contextlib import AsyncExitStack
-
-    return AsyncExitStack()
