@@ -37,7 +37,7 @@ class Registration:
 
 def _text(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
     value = body.get(key)
-    if value is None and not required:
+    if value in (None, "") and not required:
         return ""
     if not isinstance(value, str) or not value.strip():
         raise DeviceError(f"{key!r} must be a non-empty string")
