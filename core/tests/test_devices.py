@@ -109,3 +109,14 @@ def test_a_bad_registration_is_one_line(body: Any, error: str) -> None:
     with pytest.raises(DeviceError) as caught:
         parse_registration(body, KINDS)
     assert str(caught.value).startswith(error)
+
+
+async def test_a_device_the_cli_adds_is_seen_by_the_running_daemon(tmp_path) -> None:
+    daemon = SqliteDeviceRegistry(tmp_path / "devices.sqlite")
+    cli = SqliteDeviceRegistry(tmp_path / "devices.sqlite")
+    assert await daemon.list("jane") == []  # now cached
+    await cli.register("jane", "apns", DeviceFields("t", {}))
+    assert [d.address for d in await daemon.list("jane")] == ["t"]
+    device = (await daemon.list("jane"))[0]
+    await cli.remove(device.id)
+    assert await daemon.list("jane") == []

@@ -2,6 +2,8 @@
 
 Local reads and writes take microseconds, so the async methods run inline; WAL with
 ``synchronous=NORMAL`` keeps a registration durable across a daemon crash at little cost.
+A user's devices are read once and kept until this registry writes or another process (the
+CLI) commits to the file, which SQLite's ``data_version`` tells at the cost of one pragma.
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ class SqliteDeviceRegistry(DeviceRegistry):
             ) from None
         # The CLI and the daemon's thread-run drivers may share one registry.
         self._lock = threading.Lock()
+        #: user → all their devices, valid while ``data_version`` stays the same.
+        self._cache: dict[str, list[Device]] = {}
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run a write (under the lock); cached devices are read again afterwards."""
+        self._cache.clear()
+        return self._db.execute(sql, args).rowcount
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Device | None:
         with self._lock:
@@ -83,7 +96,7 @@ class SqliteDeviceRegistry(DeviceRegistry):
         now = time.time() if now is None else now
         keys = json.dumps(dict(fields.keys), sort_keys=True)
         with self._lock:
-            self._db.execute(
+            self._write(
                 f"INSERT INTO device ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0)"
                 " ON CONFLICT (kind, address) DO UPDATE SET user = excluded.user, keys = excluded.keys,"
                 " label = CASE WHEN excluded.label = '' THEN device.label ELSE excluded.label END,"
@@ -99,37 +112,43 @@ class SqliteDeviceRegistry(DeviceRegistry):
         return self._one(f"SELECT {_COLUMNS} FROM device WHERE id = ?", (device_id,))
 
     async def list(self, user: str | None = None, kinds: Collection[str] = ()) -> list[Device]:
-        where, args = [], []
         if user is not None:
-            where.append("user = ?")
-            args.append(user)
-        if kinds:
-            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            args.extend(kinds)
-        sql = f"SELECT {_COLUMNS} FROM device"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+            with self._lock:
+                version = self._data_version()
+                if version != self._version:
+                    self._cache.clear()
+                    self._version = version
+                devices = self._cache.get(user)
+                if devices is None:
+                    rows = self._db.execute(
+                        f"SELECT {_COLUMNS} FROM device WHERE user = ? ORDER BY created, id", (user,)
+                    ).fetchall()
+                    devices = self._cache[user] = [_device(row) for row in rows]
+            return [d for d in devices if d.kind in kinds] if kinds else list(devices)
+        where = f" WHERE kind IN ({', '.join('?' * len(kinds))})" if kinds else ""
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY created, id", args).fetchall()
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM device{where} ORDER BY created, id", tuple(kinds)
+            ).fetchall()
         return [_device(row) for row in rows]
 
     async def remove(self, device_id: str) -> bool:
         with self._lock:
-            return self._db.execute("DELETE FROM device WHERE id = ?", (device_id,)).rowcount > 0
+            return self._write("DELETE FROM device WHERE id = ?", (device_id,)) > 0
 
     async def record(self, device_id: str, *, success: bool, now: float | None = None) -> None:
         with self._lock:
             if success:
-                self._db.execute(
+                self._write(
                     "UPDATE device SET last_success = ?, failures = 0 WHERE id = ?",
                     (time.time() if now is None else now, device_id),
                 )
             else:
-                self._db.execute("UPDATE device SET failures = failures + 1 WHERE id = ?", (device_id,))
+                self._write("UPDATE device SET failures = failures + 1 WHERE id = ?", (device_id,))
 
     async def expire(self, older_than: float) -> int:
         with self._lock:
-            return self._db.execute("DELETE FROM device WHERE refreshed < ?", (older_than,)).rowcount
+            return self._write("DELETE FROM device WHERE refreshed < ?", (older_than,))
 
     async def close(self) -> None:
         with self._lock:
