@@ -27,15 +27,17 @@ CREATE INDEX IF NOT EXISTS held_instance ON held (instance, seq);
 
 
 class StormStore(ABC):
+    """Async, so a networked store (Redis, for windows shared by many daemons) fits too."""
+
     @abstractmethod
-    def add(self, instance: str, txn: Transaction, now: float) -> int:
+    async def add(self, instance: str, txn: Transaction, now: float) -> int:
         """Keep ``txn`` for ``instance``; its key."""
 
     @abstractmethod
-    def remove(self, keys: list[int]) -> None: ...
+    async def remove(self, keys: list[int]) -> None: ...
 
     @abstractmethod
-    def load(self, instance: str) -> list[tuple[int, Transaction, float]]:
+    async def load(self, instance: str) -> list[tuple[int, Transaction, float]]:
         """What ``instance`` holds, oldest first: (key, transaction, held since)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -58,7 +60,7 @@ class SqliteStormStore(StormStore):
             ) from None
         self._lock = threading.Lock()
 
-    def add(self, instance: str, txn: Transaction, now: float) -> int:
+    async def add(self, instance: str, txn: Transaction, now: float) -> int:
         text = json.dumps(txn.to_dict(), separators=(",", ":"))
         with self._lock:
             cursor = self._db.execute(
@@ -66,11 +68,11 @@ class SqliteStormStore(StormStore):
             )
         return int(cursor.lastrowid or 0)
 
-    def remove(self, keys: list[int]) -> None:
+    async def remove(self, keys: list[int]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM held WHERE seq = ?", [(key,) for key in keys])
 
-    def load(self, instance: str) -> list[tuple[int, Transaction, float]]:
+    async def load(self, instance: str) -> list[tuple[int, Transaction, float]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, txn, held_at FROM held WHERE instance = ? ORDER BY seq", (instance,)

@@ -180,8 +180,6 @@ class StormQueue(Queue):
             if name in self._lanes or settings is None or not settings.active:
                 continue
             lane = self._lanes[name] = _Lane(name, settings)
-            for key, txn, at in self.store.load(name):
-                lane.absorb(_Held(key, txn, at))
             lane.pump = asyncio.create_task(self._pump(lane), name=f"pn-storm-{name}")
 
     async def put(self, txn: Transaction) -> None:
@@ -216,9 +214,9 @@ class StormQueue(Queue):
         window.in_flight -= 1
         if error is None:
             window.attempts = 0
-            self.store.remove([m.key for m in members])
+            await self.store.remove([m.key for m in members])
         else:
-            self._failed(lane, window, members, error)
+            await self._failed(lane, window, members, error)
         if not window.in_flight and not window.held:
             del lane.windows[user]
         lane.wakeup.set()
@@ -247,8 +245,18 @@ class StormQueue(Queue):
     # -- windows -----------------------------------------------------------------------
 
     async def _pump(self, lane: _Lane) -> None:
-        """Queue → store → window, acknowledging each transaction once it is stored."""
+        """What a previous run held, then queue → store → window, acknowledging each
+        transaction once it is stored."""
         name = lane.name
+        while True:
+            try:
+                for key, txn, at in await self.store.load(name):
+                    lane.absorb(_Held(key, txn, at))
+                break
+            except Exception as exc:  # noqa: BLE001 - retried; the queue keeps new work meanwhile
+                log.error("push_notification %s: storm control cannot read what it held: %s", name, exc)
+                await asyncio.sleep(PUMP_PAUSE)
+        lane.wakeup.set()
         while not lane.closed:
             batch = await self.inner.get(name, PUMP_BATCH)
             if not batch:
@@ -256,7 +264,7 @@ class StormQueue(Queue):
             for txn in batch:
                 now = time.time()
                 try:
-                    key = self.store.add(name, txn, now)
+                    key = await self.store.add(name, txn, now)
                 except Exception as exc:  # noqa: BLE001 - the queue keeps it and tries again
                     log.error("push_notification %s: storm control cannot hold %s: %s", name, txn.id, exc)
                     await self.inner.done(name, txn, exc)
@@ -291,7 +299,7 @@ class StormQueue(Queue):
             new = any(isinstance(e, MessageNew) for e in member.txn.events)
             figures.merged.labels(name, "coalesce" if new else "defer").inc()
 
-    def _failed(self, lane: _Lane, window: _Window, members: list[_Held], error: BaseException) -> None:
+    async def _failed(self, lane: _Lane, window: _Window, members: list[_Held], error: BaseException) -> None:
         now = time.time()
         window.attempts += 1
         policy = self.policies.get(lane.name, RetryPolicy())
@@ -301,7 +309,7 @@ class StormQueue(Queue):
             window.not_before = when
             window.due = min(window.due, when)
             return
-        self.store.remove([m.key for m in members])
+        await self.store.remove([m.key for m in members])
         self.figures.dead.labels(lane.name).inc(len(members))
         log.warning(
             "push_notification %s: %d held transaction(s) of user %s given up after %d attempt(s): %s",
