@@ -63,8 +63,8 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     """Run the daemon: the HTTP ingress and every configured driver instance."""
     from dataclasses import replace
 
-    from push_notification.server import event_loop
     from push_notification.config.daemon import is_local, parse_listen
+    from push_notification.server import event_loop
     from push_notification.server.daemon import Daemon
     from push_notification.server.logs import setup_logging
 
