@@ -104,7 +104,7 @@ def test_a_misspelt_daemon_setting_gets_a_suggestion() -> None:
         "ingress_token, driver_timeout, state_dir, metadata_path, queue, queue_path, queue_retry_deadline, "
         "queue_retry_delay, queue_retry_max_delay, queue_fsync, spool_dir, spool_max_size, max_pending, event_loop, "
         "ingress_max_body_size, ingress_max_events, ingress_header_timeout, ingress_body_timeout, "
-        "ingress_max_connections, log_deliveries)"
+        "ingress_max_connections, log_deliveries, devices_path, device_expiry)"
     )
 
 

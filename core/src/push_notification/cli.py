@@ -233,11 +233,13 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
 
 def _add_feature_commands() -> None:
     """Commands that live beside the feature they serve."""
+    from push_notification.devices.cli import devices_group
     from push_notification.dovecot.setup import dovecot_config
     from push_notification.scaffold import new_driver
 
     cli.add_command(new_driver)
     cli.add_command(queue_group)
+    cli.add_command(devices_group)
     cli.add_command(dovecot_config, "dovecot-config")
 
 

@@ -58,6 +58,8 @@ class DaemonConfig:
     ingress_header_timeout: float = 10.0
     ingress_body_timeout: float = 10.0
     ingress_max_connections: int = 4096
+    devices_path: str = ""
+    device_expiry: float = 90 * 86400.0
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -65,6 +67,8 @@ class DaemonConfig:
             object.__setattr__(self, "metadata_path", os.path.join(self.state_dir, "metadata.sqlite"))
         if not self.queue_path:
             object.__setattr__(self, "queue_path", os.path.join(self.state_dir, "queue.sqlite"))
+        if not self.devices_path:
+            object.__setattr__(self, "devices_path", os.path.join(self.state_dir, "devices.sqlite"))
 
 
 def parse_listen(text: str) -> str:
@@ -223,6 +227,10 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   " least recently active"),
     DaemonSetting("log_deliveries", "boolean", parse_yes_no, "yes",
                   "at log_level info, one line per delivered transaction and instance, with its latency"),
+    DaemonSetting("devices_path", "path", optional(os.path.expanduser), "",
+                  "device registry for drivers that wake devices (default STATE_DIR/devices.sqlite)"),
+    DaemonSetting("device_expiry", "time", parse_timeout, "90 days",
+                  "remove a device nobody registered again (HTTP, CLI or METADATA) for this long"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 

@@ -22,11 +22,18 @@
 --   push_notification_bridge_timeout_msecs = 1000 timeout_msecs = 1000
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
---   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify METADATA)
+--   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
 -- `push-notification dovecot-config` prints these for you.
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
+-- Server METADATA forwarded with each transaction: OX's activation, and a device to wake
+-- (ours: a JSON registration; chatmail's: a gateway token).
+local METADATA_KEYS = {
+  OX_METADATA_KEY,
+  "/private/vendor/vendor.dovecot/push-device",
+  "/private/devicetoken",
+}
 local DEFAULTS = {
   transport = "spool",
   spool = "/var/spool/push-notification",
@@ -418,13 +425,19 @@ local function finish(ctx)
     '"events":[' .. table.concat(ctx.events, ",") .. "]",
   }
   if config.metadata then
-    local ok, value = pcall(user.metadata_get, user, OX_METADATA_KEY)
-    if ok then
-      -- Dovecot's METADATA is the truth: an unset key goes as "" so the daemon's own store
-      -- (for senders that forward none) cannot keep push on after doveadm ... metadata unset.
-      parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(value or "") .. "}"
-    else
-      log("i_warning", "cannot read METADATA " .. OX_METADATA_KEY .. ": " .. tostring(value))
+    local found = {}
+    for _, key in ipairs(METADATA_KEYS) do
+      local ok, value = pcall(user.metadata_get, user, key)
+      if ok and (value ~= nil or key == OX_METADATA_KEY) then
+        -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
+        -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
+        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
+      elseif not ok then
+        log("i_warning", "cannot read METADATA " .. key .. ": " .. tostring(value))
+      end
+    end
+    if #found > 0 then
+      parts[#parts + 1] = '"metadata":{' .. table.concat(found, ",") .. "}"
     end
   end
   if config.status and ctx.has_messages then

@@ -22,6 +22,10 @@ from typing import TypeVar
 from aiohttp import web
 
 from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
+from push_notification.devices.http import device_routes
+from push_notification.devices.kinds import served_kinds
+from push_notification.devices.service import DeviceService
+from push_notification.devices.wiring import open_device_service
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.errors import PushNotificationError
@@ -38,6 +42,7 @@ from push_notification.server.spool import SpoolReader
 from push_notification.server.spool_access import spool_access_problem
 from push_notification.server.supervisor import Health, Supervisor
 from push_notification.settings import Settings
+from push_notification.storm import SqliteStormStore, StormQueue, StormSettings, read_storm_settings
 
 log = logging.getLogger("push_notification.server.daemon")
 
@@ -62,6 +67,7 @@ RESTART_ONLY = (
     "ingress_header_timeout",
     "ingress_body_timeout",
     "ingress_max_connections",
+    "devices_path",
 )
 
 
@@ -80,14 +86,19 @@ def make_queue(config: DaemonConfig) -> Queue:
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
-def build_instances(config: DaemonConfig, metadata: MetadataStore | None) -> list[DriverInstance]:
+def build_instances(
+    config: DaemonConfig,
+    metadata: MetadataStore | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> list[DriverInstance]:
     """Load the configured drivers through their entry points and create every instance.
 
     Every mistake (unknown driver, bad setting) is raised here, at start-up.
     """
     instances = []
     for inst in config.instances:
-        instances.append(build_instance(inst, config, metadata))
+        instances.append(build_instance(inst, config, metadata, devices, storm))
     return instances
 
 
@@ -99,9 +110,20 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
     return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
 
 
-def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: MetadataStore | None) -> DriverInstance:
+def build_instance(
+    inst: InstanceConfig,
+    config: DaemonConfig,
+    metadata: MetadataStore | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> DriverInstance:
+    """One instance; its storm-control settings (read here, before the driver checks its own)
+    go into ``storm``."""
     retry_policy(inst, config)
     factory = find_driver(inst.driver, inst.name, inst.where, inst.settings).load()
+    storm_settings = read_storm_settings(inst.settings, factory)
+    if storm is not None:
+        storm[inst.name] = storm_settings
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
         instance=inst.name,
@@ -110,6 +132,7 @@ def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: Metadat
         plugin_env=MappingProxyType(dict(config.plugin_env)),
         metadata=metadata,
         state_dir=state_dir,
+        devices=devices,
     )
     return create_instance(context, factory, timeout=inst.timeout)
 
@@ -120,20 +143,28 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.metadata = MetadataStore(config.metadata_path)
-        self.instances = build_instances(config, self.metadata)
+        self.devices = open_device_service(config)
+        storm: dict[str, StormSettings] = {}
+        self.instances = build_instances(config, self.metadata, self.devices, storm)
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
         #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
         self.health_state = Health()
         self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
+        #: Storm control in front of the queue, for the instances that use it.
+        store = Path(config.state_dir) / "storm.sqlite"
+        self.storm = StormQueue(self.queue, lambda: SqliteStormStore(store), storm, spawn=self.supervisor.start)
         self.dispatcher = Dispatcher(
-            self.queue, self.instances, spawn=self.supervisor.start, log_deliveries=config.log_deliveries
+            self.storm, self.instances, spawn=self.supervisor.start, log_deliveries=config.log_deliveries
         )
         self.metrics = Metrics(
             lambda: self.queue,
             lambda: self.dispatcher.instances,
             lambda: {name: inst.plugin for name, inst in self.dispatcher.instances.items()},
         )
+        self.metrics.registry.register(self.devices.metrics)
+        self.metrics.registry.register(self.storm.metrics)
         self.queue.observer = self.metrics
         self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
@@ -203,9 +234,11 @@ class Daemon:
         changed = [n for n in wanted if n in old and _fingerprint(old[n]) != _fingerprint(wanted[n])]
         removed = [n for n in old if n not in wanted]
         added = [n for n in wanted if n not in old]
-        built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
+        storm: dict[str, StormSettings] = {}
+        built = [build_instance(wanted[n], new, self.metadata, self.devices, storm) for n in added + changed]
         self._set_retry_policies(new)
         self.dispatcher.log_deliveries = new.log_deliveries
+        self.storm.configure(storm)
         failed: list[str] = []
         try:
             await self.dispatcher.replace(removed + changed, built)
@@ -213,6 +246,8 @@ class Daemon:
             failed = [n for n in added + changed if n not in self.dispatcher.instances]
             log.error("reload: %s; not running until a reload starts it: %s", exc, ", ".join(failed))
         self.instances = list(self.dispatcher.instances.values())
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
+        self.devices.expiry = new.device_expiry
         for key in RESTART_ONLY:
             if key != "listen" and getattr(new, key) != getattr(self.config, key):  # --listen may override it
                 log.warning("reload: %s changed; restart the daemon to apply it", key)
@@ -266,9 +301,17 @@ class Daemon:
             if problem is not None:  # who the daemon runs as and the fix, in one line, before anything starts
                 raise PushNotificationError(problem)
             await self.dispatcher.start()
+            self.supervisor.start("device expiry", self.devices.expire_forever)
             token = self.config.ingress_token
             limits = IngressLimits.of(self.config)
-            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle, limits=limits)
+            app = create_app(
+                self.queue,
+                token=token,
+                health=self.health,
+                metrics=self.metrics.handle,
+                limits=limits,
+                extensions=[device_routes(self.devices)],
+            )
             runner = web.AppRunner(app, **runner_options(limits))
             await runner.setup()
             if self.config.spool_dir:
@@ -319,7 +362,8 @@ class Daemon:
                 log.warning("shutdown: %s still queued after %gs; dropped", self._queued_summary(left), grace)
         await _step("stopping the driver instances", self.dispatcher.stop(timeout=0))
         await _step("stopping supervised tasks", self.supervisor.stop())
-        await _step("closing the queue", self.queue.close())
+        await _step("closing the queue", self.storm.close())
+        await _step("closing the device registry", self.devices.registry.close())
         if left is not None and self.queue.durable:
             log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
         try:

@@ -15,7 +15,7 @@ import hmac
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,11 @@ class IngressLimits:
             max_connections=config.ingress_max_connections,
         )
 
+
+#: 401 for a request without the ingress token, else None.
+Refuse = Callable[[web.Request], web.Response | None]
+#: Adds the routes of a feature (device registration) behind the same token.
+Extension = Callable[[web.Application, Refuse], None]
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -118,6 +123,7 @@ def create_app(
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
     limits: IngressLimits = IngressLimits(),
+    extensions: Iterable[Extension] = (),
 ) -> web.Application:
     """The ingress application: a valid transaction goes straight into ``queue``. ``metrics``
     serves ``GET /metrics``, behind the same token: the figures name instances and volumes.
@@ -200,4 +206,6 @@ def create_app(
     app.router.add_get(HEALTH_PATH, healthz)
     if metrics is not None:
         app.router.add_get(METRICS_PATH, get_metrics)
+    for extend in extensions:
+        extend(app, refused)
     return app
