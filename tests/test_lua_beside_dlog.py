@@ -77,8 +77,7 @@ def test_erroring_lua_handler_beside_a_healthy_dlog_instance(version, start_daem
     log = daemon.wait_for_log("lua-test: end true")
     log = daemon.wait_for_log("dlog: Called end_txn push_notification plugin hook.")
     assert (
-        f"lua: dovecot_lua_notify_event_flags_set failed: {script}:10: attempt to index a nil value (local 'missing')"
-        in log
+        f"dovecot_lua_notify_event_flags_set failed: {script}:10: attempt to index a nil value (local 'missing')" in log
     )
     assert "lua-test: read uid=1.0 url=http://127.0.0.1:9/push" in log
     assert "dlog: FlagsSet: Seen flag set" in log

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,8 +87,8 @@ def _wait_for(path: Path, timeout: float = 10.0) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
-    started = time.monotonic()
+def _fresh_venv(tmp_path: Path) -> tuple[str, str, list[str], dict[str, str]]:
+    """A venv with the core from this checkout: its python, its CLI, ``pip install`` and the env."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
@@ -96,6 +97,12 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run([*pip, str(CORE)], tmp_path, env)
+    return python, cli, pip, env
+
+
+def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
+    started = time.monotonic()
+    python, cli, pip, env = _fresh_venv(tmp_path)
 
     project = tmp_path / "push-notification-matrix"
     if HAS_NEW_DRIVER:
@@ -130,3 +137,25 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
         f"\nscaffold end-to-end: venv+install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",
         file=sys.stderr,
     )
+
+
+def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(tmp_path: Path) -> None:
+    """``pip install -e`` puts the driver's source on sys.path through a ``.pth`` file, which
+    Python reads only at start-up: SIGHUP re-reads new ones, so no restart is needed."""
+    _, cli, pip, env = _fresh_venv(tmp_path)
+    for name in ("first", "later"):
+        _run([cli, "new-driver", name, "--dir", str(tmp_path / name)], tmp_path, env)
+    _run([*pip, "-e", "."], tmp_path / "first", env)
+
+    config = tmp_path / "pn.conf"
+    block = "push_notification {0} {{\n  driver = {0}\n  {0}_path = {1}/{0}.jsonl\n}}\n"
+    config.write_text(f"state_dir = {tmp_path / 'state'}\n" + block.format("first", tmp_path))
+    with DaemonProcess(config, env=env, inherit_env=False, command=[cli]) as daemon:
+        _run([*pip, "-e", "."], tmp_path / "later", env)
+        config.write_text(config.read_text() + block.format("later", tmp_path))
+        daemon.signal(signal.SIGHUP)
+        assert "added later" in daemon.wait_for_log("reloaded ", timeout=20)
+        _run([cli, "send", "MessageNew", "-u", "bob", "-f", "uid=5", "-f", "uid_validity=7", "--url", daemon.url],
+             tmp_path, env)  # fmt: skip
+        lines = _wait_for(tmp_path / "later.jsonl")
+    assert '"user": "bob"' in lines

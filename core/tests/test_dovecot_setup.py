@@ -23,24 +23,30 @@ def test_installs_the_script_readable_by_every_mail_user(tmp_path: Path) -> None
     assert f"push_notification_driver = lua:file={installed}" in out
 
 
-def test_spool_transport_for_2_3_loads_all_four_plugins_for_lmtp_lda_and_imap(tmp_path: Path) -> None:
-    code, out, _ = run("--no-install", "--version", "2.3", "--spool", "/srv/spool/")
+def test_spool_transport_for_2_3_loads_the_plugins_and_the_bridge_for_every_service_that_changes_mail(
+    tmp_path: Path,
+) -> None:
+    code, out, _ = run(
+        "--no-install", "--version", "2.3", "--spool", "/srv/spool/", "--install-dir", "/opt/pn", "--mail-user", "mail"
+    )
     assert code == 0
-    for protocol in ("lmtp", "lda", "imap"):
+    for protocol in ("lmtp", "lda", "imap", "pop3", "doveadm"):
         assert (
             f"protocol {protocol} {{\n  mail_plugins = $mail_plugins notify push_notification mail_lua"
-            " push_notification_lua\n}" in out
+            " push_notification_lua\n  plugin {\n"
+            f"    push_notification_driver = lua:file=/opt/pn/{SCRIPT_NAME}\n  }}\n}}\n" in out
         )
+    assert "\nmail_plugins" not in out  # nothing global: services that change no mail never see the driver
     assert "push_notification_bridge_transport = spool" in out
     assert "push_notification_bridge_spool = /srv/spool\n" in out
-    assert "install -d -o vmail -g vmail -m 0770 /srv/spool /srv/spool/tmp /srv/spool/new /srv/spool/bad" in out
+    assert "install -d -o mail -g mail -m 2770 /srv/spool /srv/spool/tmp /srv/spool/new /srv/spool/bad" in out
     assert "spool_dir = /srv/spool" in out
 
 
 def test_http_transport_for_2_4_puts_url_and_token_in_lua_settings() -> None:
     code, out, err = run(
         "--no-install", "--version", "2.4", "--transport", "http", "--url", "http://10.0.0.5:8425/v1/transactions",
-        "--token", "tkn",
+        "--token", "tkn", "--mail-user", "mail",
     )  # fmt: skip
     assert code == 0
     assert err == ""
@@ -48,7 +54,9 @@ def test_http_transport_for_2_4_puts_url_and_token_in_lua_settings() -> None:
     assert "    transport = http\n" in out
     assert "    url = http://10.0.0.5:8425/v1/transactions\n" in out
     assert "    token = tkn\n" in out
-    assert "mail_plugins {\n    notify = yes\n    push_notification = yes\n    mail_lua = yes\n" in out
+    # one global list: 2.4 adds a filter's mail_plugins to it, so it reaches every service
+    assert "\nmail_plugins {\n  notify = yes\n  push_notification = yes\n  mail_lua = yes\n" in out
+    assert "protocol " not in out
 
 
 def test_a_host_name_in_the_url_draws_a_warning_about_2_3_19_dns() -> None:
@@ -60,7 +68,7 @@ def test_a_host_name_in_the_url_draws_a_warning_about_2_3_19_dns() -> None:
 def test_a_bad_url_is_one_line_naming_the_option() -> None:
     code, _, err = run("--no-install", "--transport", "http", "--url", "ftp://x")
     assert code == 2
-    assert "--url" in err and "http(s) URL" in err
+    assert "--url" in err and "http:// or https:// URL" in err
     assert "Traceback" not in err
 
 

@@ -9,6 +9,7 @@ import pytest
 from push_notification.errors import ConfigError
 from push_notification.http_client import read_http_client_settings
 from push_notification.settings import Settings
+from push_notification.testing.tls import CA_NAME, make_tls_files
 
 
 def read(https: bool = True, **values: str):  # type: ignore[no-untyped-def]
@@ -50,3 +51,31 @@ def test_an_unreadable_ca_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "ca.pem"
     with pytest.raises(ConfigError, match=f"cannot load CA certificates from {missing}: No such file"):
         read(ssl_client_ca_file=str(missing))
+
+
+def test_verification_is_strict_on_every_python_unless_ssl_client_strict_is_no() -> None:
+    assert read().ssl_context.verify_flags & ssl.VERIFY_X509_STRICT  # type: ignore[union-attr]
+    relaxed = read(ssl_client_strict="no").ssl_context
+    assert relaxed is not None and not relaxed.verify_flags & ssl.VERIFY_X509_STRICT
+    assert relaxed.verify_mode == ssl.CERT_REQUIRED and relaxed.check_hostname
+
+
+def test_a_well_made_internal_ca_is_accepted(tmp_path: Path) -> None:
+    ca_file = make_tls_files(tmp_path).ca_file
+    assert read(ssl_client_ca_file=str(ca_file)).ssl_context is not None
+
+
+def test_a_ca_strict_verification_would_refuse_is_one_line_naming_file_and_fix(tmp_path: Path) -> None:
+    ca_file = make_tls_files(tmp_path, conforming=False).ca_file
+    with pytest.raises(ConfigError) as info:
+        read(ssl_client_ca_file=str(ca_file))
+    message = str(info.value)
+    assert "push_notification web1: setting 'ssl_client_ca_file': the CA certificate " in message
+    assert f"'commonName={CA_NAME}' in {ca_file} has no key usage extension" in message
+    assert "reissue it with the openssl.cnf extensions 'basicConstraints = critical, CA:TRUE', " in message
+    assert message.endswith("or set ssl_client_strict = no for this instance") and "\n" not in message
+
+
+def test_ssl_client_strict_no_accepts_that_ca(tmp_path: Path) -> None:
+    ca_file = make_tls_files(tmp_path, conforming=False).ca_file
+    assert read(ssl_client_ca_file=str(ca_file), ssl_client_strict="no").ssl_context is not None

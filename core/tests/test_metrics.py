@@ -86,3 +86,16 @@ async def test_memory_mode_counts_failures_as_dropped():
     got = samples(metrics)
     assert got[("push_notification_deliveries_total", (("instance", "ox"), ("outcome", "dropped")))] == 1
     assert got[("push_notification_dead_letters", (("instance", "ox"),))] == 0
+
+
+def test_transactions_a_driver_skipped_are_counted_by_instance_and_reason() -> None:
+    class Skipping:
+        def __init__(self) -> None:
+            self.skipped = {"no_metadata": 3}
+
+    queue = MemoryQueue()
+    metrics = Metrics(lambda: queue, lambda: ["ox"], lambda: {"ox": Skipping(), "dlog": object()})
+    got = samples(metrics)
+    assert got[("push_notification_skipped_transactions_total", (("instance", "ox"), ("reason", "no_metadata")))] == 3
+    assert not any(name.startswith("push_notification_skipped") and ("instance", "dlog") in labels
+                   for name, labels in got)  # fmt: skip

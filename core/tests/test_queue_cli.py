@@ -29,8 +29,11 @@ async def dead_letters_for(path: Path, *users: str) -> list[Transaction]:
 
 
 def run(*args: str) -> tuple[int, str]:
+    """Exit code and output, without the "queue file: ..." line every command starts with."""
     result = CliRunner().invoke(queue_group, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, "".join(
+        line for line in result.output.splitlines(keepends=True) if not line.startswith("queue file: ")
+    )
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_events_may_leave_out_the_mailbox_of_their_transaction() -> None:
         ({"user": "a", "mailbox": "INBOX", "events": {}}, "'events' must be a list"),
         ({"user": "a", "mailbox": "INBOX", "events": [{"name": "Nope"}]}, "event 1: unknown event 'Nope'"),
         ({"user": "a", "mailbox": "INBOX", "success": "yes"}, "'success' must be true or false"),
-        ({"user": "a", "mailbox": "INBOX", "extra": 1}, "unknown field(s) extra"),
+        ({"user": "a", "mailbox": "INBOX", "extra": 1}, "unknown field(s) 'extra'"),
         ({"user": "a", "mailbox": "INBOX", "metadata": {"k": 1}}, "'metadata' must map"),
         ({"user": "a", "mailbox": "INBOX", "status": {"messages": 1}}, "status.recent"),
         ({"user": {"username": "a", "uid": "x"}, "mailbox": "INBOX"}, "user.uid: expected an integer"),

@@ -131,3 +131,27 @@ async def test_sighups_under_load_lose_no_accepted_transaction(tmp_path: Path, q
         finally:
             await daemon.astop()
         assert "Traceback" not in daemon.log()
+
+
+async def test_a_sighup_during_a_reload_is_applied_after_it(tmp_path: Path) -> None:
+    async with Sink() as sink:
+        daemon = Daemon(tmp_path, "log_format = json\n" + instance("a", sink.url("a")))
+        await daemon.astart()
+        try:
+            base = daemon.config.read_text()
+            slow = "push_notification slow {\n driver = durable_test_http\n start_delay = 2s\n url = %s\n}\n"
+            daemon.config.write_text(base + slow % sink.url("slow"))
+            daemon.signal(signal.SIGHUP)
+            await eventually(
+                lambda: any(m.startswith("re-reading") for m in log_messages(daemon)), 10, "the first reload"
+            )
+            daemon.config.write_text(base + slow % sink.url("slow") + instance("b", sink.url("b")))
+            daemon.signal(signal.SIGHUP)  # while the first reload waits for slow's driver_init
+            await eventually(
+                lambda: any("added b;" in m for m in log_messages(daemon)), 20, "the second SIGHUP's reload"
+            )
+            sender = Sender(daemon.url)
+            await sender.send_all([transaction("alice", 1)])
+            await eventually(lambda: sink.ids("b") == set(sender.accepted), 10, "b delivering")
+        finally:
+            await daemon.astop()

@@ -17,9 +17,8 @@ def require_dovecot24() -> None:
 
 class BridgedDovecot24(Dovecot24):
     """Dovecot 2.4 configured by the snippet ``push-notification dovecot-config --version 2.4``
-    prints (mail_plugins and the ``push_notification bridge { driver = lua … }`` block).
-    Like the 2.3 harness it also loads the plugins for every service (``mail_plugins``), so
-    doveadm's changes are notified too; the snippet alone covers lmtp, lda and imap.
+    prints (mail_plugins and the ``push_notification bridge { driver = lua … }`` block), alone:
+    ``mail_plugins`` (default none) are loaded besides.
 
     ``spool`` is the bridge's spool directory inside the chroot, owned by the mail account.
     ``lua_settings`` adds script settings the snippet does not print (e.g. http_pause_secs).
@@ -36,6 +35,7 @@ class BridgedDovecot24(Dovecot24):
         lua_settings: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("mail_plugins", "")
         super().__init__(**kwargs)
         self.spool = self.make_spool()
         script = install_script(self.root / "share")

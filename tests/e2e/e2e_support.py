@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
+from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, render_snippet
 from push_notification.testing.daemon import DaemonProcess, daemon_config
 from push_notification.testing.dovecot import Dovecot, DovecotUnavailable, dovecot_binary
 from push_notification.testing.net import free_port
@@ -72,11 +72,23 @@ def require(reason: str | None, what: str) -> None:
     pytest.skip(f"{what} is unavailable: {reason}", allow_module_level=True)
 
 
+def need(reason: str | None, what: str) -> None:
+    """Inside one test: skip it because of ``reason`` (``None``: nothing missing), except under
+    CI=true, whose own setup installs ``what``: there the test fails instead."""
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {what} is unavailable: {reason}", pytrace=False)
+    pytest.skip(f"{what} is unavailable: {reason}")
+
+
 class BridgedDovecot(Dovecot):
-    """A private Dovecot whose push_notification_lua driver runs the installed bridge script.
+    """A private Dovecot configured by the snippet ``push-notification dovecot-config --version
+    2.3`` prints, alone: it loads the plugins and the bridge for every service that changes mail.
 
     ``spool`` is the bridge's spool directory (owned by the mail processes' account).
-    ``plugin`` entries passed in are added after the bridge's (e.g. a dlog driver2).
+    ``plugin`` entries passed in go into the global ``plugin { }`` (e.g. a dlog driver2).
+    ``mail_plugins`` (default none) are loaded globally, before the snippet's filters.
     """
 
     def __init__(
@@ -89,7 +101,7 @@ class BridgedDovecot(Dovecot):
         timeout_msecs: int = 1000,
         **kwargs: Any,
     ) -> None:
-        extra_plugin = dict(kwargs.pop("plugin", None) or {})
+        kwargs.setdefault("mail_plugins", "")
         super().__init__(**kwargs)
         self.spool = self.make_spool()
         script = install_script(self.root / "share")
@@ -102,8 +114,7 @@ class BridgedDovecot(Dovecot):
             timeout_msecs=timeout_msecs,
             status=status,
         )
-        self.plugin.update(plugin_settings(self.options))
-        self.plugin.update(extra_plugin)
+        self.extra_config = render_snippet(self.options, "2.3") + self.extra_config
 
     def take_spool(self) -> list[dict[str, Any]]:
         """The transactions in ``spool/new`` (oldest first), removed from the spool."""

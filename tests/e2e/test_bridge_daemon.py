@@ -103,12 +103,14 @@ def run_with_parity(dovecot: Dovecot, daemon: DaemonProcess) -> tuple[list[str],
 
 @pytest.mark.parametrize("transport", ["spool", "http"])
 def test_our_dlog_writes_what_dovecots_dlog_writes(tmp_path: Path, transport: str) -> None:
-    dovecot = BridgedDovecot(transport, token=TOKEN, plugin={"push_notification_driver2": "dlog"})
     if transport == "spool":
+        dovecot = BridgedDovecot(transport, plugin={"push_notification_driver2": "dlog"})
         daemon = e2e_daemon(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
     else:
         daemon = e2e_daemon(tmp_path, DAEMON_CONFIG, token=TOKEN)
-        dovecot.plugin["push_notification_bridge_url"] = daemon.ingress
+        dovecot = BridgedDovecot(
+            transport, url=daemon.ingress, token=TOKEN, plugin={"push_notification_driver2": "dlog"}
+        )
     with daemon, dovecot:
         dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")  # creates alice's INBOX (doveadm logs elsewhere)
         wait_until(lambda: transactions_ended(daemon_streams(daemon.log(), INSTANCE)) >= 1)

@@ -125,7 +125,7 @@ def test_doveadm_creating_inbox_for_the_metadata_is_a_mailbox_create(scenario: S
     txn = only(scenario.txns("metadata set"))
     assert txn["user"]["service"] == "doveadm"
     assert txn["events"] == [{"name": "MailboxCreate", "mailbox": "INBOX"}]
-    assert "metadata" not in txn  # the value is written after INBOX exists
+    assert txn["metadata"] == {OX_KEY: ""}  # unset: the value is written after INBOX exists
 
 
 def test_a_delivery_carries_user_headers_snippet_metadata_and_status(scenario: Scenario) -> None:

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from push_notification.cli_options import chosen_config, config_option, ingress_url_callback
 from push_notification.config import load_config, render_effective
 from push_notification.drivers import implemented_hooks, installed_drivers
 from push_notification.errors import PushNotificationError
 from push_notification.events import event_type
+from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue.cli import queue_group
 from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
 from push_notification.server.metadata import MetadataStore, open_metadata
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from push_notification.server.redis_metadata import RedisMetadataStore
 
 TOKEN_ENV = "PUSH_NOTIFICATION_TOKEN"
-CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
 
 
 class Cli(click.Group):
@@ -39,21 +40,20 @@ class Cli(click.Group):
             raise click.Abort() from None
 
 
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Config file (Dovecot syntax). Default: built-in (dlog enabled). Env: {CONFIG_ENV}.",
+url_option = click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    callback=ingress_url_callback,
+    help=f"The daemon's address ({DEFAULT_URL}) or its full ingress URL ({DEFAULT_URL}{TRANSACTIONS_PATH}).",
 )
-url_option = click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's ingress URL.")
 token_option = click.option("--token", envvar=TOKEN_ENV, help=f"Ingress token. Env: {TOKEN_ENV}.")
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="push-notification")
-def cli() -> None:
+@config_option
+def cli(config_path: str | None) -> None:
     """Turn mail-store events (RFC 5423) into notifications delivered by pluggable drivers."""
 
 
@@ -71,7 +71,7 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
     from push_notification.server.daemon import Daemon
     from push_notification.server.logs import setup_logging
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     if listen:
         try:
             listen = parse_listen(listen)
@@ -98,7 +98,7 @@ def check_config(config_path: str | None) -> None:
     """Validate the config, load every driver it names, print the effective config (secrets masked)."""
     from push_notification.server.daemon import build_instances
 
-    config = load_config(config_path)
+    config = load_config(chosen_config(config_path))
     build_instances(config, MetadataStore())
     click.echo(render_effective(config), nl=False)
 
@@ -179,12 +179,13 @@ def replay(file: Any, url: str, token: str | None) -> None:
 
 
 @cli.group()
-def metadata() -> None:
-    """Server METADATA per user (as doveadm mailbox metadata), e.g. OX activation."""
+@config_option
+def metadata(config_path: str | None) -> None:
+    """Server METADATA per user (as doveadm mailbox metadata): OX activation."""
 
 
 def _store(config_path: str | None) -> MetadataStore | RedisMetadataStore:
-    return open_metadata(load_config(config_path))
+    return open_metadata(load_config(chosen_config(config_path)))
 
 
 def _metadata_options(func: Any) -> Any:
@@ -206,7 +207,11 @@ def _metadata_options(func: Any) -> Any:
 @click.argument("key")
 @click.argument("value")
 def metadata_set(config_path: str | None, user: str, server: str, key: str, value: str) -> None:
-    """Set KEY to VALUE (e.g. /private/vendor/vendor.dovecot/http-notify user=11@3)."""
+    """Set KEY to VALUE.
+
+    For example KEY /private/vendor/vendor.dovecot/http-notify, VALUE user=11@3 (OX). The
+    daemon's store serves transactions that carry no METADATA of their own; the Dovecot bridge
+    forwards Dovecot's, which then wins."""
     _store(config_path).set(user, key, value)
 
 
@@ -231,11 +236,13 @@ def metadata_unset(config_path: str | None, user: str, server: str, key: str) ->
 
 def _add_feature_commands() -> None:
     """Commands that live beside the feature they serve."""
+    from push_notification.devices.cli import devices_group
     from push_notification.dovecot.setup import dovecot_config
     from push_notification.scaffold import new_driver
 
     cli.add_command(new_driver)
     cli.add_command(queue_group)
+    cli.add_command(devices_group)
     cli.add_command(dovecot_config, "dovecot-config")
 
 

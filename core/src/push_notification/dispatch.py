@@ -19,6 +19,7 @@ from inspect import isawaitable
 
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PushNotificationError
+from push_notification.log_fields import delivery_fields
 from push_notification.queue.contract import Queue
 from push_notification.transaction import Transaction
 
@@ -80,9 +81,18 @@ class Dispatcher:
     """Runs one worker per driver instance over a :class:`Queue`, which the ingress and the
     spool reader fill."""
 
-    def __init__(self, queue: Queue, instances: Iterable[DriverInstance], *, spawn: Spawn = _plain_task) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        instances: Iterable[DriverInstance],
+        *,
+        spawn: Spawn = _plain_task,
+        log_deliveries: bool = True,
+    ) -> None:
         self.queue = queue
         self._spawn = spawn
+        #: One info line per delivered transaction and instance (``log_deliveries = no`` turns it off).
+        self.log_deliveries = log_deliveries
         self.instances: dict[str, DriverInstance] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
@@ -245,6 +255,7 @@ class Dispatcher:
                 for index, txn in enumerate(batch):
                     error: BaseException | None = None
                     expired = False
+                    started = loop.time()
                     try:
                         if outcomes is not None:
                             async with asyncio.timeout(timeout):
@@ -265,11 +276,13 @@ class Dispatcher:
                         if not expired or asyncio.current_task().uncancel() > 0:  # type: ignore[union-attr]
                             raise
                         error = TimeoutError()
-                        _log_failure(instance, txn, error)
+                        _log_failure(instance, txn, error, queue.durable)
                     except Exception as exc:  # noqa: BLE001 - a driver's failure is its own
                         error = exc
-                        _log_failure(instance, txn, exc)
+                        _log_failure(instance, txn, exc, queue.durable)
                     await queue.done(name, txn, error)
+                    if error is None and self.log_deliveries:
+                        _log_delivered(instance, txn, loop.time() - started)
                     self._busy[name] -= 1
                 if self._draining:
                     self._progress.set()
@@ -342,14 +355,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _log_failure(instance: DriverInstance, txn: Transaction, exc: BaseException) -> None:
+def _log_delivered(instance: DriverInstance, txn: Transaction, latency: float) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "push_notification %s: delivered transaction %s (user %s, mailbox %s) in %.3fs",
+            instance.name,
+            txn.id,
+            txn.user.username,
+            txn.mailbox,
+            latency,
+            extra=delivery_fields(instance.name, txn, "delivered", driver=instance.driver, latency=round(latency, 6)),
+        )
+
+
+def _log_failure(instance: DriverInstance, txn: Transaction, exc: BaseException, durable: bool) -> None:
+    """Memory mode drops a failure: that is the line. A durable queue logs one line itself
+    (retry with attempt and time, or dead letter), so here it is only debug."""
     what = f"timed out after {instance.timeout:g}s" if isinstance(exc, TimeoutError) else _describe(exc)
-    log.error(
-        "push_notification %s: transaction %s (user %s, mailbox %s) failed: %s",
+    log.log(
+        logging.DEBUG if durable else logging.ERROR,
+        "push_notification %s: transaction %s (user %s, mailbox %s) failed: %s%s",
         instance.name,
         txn.id,
         txn.user.username,
         txn.mailbox,
         what,
+        "" if durable else "; dropped (queue = memory does not retry)",
+        extra=delivery_fields(instance.name, txn, "failed" if durable else "dropped", driver=instance.driver),
     )
     log.debug("push_notification %s: traceback", instance.name, exc_info=exc)

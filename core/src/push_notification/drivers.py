@@ -12,9 +12,10 @@ an unrelated broken package cannot stop the daemon.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from inspect import isawaitable
@@ -29,6 +30,7 @@ from push_notification.errors import ConfigError, PushNotificationError
 from push_notification.events import EVENT_TYPES
 from push_notification.hook_trace import traced, tracing_wanted
 from push_notification.settings import Settings
+from push_notification.transaction import Transaction
 
 ENTRY_POINT_GROUP = "push_notification.drivers"
 #: How to name a driver distribution so ``pip install`` hints are right.
@@ -84,18 +86,37 @@ def installed_drivers() -> dict[str, InstalledDriver]:
     return found
 
 
-def find_driver(name: str, instance: str, where: str = "") -> InstalledDriver:
-    """The installed driver called ``name`` (case-insensitive, as Dovecot), or a clear error."""
+def find_driver(name: str, instance: str, where: str = "", setting_keys: Iterable[str] = ()) -> InstalledDriver:
+    """The installed driver called ``name`` (case-insensitive, as Dovecot), or a clear error
+    (``setting_keys``, the instance's settings, may tell which driver was meant)."""
     drivers = installed_drivers()
     driver = drivers.get(name.lower())
     if driver is None:
         prefix = f"{where}: " if where else ""
         installed = ", ".join(sorted(drivers)) or "none"
-        raise ConfigError(
-            f"{prefix}push_notification {instance}: driver {name!r} is not installed"
-            f" (installed: {installed}); install it with: pip install {DISTRIBUTION_PREFIX}{name.lower()}"
+        meant = meant_driver(name, instance, drivers, setting_keys)
+        fix = (
+            f"; {meant} (installed: {installed})"
+            if meant
+            else f" (installed: {installed}); install it with: pip install {DISTRIBUTION_PREFIX}{name.lower()}"
         )
+        raise ConfigError(f"{prefix}push_notification {instance}: driver {name!r} is not installed{fix}")
     return driver
+
+
+def meant_driver(name: str, instance: str, drivers: Iterable[str], setting_keys: Iterable[str] = ()) -> str | None:
+    """The fix when ``name`` is not installed but an installed driver was surely meant: a
+    block named after itself whose settings are spelt ``ox_url`` ("add driver = ox"), or a
+    near miss ("did you mean 'dlog'?")."""
+    known = sorted(drivers)
+    if name.lower() == instance.lower():  # no driver line: the block's name stood in for it
+        for driver in known:
+            if any(key.lower().startswith(f"{driver}_") for key in setting_keys):
+                return f"its settings are the {driver} driver's: add `driver = {driver}` to the block"
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? (driver = {close[0]})"
+    return None
 
 
 def implemented_hooks(factory: object) -> list[str]:
@@ -118,6 +139,47 @@ class Metadata(Protocol):
     def list(self, username: str, prefix: str = "", mailbox: str = "") -> dict[str, str]: ...
 
 
+class PushDevice(Protocol):
+    """One registered device as a driver sees it (``push_notification.devices.Device``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    #: The endpoint URL (Web Push) or the token (APNs, FCM).
+    @property
+    def address(self) -> str: ...
+
+    #: Kind-specific keys (Web Push: ``p256dh``, ``auth``).
+    @property
+    def keys(self) -> Mapping[str, str]: ...
+
+
+class Devices(Protocol):
+    """The device registry as a driver that wakes devices needs it; the daemon's registry
+    (SQLite, or a shared backend) implements it. Drivers serving devices declare the kinds
+    they serve with a ``device_kinds`` class attribute (see ``push_notification.devices``)."""
+
+    async def for_transaction(self, txn: Transaction, kinds: Collection[str]) -> list[PushDevice]:
+        """The user's devices of ``kinds``, after taking in any device the transaction's
+        METADATA registers."""
+        ...
+
+    async def succeeded(self, device: PushDevice) -> None:
+        """A push reached the device's push service."""
+
+    async def failed(self, device: PushDevice) -> None:
+        """A push failed for a reason that may go away."""
+
+    async def gone(self, device: PushDevice, reason: str) -> None:
+        """The push service says the device no longer exists: remove it (and count it)."""
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """Everything a driver instance gets from the daemon."""
@@ -134,6 +196,8 @@ class DriverContext:
     metadata: Metadata | None = None
     #: A directory the instance may keep files in.
     state_dir: Path | None = None
+    #: The device registry, for drivers that declare ``device_kinds``.
+    devices: Devices | None = None
 
     @property
     def log(self) -> logging.Logger:

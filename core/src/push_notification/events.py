@@ -8,6 +8,7 @@ is ``from_``, the JSON key stays ``from``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,6 +27,20 @@ UNSUPPORTED_EVENTS = {
 }
 
 _UINT32_MAX = 0xFFFFFFFF
+INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
+#: A message's Date: years 1 to 9999, what every date library in a driver can represent.
+_DATE_RANGE = (-62135596800, 253402300799)
+#: A Date: header's zone offset in minutes (RFC 5322 allows +-9959).
+_TZ_RANGE = (-5999, 5999)
+#: An integer sent as text (``cli send`` passes fields as text): a sign and at most 20 digits.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+_SHOWN_MAX = 60
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: its repr, one line, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else f"{text[: _SHOWN_MAX - 3]}..."
 
 
 def canonical_flags(flags: Any, *, field: str = "flags") -> tuple[str, ...]:
@@ -33,13 +48,13 @@ def canonical_flags(flags: Any, *, field: str = "flags") -> tuple[str, ...]:
     if isinstance(flags, str):
         flags = flags.split()
     if not isinstance(flags, (list, tuple)):
-        raise EventError(f'{field}: expected a list of flags such as ["\\\\Seen"], got {flags!r}')
+        raise EventError(f'{field}: expected a list of flags such as ["\\\\Seen"], got {shown(flags)}')
     seen: dict[int, str] = {}
     for flag in flags:
         known = _FLAG_ORDER.get(flag.lower()) if isinstance(flag, str) else None
         if known is None:
             raise EventError(
-                f"{field}: unknown system flag {flag!r} (use one of {' '.join(SYSTEM_FLAGS)};"
+                f"{field}: unknown system flag {shown(flag)} (use one of {' '.join(SYSTEM_FLAGS)};"
                 " keywords go in the keywords field)"
             )
         seen[known[0]] = known[1]
@@ -50,7 +65,7 @@ def _keywords(value: Any, *, field: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) for k in value):
-        raise EventError(f"{field}: expected a list of keyword strings, got {value!r}")
+        raise EventError(f"{field}: expected a list of keyword strings, got {shown(value)}")
     return tuple(value)
 
 
@@ -253,7 +268,7 @@ def event_type(name: str) -> type[Event]:
                 f"event {unsupported!r} is not supported by the notification framework"
                 f" ({handler} handles it); supported events: {' '.join(EVENT_TYPES)}"
             )
-    raise EventError(f"unknown event {name!r}; supported events: {' '.join(EVENT_TYPES)}")
+    raise EventError(f"unknown event {shown(name)}; supported events: {' '.join(EVENT_TYPES)}")
 
 
 # Field checks take the event's name and the field's key apart: "Event.field" is formatted
@@ -261,27 +276,40 @@ def event_type(name: str) -> type[Event]:
 def _check_str(event: str, key: str, value: Any) -> Any:
     if type(value) is str:
         return value
-    raise EventError(f"{event}.{key}: expected a string, got {value!r}")
+    raise EventError(f"{event}.{key}: expected a string, got {shown(value)}")
 
 
-def _check_int(event: str, key: str, value: Any, *, unsigned: bool = False) -> int:
-    where = f"{event}.{key}"
+def integer(where: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an integer in ``low..high``: a JSON integer, an integral number or the text
+    of one (``"42"``, at most 20 digits); anything else is one EventError line."""
     if type(value) is not int:
         if (isinstance(value, float) and value.is_integer()) or (
-            isinstance(value, str) and value.lstrip("-").isdigit()
+            isinstance(value, str) and _INTEGER_TEXT.fullmatch(value)
         ):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise EventError(f"{where}: expected an integer, got {value!r}")
-    if unsigned and not 0 <= value <= _UINT32_MAX:
-        raise EventError(f"{where}: {value} is outside 0..{_UINT32_MAX}")
+            raise EventError(f"{where}: expected an integer, got {shown(value)}")
+    if not low <= value <= high:
+        raise EventError(f"{where}: {shown(value)} is outside {low}..{high}")
     return value
 
 
 def _check_uint(event: str, key: str, value: Any) -> int:
     if type(value) is int and 0 <= value <= _UINT32_MAX:
         return value
-    return _check_int(event, key, value, unsigned=True)
+    return integer(f"{event}.{key}", value, 0, _UINT32_MAX)
+
+
+def _check_date(event: str, key: str, value: Any) -> int:
+    if type(value) is int and _DATE_RANGE[0] <= value <= _DATE_RANGE[1]:
+        return value
+    return integer(f"{event}.{key}", value, *_DATE_RANGE)
+
+
+def _check_tz(event: str, key: str, value: Any) -> int:
+    if type(value) is int and _TZ_RANGE[0] <= value <= _TZ_RANGE[1]:
+        return value
+    return integer(f"{event}.{key}", value, *_TZ_RANGE)
 
 
 def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
@@ -295,8 +323,8 @@ def _check_keywords(event: str, key: str, value: Any) -> tuple[str, ...]:
 _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "uid": _check_uint,
     "uid_validity": _check_uint,
-    "date": _check_int,
-    "tz": _check_int,
+    "date": _check_date,
+    "tz": _check_tz,
     "flags": _check_flags,
     "flags_old": _check_flags,
     "keywords": _check_keywords,
@@ -328,7 +356,11 @@ _SPECS = {name: _field_specs(cls) for name, cls in EVENT_TYPES.items()}
 
 
 def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> Event:
-    """Build an event from its JSON form, checking every field; ``mailbox`` fills a missing one."""
+    """Build an event from its JSON form, checking every field; ``mailbox`` fills a missing one.
+
+    ``null`` is the same as leaving a field out: a default for an optional field, the
+    "missing required field" error for a required one (``"uid": null`` can never be delivered).
+    """
     if not isinstance(data, Mapping):
         raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
     if "name" not in data:
@@ -341,8 +373,9 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
             continue
         spec = specs.get(key)
         if spec is None:
-            raise EventError(f"{cls.name}: unknown field {key!r} (fields: {', '.join(specs)})")
-        kwargs[spec.attr] = None if value is None else spec.check(cls.name, key, value)
+            raise EventError(f"{cls.name}: unknown field {shown(key)} (fields: {', '.join(specs)})")
+        if value is not None:
+            kwargs[spec.attr] = spec.check(cls.name, key, value)
     if "mailbox" not in kwargs and mailbox is not None:
         kwargs["mailbox"] = mailbox
     if len(kwargs) < len(specs):

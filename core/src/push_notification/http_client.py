@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from yarl import URL
 from push_notification.errors import DriverError, PermanentError, RetryableError
 from push_notification.http_retry import Failure, RetryPolicy
 from push_notification.settings import Settings
+from push_notification.x509_strict import CA_EXTENSIONS_FIX, ca_problems
 
 DEFAULT_REQUEST_TIMEOUT = 2.0
 DEFAULT_MAX_ATTEMPTS = 2
@@ -92,12 +94,18 @@ def _ssl_context(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
     ca_file = settings.get_str("ssl_client_ca_file")
     ca_dir = settings.get_str("ssl_client_ca_dir")
     verify = settings.get_bool("ssl_client_require_valid_cert", True)
+    strict = settings.get_bool("ssl_client_strict", True)
     if not https:
         return None
     if ca_dir and not Path(ca_dir).is_dir():
         # OpenSSL would accept a missing directory silently and fail at the first request.
         raise settings.error("ssl_client_ca_dir", f"{ca_dir} is not a directory")
     context = ssl.create_default_context()
+    # Python 3.13's default on every Python: a CA behaves the same on Debian 12 and 13.
+    if strict:
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+    else:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     for key, location in (("ssl_client_ca_file", {"cafile": ca_file}), ("ssl_client_ca_dir", {"capath": ca_dir})):
         if not next(iter(location.values())):
             continue
@@ -107,10 +115,29 @@ def _ssl_context(settings: Settings, *, https: bool) -> ssl.SSLContext | None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             path = next(iter(location.values()))
             raise settings.error(key, f"cannot load CA certificates from {path}: {reason}") from None
+    if strict and ca_file:
+        _check_strict_ca(settings, ca_file)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _check_strict_ca(settings: Settings, ca_file: str) -> None:
+    """One line naming the CA and the fix for a CA strict verification would refuse at every request."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.load_verify_locations(cafile=ca_file)
+    for decoded, der in zip(probe.get_ca_certs(), probe.get_ca_certs(binary_form=True), strict=True):
+        problems = ca_problems(der)
+        if problems:
+            rdns: tuple[tuple[tuple[str, str], ...], ...] = decoded.get("subject", ())  # type: ignore[assignment]
+            subject = ", ".join(f"{key}={value}" for rdn in rdns for key, value in rdn)
+            raise settings.error(
+                "ssl_client_ca_file",
+                f"the CA certificate '{subject}' in {ca_file} has {' and '.join(problems)}, which strict "
+                f"X.509 verification (Python 3.13's default) refuses; reissue it with the openssl.cnf extensions "
+                f"{CA_EXTENSIONS_FIX}, or set ssl_client_strict = no for this instance",
+            )
 
 
 # ---------------------------------------------------------------- the sender
@@ -257,12 +284,22 @@ class AiohttpTransport:
         except aiohttp.ClientSSLError as exc:
             raise TransportError("tls", f"TLS handshake failed: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
-            errno = exc.os_error.errno
-            cause = os.strerror(errno) if errno else str(exc.os_error)
-            raise TransportError("connect", f"connect({exc.host}:{exc.port}) failed: {cause}") from None
+            raise TransportError("connect", connect_failure(exc.host, exc.port, exc.os_error)) from None
         except aiohttp.ClientError as exc:
             text = str(exc).replace(str(request.url), safe_url(request.url))
             raise TransportError("lost", f"Connection lost: {type(exc).__name__}: {text}") from None
+
+
+def connect_failure(host: str, port: int | None, error: OSError) -> str:
+    """One line for a failed connection: ``cannot resolve HOST`` for a name that does not
+    resolve (not ``Unknown error -2``), else ``connect(HOST:PORT) failed: reason``."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {host}: {error.strerror or error} (check the host name in url and the DNS)"
+    if error.errno:
+        reason = os.strerror(error.errno) if error.errno > 0 else str(error)
+    else:
+        reason = str(error) or type(error).__name__
+    return f"connect({host}:{port}) failed: {reason}"
 
 
 class HttpSender:

@@ -40,6 +40,11 @@ _TIME_UNITS = {
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _BOOLS = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+#: Longer than this is a typo, not a timeout: ten years.
+_MAX_TIME = 10 * 365 * 86400.0
+#: Larger than this is a typo, not a size: one PiB.
+_MAX_SIZE = 1 << 50
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def parse_time(text: str) -> float:
@@ -52,8 +57,16 @@ def parse_time(text: str) -> float:
         factor = _TIME_UNITS.get(unit.lower() or "s")
         if factor is None:
             raise ValueError(f"invalid time unit {unit!r} in {text!r} (use ms, s, mins, hours, days, weeks)")
+        if len(number.partition(".")[0]) > 15:
+            raise ValueError(f"time {text!r} is too long (at most ten years)")
         total += float(number) * factor
+    if total > _MAX_TIME:
+        raise ValueError(f"time {text!r} is too long (at most ten years)")
     return total
+
+
+class SizeTooLarge(ValueError):
+    """A size beyond any sane setting (above 1P): callers with a smaller bound name theirs."""
 
 
 def parse_size(text: str) -> int:
@@ -62,6 +75,8 @@ def parse_size(text: str) -> int:
     unit = match.group(2).lower().removesuffix("b") if match else None
     if match is None or unit is None or (unit not in _SIZE_UNITS and match.group(2).lower() != "b"):
         raise ValueError(f"invalid size {text!r} (use e.g. 512, 10k, 5M, 1G)")
+    if len(match.group(1)) > 18 or float(match.group(1)) * _SIZE_UNITS[unit] > _MAX_SIZE:
+        raise SizeTooLarge(f"size {text!r} is too large (at most 1P)")
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
@@ -73,17 +88,41 @@ def parse_bool(text: str) -> bool:
     return value
 
 
+#: A URL's host and port, as what follows the userinfo's '@' up to the path.
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]*\]|[^\s/?#@\[\]:]+)(?::[0-9]*)?")
+#: A path segment that looks like a credential (Slack's T0../B0../token, a bot token).
+_SECRET_SEGMENT = re.compile(r"(?=[^/]*[A-Za-z])(?=[^/]*[0-9])[^/{}]{8,}|[^/{}]{24,}")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe for logs and errors."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
+    """The URL safe for logs, errors and ``check-config``: the password, every query value,
+    the fragment and credential-looking path segments (8+ characters mixing letters and
+    digits, or 24+ characters; Slack's and Discord's secrets live there) become ``***``.
+
+    The userinfo ends at the first '@' followed by a host, not at the first '/', '?' or '#':
+    a password holding those (written unencoded) is masked whole, never split.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    # Taken from the text, not .port, which raises on a bad port; the password must go anyway.
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}"))
+    userinfo = ""
+    start = 0
+    while (at := rest.find("@", start)) != -1:
+        end = min((i for i in (rest.find(c, at + 1) for c in "/?#") if i != -1), default=len(rest))
+        if _HOST_PORT.fullmatch(rest[at + 1 : end]):
+            userinfo, rest = rest[:at], rest[at + 1 :]
+            break
+        start = at + 1
+    if ":" in userinfo:
+        userinfo = f"{userinfo.partition(':')[0]}:***"
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+    except ValueError:
+        return f"{scheme}://{'***@' if userinfo else ''}***"
+    path = "/".join(_SECRET_SEGMENT.sub("***", segment) for segment in parts.path.split("/"))
+    query = "&".join(f"{pair.partition('=')[0]}=***" if pair else "" for pair in parts.query.split("&"))
+    masked = urlunsplit(parts._replace(path=path, query=query, fragment="***" if parts.fragment else ""))
+    return masked.replace("://", f"://{userinfo}@", 1) if userinfo else masked
 
 
 class Settings(Mapping[str, Value]):
@@ -182,14 +221,14 @@ class Settings(Mapping[str, Value]):
         """A duration in seconds where a bare number means milliseconds (``timeout_msecs``)."""
 
         def parse(text: str) -> float:
-            return int(text) / 1000 if text.strip().isdigit() else parse_time(text)
+            return parse_time(f"{text}ms") if text.strip().isdigit() else parse_time(text)
 
         return float(self._typed(key, default, aliases, parse))
 
     def get_int(self, key: str, default: int, *, aliases: Iterable[str] = (), minimum: int = 0) -> int:
         def parse(text: str) -> int:
-            if not text.strip().lstrip("-").isdigit():
-                raise ValueError(f"invalid number {text!r}")
+            if _INTEGER.fullmatch(text.strip()) is None:
+                raise ValueError(f"invalid number {text!r} (a whole number of at most 18 digits)")
             return int(text)
 
         number: int = self._typed(key, default, aliases, parse)

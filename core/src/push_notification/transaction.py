@@ -9,6 +9,7 @@ Drivers see ``begin_txn``, then per message (or once for the mailbox) the events
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,16 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from push_notification.errors import EventError
-from push_notification.events import EVENT_ORDER, Event, MessageEvent, event_from_dict
+from push_notification.events import (
+    _UINT32_MAX,
+    EVENT_ORDER,
+    INT64_RANGE,
+    Event,
+    MessageEvent,
+    event_from_dict,
+    integer,
+    shown,
+)
 
 #: Where OX (and scripts following it) keep a user's push activation.
 OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
@@ -196,10 +206,34 @@ def _event_order(event: Event) -> int:
 
 
 _TXN_FIELDS = {"id", "user", "mailbox", "success", "events", "metadata", "status"}
+#: A transaction id is an idempotency key drivers put in headers and logs: visible ASCII only.
+_ID = re.compile(r"[\x21-\x7e]{1,200}")
+#: Where a JSON text may hold a UTF-16 surrogate escape (the only way to a lone surrogate).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: The JSON values a user field outside the known ones may hold (Dovecot's are booleans).
+_SCALARS = (str, int, float, bool, type(None))
 
 
-def transaction_from_dict(data: Any) -> Transaction:
+_TOO_DEEP = "nested too deeply (a transaction is at most 4 levels deep)"
+_SURROGATE_ERROR = EventError(
+    "transaction: a string holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode; send UTF-8 text"
+)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+#: Strict JSON: NaN and Infinity (which Python's json accepts) are refused.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def transaction_from_dict(data: Any, *, max_events: int | None = None) -> Transaction:
     """Validate the JSON form of a transaction; every mistake is one :class:`EventError` line.
+
+    Strings that are not valid Unicode (a lone UTF-16 surrogate) are refused first, so no
+    later step (error messages, logs, the queue's UTF-8 text) ever sees one. ``max_events``
+    bounds the events of one transaction (the ingress passes ``ingress_max_events``).
 
     The form (the README's "The ingress" shows it with every field)::
 
@@ -209,19 +243,28 @@ def transaction_from_dict(data: Any) -> Transaction:
          "metadata": {"/private/vendor/vendor.dovecot/http-notify": "user=11@3"},
          "status": {"messages": 1, "recent": 1, "unseen": 1, "uidvalidity": 1700000000, "uidnext": 2}}
     """
+    _refuse_surrogates(data)
+    return _from_dict(data, max_events)
+
+
+def _from_dict(data: Any, max_events: int | None) -> Transaction:
     if not isinstance(data, Mapping):
         raise EventError(f"a transaction must be a JSON object, got {type(data).__name__}")
     unknown = set(data) - _TXN_FIELDS
     if unknown:
-        raise EventError(
-            f"transaction: unknown field(s) {', '.join(sorted(unknown))} (fields: {', '.join(sorted(_TXN_FIELDS))})"
-        )
+        names = ", ".join(shown(name) for name in sorted(unknown)[:5])
+        raise EventError(f"transaction: unknown field(s) {names} (fields: {', '.join(sorted(_TXN_FIELDS))})")
     mailbox = data.get("mailbox")
     if not isinstance(mailbox, str) or not mailbox:
         raise EventError("transaction: 'mailbox' must be a non-empty string such as \"INBOX\"")
     events_data = data.get("events", [])
     if not isinstance(events_data, list):
         raise EventError("transaction: 'events' must be a list of event objects")
+    if max_events is not None and len(events_data) > max_events:
+        raise EventError(
+            f"transaction: {len(events_data)} events, more than the {max_events} allowed in one transaction"
+            " (ingress_max_events); send them as several transactions"
+        )
     events = []
     for i, item in enumerate(events_data, 1):
         try:
@@ -231,9 +274,14 @@ def transaction_from_dict(data: Any) -> Transaction:
     success = data.get("success", True)
     if not isinstance(success, bool):
         raise EventError("transaction: 'success' must be true or false")
-    txn_id = data.get("id") or new_transaction_id()
-    if not isinstance(txn_id, str) or len(txn_id) > 200:
-        raise EventError("transaction: 'id' must be a string of at most 200 characters")
+    txn_id = data.get("id")
+    if txn_id is None or txn_id == "":
+        txn_id = new_transaction_id()
+    elif not isinstance(txn_id, str) or _ID.fullmatch(txn_id) is None:
+        raise EventError(
+            f"transaction: 'id' must be 1 to 200 visible ASCII characters (no spaces or control characters),"
+            f" got {shown(txn_id)}"
+        )
     return Transaction(
         id=txn_id,
         user=_user_from(data.get("user")),
@@ -245,21 +293,47 @@ def transaction_from_dict(data: Any) -> Transaction:
     )
 
 
-def transaction_from_json(text: str | bytes) -> Transaction:
-    """Parse and validate one transaction's JSON text; invalid JSON is an :class:`EventError` too.
+def transaction_from_json(text: str | bytes, *, max_events: int | None = None) -> Transaction:
+    """Parse and validate one transaction's JSON text (UTF-8); invalid JSON is an
+    :class:`EventError` too, including JSON nested deeper than Python can parse.
 
     When the text names its ``id`` it is kept as the transaction's :attr:`~Transaction.json`:
     it reads back as the same transaction. (Without an id, a new one is drawn, which the text
     does not hold.)
     """
     try:
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(text, bytes):
+            text = text.decode()  # strict: UTF-8 cannot carry a surrogate
+        elif not text.isascii():
+            text.encode()
+        data = _DECODER.decode(text)
+    except UnicodeDecodeError:
+        raise EventError("invalid JSON: the text is not UTF-8") from None
+    except UnicodeEncodeError:
+        raise _SURROGATE_ERROR from None
+    except RecursionError:
+        raise EventError(f"invalid JSON: {_TOO_DEEP}") from None
+    except ValueError as exc:
         raise EventError(f"invalid JSON: {exc}") from None
-    txn = transaction_from_dict(data)
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        _refuse_surrogates(data)
+    txn = _from_dict(data, max_events)
     if isinstance(data, dict) and data.get("id"):
-        txn.__dict__["json"] = text.decode() if isinstance(text, bytes) else text
+        txn.__dict__["json"] = text
     return txn
+
+
+def _refuse_surrogates(data: Any) -> None:
+    """An EventError if any string (key or value) holds a lone surrogate: such text cannot be
+    encoded as UTF-8, so a queue, a log or an endpoint would fail on it later."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _SURROGATE_ERROR from None
+    except RecursionError:
+        raise EventError(f"transaction: {_TOO_DEEP}") from None
+    except (TypeError, ValueError):
+        pass  # not JSON data at all: the checks that follow name the wrong type
 
 
 def _user_from(data: Any) -> User:
@@ -271,21 +345,27 @@ def _user_from(data: Any) -> User:
     extra: dict[str, Any] = {}
     for key, value in data.items():
         if key not in _USER_FIELDS:
+            if not isinstance(value, _SCALARS):
+                raise EventError(f"user field {shown(key)}: expected a string, number or boolean, got {shown(value)}")
             extra[key] = value
-        elif value is None or type(value) is _USER_FIELDS[key]:
+        elif value is None or type(value) is _USER_FIELDS[key] is str or _plain_id(value, key):
             known[key] = value
         else:
             known[key] = _user_field(key, value)
     return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
 
 
+def _plain_id(value: Any, key: str) -> bool:
+    """Whether ``value`` is an integer user field as Dovecot sends it (no conversion needed)."""
+    return type(value) is int and _USER_FIELDS[key] is int and INT64_RANGE[0] <= value <= INT64_RANGE[1]
+
+
 def _user_field(key: str, value: Any) -> Any:
     """A user field of an unexpected type: an integral float is an integer (Lua numbers)."""
-    if _USER_FIELDS[key] is int:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise EventError(f"user.{key}: expected an integer, got {value!r}")
-    raise EventError(f"user.{key}: expected a string, got {value!r}")
+    if _USER_FIELDS[key] is int and not isinstance(value, str):
+        return integer(f"user.{key}", value, *INT64_RANGE)
+    expected = "an integer" if _USER_FIELDS[key] is int else "a string"
+    raise EventError(f"user.{key}: expected {expected}, got {shown(value)}")
 
 
 def _metadata_from(data: Any) -> Mapping[str, str]:
@@ -304,12 +384,9 @@ def _status_from(data: Any) -> MailboxStatus | None:
     values = []
     for key in _STATUS_FIELDS:
         value = data.get(key)
-        if type(value) is not int:
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise EventError(f"status.{key}: expected a non-negative integer, got {value!r}")
-        if value < 0:
-            raise EventError(f"status.{key}: expected a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= _UINT32_MAX:
+            if isinstance(value, str):
+                raise EventError(f"status.{key}: expected a non-negative integer, got {shown(value)}")
+            value = integer(f"status.{key}", value, 0, _UINT32_MAX)
         values.append(value)
     return MailboxStatus(*values)

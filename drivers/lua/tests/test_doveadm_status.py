@@ -1,5 +1,5 @@
-"""``mbox:status()`` for a mailbox other than the transaction's own asks the running Dovecot
-through its doveadm HTTP API (a real Dovecot here)."""
+"""``mbox:sync()`` and ``mbox:status()`` for a mailbox other than the transaction's own ask the
+running Dovecot through its doveadm HTTP API (a real Dovecot here)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ function dovecot_lua_notify_end_txn(ctx, success) end
 function dovecot_lua_notify_event_message_new(ctx, event)
   for _, name in ipairs({"Archive", "Nope"}) do
     local box = ctx.user:mailbox(name)
-    box:sync()
-    local ok, s = pcall(box.status, box, dovecot.storage.STATUS_MESSAGES, dovecot.storage.STATUS_UNSEEN,
-      dovecot.storage.STATUS_RECENT, dovecot.storage.STATUS_UIDVALIDITY, dovecot.storage.STATUS_UIDNEXT)
+    local ok, s = pcall(function()
+      box:sync()
+      return box:status(dovecot.storage.STATUS_MESSAGES, dovecot.storage.STATUS_UNSEEN,
+        dovecot.storage.STATUS_RECENT, dovecot.storage.STATUS_UIDVALIDITY, dovecot.storage.STATUS_UIDNEXT)
+    end)
     box:free()
     if ok then
       dovecot.i_info("CALL " .. s.mailbox .. " " .. s.messages .. " " .. s.unseen .. " " .. s.uidvalidity
@@ -55,7 +57,7 @@ async def test_status_of_another_mailbox_comes_from_dovecot(dovecot, write_scrip
         await harness.send(make_transaction(make_event("MessageNew"), user=USERNAME))
     archive, nope = lua_calls()
     assert archive == f"Archive 2.0 1.0 {uidvalidity.split('=')[1].strip()}.0 3.0"
-    assert "mailbox_get_status(Nope, 31) failed: doveadm API http://127.0.0.1:" in nope
+    assert "mailbox_sync(Nope) failed: doveadm API http://127.0.0.1:" in nope
     assert "exit code 68 (mailbox does not exist)" in nope
 
 

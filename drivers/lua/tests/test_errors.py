@@ -108,7 +108,7 @@ async def test_runtime_error_is_logged_with_file_and_line_and_the_transaction_go
     assert (
         errors
         == [
-            f"test: lua: dovecot_lua_notify_event_flags_set failed: {path}:{line}:"
+            f"push_notification test: dovecot_lua_notify_event_flags_set failed: {path}:{line}:"
             " attempt to index a nil value (local 'missing')"
         ]
         * 2
@@ -122,7 +122,7 @@ async def test_error_in_begin_txn_skips_the_transaction(write_script, lua_calls,
         await harness.send(make_transaction(make_event("MessageNew")))
     assert lua_calls() == []
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        f"test: lua: dovecot_lua_notify_begin_txn failed: {harness.plugin.script}:{line}: no backend"
+        f"push_notification test: dovecot_lua_notify_begin_txn failed: {harness.plugin.script}:{line}: no backend"
     ]
 
 

@@ -186,7 +186,9 @@ async def test_missing_begin_txn_is_dovecots_error_and_no_events(write_script, l
         await harness.send(make_transaction(make_event("MessageNew")))
     assert lua_calls() == []
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == ["test: lua: dovecot_lua_notify_begin_txn failed: Missing function dovecot_lua_notify_begin_txn"]
+    assert errors == [
+        "push_notification test: dovecot_lua_notify_begin_txn failed: Missing function dovecot_lua_notify_begin_txn"
+    ]
 
 
 async def test_missing_end_txn_is_dovecots_error_after_the_events(write_script, lua_calls, caplog) -> None:
@@ -198,7 +200,7 @@ async def test_missing_end_txn_is_dovecots_error_after_the_events(write_script, 
         await harness.send(make_transaction(make_event("MessageNew")))
     assert lua_calls() == ["new"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "test: lua: dovecot_lua_notify_end_txn failed: Missing function dovecot_lua_notify_end_txn"
+        "push_notification test: dovecot_lua_notify_end_txn failed: Missing function dovecot_lua_notify_end_txn"
     ]
 
 

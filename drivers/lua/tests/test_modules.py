@@ -87,24 +87,43 @@ def test_socket_url_matches_luasocket(write_script, lua_calls) -> None:
     ]
 
 
-async def test_socket_http_sends_luasockets_headers(write_script, lua_calls, sink) -> None:
+async def run_at_end_txn(write_script, body: str) -> None:
+    """Run ``body`` (after ``local http = require "socket.http"``) in a script's end_txn."""
     script = (
         'local http = require "socket.http"\n'
         "function dovecot_lua_notify_begin_txn(user) return {} end\n"
         "function dovecot_lua_notify_event_message_new(ctx, e) end\n"
-        "function dovecot_lua_notify_end_txn(ctx, success)\n"
-        f'  local body, code, headers, status = http.request("{sink.url}", "a=1")\n'
-        '  dovecot.i_info("CALL " .. body .. " " .. math.type(code) .. " " .. status)\n'
-        "end\n"
+        f"function dovecot_lua_notify_end_txn(ctx, success)\n{body}\nend\n"
     )
     async with DriverHarness(LuaDriver, {"file": write_script(script)}) as harness:
         await harness.send(make_transaction(make_event("MessageNew")))
+
+
+async def test_socket_http_sends_luasockets_headers(write_script, lua_calls, sink) -> None:
+    await run_at_end_txn(
+        write_script,
+        f'  local body, code, headers, status = http.request("{sink.url}", "a=1")\n'
+        '  dovecot.i_info("CALL " .. body .. " " .. math.type(code) .. " " .. status)',
+    )
     assert lua_calls() == ["ok integer HTTP/1.1 200 OK"]
     headers = dict(sink.requests[0]["headers"])
     assert headers["User-Agent"] == "LuaSocket 3.0.0"
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert headers["TE"] == "trailers"
     assert "Date" not in headers
+
+
+async def test_socket_http_sends_basic_credentials_from_the_urls_userinfo(write_script, lua_calls, sink) -> None:
+    url = sink.url.replace("http://", "http://Bearer:t0k%40en@")
+    await run_at_end_txn(
+        write_script,
+        f'  http.request{{url = "{url}", headers = {{["x-custom"] = "1", ["content-type"] = "text/plain"}}}}\n'
+        '  dovecot.i_info("CALL " .. require("socket.headers").canonic["te"])',
+    )
+    assert lua_calls() == ["TE"]
+    headers = sink.requests[0]["headers"]
+    assert ("Authorization", "Basic QmVhcmVyOnQwa0Blbg==") in headers  # Bearer:t0k@en, as LuaSocket
+    assert ("Content-Type", "text/plain") in headers and ("x-custom", "1") in headers  # as LuaSocket writes them
 
 
 async def test_socket_http_get_and_post_against_a_real_endpoint(write_script, lua_calls, sink) -> None:

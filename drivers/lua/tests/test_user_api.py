@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from types import MappingProxyType
 
 from conftest import SERIALIZE
 from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import User
+from push_notification_lua.host import LuaHost
 
 ALICE = User(
     username="alice@example.com",
@@ -187,3 +189,74 @@ async def test_dovecot_event_logs_with_prefix_and_fields(write_script, caplog) -
     assert record.levelname == "WARNING"
     assert record.lua_event == "lua_notify_mail_finished"  # type: ignore[attr-defined]
     assert record.lua_fields == {"mailbox": "INBOX", "result_code": 200}  # type: ignore[attr-defined]
+
+
+async def test_dovecots_functions_live_behind_its_metatables_index_as_in_dovecot(write_script, lua_calls) -> None:
+    await run(
+        write_script,
+        "local meta = getmetatable(dovecot)\n"
+        "out(tostring(meta.__index == meta) .. ' ' .. meta.__name .. ' ' .. type(rawget(dovecot, 'i_info'))"
+        " .. ' ' .. type(meta.__index.i_info) .. ' ' .. type(rawget(dovecot, 'storage'))"
+        " .. ' ' .. type(rawget(dovecot, 'http')))",
+    )
+    assert lua_calls() == ["true dovecot nil function table table"]
+
+
+async def test_user_and_mailbox_carry_an_opaque_item_and_dovecots_metatable_names(write_script, lua_calls) -> None:
+    await run(
+        write_script,
+        'local box = user:mailbox("INBOX")\n'
+        "out(type(user.item) .. ' ' .. getmetatable(user).__name .. ' ' .. type(box.item)"
+        " .. ' ' .. getmetatable(box).__name)",
+    )
+    assert lua_calls() == ["userdata struct mail_user userdata struct mailbox"]
+
+
+async def test_metadata_set_without_the_doveadm_api_stays_in_the_daemon_and_says_so_once(
+    write_script, lua_calls, caplog
+) -> None:
+    store = MetadataStore()
+    await run(
+        write_script,
+        'user:metadata_set("/private/a", "1")\nuser:metadata_set("/private/b", "2")\nout(user:metadata_get("/private/b"))',
+        metadata=store,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert lua_calls() == ["2"]
+    assert warnings == [
+        "user:metadata_set: Dovecot does not see METADATA the lua driver writes without the doveadm API;"
+        " kept in the daemon's metadata store only; set doveadm_url and doveadm_api_key so the lua driver"
+        " can ask Dovecot and write it there"
+    ]
+
+
+def test_metadata_set_with_neither_a_store_nor_the_doveadm_api_names_both() -> None:
+    host = LuaHost(
+        log=logging.getLogger("test"), settings={}, plugin_env={}, metadata=None, doveadm=None, script="x.lua"
+    )
+    ok, message = host.metadata_set("alice@example.com", "", "/private/a", "1")
+    assert not ok
+    assert message == (
+        "no metadata store is configured for the daemon (metadata_path), and Dovecot's METADATA is out of"
+        " reach: set doveadm_url and doveadm_api_key so the lua driver can ask Dovecot"
+    )
+
+
+async def test_status_of_the_transactions_mailbox_without_a_snapshot_says_why_and_how(write_script, lua_calls) -> None:
+    txn = make_transaction(make_event("MessageNew", uid=5), user=ALICE)  # no status
+    await run(
+        write_script, 'local ok, err = pcall(user:mailbox("INBOX").status, user:mailbox("INBOX"), 1)\nout(err)', txn=txn
+    )
+    (message,) = lua_calls()
+    assert message.endswith(
+        "mailbox status for 'INBOX' is unknown: this transaction came without a status snapshot (the Dovecot"
+        " bridge takes one for transactions on messages unless its status setting is no); set doveadm_url"
+        " and doveadm_api_key so the lua driver can ask Dovecot"
+    )
+
+
+async def test_sync_without_the_doveadm_api_keeps_the_snapshot_taken_from_a_synced_view(
+    write_script, lua_calls
+) -> None:
+    await run(write_script, 'local box = user:mailbox("INBOX")\nbox:sync()\nout(box:status(1).messages)')
+    assert lua_calls() == ["3.0"]

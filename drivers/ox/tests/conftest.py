@@ -7,8 +7,9 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from ox_testkit import PASSWORD, OxEndpoint, TlsFiles, make_tls_files, start_endpoint
+from ox_testkit import PASSWORD, OxEndpoint, start_endpoint
 from push_notification.testing.net import free_port
+from push_notification.testing.tls import TlsFiles, make_tls_files
 
 
 @pytest.fixture

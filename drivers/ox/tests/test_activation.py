@@ -132,3 +132,28 @@ async def test_an_unreadable_metadata_store_is_a_retryable_failure(
     assert ox_endpoint.received == []
     [line] = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]
     assert "RetryableError: Skipped because unable to get METADATA of user alice" in line
+
+
+async def test_dovecots_metadata_forwarded_as_unset_wins_over_a_leftover_store_entry(ox_endpoint: OxEndpoint) -> None:
+    """OX App Suite turns push off with ``doveadm mailbox metadata unset``; the bridge forwards
+    the key as "" (unset), and an entry left in the daemon's own store must not keep push on."""
+    txn = make_transaction(new_mail(), user="alice", metadata={OX_METADATA_KEY: ""})
+    async with harness({"url": ox_endpoint.url()}, metadata=activated("alice")) as h:
+        await h.send(txn)
+    assert ox_endpoint.received == []
+
+
+async def test_a_skip_for_missing_metadata_is_counted_and_logged_once_an_hour_per_user(
+    ox_endpoint: OxEndpoint, logs: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    async with harness({"url": ox_endpoint.url()}, clock=clock) as h:
+        for uid in (1, 2):
+            await h.send(make_transaction(new_mail(uid), user="alice"))
+        await h.send(make_transaction(new_mail(3), user="bob"))
+        clock.advance(3601)
+        await h.send(make_transaction(new_mail(4), user="alice"))
+    assert h.plugin.skipped == {"no_metadata": 4}
+    infos = [r.getMessage() for r in logs.records if r.levelname == "INFO" and "not active" in r.getMessage()]
+    assert [("alice" in m, "bob" in m) for m in infos] == [(True, False), (False, True), (True, False)]
+    assert all(OX_METADATA_KEY in m and "once an hour" in m for m in infos)

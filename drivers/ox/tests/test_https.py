@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ox_testkit import OxEndpoint, TlsFiles, activated, harness
+from ox_testkit import OxEndpoint, activated, harness
 from push_notification.testing import make_event, make_transaction
+from push_notification.testing.tls import TlsFiles
 from push_notification.transaction import Transaction
 
 

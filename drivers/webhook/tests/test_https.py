@@ -2,46 +2,55 @@
 
 from __future__ import annotations
 
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from push_notification.errors import RetryableError
+from push_notification.errors import PermanentError
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.testing.loopback import loopback_server
+from push_notification.testing.tls import TlsFiles, make_tls_files
 from push_notification_webhook import WebhookDriver
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+@pytest.fixture(scope="module")
+def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA made as real ones are, and a certificate it issued for 127.0.0.1."""
+    return make_tls_files(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="module")
-def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA and a certificate it signed for 127.0.0.1 (ca.pem, server.pem, server.key)."""
-    d = tmp_path_factory.mktemp("ca")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-            "-out", "server.csr", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=d)  # fmt: skip
-    return d
+def stock_openssl_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA as ``openssl req -x509`` with the stock openssl.cnf makes it: no key usage."""
+    return make_tls_files(tmp_path_factory.mktemp("stock-ca"), conforming=False)
+
+
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 @pytest.fixture
-async def https_url(internal_ca: Path) -> AsyncIterator[str]:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
-    async with loopback_server(ok, ssl_context=context) as base:
+async def https_url(internal_ca: TlsFiles) -> AsyncIterator[str]:
+    async with loopback_server(ok, ssl_context=internal_ca.server_context()) as base:
         yield f"{base}/hook"
+
+
+@pytest.fixture
+async def stock_openssl_url(stock_openssl_ca: TlsFiles) -> AsyncIterator[str]:
+    async with loopback_server(ok, ssl_context=stock_openssl_ca.server_context()) as base:
+        yield f"{base}/hook"
+
+
+async def refused(settings: dict[str, str], match: str) -> None:
+    """One transaction's delivery fails for good (a certificate is not made trusted by retrying)
+    with an error matching ``match``."""
+    async with DriverHarness(WebhookDriver, settings) as harness:
+        txn = make_transaction(make_event("MessageNew"))
+        harness.plugin.begin_txn(txn)
+        harness.plugin.event(txn, txn.events[0])
+        with pytest.raises(PermanentError, match=match):
+            await harness.plugin.end_txn(txn, True)
 
 
 async def deliver(settings: dict[str, str]) -> DriverHarness:
@@ -50,27 +59,53 @@ async def deliver(settings: dict[str, str]) -> DriverHarness:
     return harness
 
 
-async def test_an_internal_ca_given_by_ssl_client_ca_file_is_trusted(https_url: str, internal_ca: Path) -> None:
-    harness = await deliver({"url": https_url, "ssl_client_ca_file": str(internal_ca / "ca.pem")})
+async def test_an_internal_ca_given_by_ssl_client_ca_file_is_trusted(https_url: str, internal_ca: TlsFiles) -> None:
+    harness = await deliver({"url": https_url, "ssl_client_ca_file": str(internal_ca.ca_file)})
     assert harness.plugin.delivered == 1
 
 
-async def test_an_unknown_ca_is_refused(https_url: str) -> None:
-    async with DriverHarness(WebhookDriver, {"url": https_url, "max_retries": "0"}) as harness:
-        txn = make_transaction(make_event("MessageNew"))
-        harness.plugin.begin_txn(txn)
-        harness.plugin.event(txn, txn.events[0])
-        with pytest.raises(RetryableError, match="certificate verify failed"):
-            await harness.plugin.end_txn(txn, True)
-
-
-async def test_a_refused_certificate_goes_to_the_queue_without_a_retry_in_place(https_url: str) -> None:
+async def test_a_refused_certificate_is_permanent_and_names_the_ca_setting(https_url: str) -> None:
+    """As for the ox driver: retrying cannot make a certificate trusted, the setting can."""
     async with DriverHarness(WebhookDriver, {"url": https_url, "http_client_request_max_attempts": "3"}) as harness:
         txn = make_transaction(make_event("MessageNew"))
         harness.plugin.begin_txn(txn)
         harness.plugin.event(txn, txn.events[0])
-        with pytest.raises(RetryableError, match=r"TLS certificate not accepted: .*\(1 attempt in "):
+        with pytest.raises(
+            PermanentError, match=r"certificate verify failed.*set ssl_client_ca_file .*\(1 attempt in "
+        ):
             await harness.plugin.end_txn(txn, True)
+
+
+def test_a_ca_strict_verification_refuses_is_a_start_up_error_naming_file_and_fix(stock_openssl_ca: TlsFiles) -> None:
+    from push_notification.errors import ConfigError
+
+    settings = {"url": "https://127.0.0.1:9/", "ssl_client_ca_file": str(stock_openssl_ca.ca_file)}
+    with pytest.raises(ConfigError) as info:
+        DriverHarness(WebhookDriver, settings)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"in {stock_openssl_ca.ca_file} has no key usage extension" in message
+    assert "keyUsage = critical, keyCertSign, cRLSign" in message
+    assert "set ssl_client_strict = no" in message
+
+
+async def test_ssl_client_strict_no_accepts_that_ca_and_still_verifies(
+    stock_openssl_url: str, stock_openssl_ca: TlsFiles
+) -> None:
+    settings = {
+        "url": stock_openssl_url,
+        "ssl_client_ca_file": str(stock_openssl_ca.ca_file),
+        "ssl_client_strict": "no",
+    }
+    harness = await deliver(settings)
+    assert harness.plugin.delivered == 1
+    await refused(
+        {"url": stock_openssl_url, "ssl_client_strict": "no", "max_retries": "0"}, "certificate verify failed"
+    )
+
+
+async def test_an_unknown_ca_is_refused(https_url: str) -> None:
+    await refused({"url": https_url, "max_retries": "0"}, "certificate verify failed")
 
 
 async def test_verification_can_be_turned_off_explicitly(https_url: str) -> None:

@@ -170,3 +170,25 @@ async def test_generic_json_is_the_standard_webhooks_payload(endpoint: Any) -> N
         },
         "status": {"messages": 3, "recent": 1, "unseen": 2, "uidvalidity": 9, "uidnext": 43},
     }
+
+
+@pytest.mark.parametrize("preset, own", [("ntfy", {"topic": "mail"}), ("gotify", {"token": "t"}), ("slack", {})])
+async def test_chat_and_phone_presets_skip_flag_events_that_change_nothing(
+    endpoint: Any, preset: str, own: dict[str, str]
+) -> None:
+    """Dovecot fires FlagsClear with no flags on every flag change: no notification for it;
+    a flag change that names a flag says which."""
+    settings = {"preset": preset, "url": endpoint.url, **own}
+    empty_clear = make_event("FlagsClear", uid=7, flags=[], keywords=[], flags_old=["\\Seen"])
+    seen = make_event("FlagsSet", uid=7, flags=["\\Seen"])
+    async with DriverHarness(WebhookDriver, settings) as harness:
+        await harness.send(make_transaction(empty_clear, seen, user="alice@example.com"))
+    (got,) = endpoint.received
+    assert "alice@example.com: \\Seen set on INBOX UID 7" in got.body.decode().replace("\\\\", "\\")
+
+
+async def test_the_json_preset_still_posts_every_event(endpoint: Any) -> None:
+    empty_clear = make_event("FlagsClear", uid=7, flags=[], keywords=[])
+    async with DriverHarness(WebhookDriver, {"url": endpoint.url}) as harness:
+        await harness.send(make_transaction(empty_clear))
+    assert len(endpoint.received) == 1

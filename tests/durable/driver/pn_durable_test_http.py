@@ -8,6 +8,8 @@ PYTHONPATH), so nothing needs installing.
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from push_notification import DriverContext, hookimpl
 from push_notification.errors import PermanentError, RetryableError
@@ -17,11 +19,14 @@ from push_notification.transaction import Transaction
 class HttpPost:
     def __init__(self, ctx: DriverContext) -> None:
         self.url = ctx.settings.get_str("url", required=True)
+        #: How long ``driver_init`` takes (a driver that connects somewhere first).
+        self.start_delay = ctx.settings.get_time("start_delay", 0.0)
         ctx.settings.check_unknown()
         self.session: aiohttp.ClientSession | None = None
 
     @hookimpl
     async def driver_init(self) -> None:
+        await asyncio.sleep(self.start_delay)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
 
     @hookimpl

@@ -17,7 +17,8 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_size, parse_time
+from push_notification.ingress_address import is_loopback_host
+from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -37,6 +38,7 @@ class DaemonConfig:
     listen: str = "127.0.0.1:8425"
     log_level: str = "info"
     log_format: str = "text"
+    log_deliveries: bool = True
     ingress_token: str | None = None
     driver_timeout: float = 30.0
     state_dir: str = field(default_factory=default_state_dir)
@@ -54,6 +56,13 @@ class DaemonConfig:
     spool_max_size: int = 1 << 20
     max_pending: int = 100000
     event_loop: str = "auto"
+    ingress_max_body_size: int = 1 << 20
+    ingress_max_events: int = 1000
+    ingress_header_timeout: float = 10.0
+    ingress_body_timeout: float = 10.0
+    ingress_max_connections: int = 4096
+    devices_path: str = ""
+    device_expiry: float = 90 * 86400.0
 
     def __post_init__(self) -> None:
         # Paths left unset live in state_dir.
@@ -61,6 +70,8 @@ class DaemonConfig:
             object.__setattr__(self, "metadata_path", os.path.join(self.state_dir, "metadata.sqlite"))
         if not self.queue_path:
             object.__setattr__(self, "queue_path", os.path.join(self.state_dir, "queue.sqlite"))
+        if not self.devices_path:
+            object.__setattr__(self, "devices_path", os.path.join(self.state_dir, "devices.sqlite"))
 
 
 def parse_listen(text: str) -> str:
@@ -106,9 +117,22 @@ def choice(*choices: str) -> Callable[[str], str]:
 
 
 def parse_positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError("use a whole number of at least 1")
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) < 1:
+        raise ValueError("use a whole number from 1 to 999999999999")
     return int(text)
+
+
+def parse_body_size(text: str) -> int:
+    """A request body limit: at least 1 KiB (a transaction), at most 1 GiB."""
+    try:
+        size = parse_size(text)
+    except SizeTooLarge:
+        size = 1 << 63
+    except ValueError:
+        raise ValueError("use e.g. 1M, 512k") from None
+    if not 1 << 10 <= size <= 1 << 30:
+        raise ValueError("use a size from 1k to 1G")
+    return size
 
 
 def parse_spool_size(text: str) -> int:
@@ -116,7 +140,7 @@ def parse_spool_size(text: str) -> int:
     read into memory whole)."""
     try:
         size = parse_size(text)
-    except OverflowError:
+    except SizeTooLarge:
         size = 1 << 63
     if size < 1024:
         raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
@@ -200,6 +224,24 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",
                   "asyncio event loop: uvloop (less CPU; auto picks it when installed) or asyncio's own"),
+    DaemonSetting("ingress_max_body_size", "size", parse_body_size, "1M",
+                  "largest transaction body the ingress reads (413 above it)"),
+    DaemonSetting("ingress_max_events", "number", parse_positive_int, "1000",
+                  "most events in one transaction (400 above it)"),
+    DaemonSetting("ingress_header_timeout", "time", parse_timeout, "10s",
+                  "a request head must be complete within this time of its first byte, or the connection is"
+                  " closed"),
+    DaemonSetting("ingress_body_timeout", "time", parse_timeout, "10s",
+                  "a request body must arrive within this time (408 after it)"),
+    DaemonSetting("ingress_max_connections", "number", parse_positive_int, "4096",
+                  "most open ingress connections (lowered to fit the open-file limit); a new one closes the"
+                  " least recently active"),
+    DaemonSetting("log_deliveries", "boolean", parse_yes_no, "yes",
+                  "at log_level info, one line per delivered transaction and instance, with its latency"),
+    DaemonSetting("devices_path", "path", optional(os.path.expanduser), "",
+                  "device registry for drivers that wake devices (default STATE_DIR/devices.sqlite)"),
+    DaemonSetting("device_expiry", "time", parse_timeout, "90 days",
+                  "remove a device nobody registered again (HTTP, CLI or METADATA) for this long"),
 )  # fmt: skip
 DAEMON_SETTINGS_BY_NAME = {setting.name: setting for setting in DAEMON_SETTINGS}
 
@@ -237,15 +279,7 @@ def daemon_values(entries: Iterable[Entry]) -> dict[str, Any]:
 
 def is_local(listen: str) -> bool:
     """Whether only this machine can reach ``listen`` (loopback or a unix socket)."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if host in ("", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+    return listen.startswith("unix:") or is_loopback_host(listen.rpartition(":")[0])
 
 
 def _unknown_hint(key: str) -> str:

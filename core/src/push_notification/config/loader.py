@@ -13,7 +13,7 @@ from pathlib import Path
 from push_notification.config.daemon import DAEMON_SETTINGS_BY_NAME, DaemonConfig, daemon_values, parse_daemon_value
 from push_notification.config.instances import PREFIX, InstanceConfig, instance_from_block, plugin_instances
 from push_notification.config.render import render_effective
-from push_notification.config.syntax import Block, Entry, parse_tree
+from push_notification.config.syntax import Block, Entry, parse_tree, read_config_file
 from push_notification.errors import ConfigError
 
 __all__ = ["DEFAULT_CONFIG_TEXT", "DaemonConfig", "InstanceConfig", "load_config", "parse_config", "render_effective"]
@@ -30,12 +30,7 @@ def load_config(path: str | Path | None) -> DaemonConfig:
     """The config in ``path``, or the built-in default (one dlog instance) when None."""
     if path is None:
         return parse_config(DEFAULT_CONFIG_TEXT, DEFAULT_SOURCE)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (is this the config file?)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror} (pass an existing file with -c)") from None
+    text = read_config_file(str(path))
     return parse_config(text, str(path))
 
 

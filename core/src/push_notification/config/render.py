@@ -17,7 +17,15 @@ from push_notification.settings import Settings, mask_url
 if TYPE_CHECKING:
     from push_notification.config.daemon import DaemonConfig
 
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|apikey|authorization|(^|[_-])key($|[_-])", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|apikey|auth|credential|cookie|session|signature|(^|[_-])key($|[_-])", re.IGNORECASE
+)
+#: Header names whose values are shown: everything else in a ``headers { }`` block may be a
+#: credential (``X-Auth``, ``X-Api``...) and is masked.
+_PLAIN_HEADERS = frozenset(
+    ("accept", "content-type", "user-agent", "title", "x-title", "priority", "x-priority", "tags", "x-tags",
+     "markdown", "x-markdown", "icon", "x-icon", "click", "x-click", "content-language")
+)  # fmt: skip
 _INDENT = "  "
 
 
@@ -40,7 +48,7 @@ def render_effective(config: DaemonConfig) -> str:
 
 
 def masked(key: str, value: str) -> str:
-    """``value`` safe to print: *** for secret-looking keys, URL passwords replaced."""
+    """``value`` safe to print: *** for secret-looking keys, URLs as :func:`mask_url` shows them."""
     if value and _SECRET_KEY.search(key):
         return "***"
     return mask_url(value) if "://" in value else value
@@ -67,14 +75,15 @@ def _text(value: Any) -> str:
     return format_time(value) if isinstance(value, float) else str(value)
 
 
-def _entries(values: Mapping[str, str], depth: int) -> Iterator[str]:
+def _entries(values: Mapping[str, str], depth: int, headers: bool = False) -> Iterator[str]:
     for key, value in values.items():
-        yield f"{_INDENT * depth}{key} = {quote(masked(key, value))}"
+        shown = "***" if headers and value and key.lower() not in _PLAIN_HEADERS else masked(key, value)
+        yield f"{_INDENT * depth}{key} = {quote(shown)}"
 
 
-def _settings(settings: Settings, depth: int) -> Iterator[str]:
-    yield from _entries(settings.as_dict(), depth)
+def _settings(settings: Settings, depth: int, headers: bool = False) -> Iterator[str]:
+    yield from _entries(settings.as_dict(), depth, headers)
     for key, section in settings.sections.items():
         yield f"{_INDENT * depth}{key} {{"
-        yield from _settings(section, depth + 1)
+        yield from _settings(section, depth + 1, key.lower().endswith("headers"))
         yield f"{_INDENT * depth}}}"

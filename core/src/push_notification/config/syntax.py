@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -20,8 +21,13 @@ from push_notification.errors import ConfigError
 _KEY_VALUE = re.compile(r"^([^\s=]*)\s*=\s*(.*)$")
 _SECTION = re.compile(r"""^([^\s={}"']+)(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s{}"']+))?\s*\{\s*(\}?)$""")
 _ESCAPE = re.compile(r"\\(.)")
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]*@")
+#: What a setting or block name looks like; anything else is not shown back (it may be a secret).
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,99}")
 _MAX_INCLUDE_DEPTH = 20
+#: Blocks nest a few levels (instance, lua_settings); deeper is a broken or hostile file.
+MAX_BLOCK_DEPTH = 20
+#: A config file is a few kilobytes; a bigger one is the wrong file.
+MAX_FILE_SIZE = 4 << 20
 
 
 @dataclass
@@ -100,9 +106,35 @@ def unquote(text: str, where: str, what: str) -> str:
     return _ESCAPE.sub(r"\1", match.group(1))
 
 
-def _shown(line: str) -> str:
-    """``line`` fit for an error message: URL passwords masked, as everywhere else."""
-    return _URL_PASSWORD.sub(r"\1***@", line)
+def read_config_file(path: str) -> str:
+    """The text of the config file ``path``: a regular UTF-8 file of at most MAX_FILE_SIZE.
+
+    Errors are ``PATH: reason``. Nothing of the file's content is ever shown: a wrong path
+    (``/etc/shadow``) must not print what it reads.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    too_big = ConfigError(f"{path}: larger than {MAX_FILE_SIZE >> 20} MiB (is this the config file?)")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file (name a config file)")
+        if info.st_size > MAX_FILE_SIZE:
+            raise too_big
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_SIZE:
+        raise too_big
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (is this the config file?)") from None
 
 
 @dataclass
@@ -143,21 +175,28 @@ class _Parser:
         elif (kv := _KEY_VALUE.match(line)) is not None:
             if not kv.group(1):
                 raise ConfigError(f"{where}: missing setting name before '=' (write 'name = value')")
+            if _NAME.fullmatch(kv.group(1)) is None:
+                raise ConfigError(f"{where}: invalid setting name (use letters, digits and '_'; a config file?)")
             value = unquote(kv.group(2), where, f"value of '{kv.group(1)}'")
             stack[-1].children.append(Entry(kv.group(1), value, source, number, next(self.orders)))
         elif (section := _SECTION.match(line)) is not None:
+            if _NAME.fullmatch(section.group(1)) is None:
+                raise ConfigError(f"{where}: invalid block type (use letters, digits and '_'; is this a config file?)")
             name = unquote(section.group(2) or "", where, "block name")
             block = Block(section.group(1), name, source, number, next(self.orders))
             stack[-1].children.append(block)
             if not section.group(3):
+                if len(stack) > MAX_BLOCK_DEPTH:
+                    raise ConfigError(f"{where}: blocks nest more than {MAX_BLOCK_DEPTH} deep (close some with '}}')")
                 stack.append(block)
         elif "{" in line:
             raise ConfigError(
-                f"{where}: cannot parse block header {_shown(line)!r} (write 'type [name] {{' and put each setting "
-                "on its own line)"
+                f"{where}: cannot parse this block header (write 'type [name] {{' and put each setting on its own line)"
             )
         else:
-            raise ConfigError(f"{where}: expected 'name = value', 'type [name] {{' or '}}' but got {_shown(line)!r}")
+            # The line is not shown: without '=' it may be a secret ('ingress_token s3cret') or
+            # a line of a file included by mistake.
+            raise ConfigError(f"{where}: expected 'name = value', 'type [name] {{' or '}}' (is a '=' missing?)")
 
     def _include(self, line: str, source: str, where: str, parent: Block) -> None:
         directive, *rest = line.split(maxsplit=1)
@@ -181,19 +220,12 @@ class _Parser:
             raise ConfigError(f"{where}: {directive}: {path} includes itself (remove the loop)")
         if len(self.including) >= _MAX_INCLUDE_DEPTH:
             raise ConfigError(f"{where}: {directive}: includes nest more than {_MAX_INCLUDE_DEPTH} deep (flatten them)")
+        if directive == "!include_try" and not os.path.lexists(path):
+            return
         try:
-            with open(path, encoding="utf-8") as file:
-                text = file.read()
-        except FileNotFoundError:
-            if directive == "!include_try":
-                return
-            raise ConfigError(f"{where}: !include: cannot read {path}: No such file or directory") from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"{where}: {directive}: {path} is not UTF-8 text (save it as UTF-8 or leave it out of the pattern)"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"{where}: {directive}: cannot read {path}: {exc.strerror}") from None
+            text = read_config_file(path)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {directive}: {exc}") from None
         self.including.append(real)
         try:
             self.parse(text, path, parent)

@@ -22,11 +22,18 @@
 --   push_notification_bridge_timeout_msecs = 1000 timeout_msecs = 1000
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
---   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify METADATA)
+--   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
 -- `push-notification dovecot-config` prints these for you.
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
+-- Server METADATA forwarded with each transaction: OX's activation, and a device to wake
+-- (ours: a JSON registration; chatmail's: a gateway token).
+local METADATA_KEYS = {
+  OX_METADATA_KEY,
+  "/private/vendor/vendor.dovecot/push-device",
+  "/private/devicetoken",
+}
 local DEFAULTS = {
   transport = "spool",
   spool = "/var/spool/push-notification",
@@ -221,11 +228,19 @@ local function encode_user(user)
   return "{" .. table.concat(f, ",") .. "}"
 end
 
--- The mailbox after the change (a fresh, synced instance, as Dovecot's OX driver takes it).
-local function status_snapshot(user, mailbox)
-  local box = user:mailbox(mailbox)
+-- The mailbox after the change, from a fresh instance. Saves and flag changes are in the index
+-- the moment they commit, so reading it suffices; expunges are only requests in the index log
+-- until a sync applies them, so a transaction that expunged (or empties a mailbox being
+-- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
+-- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
+-- instance: the bridge only looks.
+local function status_snapshot(user, mailbox, sync)
+  local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
   local ok, result = pcall(function()
     box:open()
+    if sync then
+      box:sync()
+    end
     local s = dovecot.storage
     return box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
   end)
@@ -367,7 +382,7 @@ function script_init(args)
 end
 
 function dovecot_lua_notify_begin_txn(user)
-  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false }
+  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false, expunged = false }
   if config == nil then
     local ok, result = pcall(read_config, user)
     if ok then
@@ -385,6 +400,7 @@ local function add_event(ctx, event)
     local encoded = encode_event(event)
     if event.uid ~= nil then
       ctx.has_messages = true
+      ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
     elseif ctx.seen[encoded] then
       -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
       -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
@@ -409,15 +425,23 @@ local function finish(ctx)
     '"events":[' .. table.concat(ctx.events, ",") .. "]",
   }
   if config.metadata then
-    local ok, value = pcall(user.metadata_get, user, OX_METADATA_KEY)
-    if ok and value ~= nil then
-      parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(value) .. "}"
-    elseif not ok then
-      log("i_warning", "cannot read METADATA " .. OX_METADATA_KEY .. ": " .. tostring(value))
+    local found = {}
+    for _, key in ipairs(METADATA_KEYS) do
+      local ok, value = pcall(user.metadata_get, user, key)
+      if ok and (value ~= nil or key == OX_METADATA_KEY) then
+        -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
+        -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
+        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
+      elseif not ok then
+        log("i_warning", "cannot read METADATA " .. key .. ": " .. tostring(value))
+      end
+    end
+    if #found > 0 then
+      parts[#parts + 1] = '"metadata":{' .. table.concat(found, ",") .. "}"
     end
   end
   if config.status and ctx.has_messages then
-    local ok, status = pcall(status_snapshot, user, ctx.mailbox)
+    local ok, status = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged)
     if ok then
       parts[#parts + 1] = '"status":' .. status
     else

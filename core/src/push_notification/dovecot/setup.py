@@ -7,8 +7,10 @@ daemon's ``spool_dir`` line and the spool directory's owner and mode.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -19,14 +21,21 @@ from urllib.parse import urlsplit
 
 import click
 
+from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
+from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
+
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
-DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
+DEFAULT_INGRESS = DEFAULT_URL + TRANSACTIONS_PATH
 SCRIPT_NAME = "dovecot-bridge.lua"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
-PROTOCOLS = ("lmtp", "lda", "imap")
+#: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
+#: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
+#: and the driver line in these filters only, so a service that changes no mail (submission,
+#: indexer-worker, ...) never reads a driver line whose plugin it has not loaded.
+PROTOCOLS = ("lmtp", "lda", "imap", "pop3", "doveadm")
 
 
 @dataclass(frozen=True)
@@ -59,11 +68,19 @@ def script_source() -> str:
     return resources.files("push_notification.dovecot").joinpath("bridge.lua").read_text(encoding="utf-8")
 
 
+def bridge_settings(options: BridgeOptions) -> dict[str, str]:
+    """Dovecot 2.3 ``plugin { }`` keys the bridge script reads (``push_notification_bridge_*``)."""
+    return {f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()}
+
+
+def driver_value(options: BridgeOptions) -> str:
+    """The 2.3 ``push_notification_driver`` value that runs the bridge script."""
+    return f"lua:file={options.script_path}"
+
+
 def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification_driver") -> dict[str, str]:
-    """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options``."""
-    settings = {driver_key: f"lua:file={options.script_path}"}
-    settings.update({f"push_notification_bridge_{k}": v for k, v in options.lua_settings().items()})
-    return settings
+    """Dovecot 2.3 ``plugin { }`` keys that load the bridge with ``options`` (the driver line first)."""
+    return {driver_key: driver_value(options), **bridge_settings(options)}
 
 
 def install_script(directory: str | os.PathLike[str]) -> Path:
@@ -106,56 +123,53 @@ def _conf_value(value: str) -> str:
 
 def render_snippet(options: BridgeOptions, version: str) -> str:
     """The dovecot.conf lines for ``version`` (``2.3`` or ``2.4``)."""
-    lines = ["# push-notification bridge (written by: push-notification dovecot-config)"]
-    lines.append("# Server METADATA (the OX http-notify key) needs mail_attribute_dict and imap_metadata = yes.")
-    if version == "2.4":
-        for protocol in PROTOCOLS:
-            lines.append(f"protocol {protocol} {{")
-            lines.append("  mail_plugins {")
-            lines.extend(f"    {plugin} = yes" for plugin in MAIL_PLUGINS)
-            lines.append("  }")
-            lines.append("}")
-        lines.append("push_notification bridge {")
-        lines.append("  driver = lua")
-        lines.append(f"  lua_file = {_conf_value(options.script_path)}")
-        lines.append("  lua_settings {")
-        lines.extend(f"    {k} = {_conf_value(v)}" for k, v in options.lua_settings().items())
-        lines.append("  }")
-        lines.append("}")
-    else:
-        for protocol in PROTOCOLS:
-            lines.append(f"protocol {protocol} {{")
-            lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
-            lines.append("}")
-        lines.append("plugin {")
-        lines.append(
-            "  # With other push drivers configured, use the next free number (push_notification_driver2 ...)."
-        )
-        lines.extend(f"  {k} = {_conf_value(v)}" for k, v in plugin_settings(options).items())
-        lines.append("}")
+    lines = [
+        "# push-notification bridge (written by: push-notification dovecot-config)",
+        f"# Every service that changes mail feeds the bridge: {', '.join(PROTOCOLS)} (Sieve inside lmtp/lda).",
+        "# Server METADATA (the OX http-notify key) needs mail_attribute_dict and imap_metadata = yes.",
+    ]
+    lines.extend(_snippet_24(options) if version == "2.4" else _snippet_23(options))
     return "\n".join(lines) + "\n"
 
 
-def _spool_advice(spool: str, mail_user: str) -> str:
-    dirs = " ".join(f"{spool}/{sub}" for sub in ("tmp", "new", "bad"))
-    return (
-        f"# Spool: Dovecot writes {spool}/tmp and renames into {spool}/new as the mail user;\n"
-        "# the daemon reads and deletes there, so it runs as that user (or root). Create it with:\n"
-        f"#   install -d -o {mail_user} -g {mail_user} -m 0770 {spool} {dirs}\n"
-        "# and tell the daemon (its config file, not dovecot.conf):\n"
-        f"#   spool_dir = {spool}\n"
-    )
+def _snippet_24(options: BridgeOptions) -> list[str]:
+    # 2.4 merges a filter's mail_plugins { } with the global list, wherever it appears in the
+    # file, so one global list reaches every service; the driver block is global too.
+    lines = ["mail_plugins {"]
+    lines.extend(f"  {plugin} = yes" for plugin in MAIL_PLUGINS)
+    lines.append("}")
+    lines.append("push_notification bridge {")
+    lines.append("  driver = lua")
+    lines.append(f"  lua_file = {_conf_value(options.script_path)}")
+    lines.append("  lua_settings {")
+    lines.extend(f"    {k} = {_conf_value(v)}" for k, v in options.lua_settings().items())
+    lines.append("  }")
+    lines.append("}")
+    return lines
+
+
+def _snippet_23(options: BridgeOptions) -> list[str]:
+    # 2.3: `$mail_plugins` inside a protocol filter is that filter's own earlier value (e.g.
+    # `sieve` for lmtp), so the filters keep what the admin set there; a global line after
+    # such a filter would be ignored there and warned about. Naming a plugin twice is harmless.
+    lines = ["# With other push drivers configured, use the next free number (push_notification_driver2 ...)."]
+    for protocol in PROTOCOLS:
+        lines.append(f"protocol {protocol} {{")
+        lines.append(f"  mail_plugins = $mail_plugins {' '.join(MAIL_PLUGINS)}")
+        lines.append("  plugin {")
+        lines.append(f"    push_notification_driver = {_conf_value(driver_value(options))}")
+        lines.append("  }")
+        lines.append("}")
+    lines.append("plugin {")
+    lines.extend(f"  {k} = {_conf_value(v)}" for k, v in bridge_settings(options).items())
+    lines.append("}")
+    return lines
 
 
 def _url_warning(url: str) -> str | None:
+    parts = urlsplit(url)
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise click.BadParameter(f"{url!r} is not a URL (e.g. {DEFAULT_INGRESS})", param_hint="--url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. {DEFAULT_INGRESS})", param_hint="--url")
-    try:
-        ipaddress.ip_address(parts.hostname)
+        ipaddress.ip_address(parts.hostname or "")
     except ValueError:
         return (
             f"warning: {parts.hostname} is a host name; Dovecot 2.3.19's Lua HTTP client resolves names"
@@ -172,13 +186,29 @@ def _url_warning(url: str) -> str | None:
     show_default=True,
     help="spool: the daemon runs on this host; http: POST to a daemon elsewhere (spool as fallback).",
 )
-@click.option("--url", default=DEFAULT_INGRESS, show_default=True, help="Ingress URL for --transport http.")
+@click.option(
+    "--url",
+    default=DEFAULT_INGRESS,
+    show_default=True,
+    callback=ingress_url_callback,
+    help="The daemon for --transport http: http://HOST:PORT or the full ingress URL (…/v1/transactions).",
+)
 @click.option("--token", envvar="PUSH_NOTIFICATION_TOKEN", help="Ingress token for --transport http.")
 @click.option("--spool", default=DEFAULT_SPOOL, show_default=True, help="Spool directory.")
 @click.option("--version", "version", type=click.Choice(["2.3", "2.4"]), help="Dovecot version (default: detect).")
 @click.option("--install-dir", default=DEFAULT_INSTALL_DIR, show_default=True, help="Where to put the script.")
 @click.option("--no-install", is_flag=True, help="Only print; do not install the script.")
-@click.option("--mail-user", default="vmail", show_default=True, help="The user Dovecot delivers mail as.")
+@click.option(
+    "--mail-user",
+    default="vmail",
+    show_default=True,
+    help="The user Dovecot delivers mail as (mail_uid); the spool gets its primary group.",
+)
+@click.option(
+    "--metadata",
+    is_flag=True,
+    help="Print the METADATA lines too (mail_attribute_dict, imap_metadata): OX App Suite needs them.",
+)
 @click.option("--timeout-msecs", default=1000, show_default=True, type=click.IntRange(50, 60000))
 @click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (saves a sync per delivery).")
 def dovecot_config(
@@ -190,6 +220,7 @@ def dovecot_config(
     install_dir: str,
     no_install: bool,
     mail_user: str,
+    metadata: bool,
     timeout_msecs: int,
     no_status: bool,
 ) -> None:
@@ -212,5 +243,77 @@ def dovecot_config(
         timeout_msecs=timeout_msecs,
         status=not no_status,
     )
-    click.echo(render_snippet(options, version or detect_version()), nl=False)
-    click.echo(_spool_advice(spool, mail_user), nl=False)
+    version = version or detect_version()
+    group = mail_group(mail_user)
+    if group is None:
+        click.echo(
+            f"warning: user {mail_user!r} does not exist on this host; give Dovecot's mail user"
+            " (mail_uid, or the owner of the mail directories) with --mail-user",
+            err=True,
+        )
+    click.echo(render_snippet(options, version), nl=False)
+    if metadata:
+        click.echo(metadata_lines(version), nl=False)
+    click.echo(daemon_side(options, mail_user, group or mail_user), nl=False)
+
+
+def mail_group(user: str) -> str | None:
+    """The primary group of ``user`` (``nogroup`` for Debian's ``nobody``), or None when
+    there is no such user here."""
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def metadata_lines(version: str) -> str:
+    """Server METADATA (the OX http-notify key, ``doveadm mailbox metadata``) needs a dict."""
+    if version == "2.4":
+        dict_lines = ["mail_attribute {", "  dict file {", "    path = %{home}/dovecot-attributes", "  }", "}"]
+    else:
+        dict_lines = ["mail_attribute_dict = file:%h/dovecot-attributes"]
+    lines = ["# METADATA: per-user server attributes (OX App Suite turns push on and off with them)", *dict_lines]
+    lines += ["protocol imap {", "  imap_metadata = yes", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def daemon_side(options: BridgeOptions, mail_user: str, group: str) -> str:
+    """The daemon's half, as comments: its config lines, the spool directory and the
+    systemd unit's settings that let it read what Dovecot writes there."""
+    spool = options.spool
+    dirs = " ".join(f"{spool}/{sub}" for sub in ("tmp", "new", "bad"))
+    lines = [
+        "#",
+        "# ---- The daemon's side (not dovecot.conf) ----",
+        f"# 1. The spool: Dovecot writes {spool}/tmp, renames into {spool}/new as {mail_user} (files",
+        "#    mode 0600); the daemon deletes them as a member of the group and reads them with",
+        "#    CAP_DAC_READ_SEARCH (the shipped unit), or runs as the mail user. Create it:",
+        f"#      install -d -o {mail_user} -g {group} -m 2770 {spool} {dirs}",
+        f"# 2. {SYSTEM_CONFIG} (contrib/push-notification.conf):",
+        f"#      spool_dir = {spool}",
+    ]
+    if options.transport == "http":
+        parts = urlsplit(options.url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines.append(f"#      listen = {listen}")
+        if options.token:
+            lines.append("#      ingress_token = <the same token as --token>")
+        elif not is_loopback_host(host):
+            lines.append("#      ingress_token = <a secret; Dovecot gets it with --token> (required off loopback)")
+    lines += [
+        "# 3. The unit (contrib/systemd/push-notification.service runs it as user push-notification):",
+        "#      systemctl edit push-notification",
+        "#    and add, if your mail group is not the unit's:",
+        "#      [Service]",
+        f"#      SupplementaryGroups={group}",
+        f"#      ReadWritePaths={spool}",
+        "#    (or run it as the mail user: User=" + mail_user + " and Group=" + group + ")",
+        "#    then: systemctl restart push-notification; journalctl -u push-notification names the spool.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from push_notification.cli_options import chosen_config, config_option
 from push_notification.config import load_config
 from push_notification.errors import PushNotificationError
 from push_notification.queue.dead_letters import DeadLetterBook, SqliteDeadLetters, open_dead_letters
@@ -30,6 +31,13 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from None
 
 
+_queue_path_option = click.option(
+    "--queue-path",
+    envvar="PUSH_NOTIFICATION_QUEUE_PATH",
+    help="The queue file (default: queue_path from the config).",
+)
+
+
 def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every ``queue`` command takes to pick dead letters."""
     options = [
@@ -38,36 +46,29 @@ def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--older-than", callback=_duration, help="Only letters accepted at least this long ago (1h)."),
         click.option("--newer-than", callback=_duration, help="Only letters accepted at most this long ago (30 mins)."),
         click.option("--id", "txn_id", help="Only the transaction with this id."),
-        click.option(
-            "--queue-path",
-            envvar="PUSH_NOTIFICATION_QUEUE_PATH",
-            help="The queue file (default: queue_path from the config).",
-        ),
+        _queue_path_option,
+        config_option,
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _open(queue_path: str | None) -> DeadLetterBook:
+def _open(queue_path: str | None, config_path: str | None = None) -> DeadLetterBook:
+    """The queue's book, named on stderr (which queue, from which config) so a count of 0 is
+    never a surprise from reading another daemon's queue."""
     try:
-        if queue_path is not None:
-            return SqliteDeadLetters(queue_path)
-        config = load_config(_group_config())
-        return open_dead_letters(config.queue, path=config.queue_path, url=config.queue_url, source=config.source)
+        if queue_path is None:
+            config = load_config(chosen_config(config_path))
+            book = open_dead_letters(config.queue, path=config.queue_path, url=config.queue_url, source=config.source)
+            origin = f"{'queue_url' if config.queue == 'redis' else 'queue_path'} of {config.source}"
+        else:
+            book = SqliteDeadLetters(queue_path)
+            origin = "--queue-path"
     except PushNotificationError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _group_config() -> str | None:
-    """``-c`` given to ``queue`` itself (``push-notification queue -c FILE list``)."""
-    ctx: click.Context | None = click.get_current_context()
-    while ctx is not None:
-        if ctx.command.name == "queue":
-            value = ctx.params.get("config_path")
-            return str(value) if value else None
-        ctx = ctx.parent
-    return None
+    click.echo(f"{book.where()} ({origin})", err=True)
+    return book
 
 
 def _filter(options: dict[str, Any]) -> Filter:
@@ -99,16 +100,56 @@ def _as_dict(letter: DeadLetter) -> dict[str, Any]:
 
 
 @click.group("queue")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="PUSH_NOTIFICATION_CONFIG",
-    help="The daemon's config file, to find queue_path. Env: PUSH_NOTIFICATION_CONFIG.",
-)
+@config_option
 def queue_group(config_path: str | None) -> None:
-    """Dead letters of the durable queue: list, show, retry, purge."""
+    """The durable queue: status; dead letters: list, show, retry, purge."""
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@queue_group.command("status")
+@_queue_path_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per instance.")
+def status_command(queue_path: str | None, config_path: str | None, as_json: bool) -> None:
+    """Per instance: pending, retrying (and the next attempt), dead letters, the oldest's age.
+
+    Counts what the queue file holds: a running daemon keeps a spooled transaction in memory
+    until an instance has to retry it."""
+    conn = _open(queue_path, config_path)
+    try:
+        rows = conn.status()
+    finally:
+        conn.close()
+    now = time.time()
+    for row in rows:
+        age = None if row.oldest_accepted is None else now - row.oldest_accepted
+        if as_json:
+            data = {
+                "instance": row.instance,
+                "pending": row.pending,
+                "retrying": row.retrying,
+                "next_attempt": _when(row.next_attempt) if row.next_attempt else None,
+                "dead": row.dead,
+                "oldest_age_seconds": None if age is None else round(age, 3),
+            }
+            click.echo(json.dumps(data))
+            continue
+        if row is rows[0]:
+            click.echo(f"{'INSTANCE':16}  {'PENDING':>7}  {'RETRYING':>8}  {'NEXT ATTEMPT':19}  {'DEAD':>6}  OLDEST")
+        next_attempt = _when(row.next_attempt if row.retrying else None)
+        click.echo(
+            f"{row.instance:16}  {row.pending:7}  {row.retrying:8}  {next_attempt:19}"
+            f"  {row.dead:6}  {'-' if age is None else _age(age)}"
+        )
+    if not rows and not as_json:
+        click.echo("the queue is empty", err=True)
 
 
 @queue_group.command("list")
@@ -117,7 +158,7 @@ def queue_group(config_path: str | None) -> None:
 @click.option("--limit", type=int, default=None, help="Show at most this many.")
 def list_command(queue_path: str | None, as_json: bool, limit: int | None, **options: Any) -> None:
     """List dead letters, oldest first."""
-    conn = _open(queue_path)
+    conn = _open(queue_path, options.pop("config_path", None))
     try:
         count = 0
         for letter in conn.dead_letters(_filter(options), limit=limit):
@@ -140,10 +181,11 @@ def list_command(queue_path: str | None, as_json: bool, limit: int | None, **opt
 @queue_group.command("show")
 @click.argument("instance")
 @click.argument("txn_id")
-@click.option("--queue-path", envvar="PUSH_NOTIFICATION_QUEUE_PATH", help="The queue file.")
-def show_command(instance: str, txn_id: str, queue_path: str | None) -> None:
+@_queue_path_option
+@config_option
+def show_command(instance: str, txn_id: str, queue_path: str | None, config_path: str | None) -> None:
     """Show one dead letter and its transaction (INSTANCE and ID as `queue list` prints them)."""
-    conn = _open(queue_path)
+    conn = _open(queue_path, config_path)
     try:
         found = conn.dead_letter_body(instance, txn_id)
     finally:
@@ -163,7 +205,7 @@ def show_command(instance: str, txn_id: str, queue_path: str | None) -> None:
 @_filters
 def retry_command(queue_path: str | None, **options: Any) -> None:
     """Send matching dead letters back for delivery (with a fresh retry deadline)."""
-    conn = _open(queue_path)
+    conn = _open(queue_path, options.pop("config_path", None))
     try:
         count = conn.requeue(_filter(options))
     finally:
@@ -176,10 +218,11 @@ def retry_command(queue_path: str | None, **options: Any) -> None:
 @click.option("--all", "everything", is_flag=True, help="Purge every dead letter (needed without a filter).")
 def purge_command(queue_path: str | None, everything: bool, **options: Any) -> None:
     """Delete matching dead letters for good."""
+    config_path = options.pop("config_path", None)
     which = _filter(options)
     if which == Filter() and not everything:
         raise click.UsageError("purge needs a filter (--instance, --user, --older-than, ...) or --all")
-    conn = _open(queue_path)
+    conn = _open(queue_path, config_path)
     try:
         count = conn.purge(which)
     finally:

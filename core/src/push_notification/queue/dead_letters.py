@@ -14,10 +14,12 @@ from push_notification.errors import PushNotificationError
 from push_notification.queue.sqlite_store import (
     DeadLetter,
     Filter,
+    InstanceStatus,
     dead_letter_body,
     dead_letters,
     open_store,
     purge,
+    queue_status,
     requeue,
 )
 
@@ -27,6 +29,9 @@ class DeadLetterBook(Protocol):
 
     def where(self) -> str:
         """The queue read, for the commands to say (never with a password)."""
+
+    def status(self) -> list[InstanceStatus]:
+        """Per instance: pending, retrying (and the next attempt), dead, the oldest's age."""
 
     def dead_letters(self, which: Filter, *, limit: int | None = None) -> Iterator[DeadLetter]: ...
 
@@ -47,7 +52,10 @@ class SqliteDeadLetters:
         self.conn: sqlite3.Connection = open_store(path, create=False)
 
     def where(self) -> str:
-        return f"queue file {self.path}"
+        return f"queue file: {self.path}"
+
+    def status(self) -> list[InstanceStatus]:
+        return queue_status(self.conn)
 
     def dead_letters(self, which: Filter, *, limit: int | None = None) -> Iterator[DeadLetter]:
         return dead_letters(self.conn, which, limit=limit)

@@ -97,6 +97,10 @@ class MemoryQueue(Queue):
             self._accepted[txn.id] = (accepted, owed - 1)
         return accepted
 
+    def pending_transactions(self) -> int:
+        """Distinct transactions still waiting for some instance (``depth`` counts deliveries)."""
+        return len({id(txn) for items in self._pending.values() for txn in items})
+
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:
             return len(self._pending.get(instance, ()))

@@ -62,6 +62,12 @@ READ_BLOCK_MS = 1000
 COUNT_INTERVAL = 0.5
 
 
+def _raise_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(eq=False)
 class _InFlight:
     pair: Pair
@@ -350,6 +356,7 @@ class RedisQueue(Queue):
     async def _read(self, instance: str) -> None:
         """Bring this instance's entries into memory: taken-over ones first, then new ones."""
         while not self._closing:
+            _raise_if_cancelled()  # a cancellation the client swallowed still ends the task
             try:
                 for pair in sorted(p for p in self._fresh if p[0] == instance):
                     await self._take_over(pair)
@@ -376,6 +383,7 @@ class RedisQueue(Queue):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): read again
+                _raise_if_cancelled()  # the client may turn a cancellation into its own error
                 self._failed(f"redis reader {instance}", exc)
                 await asyncio.sleep(1.0)
 
@@ -485,6 +493,7 @@ class RedisQueue(Queue):
         next_beat = 0.0
         next_sweep = time.monotonic() + self.visibility_timeout
         while not self._closing:
+            _raise_if_cancelled()
             try:
                 if time.monotonic() >= next_beat:
                     await self._rebalance()
@@ -504,6 +513,7 @@ class RedisQueue(Queue):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): keep going
+                _raise_if_cancelled()
                 self._failed("redis maintenance", exc)
             await asyncio.sleep(COUNT_INTERVAL)
 

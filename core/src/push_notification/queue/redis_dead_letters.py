@@ -13,7 +13,7 @@ from typing import Any
 
 from push_notification.errors import PushNotificationError
 from push_notification.queue.redis_store import partition_of_user
-from push_notification.queue.sqlite_store import DeadLetter, Filter
+from push_notification.queue.sqlite_store import DeadLetter, Filter, InstanceStatus
 from push_notification.settings import mask_url
 
 
@@ -38,7 +38,45 @@ class RedisDeadLetters:
 
     def where(self) -> str:
         """What ``queue`` commands say they read."""
-        return f"redis queue {mask_url(self.url)}"
+        return f"redis queue: {mask_url(self.url)}"
+
+    def status(self) -> list[InstanceStatus]:
+        """Per instance (every consumer group): not yet delivered (a group's lag plus what its
+        daemons hold), retrying, the next attempt, dead letters, and the oldest undelivered
+        transaction's age (a stream id is the time Redis accepted it)."""
+        found: dict[str, dict[str, Any]] = {}
+        for partition in range(self.partitions):
+            stream = f"{self.prefix}:s:{partition}"
+            if not self.client.exists(stream):
+                continue
+            for group in self.client.xinfo_groups(stream):
+                row = found.setdefault(group["name"], {"owed": 0, "oldest": None})
+                row["owed"] += int(group["pending"]) + int(group.get("lag") or 0)
+                first = None
+                if int(group["pending"]):
+                    first = self.client.xpending(stream, group["name"])["min"]
+                elif group.get("lag"):
+                    after = self.client.xrange(stream, f"({group['last-delivered-id']}", "+", count=1)
+                    first = after[0][0] if after else None
+                if first is not None:
+                    accepted = int(str(first).partition("-")[0]) / 1000
+                    row["oldest"] = accepted if row["oldest"] is None else min(row["oldest"], accepted)
+        rows = []
+        for instance in sorted(set(found) | set(self._instances(Filter()))):
+            retries = [json.loads(v) for v in self.client.hvals(f"{self.prefix}:r:{instance}")]
+            row = found.get(instance, {"owed": 0, "oldest": None})
+            retrying = min(len(retries), row["owed"])
+            rows.append(
+                InstanceStatus(
+                    instance=instance,
+                    pending=row["owed"] - retrying,
+                    retrying=retrying,
+                    next_attempt=min((r["next_at"] for r in retries), default=None),
+                    dead=int(self.client.hlen(f"{self.prefix}:d:{instance}")),
+                    oldest_accepted=row["oldest"],
+                )
+            )
+        return rows
 
     def close(self) -> None:
         self.client.close()

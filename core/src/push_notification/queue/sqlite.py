@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from push_notification.log_fields import delivery_fields
 from push_notification.queue.contract import Queue, QueueFull, Release
 from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
@@ -110,6 +111,10 @@ class SqliteQueue(Queue):
         self._unwritten = 0
         self._held: dict[int, _Held] = {}
         self._warned = False
+        #: Dead letters sent back by ``queue retry`` and not delivered yet: their delivery is logged.
+        self._requeued_seqs: set[tuple[str, int]] = set()
+        #: The config file the daemon read, named in the dead-letter hint (``queue -c FILE``).
+        self.config_source: str | None = None
         conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'requeued'")
         self._next_seq = (conn.execute("SELECT max(seq) FROM delivery").fetchone()[0] or 0) + 1
         self._counts: dict[str, int] = {}
@@ -234,6 +239,16 @@ class SqliteQueue(Queue):
                         lazy=True,
                     )
                 )
+            if entry.attempts or (instance, seq) in self._requeued_seqs:
+                self._requeued_seqs.discard((instance, seq))
+                log.info(
+                    "push_notification %s: transaction %s (user %s) delivered after %s",
+                    instance,
+                    txn.id,
+                    txn.user.username,
+                    f"{entry.attempts + 1} attempts" if entry.attempts else "push-notification queue retry",
+                    extra=delivery_fields(instance, txn, "delivered", attempt=entry.attempts + 1),
+                )
             self.observer.finished(instance, "delivered", now - entry.accepted_at)
             return
         entry.attempts += 1
@@ -245,27 +260,37 @@ class SqliteQueue(Queue):
         if outcome == "retry":
             lane.retry(entry, when, now)
             self._record(instance, entry, "pending", reason, now)
-            log.info(
-                "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
+            log.warning(
+                "push_notification %s: transaction %s (user %s, mailbox %s) attempt %d failed: %s;"
+                " attempt %d at %s (in %.1fs)",
                 instance,
                 txn.id,
                 txn.user.username,
-                when - now,
+                txn.mailbox,
+                attempts,
+                reason,
                 attempts + 1,
+                time.strftime("%H:%M:%S", time.localtime(when)),
+                when - now,
+                extra=delivery_fields(instance, txn, "retry", attempt=attempts, next_attempt=round(when, 3)),
             )
         else:
             lane.finish(entry, now)
             self._dead[instance] = self._dead.get(instance, 0) + 1
             self._record(instance, entry, "dead", reason, now)
+            self._requeued_seqs.discard((instance, seq))
             log.warning(
-                "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
-                " see push-notification queue list --instance %s",
+                "push_notification %s: transaction %s (user %s, mailbox %s) is a dead letter after %d attempt(s):"
+                " %s; see push-notification queue%s list --instance %s",
                 instance,
                 txn.id,
                 txn.user.username,
+                txn.mailbox,
                 attempts,
                 reason,
+                f" -c {self.config_source}" if self.config_source else "",
                 instance,
+                extra=delivery_fields(instance, txn, "dead", attempt=attempts),
             )
         self.observer.finished(instance, outcome, now - entry.accepted_at)
 
@@ -384,6 +409,7 @@ class SqliteQueue(Queue):
     def _requeued(self, rows: list[tuple[str, Entry | None]]) -> None:
         """Dead letters ``push-notification queue retry`` sent back, now ``pending``."""
         now = time.time()
+        taken: dict[str, int] = {}
         for name, entry in rows:
             if entry is None:
                 continue
@@ -392,7 +418,11 @@ class SqliteQueue(Queue):
             if lane is None:
                 self._counts[name] = self._counts.get(name, 0) + 1
                 continue
+            taken[name] = taken.get(name, 0) + 1
+            self._requeued_seqs.add((name, entry.seq))
             lane.requeued(entry, now)
+        for name, count in taken.items():
+            log.info("push_notification %s: %d dead letter(s) sent back by queue retry; delivering", name, count)
 
     def _poll(self, conn: sqlite3.Connection) -> Callable[[], None] | None:
         """Notice ``push-notification queue retry|purge`` run against the file meanwhile:

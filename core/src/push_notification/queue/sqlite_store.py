@@ -324,3 +324,42 @@ class _transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One instance's share of the queue file, for ``push-notification queue status``."""
+
+    instance: str
+    #: Waiting for a first attempt (or sent back by ``queue retry``).
+    pending: int
+    #: Failed at least once and waiting for their next attempt.
+    retrying: int
+    #: The earliest next attempt among the retrying ones (epoch seconds).
+    next_attempt: float | None
+    dead: int
+    #: When the oldest transaction not yet delivered was accepted (epoch seconds).
+    oldest_accepted: float | None
+
+
+def queue_status(conn: sqlite3.Connection) -> list[InstanceStatus]:
+    """Per instance: pending, retrying (with the next attempt's time), dead, the oldest's age."""
+    rows = conn.execute(
+        "SELECT instance,"
+        " sum(state != 'dead' AND attempts = 0),"
+        " sum(state != 'dead' AND attempts > 0),"
+        " min(CASE WHEN state != 'dead' AND attempts > 0 THEN next_at END),"
+        " sum(state = 'dead'),"
+        " min(CASE WHEN state != 'dead' THEN accepted_at END)"
+        " FROM delivery GROUP BY instance ORDER BY instance"
+    )
+    return [InstanceStatus(str(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]), row[5]) for row in rows]
+
+
+def pending_summary(conn: sqlite3.Connection) -> tuple[int, int]:
+    """``(transactions, deliveries)`` not yet delivered: one transaction owed to three
+    instances is one transaction and three deliveries."""
+    transactions, deliveries = conn.execute(
+        "SELECT count(DISTINCT seq), count(*) FROM delivery WHERE state != 'dead'"
+    ).fetchone()
+    return int(transactions), int(deliveries)

@@ -9,17 +9,20 @@ from typing import Any
 import aiohttp
 
 from push_notification.errors import PushNotificationError
-from push_notification.server.ingress import TRANSACTIONS_PATH
+from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, ingress_url
 from push_notification.settings import mask_url
 
-DEFAULT_URL = "http://127.0.0.1:8425"
+__all__ = ["DEFAULT_URL", "IngressClient", "read_json_lines"]
 
 
 class IngressClient:
     """A keep-alive session to one daemon's ingress."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0) -> None:
-        self.endpoint = url.rstrip("/") + TRANSACTIONS_PATH
+        try:
+            self.endpoint = ingress_url(url)[0]  # the CLI shows the warning (cli_options.py)
+        except ValueError as exc:
+            raise PushNotificationError(f"--url {exc}") from None
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -44,7 +47,10 @@ class IngressClient:
                     reason = json.loads(text)["error"]
                 except (ValueError, KeyError, TypeError):
                     reason = text.strip()[:200] or response.reason
-                raise PushNotificationError(f"daemon at {mask_url(self.endpoint)} answered {response.status}: {reason}")
+                hint = _HINTS.get(response.status, "")
+                raise PushNotificationError(
+                    f"daemon at {mask_url(self.endpoint)} answered {response.status}: {reason}{hint}"
+                )
         except aiohttp.ClientError as exc:
             raise PushNotificationError(
                 f"cannot reach the daemon at {mask_url(self.endpoint)}: {exc};"
@@ -52,6 +58,13 @@ class IngressClient:
             ) from None
         except TimeoutError:
             raise PushNotificationError(f"the daemon at {mask_url(self.endpoint)} did not answer in time") from None
+
+
+#: What to do about an answer, beside the daemon's own reason.
+_HINTS = {
+    401: "; pass the daemon's ingress_token with --token or the PUSH_NOTIFICATION_TOKEN environment variable",
+    404: f"; no ingress at this path: give the daemon's address ({DEFAULT_URL}) or its {TRANSACTIONS_PATH} URL",
+}
 
 
 def read_json_lines(lines: Iterable[str], source: str) -> Iterable[tuple[int, dict[str, Any]]]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Awaitable
+import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
@@ -19,6 +22,10 @@ from typing import TypeVar
 from aiohttp import web
 
 from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
+from push_notification.devices.http import device_routes
+from push_notification.devices.kinds import served_kinds
+from push_notification.devices.service import DeviceService
+from push_notification.devices.wiring import open_device_service
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, Metadata, create_instance, find_driver
 from push_notification.errors import PushNotificationError
@@ -26,12 +33,19 @@ from push_notification.queue import MemoryQueue, Queue
 from push_notification.queue.redis import RedisQueue
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.server.ingress import create_app, listen_address
+from push_notification.queue.sqlite_store import pending_summary
+from push_notification.server.connections import Connections, IngressSite, connection_cap
+from push_notification.server.import_paths import refresh_import_paths
+from push_notification.server.ingress import IngressLimits, create_app, listen_address, runner_options
 from push_notification.server.metadata import open_metadata
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
+from push_notification.server.spool_access import spool_access_problem
 from push_notification.server.supervisor import Health, Supervisor
 from push_notification.settings import Settings
+from push_notification.storm import SqliteStormStore, StormQueue, StormSettings, read_storm_settings
+from push_notification.storm.redis_store import RedisStormStore
+from push_notification.storm.store import StormStore
 
 log = logging.getLogger("push_notification.server.daemon")
 
@@ -51,6 +65,12 @@ RESTART_ONLY = (
     "ingress_token",
     "log_format",
     "event_loop",
+    "ingress_max_body_size",
+    "ingress_max_events",
+    "ingress_header_timeout",
+    "ingress_body_timeout",
+    "ingress_max_connections",
+    "devices_path",
 )
 
 
@@ -62,7 +82,10 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
+        queue = SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
+        if config.source != DEFAULT_SOURCE:
+            queue.config_source = config.source  # named in the dead-letter hint
+        return queue
     if config.queue == "redis":
         assert config.queue_url, "checked when the config was read"
         return RedisQueue(
@@ -74,14 +97,29 @@ def make_queue(config: DaemonConfig) -> Queue:
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (sqlite, redis, memory)")
 
 
-def build_instances(config: DaemonConfig, metadata: Metadata | None) -> list[DriverInstance]:
+def storm_store(config: DaemonConfig, queue: Queue) -> Callable[[], StormStore]:
+    """Where storm-control windows keep what they hold: in Redis beside a shared queue (a dead
+    daemon's windows go back into the queue for the next owner), else ``state_dir/storm.sqlite``."""
+    if isinstance(queue, RedisQueue):
+        redis = queue
+        return lambda: RedisStormStore(redis.client, redis.store.prefix, redis.me, redis.partition)
+    path = Path(config.state_dir) / "storm.sqlite"
+    return lambda: SqliteStormStore(path)
+
+
+def build_instances(
+    config: DaemonConfig,
+    metadata: Metadata | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> list[DriverInstance]:
     """Load the configured drivers through their entry points and create every instance.
 
     Every mistake (unknown driver, bad setting) is raised here, at start-up.
     """
     instances = []
     for inst in config.instances:
-        instances.append(build_instance(inst, config, metadata))
+        instances.append(build_instance(inst, config, metadata, devices, storm))
     return instances
 
 
@@ -93,9 +131,20 @@ def retry_policy(inst: InstanceConfig, config: DaemonConfig) -> RetryPolicy:
     return RetryPolicy(min_delay=config.queue_retry_delay, max_delay=config.queue_retry_max_delay, deadline=deadline)
 
 
-def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: Metadata | None) -> DriverInstance:
+def build_instance(
+    inst: InstanceConfig,
+    config: DaemonConfig,
+    metadata: Metadata | None,
+    devices: DeviceService | None = None,
+    storm: dict[str, StormSettings] | None = None,
+) -> DriverInstance:
+    """One instance; its storm-control settings (read here, before the driver checks its own)
+    go into ``storm``."""
     retry_policy(inst, config)
-    factory = find_driver(inst.driver, inst.name, inst.where).load()
+    factory = find_driver(inst.driver, inst.name, inst.where, inst.settings).load()
+    storm_settings = read_storm_settings(inst.settings, factory)
+    if storm is not None:
+        storm[inst.name] = storm_settings
     state_dir = Path(config.state_dir) / "drivers" / inst.name
     context = DriverContext(
         instance=inst.name,
@@ -104,6 +153,7 @@ def build_instance(inst: InstanceConfig, config: DaemonConfig, metadata: Metadat
         plugin_env=MappingProxyType(dict(config.plugin_env)),
         metadata=metadata,
         state_dir=state_dir,
+        devices=devices,
     )
     return create_instance(context, factory, timeout=inst.timeout)
 
@@ -114,14 +164,27 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.metadata = open_metadata(config)
-        self.instances = build_instances(config, self.metadata)
+        self.devices = open_device_service(config)
+        storm: dict[str, StormSettings] = {}
+        self.instances = build_instances(config, self.metadata, self.devices, storm)
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
         #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
         self.health_state = Health()
         self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
-        self.dispatcher = Dispatcher(self.queue, self.instances, spawn=self.supervisor.start)
-        self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
+        #: Storm control in front of the queue, for the instances that use it.
+        self.storm = StormQueue(self.queue, storm_store(config, self.queue), storm, spawn=self.supervisor.start)
+        self.dispatcher = Dispatcher(
+            self.storm, self.instances, spawn=self.supervisor.start, log_deliveries=config.log_deliveries
+        )
+        self.metrics = Metrics(
+            lambda: self.queue,
+            lambda: self.dispatcher.instances,
+            lambda: {name: inst.plugin for name, inst in self.dispatcher.instances.items()},
+        )
+        self.metrics.registry.register(self.devices.metrics)
+        self.metrics.registry.register(self.storm.metrics)
         self.queue.observer = self.metrics
         self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
@@ -166,7 +229,9 @@ class Daemon:
         while again:
             self._reload_again = False
             source = self.config.source
+            log.info("re-reading %s (SIGHUP)", source)
             try:
+                refresh_import_paths()
                 new = load_config(None if source == DEFAULT_SOURCE else source)
                 await self.apply(new)
             except PushNotificationError as exc:
@@ -189,8 +254,11 @@ class Daemon:
         changed = [n for n in wanted if n in old and _fingerprint(old[n]) != _fingerprint(wanted[n])]
         removed = [n for n in old if n not in wanted]
         added = [n for n in wanted if n not in old]
-        built = [build_instance(wanted[n], new, self.metadata) for n in added + changed]
+        storm: dict[str, StormSettings] = {}
+        built = [build_instance(wanted[n], new, self.metadata, self.devices, storm) for n in added + changed]
         self._set_retry_policies(new)
+        self.dispatcher.log_deliveries = new.log_deliveries
+        self.storm.configure(storm)
         failed: list[str] = []
         try:
             await self.dispatcher.replace(removed + changed, built)
@@ -198,6 +266,8 @@ class Daemon:
             failed = [n for n in added + changed if n not in self.dispatcher.instances]
             log.error("reload: %s; not running until a reload starts it: %s", exc, ", ".join(failed))
         self.instances = list(self.dispatcher.instances.values())
+        self.devices.kinds = served_kinds(i.plugin for i in self.instances)
+        self.devices.expiry = new.device_expiry
         for key in RESTART_ONLY:
             if key != "listen" and getattr(new, key) != getattr(self.config, key):  # --listen may override it
                 log.warning("reload: %s changed; restart the daemon to apply it", key)
@@ -216,11 +286,9 @@ class Daemon:
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
         where = listen_address(self.config.listen)
-        site: web.BaseSite
-        if isinstance(where, str):
-            site = web.UnixSite(runner, where)
-        else:
-            site = web.TCPSite(runner, where[0], where[1])
+        limits = IngressLimits.of(self.config)
+        connections = Connections(connection_cap(limits.max_connections), limits.header_timeout)
+        site = IngressSite(runner, where, connections)
         try:
             await site.start()
         except OSError as exc:
@@ -237,6 +305,8 @@ class Daemon:
     async def run(self) -> None:
         """Serve until stopped; raises :class:`PushNotificationError` (non-zero exit) when a
         task kept crashing, after a clean shutdown."""
+        # The first line: which config is in use (a bare `serve` as root reads the system one).
+        log.info("push-notification %s starting; config: %s", version("push-notification"), self.config.source)
         loop = asyncio.get_running_loop()
         self.supervisor.bind()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,19 +319,37 @@ class Daemon:
         spool = None
         runner = None
         try:
+            problem = spool_access_problem(self.config.spool_dir) if self.config.spool_dir else None
+            if problem is not None:  # who the daemon runs as and the fix, in one line, before anything starts
+                raise PushNotificationError(problem)
             await self.dispatcher.start()
+            self.supervisor.start("device expiry", self.devices.expire_forever)
             token = self.config.ingress_token
-            app = create_app(self.queue, token=token, health=self.health, metrics=self.metrics.handle)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            limits = IngressLimits.of(self.config)
+            app = create_app(
+                self.queue,
+                token=token,
+                health=self.health,
+                metrics=self.metrics.handle,
+                limits=limits,
+                extensions=[device_routes(self.devices)],
+            )
+            runner = web.AppRunner(app, **runner_options(limits))
             await runner.setup()
             if self.config.spool_dir:
                 spool = SpoolReader(
                     self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
                 )
             await self._start_site(runner)
+            if self.queue.depth():
+                log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
                 await spool.start(self.supervisor.start)
-                log.info("reading the Dovecot bridge spool %s", spool.spool_dir)
+                log.info(
+                    "reading the Dovecot bridge spool %s; %d spooled transaction(s) waiting to be taken in",
+                    spool.spool_dir,
+                    spooled_files(spool.new_dir),
+                )
             names = ", ".join(f"{i.name} ({i.driver})" for i in self.instances) or "none"
             log.info(
                 "listening on %s; driver instances: %s; config: %s",
@@ -289,19 +377,46 @@ class Daemon:
             await _step("finishing a reload", asyncio.wait_for(self._reloading, SHUTDOWN_GRACE))
         # A durable queue keeps what is left for the next start: no need to wait long.
         grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
+        left: int | None = None
         if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):
-            if self.queue.durable:
-                log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
-            else:
-                log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
+            left = self.queue.depth()
+            if not self.queue.durable:
+                log.warning("shutdown: %s still queued after %gs; dropped", self._queued_summary(left), grace)
         await _step("stopping the driver instances", self.dispatcher.stop(timeout=0))
         await _step("stopping supervised tasks", self.supervisor.stop())
-        await _step("closing the queue", self.queue.close())
+        await _step("closing the queue", self.storm.close())
+        await _step("closing the device registry", self.devices.registry.close())
+        if left is not None and self.queue.durable:
+            log.info("shutdown: %s stay queued for the next start", self._queued_summary(left))
         try:
             self.metadata.close()
         except Exception as exc:  # noqa: BLE001 - one line, shutdown goes on
             log.error("shutdown: closing the metadata store failed: %s", describe_error(exc))
         log.info("stopped")
+
+    def _queued_summary(self, deliveries: int) -> str:
+        """``2 transaction(s) (6 delivery(ies) to driver instances)``: a transaction owed to
+        three instances is three deliveries. The sqlite queue is counted in its (closed) file."""
+        transactions: int | None = None
+        if isinstance(self.queue, MemoryQueue):
+            transactions = self.queue.pending_transactions()
+        elif isinstance(self.queue, SqliteQueue):
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{self.queue.path}?mode=ro", uri=True)) as conn:
+                    transactions, deliveries = pending_summary(conn)
+            except sqlite3.Error as exc:
+                log.debug("shutdown: cannot count the queue file: %s", exc)
+        shown = f"{deliveries} delivery(ies) to driver instances"
+        return shown if transactions is None else f"{transactions} transaction(s) ({shown})"
+
+
+def spooled_files(new_dir: Path) -> int:
+    """How many files wait in the spool's ``new/`` (for the start-up line)."""
+    try:
+        with os.scandir(new_dir) as entries:
+            return sum(1 for entry in entries if not entry.name.startswith("."))
+    except OSError:
+        return 0
 
 
 async def _step(what: str, step: Awaitable[T], failed: T | None = None) -> T | None:

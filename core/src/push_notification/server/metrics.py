@@ -8,12 +8,15 @@ time. Each daemon has its own registry, so tests and reloads never share counter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from push_notification.queue import Outcome, Queue
 from push_notification.transaction import Transaction
@@ -48,41 +51,102 @@ class _QueueState(Collector):
         yield dead
 
 
-class Metrics:
-    """The daemon's Prometheus registry; also the queue's observer."""
+class _Tallies(Collector):
+    """What the queue reports for every transaction, kept as plain numbers (an increment
+    under no lock: the event loop is the only writer) and turned into Prometheus families
+    only when scraped. prometheus_client's own counters take a lock per increment, which
+    cost more than the rest of the bookkeeping on the hot path."""
 
-    def __init__(self, queue: Callable[[], Queue], instances: Callable[[], Iterable[str]]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.transactions = Counter(
-            "push_notification_transactions_received",
-            "Transactions accepted by the ingress.",
-            registry=self.registry,
+    def __init__(self) -> None:
+        self.transactions = 0
+        self.events: dict[str, int] = {}
+        self.deliveries: dict[tuple[str, str], int] = {}
+        self.retries: dict[str, int] = {}
+        #: Per instance: a count per bucket of :data:`LATENCY_BUCKETS` (+Inf last), and the sum.
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, instance: str, seconds: float) -> None:
+        tally = self.latency.get(instance)
+        if tally is None:
+            tally = self.latency[instance] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+        tally[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        transactions = CounterMetricFamily(
+            "push_notification_transactions_received", "Transactions accepted by the ingress."
         )
-        self.events = Counter(
+        transactions.add_metric([], self.transactions)
+        yield transactions
+        yield _counters(
             "push_notification_events_received",
             "Events accepted by the ingress, by RFC 5423 event type.",
             ["event"],
-            registry=self.registry,
+            (((name,), count) for name, count in self.events.items()),
         )
-        self.deliveries = Counter(
+        yield _counters(
             "push_notification_deliveries",
             "Delivery attempts by driver instance and outcome (delivered, retry, dead, dropped).",
             ["instance", "outcome"],
-            registry=self.registry,
+            self.deliveries.items(),
         )
-        self.retries = Counter(
+        yield _counters(
             "push_notification_retries",
             "Failed deliveries scheduled for another attempt.",
             ["instance"],
-            registry=self.registry,
+            (((name,), count) for name, count in self.retries.items()),
         )
-        self.latency = Histogram(
+        latency = HistogramMetricFamily(
             "push_notification_delivery_latency_seconds",
             "Time from acceptance to successful delivery, per driver instance.",
-            ["instance"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            labels=["instance"],
         )
+        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+        for instance, (counts, total) in self.latency.items():
+            latency.add_metric([instance], list(zip(bounds, accumulate(counts), strict=True)), total[0])
+        yield latency
+
+
+def _counters(name: str, documentation: str, labels: list[str], values: Iterable[tuple[Sequence[str], int]]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, value in values:
+        family.add_metric(list(key), value)
+    return family
+
+
+class _DriverSkips(Collector):
+    """Transactions a driver instance chose not to send, by reason (e.g. the OX driver's
+    ``no_metadata``): a driver object's ``skipped`` mapping, read when Prometheus scrapes."""
+
+    def __init__(self, plugins: Callable[[], Mapping[str, object]]) -> None:
+        self.plugins = plugins
+
+    def collect(self) -> Iterator[Metric]:
+        skipped = CounterMetricFamily(
+            "push_notification_skipped_transactions",
+            "Transactions a driver instance skipped, by reason (no_metadata: OX push not turned on).",
+            labels=["instance", "reason"],
+        )
+        for name, plugin in self.plugins().items():
+            counts = getattr(plugin, "skipped", None)
+            if isinstance(counts, Mapping):
+                for reason, count in counts.items():
+                    skipped.add_metric([name, str(reason)], float(count))
+        yield skipped
+
+
+class Metrics:
+    """The daemon's Prometheus registry; also the queue's observer."""
+
+    def __init__(
+        self,
+        queue: Callable[[], Queue],
+        instances: Callable[[], Iterable[str]],
+        plugins: Callable[[], Mapping[str, object]] | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tallies = _Tallies()
+        self.registry.register(self.tallies)
         self.task_crashes = Counter(
             "push_notification_task_crashes",
             "Crashes of the daemon's long-running tasks (spool reader, workers, queue threads), each restarted.",
@@ -90,35 +154,26 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueState(queue, instances))
-        self._event_counters: dict[str, Counter] = {}
-        self._delivery_counters: dict[tuple[str, str], Counter] = {}
-        self._latency_histograms: dict[str, Histogram] = {}
+        if plugins is not None:
+            self.registry.register(_DriverSkips(plugins))
 
-    # -- QueueObserver -------------------------------------------------------------
-
-    # Labelled children are cached: ``labels()`` costs more than the increment itself, and
-    # these run for every transaction.
+    # -- QueueObserver: runs for every transaction ------------------------------------
 
     def accepted(self, txn: Transaction) -> None:
-        self.transactions.inc()
+        tallies = self.tallies
+        tallies.transactions += 1
+        events = tallies.events
         for event in txn.events:
-            counter = self._event_counters.get(event.name)
-            if counter is None:
-                counter = self._event_counters[event.name] = self.events.labels(event.name)
-            counter.inc()
+            events[event.name] = events.get(event.name, 0) + 1
 
     def finished(self, instance: str, outcome: Outcome, latency: float) -> None:
-        counter = self._delivery_counters.get((instance, outcome))
-        if counter is None:
-            counter = self._delivery_counters[instance, outcome] = self.deliveries.labels(instance, outcome)
-        counter.inc()
+        tallies = self.tallies
+        key = (instance, outcome)
+        tallies.deliveries[key] = tallies.deliveries.get(key, 0) + 1
         if outcome == "retry":
-            self.retries.labels(instance).inc()
+            tallies.retries[instance] = tallies.retries.get(instance, 0) + 1
         elif outcome == "delivered":
-            histogram = self._latency_histograms.get(instance)
-            if histogram is None:
-                histogram = self._latency_histograms[instance] = self.latency.labels(instance)
-            histogram.observe(latency)
+            tallies.observe(instance, latency)
 
     def task_crashed(self, task: str) -> None:
         """The supervisor saw ``task`` crash."""

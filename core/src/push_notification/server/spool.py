@@ -46,6 +46,7 @@ from inotify_simple import INotify, flags
 
 from push_notification.errors import PushNotificationError
 from push_notification.queue import Queue, QueueFull
+from push_notification.server.spool_access import running_as
 from push_notification.server.supervisor import Health
 from push_notification.transaction import transaction_from_json
 
@@ -264,7 +265,7 @@ class SpoolReader:
                     self._unreadable, fix = f"{self.new_dir} is missing", "create it"
                 else:
                     self._unreadable = f"{self.new_dir} cannot be read ({exc.strerror or exc})"
-                    fix = "give the daemon's user access to it"
+                    fix = f"give the daemon's user, {running_as()}, access to it"
                 log.error("spool: %s; %s (push-notification dovecot-config shows how)", self._unreadable, fix)
                 self.health.degrade(f"{HEALTH_KEY}:read", f"spool {self._unreadable}")
             return []

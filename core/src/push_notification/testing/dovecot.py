@@ -20,6 +20,7 @@ import contextlib
 import imaplib
 import itertools
 import os
+import poplib
 import pwd
 import re
 import secrets
@@ -43,6 +44,8 @@ __all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "lmtp_send"]
 #: The plugins a push-notification Lua setup needs (Dovecot's dependency order).
 PUSH_MAIL_PLUGINS = "notify push_notification mail_lua push_notification_lua"
 DEFAULT_PASSWORD = "pass"
+#: Where Debian (bookworm and trixie) installs the local delivery agent.
+LDA_BINARY = "/usr/lib/dovecot/dovecot-lda"
 _counter = itertools.count(1)
 
 
@@ -115,7 +118,8 @@ def _mail_account(name: str | None) -> tuple[int, int]:
 class Dovecot:
     """One private Dovecot instance (context manager). Attributes after :meth:`start`:
     ``imap_port``, ``lmtp_port``, ``doveadm_port`` (``None`` unless ``doveadm_http``),
-    ``pid``; always: ``root`` (its directory), ``config_path``, ``log_path``, ``users``.
+    ``pop3_port`` (0 unless ``pop3``: needs Debian's dovecot-pop3d), ``pid``; always: ``root``
+    (its directory), ``config_path``, ``log_path``, ``users``.
 
     ``plugin``: keys for the ``plugin { }`` block (e.g. ``push_notification_driver``).
     ``extra_config``: raw dovecot.conf text appended at the end. ``environment``: variables
@@ -132,6 +136,7 @@ class Dovecot:
         mail_plugins: str = PUSH_MAIL_PLUGINS,
         mail_debug: bool = False,
         doveadm_http: bool = False,
+        pop3: bool = False,
         doveadm_api_key: str | None = None,
         environment: Mapping[str, str] | None = None,
         mail_user: str | None = None,
@@ -146,6 +151,7 @@ class Dovecot:
         self.mail_plugins = mail_plugins
         self.mail_debug = mail_debug
         self.doveadm_http = doveadm_http
+        self.pop3_enabled = pop3
         self.doveadm_api_key = doveadm_api_key or (secrets.token_hex(16) if doveadm_http else None)
         self.environment = dict(environment or {})
         self.mail_uid, self.mail_gid = self._mail_account(mail_user)
@@ -162,6 +168,7 @@ class Dovecot:
         self.imap_port = 0
         self.lmtp_port = 0
         self.doveadm_port: int | None = None
+        self.pop3_port = 0
         self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -180,8 +187,13 @@ class Dovecot:
         return str(path)
 
     def _command(self, program: str, *args: str) -> list[str]:
-        """The argv that runs Dovecot's ``program`` (``dovecot`` or ``doveadm``)."""
-        binary = self.binary if program == "dovecot" else doveadm_binary()
+        """The argv that runs Dovecot's ``program`` (``dovecot``, ``doveadm`` or ``dovecot-lda``)."""
+        if program == "dovecot":
+            binary = self.binary
+        elif program == "dovecot-lda":
+            binary = LDA_BINARY
+        else:
+            binary = doveadm_binary()
         return [binary, *args]
 
     # ----------------------------------------------------------------- config
@@ -242,7 +254,7 @@ base_dir = {self.root / "run"}
 state_dir = {self.root / "state"}
 log_path = {self.log_path}
 listen = 127.0.0.1
-protocols = imap lmtp
+protocols = imap lmtp{" pop3" if self.pop3_enabled else ""}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -281,7 +293,8 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.pop3_port}
   }}
   inet_listener pop3s {{
     port = 0
@@ -311,6 +324,8 @@ service lmtp {{
         self.imap_port, self.lmtp_port = free_port(), free_port()
         if self.doveadm_http:
             self.doveadm_port = free_port()
+        if self.pop3_enabled:
+            self.pop3_port = free_port()
         self._write_config()
         log = (self.root / "dovecot.stderr").open("ab")
         self._process = subprocess.Popen(
@@ -322,7 +337,7 @@ service lmtp {{
         )
         log.close()
         self.pid = self._process.pid
-        ports = [self.imap_port, self.lmtp_port] + ([self.doveadm_port] if self.doveadm_port else [])
+        ports = [self.imap_port, self.lmtp_port] + [p for p in (self.doveadm_port, self.pop3_port) if p]
         deadline = time.monotonic() + self.start_timeout
         for port in ports:
             while not _port_open(port):
@@ -406,10 +421,28 @@ service lmtp {{
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
 
+    def deliver_lda(
+        self, message: bytes | str, recipient: str = "alice@example.com", sender: str = "sender@example.org"
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Deliver one message with ``dovecot-lda -d RECIPIENT`` (as an MTA's pipe would); the
+        result's returncode is LDA's exit code (0: delivered)."""
+        data = message.encode() if isinstance(message, str) else message
+        argv = self._command("dovecot-lda", "-c", self.conf_path(self.config_path), "-d", recipient, "-f", sender)
+        return subprocess.run(argv, input=data, capture_output=True, timeout=60, check=False)
+
     def imap(self, user: str = "alice@example.com", password: str | None = None) -> imaplib.IMAP4:
         """A logged-in IMAP connection; ``logout()`` when done."""
         conn = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
         conn.login(user, password or self.password)
+        return conn
+
+    def pop3(self, user: str = "alice@example.com", password: str | None = None) -> poplib.POP3:
+        """A logged-in POP3 connection (needs ``pop3=True``); ``quit()`` commits deletions."""
+        if not self.pop3_port:
+            raise RuntimeError("POP3 is off: create Dovecot(pop3=True)")
+        conn = poplib.POP3("127.0.0.1", self.pop3_port, timeout=30)
+        conn.user(user)
+        conn.pass_(password or self.password)
         return conn
 
     def doveadm(

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from push_notification.testing.dovecot import Dovecot, DovecotUnavailable
+from push_notification.testing.dovecot import LDA_BINARY, Dovecot, DovecotUnavailable
 
 __all__ = ["DEFAULT_CHROOT", "Dovecot24", "dovecot24_missing", "dovecot24_version"]
 
@@ -62,13 +62,13 @@ class Dovecot24(Dovecot):
     """:class:`Dovecot` with Dovecot 2.4 from ``chroot`` (default :data:`DEFAULT_CHROOT`).
 
     ``plugin`` entries become top-level settings (2.4 has no ``plugin { }`` block);
-    ``mail_plugins`` is a space-separated list as for 2.3. No doveadm HTTP listener.
+    ``mail_plugins`` is a space-separated list as for 2.3.
     """
 
     def __init__(self, *, chroot: Path | None = None, **kwargs: Any) -> None:
         self.chroot = Path(chroot or DEFAULT_CHROOT).resolve()
-        if kwargs.get("doveadm_http"):
-            raise ValueError("Dovecot24 has no doveadm HTTP listener")
+        if kwargs.get("pop3"):
+            raise ValueError("the Dovecot 2.4 chroot has no POP3 server")
         super().__init__(**kwargs)
 
     # The hooks of Dovecot: binaries, account and paths inside the chroot.
@@ -92,8 +92,8 @@ class Dovecot24(Dovecot):
             raise ValueError(f"{path} is outside the chroot {self.chroot}; Dovecot 2.4 cannot see it") from None
 
     def _command(self, program: str, *args: str) -> list[str]:
-        binary = "/usr/sbin/dovecot" if program == "dovecot" else f"/usr/bin/{program}"
-        return ["chroot", str(self.chroot), binary, *args]
+        binaries = {"dovecot": "/usr/sbin/dovecot", "dovecot-lda": LDA_BINARY}
+        return ["chroot", str(self.chroot), binaries.get(program, f"/usr/bin/{program}"), *args]
 
     def render_config(self) -> str:
         """The dovecot.conf text in 2.4 syntax for the current ports and options."""
@@ -103,6 +103,14 @@ class Dovecot24(Dovecot):
         settings = "".join(f"{key} = {value}\n" for key, value in self.plugin.items())
         env = "".join(f"  {key} = {value}\n" for key, value in self.environment.items())
         import_environment = f"import_environment {{\n{env}}}\n" if env else ""
+        doveadm = ""
+        if self.doveadm_port is not None:
+            doveadm = (
+                f"doveadm_api_key = {self.doveadm_api_key}\n"
+                "service doveadm {\n"
+                f"  inet_listener http {{\n    listen = 127.0.0.1\n    port = {self.doveadm_port}\n  }}\n"
+                "}\n"
+            )
         return f"""# Written by push_notification.testing.dovecot24 for one test instance.
 dovecot_config_version = 2.4.0
 dovecot_storage_version = 2.4.0
@@ -155,5 +163,5 @@ service lmtp {{
     port = {self.lmtp_port}
   }}
 }}
-{settings}{self.extra_config}
+{doveadm}{settings}{self.extra_config}
 """

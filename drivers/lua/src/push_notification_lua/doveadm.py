@@ -1,13 +1,15 @@
-"""Mailbox status from a running Dovecot through its doveadm HTTP API.
+"""A running Dovecot's doveadm HTTP API: mailbox status and METADATA writes.
 
-Used by ``mbox:status(...)`` for mailboxes other than the transaction's own (whose status
-the Dovecot bridge sends with the transaction).
+``mbox:status(...)`` asks it for mailboxes other than the transaction's own (whose status the
+Dovecot bridge sends with the transaction) and after ``mbox:sync()``; ``user:metadata_set`` and
+``mbox:metadata_set`` write through it, so Dovecot (and whatever reads its METADATA) sees them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -39,22 +41,40 @@ class Doveadm:
 
     def mailbox_status(self, username: str, mailbox: str) -> dict[str, int]:
         """``doveadm mailbox status -u USER messages recent unseen uidvalidity uidnext MAILBOX``."""
-        command = [
-            [
-                "mailboxStatus",
-                {"user": username, "mailboxMask": [mailbox], "field": list(STATUS_FIELDS)},
-                "lua",
-            ]
-        ]
+        params = {"user": username, "mailboxMask": [mailbox], "field": list(STATUS_FIELDS)}
+        data = self._call("mailboxStatus", params, f"mailboxStatus({username}, {mailbox})")
+        rows = [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
+        row = next((r for r in rows if r.get("mailbox") == mailbox), rows[0] if rows else None)
+        if row is None:
+            raise DoveadmError(f"{self._where}: mailboxStatus({username}, {mailbox}) returned no mailbox")
+        return {key: int(row.get(key, 0)) for key in STATUS_FIELDS}
+
+    def metadata_set(self, username: str, mailbox: str, key: str, value: str | None) -> None:
+        """``doveadm mailbox metadata set|unset -u USER [-s] MAILBOX KEY [VALUE]``; mailbox ``""``
+        is the server METADATA that ``user:metadata_set`` writes in Dovecot."""
+        params: dict[str, object] = {"user": username, "mailbox": mailbox, "key": key}
+        if mailbox == "":
+            params["allowEmptyMailboxName"] = True
+        command = "mailboxMetadataUnset" if value is None else "mailboxMetadataSet"
+        if value is not None:
+            params["value"] = value
+        self._call(command, params, f"{command}({username}, {mailbox or 'server'}, {key})")
+
+    @property
+    def _where(self) -> str:
+        return f"doveadm API {mask_url(self.endpoint)}"
+
+    def _call(self, command: str, params: Mapping[str, object], what: str) -> object:
+        """Run one doveadm command; its reply data, or DoveadmError naming what to check."""
         auth = base64.b64encode(self.api_key.encode()).decode()
         response = http_client.request(
             "POST",
             self.endpoint,
             [("Content-Type", "application/json"), ("Authorization", f"X-Dovecot-API {auth}")],
-            json.dumps(command),
+            json.dumps([[command, params, "lua"]]),
             timeout=self.timeout,
         )
-        where = f"doveadm API {mask_url(self.endpoint)}"
+        where = self._where
         if response.status >= 9000:
             raise DoveadmError(f"{where}: {response.reason} (check doveadm_url)")
         if response.status == 401 or response.status == 403:
@@ -69,9 +89,5 @@ class Doveadm:
         if kind == "error":
             code = data.get("exitCode") if isinstance(data, dict) else None
             hint = " (mailbox does not exist)" if code == 68 else ""
-            raise DoveadmError(f"{where}: mailboxStatus({username}, {mailbox}) failed: exit code {code}{hint}")
-        rows = [row for row in data if isinstance(row, dict)]
-        row = next((r for r in rows if r.get("mailbox") == mailbox), rows[0] if rows else None)
-        if row is None:
-            raise DoveadmError(f"{where}: mailboxStatus({username}, {mailbox}) returned no mailbox")
-        return {key: int(row.get(key, 0)) for key in STATUS_FIELDS}
+            raise DoveadmError(f"{where}: {what} failed: exit code {code}{hint}")
+        return data

@@ -113,13 +113,13 @@ class LuaDriver:
     def _error(self, function: str, message: Any) -> None:
         text = self._full_path(message)
         self.log.error(
-            "%s: lua: %s failed: %s",
+            "push_notification %s: %s failed: %s",
             self.ctx.instance,
             function,
             _first_line(text),
             extra={"lua_script": self.script, "lua_function": function},
         )
-        self.log.debug("%s: lua: %s traceback: %s", self.ctx.instance, function, text)
+        self.log.debug("push_notification %s: %s traceback: %s", self.ctx.instance, function, text)
 
     def _user(self, user: User) -> Any:
         fields: dict[str, Any] = {

@@ -20,10 +20,30 @@ from .doveadm import Doveadm, DoveadmError
 from .var_expand import var_expand
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_ASK_DOVECOT = "set doveadm_url and doveadm_api_key so the lua driver can ask Dovecot"
 _NO_STATUS = (
     "mailbox status for {mailbox!r} is unknown: only the transaction's own mailbox comes with"
-    " the transaction; set doveadm_url and doveadm_api_key so the lua driver can ask Dovecot"
+    " the transaction; " + _ASK_DOVECOT
 )
+_NO_SNAPSHOT = (
+    "mailbox status for {mailbox!r} is unknown: this transaction came without a status snapshot"
+    " (the Dovecot bridge takes one for transactions on messages unless its status setting is no);"
+    " " + _ASK_DOVECOT
+)
+_METADATA_LOCAL = (
+    "{call}: Dovecot does not see METADATA the lua driver writes without the doveadm API;"
+    " kept in the daemon's metadata store only; " + _ASK_DOVECOT + " and write it there"
+)
+
+
+class _Item:
+    """What scripts see as ``user.item`` and ``mbox.item``: in Dovecot, a userdata holding the
+    C struct, opaque to Lua. A Python object reaches Lua as userdata too."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "item"
 
 
 class LuaHost:
@@ -50,6 +70,9 @@ class LuaHost:
         self._rawequal: Any = None
         #: The transaction being delivered (its user, status snapshot, forwarded metadata).
         self.txn: Transaction | None = None
+        #: ``user.item`` / ``mbox.item``.
+        self.item = _Item()
+        self._warned_local_metadata = False
 
     def _bind(self, runtime: Any, lua_type: Any) -> None:
         self._runtime = runtime
@@ -103,10 +126,24 @@ class LuaHost:
         return True, value
 
     def metadata_set(self, username: str, mailbox: str, key: str, value: str | None) -> tuple[bool, str | None]:
+        """Into Dovecot's METADATA through the doveadm API when configured (what a script that
+        flags something for its mail backend needs); else the daemon's own store, said once."""
+        if not (key.startswith("/private/") or key.startswith("/shared/")):
+            return False, "Invalid key prefix, must be /private/ or /shared/"
+        if self._doveadm is not None:
+            try:
+                self._doveadm.metadata_set(username, mailbox, key, value)
+            except DoveadmError as exc:
+                return False, str(exc)
+            return True, None
         error = self._check(key)
         if error is not None:
-            return False, error
+            return False, f"{error}, and Dovecot's METADATA is out of reach: {_ASK_DOVECOT}"
         assert self._metadata is not None
+        if not self._warned_local_metadata:
+            self._warned_local_metadata = True
+            what = "mbox:metadata_set" if mailbox else "user:metadata_set"
+            self._log.warning(_METADATA_LOCAL.format(call=what), extra={"lua_script": self._script})
         self._metadata.set(username, key, value, mailbox)
         return True, None
 
@@ -122,10 +159,24 @@ class LuaHost:
         return True, self._table(items)
 
     # ------------------------------------------------------------ mailbox status
-    def mailbox_status(self, username: str, mailbox: str, items: float) -> tuple[Any, str | None]:
+    def mailbox_sync(self, username: str, mailbox: str) -> tuple[Any, str | None]:
+        """``mbox:sync()``: with the doveadm API, the mailbox as Dovecot shows it now (what the
+        object's later ``status()`` returns); without, nothing to do: the bridge's snapshot was
+        taken from a synced view."""
+        if self._doveadm is None:
+            return None, None
+        try:
+            return self._table(self._doveadm.mailbox_status(username, mailbox)), None
+        except DoveadmError as exc:
+            return None, f"mailbox_sync({mailbox}) failed: {exc}"
+
+    def mailbox_status(self, username: str, mailbox: str, items: float, synced: Any = None) -> tuple[Any, str | None]:
         values: dict[str, int] | None = None
         txn = self.txn
-        if txn is not None and txn.status is not None and txn.mailbox == mailbox and txn.user.username == username:
+        own = txn is not None and txn.mailbox == mailbox and txn.user.username == username
+        if synced is not None:
+            values = {key: int(synced[key]) for key in ("messages", "recent", "unseen", "uidvalidity", "uidnext")}
+        elif own and txn is not None and txn.status is not None:
             values = txn.status.to_dict()
         elif self._doveadm is not None:
             try:
@@ -133,7 +184,7 @@ class LuaHost:
             except DoveadmError as exc:
                 return None, f"mailbox_get_status({mailbox}, {int(items)}) failed: {exc}"
         if values is None:
-            return None, _NO_STATUS.format(mailbox=mailbox)
+            return None, (_NO_SNAPSHOT if own else _NO_STATUS).format(mailbox=mailbox)
         table: dict[str, Any] = {"mailbox": mailbox}
         for key in ("messages", "recent", "unseen", "uidvalidity", "uidnext"):
             table[key] = float(values[key])

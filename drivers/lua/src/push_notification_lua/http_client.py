@@ -106,8 +106,9 @@ def _once(
         except OSError as exc:
             reason = exc.strerror or str(exc)
             return Response(ERROR_CONNECT_FAILED, f"connect({where}) failed: {reason}", error=reason.lower())
-        conn.putrequest(method, target, skip_accept_encoding=True)
         names = {name.lower() for name, _ in headers}
+        # a script's own Host header replaces the one from the URL (LuaSocket lets it)
+        conn.putrequest(method, target, skip_host="host" in names, skip_accept_encoding=True)
         if lib_http:
             user_agent = [value for name, value in headers if name.lower() == "user-agent"]
             headers = [(name, value) for name, value in headers if name.lower() != "user-agent"]

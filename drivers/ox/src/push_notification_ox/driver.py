@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
@@ -23,6 +24,10 @@ from .payload import build_payload
 from .sender import Sender
 
 WATCHED_MAILBOX = "INBOX"
+#: A user skipped for want of METADATA is logged at info at most once in this many seconds.
+SKIP_LOG_INTERVAL = 3600.0
+#: Users whose last skip line is remembered (oldest forgotten first).
+_SKIP_LOG_USERS = 65536
 #: Transactions remembered as partly delivered, so a retry does not repeat what succeeded.
 _PARTIAL_MAX = 4096
 
@@ -51,6 +56,10 @@ class OxDriver:
         self.sender = Sender(self.config, self.log, self.prefix)
         self._pending: dict[str, _Pending] = {}
         self._partial = PartialDeliveries(_PARTIAL_MAX)
+        self.clock = clock
+        #: Transactions skipped, by reason: the daemon's /metrics shows them.
+        self.skipped: dict[str, int] = {"no_metadata": 0}
+        self._skip_logged: OrderedDict[str, float] = OrderedDict()
         self.log.debug("%sUsing URL %s", self.prefix, self.config.display_url)
 
     @hookimpl
@@ -77,13 +86,7 @@ class OxDriver:
             return False
         value = self.activation.value(txn)
         if value is None:
-            if debug:
-                self.log.debug(
-                    "%sSkipped because not active (%s METADATA not set for user %s)",
-                    self.prefix,
-                    OX_METADATA_KEY,
-                    txn.user.username,
-                )
+            self._skipped_inactive(txn)
             return False
         unsafe_user = metadata_user(value)
         if unsafe_user is None:
@@ -101,6 +104,28 @@ class OxDriver:
         # asked for (Dovecot's fix cad784f10d: users could otherwise push to each other).
         self._pending[txn.id] = _Pending(unsafe_user if self.config.user_from_metadata else txn.user.username)
         return True
+
+    def _skipped_inactive(self, txn: Transaction) -> None:
+        """Count the skip; say it at info once per user per hour (an admin wondering why a
+        user gets no push finds the reason without debug logging)."""
+        self.skipped["no_metadata"] += 1
+        user = txn.user.username
+        now = self.clock()
+        last = self._skip_logged.get(user)
+        if last is not None and now - last < SKIP_LOG_INTERVAL:
+            return
+        self._skip_logged[user] = now
+        self._skip_logged.move_to_end(user)
+        if len(self._skip_logged) > _SKIP_LOG_USERS:
+            self._skip_logged.popitem(last=False)
+        self.log.info(
+            "%sSkipped because not active (%s METADATA not set for user %s%s); OX App Suite sets it"
+            " when the user turns push on (logged once an hour per user)",
+            self.prefix,
+            OX_METADATA_KEY,
+            user,
+            ", Dovecot's METADATA forwarded with the transaction" if OX_METADATA_KEY in txn.metadata else "",
+        )
 
     @hookimpl
     def message_new(self, txn: Transaction, event: MessageNew) -> None:

@@ -68,12 +68,13 @@ def _read_filter(settings: Settings) -> EventFilter:
 
 def _compile(settings: Settings, key: str, source: str, origin: str = "") -> Template:
     try:
-        return Template(_ENV, source)
+        return Template(_URL_ENV if key == "url" else _ENV, source)
     except TemplateError as exc:
         raise settings.error(key, f"template error{origin} at line {exc.line}: {exc}") from None
 
 
 _ENV = make_environment()
+_URL_ENV = make_environment(url=True)
 
 
 def _read_templates(settings: Settings, preset: Preset) -> Templates:

@@ -70,7 +70,7 @@ class WebhookDriver:
     def event(self, txn: Transaction, event: Event) -> None:
         """Render the request of every selected event as it arrives (sent at ``end_txn``)."""
         pending = self._pending.get(txn.id)
-        if pending is None or not self.config.filter.wants_event(event.name):
+        if pending is None or not self.config.filter.wants_event(event.name) or not self.config.preset.wants(event):
             return
         # Stable across retries and restarts, unique per event: receivers de-duplicate on it.
         webhook_id = f"{txn.id}.{pending.index.get(id(event), 0)}"

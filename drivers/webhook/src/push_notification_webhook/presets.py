@@ -8,9 +8,11 @@ overridden per instance. Formats follow each service's public API documentation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from push_notification.events import Event, FlagsClear, FlagsSet
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,16 @@ class Preset:
     #: Appended to the rendered ``url`` (Gotify's ``/message``).
     path: str = ""
     params: tuple[Param, ...] = ()
+    #: Whether an event is worth a notification; a chat or phone preset skips the ones that
+    #: change nothing (Dovecot fires FlagsClear with no flags on every flag change).
+    wants: Callable[[Event], bool] = field(default=lambda event: True)
+
+
+def changes_something(event: Event) -> bool:
+    """False for a FlagsSet/FlagsClear that names no flag and no keyword."""
+    if isinstance(event, (FlagsSet, FlagsClear)):
+        return bool(event.flags or event.keywords)
+    return True
 
 
 #: A short title for a notification: who sent the new mail, or what happened where.
@@ -48,6 +60,9 @@ MESSAGE = (
     '{% if event.name in ("MessageNew", "MessageAppend") %}'
     '{{ event.subject_utf8 or event.subject or "(no subject)" }}'
     '{% elif event.name == "MailboxRename" %}{{ user }}: {{ event.mailbox_old }} renamed to {{ mailbox }}'
+    '{% elif event.name in ("FlagsSet", "FlagsClear") %}{{ user }}:'
+    ' {{ ((event.flags | list) + (event.keywords | list)) | join(" ") }}'
+    ' {{ "set on" if event.name == "FlagsSet" else "cleared from" }} {{ mailbox }} UID {{ event.uid }}'
     "{% elif event.uid is defined %}{{ user }}: {{ event.name }}, {{ mailbox }} UID {{ event.uid }}"
     "{% else %}{{ user }}: {{ event.name }}, {{ mailbox }}{% endif %}"
 )
@@ -65,6 +80,7 @@ GENERIC_JSON = Preset(
 # https://docs.ntfy.sh/publish/#publish-as-json: POST to the server root, topic in the body.
 NTFY = Preset(
     name="ntfy",
+    wants=changes_something,
     description="ntfy (url = the server, e.g. https://ntfy.sh; JSON publishing)",
     method="POST",
     headers=MappingProxyType(_JSON),
@@ -84,6 +100,7 @@ NTFY = Preset(
 # https://gotify.net/api-docs: POST /message with the application token in X-Gotify-Key.
 GOTIFY = Preset(
     name="gotify",
+    wants=changes_something,
     description="Gotify (url = the server, e.g. https://gotify.example.com; token = an application token)",
     method="POST",
     headers=MappingProxyType({**_JSON, "X-Gotify-Key": "{{ token }}"}),
@@ -101,6 +118,7 @@ GOTIFY = Preset(
 # Mattermost, Rocket.Chat and Discord (URL ending in /slack) accept the same.
 SLACK = Preset(
     name="slack",
+    wants=changes_something,
     description="Slack-compatible incoming webhook (url = the webhook URL; also Mattermost, Rocket.Chat)",
     method="POST",
     headers=MappingProxyType(_JSON),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from push_notification.events import Event
 from push_notification.transaction import Transaction
@@ -68,6 +68,9 @@ class Renderer:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RenderError("url", TemplateError("did not render to an http:// or https:// URL with a host"))
+        if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+            # Percent-encoding cannot keep these literal: HTTP clients resolve them (RFC 3986).
+            raise RenderError("url", TemplateError("rendered a '.' or '..' path segment, which would change the path"))
         headers = {}
         for name, template in t.headers.items():
             value = self._render(f"headers/{name}", template, variables).strip()

@@ -1,8 +1,8 @@
 """A rendered webhook request, and the core's HTTP sender under the webhook's rules.
 
 Retried: connection errors, timeouts, 408, 429 and 5xx, honouring a ``Retry-After`` of up
-to :data:`MAX_RETRY_AFTER`; never other 4xx. A refused certificate goes to the queue (the
-endpoint may renew it). Each attempt is signed anew, so its ``webhook-timestamp`` is fresh.
+to :data:`MAX_RETRY_AFTER`; never other 4xx nor a refused certificate (permanent, naming
+``ssl_client_ca_file``, as for the ox driver). Each attempt is signed anew, so its ``webhook-timestamp`` is fresh.
 
 Dovecot's lib-http retries only 408, 503-with-Retry-After, lost connections and timeouts, and
 never a refused connection; we retry every transient failure on purpose (a receiver restart
@@ -43,4 +43,5 @@ class Request:
 
 def new_sender(settings: HttpClientSettings) -> HttpSender:
     """The instance's HTTP client."""
-    return HttpSender(settings, RetryPolicy(max_wait_in_place=MAX_RETRY_AFTER, retry_certificate_errors=True))
+    # A refused certificate is permanent, as for the ox driver: one rule for every HTTP driver.
+    return HttpSender(settings, RetryPolicy(max_wait_in_place=MAX_RETRY_AFTER))

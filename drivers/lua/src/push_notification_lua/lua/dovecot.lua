@@ -4,19 +4,23 @@
 local host, constants, bits, wire = ...
 local unpack = table.unpack or unpack
 
-local dovecot = {}
+-- As dlua_dovecot_register builds it: an empty table whose metatable (named "dovecot", its
+-- __index pointing to itself) holds the functions; `storage` and `http` are fields of the table.
+local methods = {__name = "dovecot"}
+methods.__index = methods
+local dovecot = setmetatable({}, methods)
 
 -- ------------------------------------------------------------------ logging
-function dovecot.i_debug(msg) host.log("debug", tostring(msg), nil, nil) end
-function dovecot.i_info(msg) host.log("info", tostring(msg), nil, nil) end
-function dovecot.i_warning(msg) host.log("warning", tostring(msg), nil, nil) end
-function dovecot.i_error(msg) host.log("error", tostring(msg), nil, nil) end
+function methods.i_debug(msg) host.log("debug", tostring(msg), nil, nil) end
+function methods.i_info(msg) host.log("info", tostring(msg), nil, nil) end
+function methods.i_warning(msg) host.log("warning", tostring(msg), nil, nil) end
+function methods.i_error(msg) host.log("error", tostring(msg), nil, nil) end
 
 -- ------------------------------------------------------------------ events
 local Event = {}
 Event.__index = Event
 
-function dovecot.event(parent)
+function methods.event(parent)
   local fields = {}
   local prefix = ""
   if parent ~= nil then
@@ -55,11 +59,11 @@ function Event:passthrough_event()
 end
 
 -- ------------------------------------------------------------------ flags helpers
-function dovecot.has_flag(value, flag) return bits.band(value, flag) == flag end
-function dovecot.set_flag(value, flag) return bits.bor(value, flag) end
-function dovecot.clear_flag(value, flag) return bits.band(value, bits.bnot(flag)) end
+function methods.has_flag(value, flag) return bits.band(value, flag) == flag end
+function methods.set_flag(value, flag) return bits.bor(value, flag) end
+function methods.clear_flag(value, flag) return bits.band(value, bits.bnot(flag)) end
 
-function dovecot.restrict_global_variables(on)
+function methods.restrict_global_variables(on)
   if on then
     setmetatable(_G, {
       __index = function(_, k) error("attempt to read undeclared global variable " .. tostring(k), 2) end,
@@ -71,12 +75,16 @@ function dovecot.restrict_global_variables(on)
 end
 
 -- ------------------------------------------------------------------ storage constants
-dovecot.storage = {}
+local storage_meta = {__name = "storage"}
+storage_meta.__index = storage_meta
+dovecot.storage = setmetatable({}, storage_meta)
 for k, v in pairs(constants) do dovecot.storage[k] = v end
 
 -- ------------------------------------------------------------------ mailbox object
-local Mailbox = {}
+local Mailbox = {__name = "struct mailbox"}
 Mailbox.__index = Mailbox
+-- What mbox:sync() fetched, per mailbox object (weak: freed with the object).
+local synced = setmetatable({}, {__mode = "k"})
 Mailbox.__tostring = function(self) return self.vname end
 Mailbox.__eq = function(a, b) return a.vname == b.vname and a.user.username == b.user.username end
 Mailbox.__lt = function(a, b) return a.vname < b.vname end
@@ -91,7 +99,15 @@ end
 function Mailbox:open() check_box(self) end
 function Mailbox:close() check_box(self) end
 function Mailbox:free() check_box(self) end
-function Mailbox:sync(flags) check_box(self) end
+function Mailbox:sync(flags)
+  check_box(self)
+  if flags ~= nil and type(flags) ~= "number" then
+    error("bad argument #2 to 'sync' (number expected, got " .. type(flags) .. ")", 2)
+  end
+  local status, err = host.mailbox_sync(self.user.username, self.vname)
+  if err ~= nil then error(err, 2) end
+  synced[self] = status
+end
 
 function Mailbox:status(...)
   check_box(self)
@@ -102,7 +118,7 @@ function Mailbox:status(...)
     if type(item) ~= "number" then error("bad argument #" .. (i + 1) .. " to 'status' (number expected)", 2) end
     items = bits.bor(items, item)
   end
-  local status, err = host.mailbox_status(self.user.username, self.vname, items)
+  local status, err = host.mailbox_status(self.user.username, self.vname, items, synced[self])
   if status == nil then error(err, 2) end
   return status
 end
@@ -147,7 +163,7 @@ function Mailbox:metadata_unset(k) check_box(self); metadata_set(self.user.usern
 function Mailbox:metadata_list(...) check_box(self); return metadata_list(self.user.username, self.vname, ...) end
 
 -- ------------------------------------------------------------------ user object
-local User = {}
+local User = {__name = "struct mail_user"}
 User.__index = User
 User.__tostring = function(self) return self.username end
 User.__eq = function(a, b) return a.username == b.username end
@@ -176,7 +192,7 @@ function User:mailbox(name, flags)
   check_user(self)
   if type(name) ~= "string" then error("bad argument #2 to 'mailbox' (string expected, got " .. type(name) .. ")", 2) end
   -- Dovecot's vname and storage name are the same for the default namespace separator.
-  return setmetatable({vname = name, name = name, user = self}, Mailbox)
+  return setmetatable({item = host.item, vname = name, name = name, user = self}, Mailbox)
 end
 
 function User:metadata_get(...) check_user(self); return metadata_get(self.username, "", ...) end
@@ -185,6 +201,7 @@ function User:metadata_unset(k) check_user(self); metadata_set(self.username, ""
 function User:metadata_list(...) check_user(self); return metadata_list(self.username, "", ...) end
 
 local function make_user(fields)
+  fields.item = host.item -- Dovecot's userdata holding the C struct; opaque to scripts
   return setmetatable(fields, User)
 end
 

@@ -165,6 +165,68 @@ modules["socket.http"] = http
 socket.http = http
 socket.url = url
 
+-- LuaSocket's socket.headers: the capitalisation it writes header names in (others go out
+-- lowercased, as LuaSocket lowercases every name it is given).
+local headers_module = {canonic = {}}
+modules["socket.headers"] = headers_module
+socket.headers = headers_module
+for _, name in ipairs({
+  "Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Action",
+  "Alternate-Recipient", "Age", "Allow", "Arrival-Date", "Authorization", "Bcc", "Cache-Control", "Cc",
+  "Comments", "Connection", "Content-Description", "Content-Disposition", "Content-Encoding", "Content-ID",
+  "Content-Language", "Content-Length", "Content-Location", "Content-MD5", "Content-Range",
+  "Content-Transfer-Encoding", "Content-Type", "Cookie", "Date", "Diagnostic-Code", "DSN-Gateway", "ETag",
+  "Expect", "Expires", "Final-Log-ID", "Final-Recipient", "From", "Host", "If-Match", "If-Modified-Since",
+  "If-None-Match", "If-Range", "If-Unmodified-Since", "In-Reply-To", "Keywords", "Last-Attempt-Date",
+  "Last-Modified", "Location", "Max-Forwards", "Message-ID", "MIME-Version", "Original-Envelope-ID",
+  "Original-Recipient", "Pragma", "Proxy-Authenticate", "Proxy-Authorization", "Range", "Received",
+  "Received-From-MTA", "References", "Referer", "Remote-MTA", "Reply-To", "Reporting-MTA", "Resent-Bcc",
+  "Resent-Cc", "Resent-Date", "Resent-From", "Resent-Message-ID", "Resent-Reply-To", "Resent-Sender",
+  "Resent-To", "Retry-After", "Return-Path", "Sender", "Server", "SMTP-Remote-Recipient", "Status",
+  "Subject", "TE", "To", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Vary", "Via", "Warning",
+  "Will-Retry-Until", "WWW-Authenticate", "X-Mailer",
+}) do
+  headers_module.canonic[string.lower(name)] = name
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = {}
+    for j = 1, 4 do
+      local index = math.floor(n / 64 ^ (4 - j)) % 64
+      chars[j] = string.sub(B64, index + 1, index + 1)
+    end
+    if not b then chars[3] = "=" end
+    if not c then chars[4] = "=" end
+    out[#out + 1] = table.concat(chars)
+  end
+  return table.concat(out)
+end
+
+-- The headers LuaSocket's adjustheaders sends: its defaults, Basic credentials from the URL's
+-- userinfo (or the request's user/password), then the script's own, every name lowercased and
+-- written as socket.headers.canonic spells it. Host is added by the HTTP client (host[:port]).
+local function lua_socket_headers(req)
+  local parsed = url.parse(req.url) or {}
+  local lower = {["user-agent"] = http.USERAGENT, ["connection"] = "close, TE", ["te"] = "trailers"}
+  local user, password = req.user or parsed.user, req.password or parsed.password
+  if user and password then
+    lower["authorization"] = "Basic " .. b64(user .. ":" .. url.unescape(password))
+  end
+  for name, value in pairs(req.headers or {}) do
+    lower[string.lower(tostring(name))] = tostring(value)
+  end
+  local headers = {}
+  for name, value in pairs(lower) do
+    table.insert(headers, {headers_module.canonic[name] or name, value})
+  end
+  return headers
+end
+
 local function http_send(req)
   local body = nil
   if req.source then
@@ -173,17 +235,8 @@ local function http_send(req)
     if not ok then return nil, err end
     body = table.concat(parts)
   end
-  local headers = {}
-  local has = {}
-  for name, value in pairs(req.headers or {}) do
-    table.insert(headers, {tostring(name), tostring(value)})
-    has[string.lower(tostring(name))] = true
-  end
-  if not has["user-agent"] then table.insert(headers, {"user-agent", http.USERAGENT}) end
-  if not has["connection"] then table.insert(headers, {"connection", "close, TE"}) end
-  if not has["te"] then table.insert(headers, {"te", "trailers"}) end
   local wire_body, body_hex = wire(body)
-  local r = host.http_request(req.method or "GET", req.url, headers, wire_body, body_hex,
+  local r = host.http_request(req.method or "GET", req.url, lua_socket_headers(req), wire_body, body_hex,
     http.TIMEOUT * 1000, http.TIMEOUT * 1000, 1, nil, false)
   if r.error then return nil, r.error end
   if req.sink then
