@@ -27,6 +27,8 @@
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
+-- The same key as a mailbox attribute of INBOX (user:metadata_get adds this prefix).
+local OX_SERVER_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/http-notify"
 local DEFAULTS = {
   transport = "spool",
   spool = "/var/spool/push-notification",
@@ -226,26 +228,30 @@ end
 -- until a sync applies them, so a transaction that expunged (or empties a mailbox being
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
 -- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
--- instance: the bridge only looks.
-local function status_snapshot(user, mailbox, sync)
+-- instance: the bridge only looks. With `with_metadata` (the mailbox is INBOX, where Dovecot
+-- keeps server METADATA) the METADATA value is read from the same open instance: what
+-- user:metadata_get does, without opening INBOX a second time.
+local function status_snapshot(user, mailbox, sync, with_metadata)
   local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
-  local ok, result = pcall(function()
+  local ok, result, value = pcall(function()
     box:open()
     if sync then
       box:sync()
     end
     local s = dovecot.storage
-    return box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    local status = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    if with_metadata then
+      return status, box:metadata_get(OX_SERVER_KEY)
+    end
+    return status, nil
   end)
   pcall(box.free, box)
   if not ok then
     error(result, 0)
   end
-  local f = {}
-  for _, key in ipairs({ "messages", "recent", "unseen", "uidvalidity", "uidnext" }) do
-    f[#f + 1] = '"' .. key .. '":' .. jnum(result[key] or 0)
-  end
-  return "{" .. table.concat(f, ",") .. "}"
+  return string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
+    jnum(result.messages or 0), jnum(result.recent or 0), jnum(result.unseen or 0),
+    jnum(result.uidvalidity or 0), jnum(result.uidnext or 0)), value
 end
 
 -- ---------------------------------------------------------------- transports
@@ -407,31 +413,51 @@ local function add_event(ctx, event)
   end
 end
 
+-- The user's JSON, once per user session (one script state can serve several users: Dovecot
+-- shares a loaded script between the users of one process, e.g. LMTP recipients).
+local user_json = {}
+
+local function user_object(user)
+  local key = tostring(user.username) .. "\0" .. tostring(user.session_id)
+  local encoded = user_json[key]
+  if encoded == nil then
+    encoded = encode_user(user)
+    user_json[key] = encoded
+  end
+  return encoded
+end
+
 local function finish(ctx)
   local user = ctx.user
   local id = new_id(user)
   local parts = {
     '"id":' .. jstr(id),
-    '"user":' .. encode_user(user),
+    '"user":' .. user_object(user),
     '"mailbox":' .. jstr(ctx.mailbox),
     '"success":true',
     '"events":[' .. table.concat(ctx.events, ",") .. "]",
   }
-  if config.metadata then
-    local ok, value = pcall(user.metadata_get, user, OX_METADATA_KEY)
-    if ok and value ~= nil then
-      parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(value) .. "}"
-    elseif not ok then
-      log("i_warning", "cannot read METADATA " .. OX_METADATA_KEY .. ": " .. tostring(value))
-    end
-  end
+  local metadata_read, metadata = false, nil
   if config.status and ctx.has_messages then
-    local ok, status = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged)
+    local with_metadata = config.metadata and ctx.mailbox == "INBOX"
+    local ok, status, value = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged, with_metadata)
     if ok then
       parts[#parts + 1] = '"status":' .. status
+      metadata_read, metadata = with_metadata, value
     else
       log("i_warning", "cannot get the status of mailbox " .. tostring(ctx.mailbox) .. ": " .. tostring(status))
     end
+  end
+  if config.metadata and not metadata_read then
+    local ok, value = pcall(user.metadata_get, user, OX_METADATA_KEY)
+    if ok then
+      metadata = value
+    else
+      log("i_warning", "cannot read METADATA " .. OX_METADATA_KEY .. ": " .. tostring(value))
+    end
+  end
+  if metadata ~= nil then
+    parts[#parts + 1] = '"metadata":{' .. jstr(OX_METADATA_KEY) .. ":" .. jstr(metadata) .. "}"
   end
   hand_over(id, "{" .. table.concat(parts, ",") .. "}\n")
 end

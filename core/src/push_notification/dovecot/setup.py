@@ -19,12 +19,17 @@ from urllib.parse import urlsplit
 
 import click
 
+from push_notification.dovecot.bytecode import compile_lua
+
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
 DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
 DEFAULT_INGRESS = "http://127.0.0.1:8425/v1/transactions"
 SCRIPT_NAME = "dovecot-bridge.lua"
+#: Beside SCRIPT_NAME (the loader Dovecot loads): the bridge's source and its bytecode.
+SOURCE_NAME = "dovecot-bridge-source.lua"
+BYTECODE_NAME = "dovecot-bridge.luac"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 #: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
 #: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
@@ -78,16 +83,34 @@ def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification
     return {driver_key: driver_value(options), **bridge_settings(options)}
 
 
+def loader_source() -> str:
+    """The file Dovecot loads: it runs the bytecode beside it, or the source (see loader.lua)."""
+    return resources.files("push_notification.dovecot").joinpath("loader.lua").read_text(encoding="utf-8")
+
+
+def _write(target: Path, data: bytes) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+
+
 def install_script(directory: str | os.PathLike[str]) -> Path:
-    """Copy the bridge script into ``directory`` (mode 0644, readable by every mail user)."""
+    """Install the bridge into ``directory`` (mode 0644, readable by every mail user): its
+    source, its bytecode when a Lua library is here, and last the loader Dovecot loads
+    (returned); a stale bytecode file is removed when none can be made."""
     target_dir = Path(directory)
     target = target_dir / SCRIPT_NAME
+    source = script_source()
+    bytecode = compile_lua(source, "dovecot-bridge")
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".lua.tmp")
-        tmp.write_text(script_source(), encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        _write(target_dir / SOURCE_NAME, source.encode("utf-8"))
+        if bytecode is not None:
+            _write(target_dir / BYTECODE_NAME, bytecode)
+        else:
+            (target_dir / BYTECODE_NAME).unlink(missing_ok=True)
+        _write(target, loader_source().encode("utf-8"))
     except OSError as exc:
         raise click.ClickException(
             f"cannot install the bridge script into {target_dir}: {exc.strerror or exc};"
