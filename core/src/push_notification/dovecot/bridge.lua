@@ -86,8 +86,17 @@ local function valid_utf8(s)
   return table.concat(out)
 end
 
+local find, gsub = string.find, string.gsub
+
+-- Most values need no escaping and are plain ASCII: one scan finds that, and they are quoted as they are.
 local function jstr(s)
-  return '"' .. (valid_utf8(tostring(s)):gsub('[%c"\\]', escape_char)) .. '"'
+  if type(s) ~= "string" then
+    s = tostring(s)
+  end
+  if not find(s, '[%c"\\\128-\255]') then
+    return '"' .. s .. '"'
+  end
+  return '"' .. gsub(valid_utf8(s), '[%c"\\]', escape_char) .. '"'
 end
 
 -- Dovecot hands numbers to Lua as floats (uid = 42.0); JSON gets them as integers.
@@ -106,8 +115,14 @@ end
 -- Repeated entries are dropped: with a second driver beside this one (e.g. dlog), Dovecot
 -- appends each keyword once per registering driver (["$Work","$Work"]); we do not copy that.
 local function jarr(t)
+  if type(t) ~= "table" or t[1] == nil then
+    return "[]"
+  end
+  if t[2] == nil then
+    return "[" .. jstr(t[1]) .. "]"
+  end
   local parts, seen = {}, {}
-  if type(t) == "table" then
+  do
     for _, v in ipairs(t) do
       if not seen[v] then
         seen[v] = true
@@ -394,23 +409,23 @@ function dovecot_lua_notify_begin_txn(user)
 end
 
 local function add_event(ctx, event)
-  local ok, err = pcall(function()
-    ctx.mailbox = ctx.mailbox or event.mailbox
-    local encoded = encode_event(event)
-    if event.uid ~= nil then
-      ctx.has_messages = true
-      ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
-    elseif ctx.seen[encoded] then
-      -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
-      -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
-      return
-    end
-    ctx.seen[encoded] = true
-    ctx.events[#ctx.events + 1] = encoded
-  end)
+  local ok, encoded = pcall(encode_event, event)
   if not ok then
-    log("i_error", "cannot record " .. tostring(event and event.name) .. " event: " .. tostring(err))
+    log("i_error", "cannot record " .. tostring(type(event) == "table" and event.name) .. " event: " .. tostring(encoded))
+    return
   end
+  ctx.mailbox = ctx.mailbox or event.mailbox
+  if event.uid ~= nil then
+    ctx.has_messages = true
+    ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
+  elseif ctx.seen[encoded] then
+    -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
+    -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
+    return
+  else
+    ctx.seen[encoded] = true
+  end
+  ctx.events[#ctx.events + 1] = encoded
 end
 
 -- The user's JSON, once per user session (one script state can serve several users: Dovecot
