@@ -49,6 +49,7 @@ class BridgeOptions:
     token: str | None = None
     timeout_msecs: int = 1000
     status: bool = True
+    metadata: bool = True
 
     def lua_settings(self) -> dict[str, str]:
         """The script's settings without prefix (2.4 ``lua_settings`` keys)."""
@@ -60,6 +61,8 @@ class BridgeOptions:
                 values["token"] = self.token
         if not self.status:
             values["status"] = "no"
+        if not self.metadata:
+            values["metadata"] = "no"
         return values
 
 
@@ -228,7 +231,12 @@ def _url_warning(url: str) -> str | None:
 @click.option("--no-install", is_flag=True, help="Only print; do not install the script.")
 @click.option("--mail-user", default="vmail", show_default=True, help="The user Dovecot delivers mail as.")
 @click.option("--timeout-msecs", default=1000, show_default=True, type=click.IntRange(50, 60000))
-@click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (saves a sync per delivery).")
+@click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (no driver instance uses it).")
+@click.option(
+    "--no-metadata",
+    is_flag=True,
+    help="Skip the http-notify METADATA read (no OX or Lua instance uses it): saves opening INBOX per transaction.",
+)
 def dovecot_config(
     transport: str,
     url: str,
@@ -240,6 +248,7 @@ def dovecot_config(
     mail_user: str,
     timeout_msecs: int,
     no_status: bool,
+    no_metadata: bool,
 ) -> None:
     """Install the bridge script and print the dovecot.conf snippet that feeds the daemon."""
     if transport == "http":
@@ -259,6 +268,7 @@ def dovecot_config(
         token=token,
         timeout_msecs=timeout_msecs,
         status=not no_status,
+        metadata=not no_metadata,
     )
     click.echo(render_snippet(options, version or detect_version()), nl=False)
     click.echo(_spool_advice(spool, mail_user), nl=False)
