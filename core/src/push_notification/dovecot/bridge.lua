@@ -23,7 +23,10 @@
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify METADATA)
--- `push-notification dovecot-config` prints these for you.
+-- `push-notification dovecot-config` prints these for you, and installs this file as
+-- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac) and the loader Dovecot
+-- loads (dovecot-bridge.lua, loader.lua here): Dovecot loads the script per mail user, and
+-- parsing this source cost more than all the rest (see README.md, "Where the bridge's time goes").
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
