@@ -5,8 +5,18 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from push_notification.dovecot.setup import SCRIPT_NAME, dovecot_config, script_source
+from push_notification.dovecot.bytecode import compile_lua
+from push_notification.dovecot.setup import (
+    BYTECODE_NAME,
+    SCRIPT_NAME,
+    SOURCE_NAME,
+    dovecot_config,
+    install_script,
+    loader_source,
+    script_source,
+)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -14,13 +24,30 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_installs_the_script_readable_by_every_mail_user(tmp_path: Path) -> None:
+def test_installs_the_loader_the_source_and_the_bytecode_readable_by_every_mail_user(tmp_path: Path) -> None:
     code, out, _ = run("--install-dir", str(tmp_path / "share"), "--version", "2.3")
-    installed = tmp_path / "share" / SCRIPT_NAME
+    share = tmp_path / "share"
+    installed = share / SCRIPT_NAME
     assert code == 0
-    assert installed.read_text() == script_source()
-    assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+    assert installed.read_text() == loader_source()
+    assert (share / SOURCE_NAME).read_text() == script_source()
+    if compile_lua("return 1", "probe") is not None:  # a Lua library (Dovecot's mail_lua links one) is here
+        assert (share / BYTECODE_NAME).read_bytes().startswith(b"\x1bLua")
+    for name in (SCRIPT_NAME, SOURCE_NAME, BYTECODE_NAME):
+        if not (share / name).exists():
+            continue
+        assert stat.S_IMODE((share / name).stat().st_mode) == 0o644
     assert f"push_notification_driver = lua:file={installed}" in out
+
+
+def test_without_a_lua_library_a_stale_bytecode_file_is_removed_so_the_source_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / BYTECODE_NAME).write_bytes(b"\x1bLua old")
+    monkeypatch.setattr("push_notification.dovecot.setup.compile_lua", lambda source, name: None)
+    install_script(tmp_path)
+    assert not (tmp_path / BYTECODE_NAME).exists()
+    assert (tmp_path / SOURCE_NAME).read_text() == script_source()
 
 
 def test_spool_transport_for_2_3_loads_the_plugins_and_the_bridge_for_every_service_that_changes_mail(
@@ -84,3 +111,10 @@ def test_an_unwritable_install_dir_is_one_line_with_the_fix(tmp_path: Path) -> N
 def test_no_status_turns_the_snapshot_off() -> None:
     _, out, _ = run("--no-install", "--version", "2.3", "--no-status")
     assert "push_notification_bridge_status = no" in out
+
+
+def test_no_metadata_turns_the_metadata_read_off() -> None:
+    _, out, _ = run("--no-install", "--version", "2.4", "--no-metadata")
+    assert "    metadata = no\n" in out
+    _, default, _ = run("--no-install", "--version", "2.3")
+    assert "push_notification_bridge_metadata" not in default  # the script's default: read it

@@ -23,7 +23,10 @@
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
--- `push-notification dovecot-config` prints these for you.
+-- `push-notification dovecot-config` prints these for you, and installs this file as
+-- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac) and the loader Dovecot
+-- loads (dovecot-bridge.lua, loader.lua here): Dovecot loads the script per mail user, and
+-- parsing this source cost more than all the rest (see README.md, "Where the bridge's time goes").
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
@@ -34,6 +37,12 @@ local METADATA_KEYS = {
   "/private/vendor/vendor.dovecot/push-device",
   "/private/devicetoken",
 }
+-- The same keys as mailbox attributes of INBOX (user:metadata_get adds this prefix).
+local SERVER_PREFIX = "/private/vendor/vendor.dovecot/pvt/server"
+local SERVER_KEYS = {}
+for i, key in ipairs(METADATA_KEYS) do
+  SERVER_KEYS[i] = SERVER_PREFIX .. key:sub(#"/private" + 1)
+end
 local DEFAULTS = {
   transport = "spool",
   spool = "/var/spool/push-notification",
@@ -91,8 +100,20 @@ local function valid_utf8(s)
   return table.concat(out)
 end
 
+local format, gsub, utf8_len = string.format, string.gsub, utf8.len
+
+-- Most values need no escaping: %q (a tight C loop) escapes exactly the quote, the backslash and
+-- the control characters, so when it adds nothing and the bytes are valid UTF-8, its output is
+-- the JSON string. Pattern matching scanned every string at ten times the cost.
 local function jstr(s)
-  return '"' .. (valid_utf8(tostring(s)):gsub('[%c"\\]', escape_char)) .. '"'
+  if type(s) ~= "string" then
+    s = tostring(s)
+  end
+  local quoted = format("%q", s)
+  if #quoted == #s + 2 and utf8_len(s) then
+    return quoted
+  end
+  return '"' .. gsub(valid_utf8(s), '[%c"\\]', escape_char) .. '"'
 end
 
 -- Dovecot hands numbers to Lua as floats (uid = 42.0); JSON gets them as integers.
@@ -111,8 +132,14 @@ end
 -- Repeated entries are dropped: with a second driver beside this one (e.g. dlog), Dovecot
 -- appends each keyword once per registering driver (["$Work","$Work"]); we do not copy that.
 local function jarr(t)
+  if type(t) ~= "table" or t[1] == nil then
+    return "[]"
+  end
+  if t[2] == nil then
+    return "[" .. jstr(t[1]) .. "]"
+  end
   local parts, seen = {}, {}
-  if type(t) == "table" then
+  do
     for _, v in ipairs(t) do
       if not seen[v] then
         seen[v] = true
@@ -233,26 +260,34 @@ end
 -- until a sync applies them, so a transaction that expunged (or empties a mailbox being
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
 -- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
--- instance: the bridge only looks.
-local function status_snapshot(user, mailbox, sync)
+-- instance: the bridge only looks. With `with_metadata` (the mailbox is INBOX, where Dovecot
+-- keeps server METADATA) the METADATA value is read from the same open instance: what
+-- user:metadata_get does, without opening INBOX a second time.
+local function status_snapshot(user, mailbox, sync, with_metadata)
   local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
-  local ok, result = pcall(function()
+  local ok, result, value = pcall(function()
     box:open()
     if sync then
       box:sync()
     end
     local s = dovecot.storage
-    return box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    local status = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    if with_metadata then
+      local values = {}
+      for i, key in ipairs(SERVER_KEYS) do
+        values[i] = box:metadata_get(key)
+      end
+      return status, values
+    end
+    return status, nil
   end)
   pcall(box.free, box)
   if not ok then
     error(result, 0)
   end
-  local f = {}
-  for _, key in ipairs({ "messages", "recent", "unseen", "uidvalidity", "uidnext" }) do
-    f[#f + 1] = '"' .. key .. '":' .. jnum(result[key] or 0)
-  end
-  return "{" .. table.concat(f, ",") .. "}"
+  return string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
+    jnum(result.messages or 0), jnum(result.recent or 0), jnum(result.unseen or 0),
+    jnum(result.uidvalidity or 0), jnum(result.uidnext or 0)), value
 end
 
 -- ---------------------------------------------------------------- transports
@@ -269,6 +304,9 @@ local function write_spool(id, body)
   if not file then
     return false, "cannot write " .. tmp .. ": " .. tostring(err)
   end
+  -- Unbuffered: the body goes out in one write(2), and the C library never fstat(2)s the file
+  -- to size a buffer it would not need.
+  file:setvbuf("no")
   local ok, werr = file:write(body)
   file:close()
   if not ok then
@@ -395,23 +433,37 @@ function dovecot_lua_notify_begin_txn(user)
 end
 
 local function add_event(ctx, event)
-  local ok, err = pcall(function()
-    ctx.mailbox = ctx.mailbox or event.mailbox
-    local encoded = encode_event(event)
-    if event.uid ~= nil then
-      ctx.has_messages = true
-      ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
-    elseif ctx.seen[encoded] then
-      -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
-      -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
-      return
-    end
-    ctx.seen[encoded] = true
-    ctx.events[#ctx.events + 1] = encoded
-  end)
+  local ok, encoded = pcall(encode_event, event)
   if not ok then
-    log("i_error", "cannot record " .. tostring(event and event.name) .. " event: " .. tostring(err))
+    log("i_error", "cannot record " .. tostring(type(event) == "table" and event.name) .. " event: " .. tostring(encoded))
+    return
   end
+  ctx.mailbox = ctx.mailbox or event.mailbox
+  if event.uid ~= nil then
+    ctx.has_messages = true
+    ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
+  elseif ctx.seen[encoded] then
+    -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
+    -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
+    return
+  else
+    ctx.seen[encoded] = true
+  end
+  ctx.events[#ctx.events + 1] = encoded
+end
+
+-- The user's JSON, once per user session (one script state can serve several users: Dovecot
+-- shares a loaded script between the users of one process, e.g. LMTP recipients).
+local user_json = {}
+
+local function user_object(user)
+  local key = tostring(user.username) .. "\0" .. tostring(user.session_id)
+  local encoded = user_json[key]
+  if encoded == nil then
+    encoded = encode_user(user)
+    user_json[key] = encoded
+  end
+  return encoded
 end
 
 local function finish(ctx)
@@ -419,33 +471,46 @@ local function finish(ctx)
   local id = new_id(user)
   local parts = {
     '"id":' .. jstr(id),
-    '"user":' .. encode_user(user),
+    '"user":' .. user_object(user),
     '"mailbox":' .. jstr(ctx.mailbox),
     '"success":true',
     '"events":[' .. table.concat(ctx.events, ",") .. "]",
   }
-  if config.metadata then
-    local found = {}
-    for _, key in ipairs(METADATA_KEYS) do
+  local metadata_read, metadata = false, nil
+  if config.status and ctx.has_messages then
+    local with_metadata = config.metadata and ctx.mailbox == "INBOX"
+    local ok, status, value = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged, with_metadata)
+    if ok then
+      parts[#parts + 1] = '"status":' .. status
+      metadata_read, metadata = with_metadata, value
+    else
+      log("i_warning", "cannot get the status of mailbox " .. tostring(ctx.mailbox) .. ": " .. tostring(status))
+    end
+  end
+  if config.metadata and not metadata_read then
+    metadata = {}
+    for i, key in ipairs(METADATA_KEYS) do
       local ok, value = pcall(user.metadata_get, user, key)
-      if ok and (value ~= nil or key == OX_METADATA_KEY) then
-        -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
-        -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
-        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
-      elseif not ok then
+      if ok then
+        metadata[i] = value
+      else
+        metadata[i] = false
         log("i_warning", "cannot read METADATA " .. key .. ": " .. tostring(value))
+      end
+    end
+  end
+  if metadata ~= nil then
+    local found = {}
+    for i, key in ipairs(METADATA_KEYS) do
+      local value = metadata[i]
+      -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
+      -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
+      if value ~= false and (value ~= nil or key == OX_METADATA_KEY) then
+        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
       end
     end
     if #found > 0 then
       parts[#parts + 1] = '"metadata":{' .. table.concat(found, ",") .. "}"
-    end
-  end
-  if config.status and ctx.has_messages then
-    local ok, status = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged)
-    if ok then
-      parts[#parts + 1] = '"status":' .. status
-    else
-      log("i_warning", "cannot get the status of mailbox " .. tostring(ctx.mailbox) .. ": " .. tostring(status))
     end
   end
   hand_over(id, "{" .. table.concat(parts, ",") .. "}\n")

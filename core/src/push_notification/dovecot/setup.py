@@ -23,6 +23,7 @@ import click
 
 from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
 from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
+from push_notification.dovecot.bytecode import compile_lua
 
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 
@@ -30,6 +31,9 @@ DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
 DEFAULT_INGRESS = DEFAULT_URL + TRANSACTIONS_PATH
 SCRIPT_NAME = "dovecot-bridge.lua"
+#: Beside SCRIPT_NAME (the loader Dovecot loads): the bridge's source and its bytecode.
+SOURCE_NAME = "dovecot-bridge-source.lua"
+BYTECODE_NAME = "dovecot-bridge.luac"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 #: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
 #: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
@@ -49,6 +53,7 @@ class BridgeOptions:
     token: str | None = None
     timeout_msecs: int = 1000
     status: bool = True
+    metadata: bool = True
 
     def lua_settings(self) -> dict[str, str]:
         """The script's settings without prefix (2.4 ``lua_settings`` keys)."""
@@ -60,6 +65,8 @@ class BridgeOptions:
                 values["token"] = self.token
         if not self.status:
             values["status"] = "no"
+        if not self.metadata:
+            values["metadata"] = "no"
         return values
 
 
@@ -83,16 +90,34 @@ def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification
     return {driver_key: driver_value(options), **bridge_settings(options)}
 
 
+def loader_source() -> str:
+    """The file Dovecot loads: it runs the bytecode beside it, or the source (see loader.lua)."""
+    return resources.files("push_notification.dovecot").joinpath("loader.lua").read_text(encoding="utf-8")
+
+
+def _write(target: Path, data: bytes) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+
+
 def install_script(directory: str | os.PathLike[str]) -> Path:
-    """Copy the bridge script into ``directory`` (mode 0644, readable by every mail user)."""
+    """Install the bridge into ``directory`` (mode 0644, readable by every mail user): its
+    source, its bytecode when a Lua library is here, and last the loader Dovecot loads
+    (returned); a stale bytecode file is removed when none can be made."""
     target_dir = Path(directory)
     target = target_dir / SCRIPT_NAME
+    source = script_source()
+    bytecode = compile_lua(source, "dovecot-bridge")
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".lua.tmp")
-        tmp.write_text(script_source(), encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        _write(target_dir / SOURCE_NAME, source.encode("utf-8"))
+        if bytecode is not None:
+            _write(target_dir / BYTECODE_NAME, bytecode)
+        else:
+            (target_dir / BYTECODE_NAME).unlink(missing_ok=True)
+        _write(target, loader_source().encode("utf-8"))
     except OSError as exc:
         raise click.ClickException(
             f"cannot install the bridge script into {target_dir}: {exc.strerror or exc};"
@@ -210,7 +235,12 @@ def _url_warning(url: str) -> str | None:
     help="Print the METADATA lines too (mail_attribute_dict, imap_metadata): OX App Suite needs them.",
 )
 @click.option("--timeout-msecs", default=1000, show_default=True, type=click.IntRange(50, 60000))
-@click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (saves a sync per delivery).")
+@click.option("--no-status", is_flag=True, help="Skip the mailbox status snapshot (no driver instance uses it).")
+@click.option(
+    "--no-metadata",
+    is_flag=True,
+    help="Skip the http-notify METADATA read (no OX or Lua instance uses it): saves opening INBOX per transaction.",
+)
 def dovecot_config(
     transport: str,
     url: str,
@@ -223,6 +253,7 @@ def dovecot_config(
     metadata: bool,
     timeout_msecs: int,
     no_status: bool,
+    no_metadata: bool,
 ) -> None:
     """Install the bridge script and print the dovecot.conf snippet that feeds the daemon."""
     if transport == "http":
@@ -242,6 +273,7 @@ def dovecot_config(
         token=token,
         timeout_msecs=timeout_msecs,
         status=not no_status,
+        metadata=not no_metadata,
     )
     version = version or detect_version()
     group = mail_group(mail_user)
