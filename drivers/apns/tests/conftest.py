@@ -39,7 +39,9 @@ class Running:
             return response.status, (await response.json() if text else None)
 
     async def register(self, device: FakeDevice, user: str = "jane@example.com", **extra: Any) -> str:
-        status, body = await self.call("POST", "/v1/devices", {"user": user, "kind": "apns", "token": device.token, **extra})
+        status, body = await self.call(
+            "POST", "/v1/devices", {"user": user, "kind": "apns", "token": device.token, **extra}
+        )
         assert status == 201, body
         return str(body["id"])
 

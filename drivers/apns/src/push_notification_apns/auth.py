@@ -15,7 +15,6 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from push_notification.errors import PushNotificationError
 
 #: A token is renewed after this many seconds (Apple: between 20 and 60 minutes).
@@ -35,8 +34,9 @@ def load_p8_key(path: Path) -> ec.EllipticCurvePrivateKey:
             f"{path} is not an unencrypted PEM private key (use the AuthKey_KEYID.p8 file Apple gave you)"
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-        raise PushNotificationError(f"{path} is a {kind} key; APNs needs the P-256 (ES256) .p8 key from Apple")
+        kind = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else type(key).__name__.removeprefix("_")
+        raise PushNotificationError(f"{path} is not a P-256 key ({kind.replace('PrivateKey', '')}); APNs needs"
+                                    " the P-256 (ES256) .p8 key from Apple")  # fmt: skip
     return key
 
 

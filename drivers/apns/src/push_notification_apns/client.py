@@ -9,7 +9,6 @@ import ssl
 from dataclasses import dataclass
 
 import httpx
-
 from push_notification.errors import RetryableError
 from push_notification.http_retry import parse_retry_after
 

@@ -67,11 +67,12 @@ def read_config(settings: Settings) -> ApnsConfig:
     http = read_http_client_settings(settings, default_max_parallel_connections=1)
     assert http.ssl_context is not None
     token_auth, certificate = "key_file" in settings, "certificate_file" in settings
-    if token_auth == certificate:
-        raise settings.error(
-            "key_file", "set key_file, key_id and team_id (token authentication) or certificate_file, not both"
-            if token_auth else "is required (with key_id and team_id), or certificate_file for certificate authentication"
-        )  # fmt: skip
+    if token_auth and certificate:
+        raise settings.error("key_file", "set key_file, key_id and team_id (token authentication) or certificate_file,"
+                                         " not both")  # fmt: skip
+    if not token_auth and not certificate:
+        raise settings.error("key_file", "is required (with key_id and team_id), or certificate_file for certificate"
+                                         " authentication")  # fmt: skip
     token = _token(settings) if token_auth else None
     if certificate:
         key_file = settings.get_str("certificate_key_file")

@@ -73,7 +73,8 @@ class ApnsDriver(WakingDriver):
         environment = device.keys.get("environment", config.environment)
         label = f"push to device {device.id} (apns {environment})"
         if len(body) > MAX_PAYLOAD:
-            raise PermanentError(f"{label}: the payload is {len(body)} bytes, APNs takes {MAX_PAYLOAD}: shorten the templates")
+            raise PermanentError(f"{label}: the payload is {len(body)} bytes, more than APNs takes ({MAX_PAYLOAD}):"
+                                 " shorten title_template/body_template")  # fmt: skip
         url = f"{config.endpoints[environment]}/3/device/{device.address}"
         request = headers(config.topic, config.push_type, config.ttl, txn.user.username, txn.mailbox,
                           collapse=config.collapse)  # fmt: skip

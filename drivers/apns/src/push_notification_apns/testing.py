@@ -92,7 +92,7 @@ class LoopbackApns:
 
     def client_certificate(self, path: Path) -> Path:
         """A PEM client certificate and key issued by the test CA, written to ``path``."""
-        cert = self.ca.issue_cert(f"Apple Push Services: {self.topic}")
+        cert = self.ca.issue_cert("provider.example.com", common_name=f"Apple Push Services: {self.topic}")
         path.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems) + cert.private_key_pem.bytes())
         return path
 
@@ -212,6 +212,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.certified = False
         self.number = 0
+        self.answering: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -241,7 +242,9 @@ class _Connection(asyncio.Protocol):
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
                 headers, body = self.streams.pop(event.stream_id)
-                asyncio.ensure_future(self._respond(event.stream_id, headers, bytes(body)))
+                task = asyncio.ensure_future(self._respond(event.stream_id, headers, bytes(body)))
+                self.answering.add(task)
+                task.add_done_callback(self.answering.discard)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.transport.close()
         self.transport.write(self.h2.data_to_send())
