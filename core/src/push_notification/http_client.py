@@ -268,6 +268,9 @@ class HttpSender:
         what = f"{status} {reason}".rstrip()
         if 300 <= status < 400:
             return Failure(f"{what} (Redirect refused)", retryable=False, status=status)
+        said = self.policy.describe(status, body)
+        if said:
+            what += f": {said}"
         hint = self.policy.status_hints.get(status)
         if hint:
             what += f" ({hint})"

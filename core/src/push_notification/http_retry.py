@@ -80,6 +80,11 @@ class RetryPolicy:
         """Whether a non-2xx, non-3xx status is worth another attempt."""
         return status in self.retry_statuses or status >= 500
 
+    def describe(self, status: int, body: bytes) -> str:
+        """What the server said about a refusal, read from its body (FCM's error status and
+        message, APNs' reason); appended to the status in errors. Nothing by default."""
+        return ""
+
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (1-based) when the server named none."""
         full = min(self.backoff_first * 2.0 ** (attempt - 1), self.backoff_max)

@@ -13,7 +13,7 @@ async def test_new_mail_is_a_silent_content_free_wake_up(start: Start) -> None:
     running = await start()
     device = running.apns.device()
     await running.register(device)
-    await running.send(subject="Quarterly figures", **{"from": "boss@example.com"})
+    await running.daemon.send(subject="Quarterly figures", **{"from": "boss@example.com"})
     [push] = await running.apns.wait_for(1)
     assert push.token == device.token
     assert push.payload == {"aps": {"content-available": 1}, "account": "jane@example.com", "mailbox": "INBOX",
@@ -31,7 +31,7 @@ async def test_an_alert_shows_the_templated_title_with_priority_10(start: Start)
     running = await start(f"{NO_STORM}\n  push_type = alert\n  title_template = Mail from {{{{ event.from_address }}}}")
     device = running.apns.device()
     await running.register(device)
-    await running.send(from_address="carol@example.org")
+    await running.daemon.send(from_address="carol@example.org")
     [push] = await running.apns.wait_for(1)
     assert push.payload["aps"] == {"alert": {"title": "Mail from carol@example.org"}, "sound": "default", "badge": 2}
     assert push.headers["apns-push-type"] == "alert" and push.headers["apns-priority"] == "10"
@@ -41,7 +41,7 @@ async def test_one_pending_push_per_user_and_mailbox(start: Start) -> None:
     running = await start(f"{NO_STORM}\n  wake_mailboxes = *")
     await running.register(running.apns.device())
     for uid, mailbox in enumerate(["INBOX", "INBOX", "Lists"]):
-        await running.send(mailbox=mailbox, uid=uid)
+        await running.daemon.send(mailbox=mailbox, uid=uid)
     received = await running.apns.wait_for(3)
     collapse = {p.payload["mailbox"]: p.headers["apns-collapse-id"] for p in received}
     assert [p.headers["apns-collapse-id"] for p in received].count(collapse["INBOX"]) == 2
@@ -54,7 +54,7 @@ async def test_many_pushes_share_one_http2_connection_and_one_token(start: Start
     for number, device in enumerate(devices):
         await running.register(device, user=f"user{number}@example.com")
     for number in range(20):
-        await running.send(user=f"user{number}@example.com")
+        await running.daemon.send(user=f"user{number}@example.com")
     received = await running.apns.wait_for(20)
     assert sorted(p.token for p in received) == sorted(d.token for d in devices)
     assert running.apns.connections == 1 and {p.connection for p in received} == {1}
@@ -68,25 +68,25 @@ async def test_a_token_apple_says_is_gone_is_removed(start: Start, status: int, 
     gone.answers.append((status, reason))
     gone_id = await running.register(gone)
     await running.register(kept)
-    await running.send()
+    await running.daemon.send()
     await running.apns.wait_for(1)
-    await running.daemon.dispatcher.drain(5)
-    assert gone_id not in await running.devices() and len(await running.devices()) == 1
-    assert 'push_notification_devices_removed_total{reason="gone"} 1.0' in await running.metrics()
+    await running.daemon.drain(5)
+    assert gone_id not in await running.daemon.devices() and len(await running.daemon.devices()) == 1
+    assert 'push_notification_devices_removed_total{reason="gone"} 1.0' in await running.daemon.metrics()
 
 
 async def test_an_expired_provider_token_is_renewed_at_once_without_losing_the_push(start: Start) -> None:
     running = await start()
     device = running.apns.device()
     await running.register(device)
-    await running.send(uid=1)
+    await running.daemon.send(uid=1)
     [first] = await running.apns.wait_for(1)
     running.apns.expire_tokens()
-    await running.send(uid=2)
+    await running.daemon.send(uid=2)
     _, second = await running.apns.wait_for(2)
     assert first.headers["authorization"] != second.headers["authorization"]
-    await running.daemon.dispatcher.drain(5)
-    metrics = await running.metrics()
+    await running.daemon.drain(5)
+    metrics = await running.daemon.metrics()
     assert 'push_notification_deliveries_total{instance="apns",outcome="retry"}' not in metrics
     assert 'push_notification_deliveries_total{instance="apns",outcome="delivered"} 2.0' in metrics
 
@@ -98,12 +98,12 @@ async def test_throttling_and_outages_are_retried_through_the_queue(start: Start
     busy.answers.append((status, reason))
     await running.register(busy)
     await running.register(fine)
-    await running.send()
+    await running.daemon.send()
     received = await running.apns.wait_for(2)
     assert sorted(p.token for p in received) == sorted([busy.token, fine.token])
-    await running.daemon.dispatcher.drain(5)
+    await running.daemon.drain(5)
     assert len(running.apns.received) == 2  # the retry skipped the device already reached
-    assert 'push_notification_deliveries_total{instance="apns",outcome="retry"} 1.0' in await running.metrics()
+    assert 'push_notification_deliveries_total{instance="apns",outcome="retry"} 1.0' in await running.daemon.metrics()
 
 
 async def test_another_refusal_is_a_one_line_permanent_error_naming_apples_reason(
@@ -113,28 +113,28 @@ async def test_another_refusal_is_a_one_line_permanent_error_naming_apples_reaso
     device = running.apns.device()
     device.answers.append((400, "DeviceTokenNotForTopic"))
     device_id = await running.register(device)
-    await running.send()
-    await running.dead_letter()
+    await running.daemon.send()
+    await running.daemon.dead_letter("apns")
     line = next(r.getMessage() for r in caplog.records if "dead letter" in r.getMessage())
     assert (f"push to device {device_id} (apns production): APNs answered 400 DeviceTokenNotForTopic"
             " (the device belongs to another app than topic)") in line  # fmt: skip
     assert device.token not in "\n".join(r.getMessage() for r in caplog.records)
-    assert await running.devices() == [device_id]
+    assert await running.daemon.devices() == [device_id]
 
 
 async def test_a_sandbox_device_goes_to_the_sandbox_endpoint(start: Start) -> None:
     running = await start(f"{NO_STORM}\n  environment = production\n  production_url = https://127.0.0.1:1")
     device = running.apns.device()
     await running.register(device, environment="sandbox")
-    await running.send()
+    await running.daemon.send()
     [push] = await running.apns.wait_for(1)
     assert push.token == device.token
 
 
 async def test_a_bad_token_is_a_one_line_400(start: Start) -> None:
     running = await start()
-    status, body = await running.call("POST", "/v1/devices", {"user": "u", "kind": "apns", "token": "xyz"})
+    status, body = await running.daemon.call("POST", "/v1/devices", {"user": "u", "kind": "apns", "token": "xyz"})
     assert (status, body) == (400, {"error": "the apns token must be hex (the deviceToken bytes, two digits each)"})
-    status, body = await running.call("POST", "/v1/devices", {"user": "u", "kind": "apns", "token": "ab" * 32,
+    status, body = await running.daemon.call("POST", "/v1/devices", {"user": "u", "kind": "apns", "token": "ab" * 32,
                                                               "environment": "staging"})  # fmt: skip
     assert (status, body) == (400, {"error": "the apns environment must be production or sandbox"})

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import NO_STORM, TOPIC, instance_config, running_daemon
+from conftest import NO_STORM, TOPIC, instance_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from push_notification.config import parse_config
 from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
+from push_notification.testing.daemon import running_daemon
 from push_notification_apns.testing import LoopbackApns
 
 
@@ -19,9 +20,9 @@ async def test_certificate_authentication_needs_no_provider_token(tmp_path: Path
     async with LoopbackApns(tmp_path, topic=TOPIC) as apns:
         certificate = apns.client_certificate(tmp_path / "apns-cert.pem")
         config = instance_config(apns, None, f"{NO_STORM}\n  certificate_file = {certificate}")
-        async with running_daemon(tmp_path, apns, config) as running:
+        async with running_daemon(tmp_path, config) as running:
             device = apns.device()
-            await running.register(device)
+            await running.register("apns", token=device.token)
             await running.send()
             [push] = await apns.wait_for(1)
     assert push.claims is None and "authorization" not in push.headers and apns.rejected == []
