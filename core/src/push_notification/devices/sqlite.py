@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Collection
@@ -19,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from push_notification.devices.contract import Device, DeviceFields, DeviceRegistry
-from push_notification.errors import PushNotificationError
+from push_notification.sqlite_file import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS device (
@@ -59,18 +58,7 @@ def _device(row: tuple[Any, ...]) -> Device:
 class SqliteDeviceRegistry(DeviceRegistry):
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise PushNotificationError(
-                f"device registry {self.path}: cannot open: {exc}; check the path and its permissions"
-                " (setting state_dir)"
-            ) from None
+        self._db = open_sqlite(path, _SCHEMA, what="device registry", setting="devices_path", synchronous="NORMAL")
         # The CLI and the daemon's thread-run drivers may share one registry.
         self._lock = threading.Lock()
         #: user → all their devices, valid while ``data_version`` stays the same.

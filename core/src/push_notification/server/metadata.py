@@ -9,11 +9,11 @@ serves the other senders and Lua scripts that write metadata.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 from push_notification.errors import PushNotificationError
+from push_notification.sqlite_file import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metadata (
@@ -41,17 +41,7 @@ class MetadataStore:
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise PushNotificationError(
-                f"metadata store {self.path}: cannot open: {exc}; check the path and its permissions"
-                " (setting metadata_path)"
-            ) from None
+        self._db = open_sqlite(path, _SCHEMA, what="metadata store", setting="metadata_path")
         self._lock = threading.Lock()
 
     def get(self, username: str, key: str, mailbox: str = "") -> str | None:

@@ -7,12 +7,11 @@ merged delivery ended; whatever a crash leaves here is loaded again at the next 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from push_notification.errors import PushNotificationError
+from push_notification.sqlite_file import open_sqlite
 from push_notification.transaction import Transaction, transaction_from_dict
 
 _SCHEMA = """
@@ -47,17 +46,7 @@ class StormStore(ABC):
 class SqliteStormStore(StormStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise PushNotificationError(
-                f"storm-control store {self.path}: cannot open: {exc}; check state_dir and its permissions"
-            ) from None
+        self._db = open_sqlite(path, _SCHEMA, what="storm-control store", setting="state_dir", synchronous="NORMAL")
         self._lock = threading.Lock()
 
     async def add(self, instance: str, txn: Transaction, now: float) -> int:

@@ -21,6 +21,9 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+from push_notification.devices.kinds import served_kinds
+from push_notification.devices.service import DeviceService
+from push_notification.devices.sqlite import SqliteDeviceRegistry
 from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.events import Event, MessageEvent, event_from_dict, event_type
@@ -82,7 +85,9 @@ class DriverHarness:
     """One driver instance behind a real dispatcher, for the duration of an ``async with``.
 
     ``factory`` is the driver class, or a driver name to load through its entry point (the
-    path the daemon takes). ``settings`` are the instance block's keys.
+    path the daemon takes). ``settings`` are the instance block's keys. A driver that declares
+    ``device_kinds`` gets an in-memory device registry, ``harness.devices``, to register the
+    devices it should wake (``await harness.devices.register(...)``).
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class DriverHarness:
         metadata: MetadataStore | None = None,
         state_dir: Path | None = None,
         timeout: float = 30.0,
+        devices: DeviceService | None = None,
     ) -> None:
         if isinstance(factory, str):
             driver = find_driver(factory, instance)
@@ -102,6 +108,8 @@ class DriverHarness:
         else:
             driver_name = getattr(factory, "name", getattr(factory, "__name__", "driver"))
         self.metadata = metadata if metadata is not None else MetadataStore()
+        kinds = served_kinds([factory])
+        self.devices = devices if devices is not None else DeviceService(SqliteDeviceRegistry(), kinds)
         self.context = DriverContext(
             instance=instance,
             driver=str(driver_name),
@@ -109,6 +117,7 @@ class DriverHarness:
             plugin_env=MappingProxyType(dict(plugin_env or {})),
             metadata=self.metadata,
             state_dir=state_dir,
+            devices=self.devices if kinds or devices is not None else None,
         )
         self.instance: DriverInstance = create_instance(self.context, factory, timeout=timeout)
         self.plugin: Any = self.instance.plugin

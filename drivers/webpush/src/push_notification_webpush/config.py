@@ -34,13 +34,14 @@ def read_config(settings: Settings) -> WebPushConfig:
     except PushNotificationError as exc:
         raise settings.error("vapid_key", str(exc)) from None
     subject = settings.get_str("vapid_subject", required=True) or ""
-    if not subject.startswith(("mailto:", "https://")):
-        raise settings.error("vapid_subject", "must be a mailto: or https: URL push services can reach you at")
+    signer = VapidSigner(key, subject)
+    if (problem := signer.check()) is not None:
+        raise settings.error("vapid_subject", problem)
     urgency = (settings.get_str("urgency", "normal") or "normal").lower()
     if urgency not in URGENCIES:
         raise settings.error("urgency", f"use one of {', '.join(URGENCIES)}")
     return WebPushConfig(
-        signer=VapidSigner(key, subject),
+        signer=signer,
         public_key=public_key_b64(key),
         ttl=int(settings.get_time("ttl", DEFAULT_TTL)),
         urgency=urgency,

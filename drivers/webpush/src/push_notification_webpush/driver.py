@@ -25,6 +25,7 @@ from push_notification.http_client import HttpPermanentError, HttpRequest, HttpR
 from push_notification.http_retry import PartialDeliveries, RetryPolicy
 from push_notification.templates import TemplateError
 from push_notification.transaction import Transaction
+from py_vapid import VapidException
 
 from .config import read_config
 from .message import encrypt, topic
@@ -110,10 +111,15 @@ class WebPushDriver:
 
     async def _push(self, device: PushDevice, payload: bytes, headers: dict[str, str]) -> None:
         """One encrypted, signed message to one subscription; a gone one is removed."""
-        signed = {**headers, "Authorization": self.config.signer.authorization(device.address)}
         label = f"push to device {device.id} ({safe_url(device.address)})"
         try:
-            await self.sender.send(HttpRequest("POST", device.address, encrypt(payload, device), signed, label))
+            signed = {**headers, "Authorization": self.config.signer.authorization(device.address)}
+            body = encrypt(payload, device)
+        except (VapidException, ValueError, KeyError) as exc:
+            await self.devices.failed(device)
+            raise PermanentError(f"{label}: cannot sign or encrypt for this subscription: {exc}") from None
+        try:
+            await self.sender.send(HttpRequest("POST", device.address, body, signed, label))
         except HttpPermanentError as exc:
             if exc.status in GONE:
                 await self.devices.gone(device, str(exc))

@@ -10,7 +10,7 @@ import time
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02
+from py_vapid import Vapid02, VapidException
 
 #: How long a token is valid (RFC 8292 caps it at 24 h; 12 h leaves room for clock skew).
 TOKEN_LIFETIME = 12 * 3600
@@ -23,6 +23,15 @@ class VapidSigner:
         self._vapid = Vapid02(private_key=key)
         self.subject = subject
         self._tokens: dict[str, tuple[str, float]] = {}
+
+    def check(self) -> str | None:
+        """Why py-vapid would refuse to sign with this subject, or None (asked at start-up, so a
+        bad ``vapid_subject`` is a config error and not a failure of every push)."""
+        try:
+            self._vapid.sign({"aud": "https://push.example.net", "exp": int(time.time()) + 60, "sub": self.subject})
+        except VapidException:
+            return "must be mailto:ADDRESS or https://HOST (no path), as RFC 8292 and py-vapid require"
+        return None
 
     def authorization(self, endpoint: str, now: float | None = None) -> str:
         """The ``Authorization: vapid t=...,k=...`` value for a push to ``endpoint``."""
