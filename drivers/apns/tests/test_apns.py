@@ -3,6 +3,7 @@ verifies the provider token's ES256 signature and checks Apple's headers."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -109,6 +110,7 @@ async def test_throttling_and_outages_are_retried_through_the_queue(start: Start
 async def test_another_refusal_is_a_one_line_permanent_error_naming_apples_reason(
     start: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     running = await start()
     device = running.apns.device()
     device.answers.append((400, "DeviceTokenNotForTopic"))

@@ -5,12 +5,19 @@ push). Answers are read, not judged: the driver decides what Apple's reason mean
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from dataclasses import dataclass
 
 import httpx
 from push_notification.errors import RetryableError
 from push_notification.http_retry import parse_retry_after
+
+
+#: httpx logs every request's URL at INFO, and an APNs URL ends with the device token, a
+#: credential: the daemon's log must never show it.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
