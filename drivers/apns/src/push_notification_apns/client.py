@@ -13,10 +13,10 @@ import httpx
 from push_notification.errors import RetryableError
 from push_notification.http_retry import parse_retry_after
 
-
-#: httpx logs every request's URL at INFO, and an APNs URL ends with the device token, a
-#: credential: the daemon's log must never show it.
-for _name in ("httpx", "httpcore"):
+#: httpx logs every request's URL at INFO, hpack every header at DEBUG, and an APNs request
+#: carries the device token in its path and the provider token in a header: credentials the
+#: daemon's log must never show, whatever its log_level.
+for _name in ("httpx", "httpcore", "h2", "hpack"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
