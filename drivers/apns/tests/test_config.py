@@ -3,12 +3,15 @@ naming the setting."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import NO_STORM, TOPIC, instance_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from push_notification.cli import cli
 from push_notification.config import parse_config
 from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
@@ -88,3 +91,9 @@ def test_a_configuration_mistake_is_one_line_naming_the_setting(
     tmp_path: Path, keys: dict[str, Path], settings: str, error: str
 ) -> None:
     assert start_error(tmp_path, settings.format(**keys)).startswith(error.format(**keys))
+
+
+def test_the_driver_is_found_by_its_entry_point_and_listed() -> None:
+    result = CliRunner().invoke(cli, ["drivers", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "push-notification-apns" in [row["distribution"] for row in json.loads(result.output)]

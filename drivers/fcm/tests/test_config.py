@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from push_notification.cli import cli
 from push_notification.config import parse_config
 from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
@@ -77,3 +79,9 @@ def test_project_id_may_come_from_the_setting(tmp_path: Path, accounts: dict[str
     [instance] = daemon.instances
     assert isinstance(instance.plugin, FcmDriver)
     assert instance.plugin.config.send_url == "https://fcm.googleapis.com/v1/projects/other/messages:send"
+
+
+def test_the_driver_is_found_by_its_entry_point_and_listed() -> None:
+    result = CliRunner().invoke(cli, ["drivers", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "push-notification-fcm" in [row["distribution"] for row in json.loads(result.output)]

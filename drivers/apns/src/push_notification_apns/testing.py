@@ -72,7 +72,9 @@ class LoopbackApns:
         key: ec.EllipticCurvePublicKey | None = None,
         key_id: str = "",
         team_id: str = "",
+        port: int = 0,
     ) -> None:
+        self.port = port
         self.topic, self.key, self.key_id, self.team_id = topic, key, key_id, team_id
         self.ca = trustme.CA()
         #: The CA to trust (``ssl_client_ca_file``).
@@ -104,7 +106,7 @@ class LoopbackApns:
         self.ca.configure_trust(context)
         self._arrived = asyncio.Condition()
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self), "127.0.0.1", 0, ssl=context
+            lambda: _Connection(self), "127.0.0.1", self.port, ssl=context
         )
         self.url = f"https://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
@@ -116,8 +118,9 @@ class LoopbackApns:
                 transport.close()
             await self._server.wait_closed()
 
-    def device(self) -> FakeDevice:
-        device = FakeDevice(os.urandom(32).hex())
+    def device(self, token: str | None = None) -> FakeDevice:
+        """A device APNs knows (a fresh random token unless ``token`` is given)."""
+        device = FakeDevice(token or os.urandom(32).hex())
         self.devices[device.token] = device
         return device
 
@@ -166,7 +169,7 @@ class LoopbackApns:
         push_type, priority = headers.get("apns-push-type"), headers.get("apns-priority")
         if push_type not in ("alert", "background") or priority not in ("5", "10"):
             raise Refused(400, "InvalidPushType" if priority in ("5", "10") else "BadPriority")
-        if not headers.get("apns-expiration", "").isdigit():
+        if not headers.get("apns-expiration", "0").isdigit():  # optional: absent means "store it, try once"
             raise Refused(400, "BadExpirationDate")
         if len(headers.get("apns-collapse-id", "").encode()) > 64:
             raise Refused(400, "BadCollapseId")
@@ -253,7 +256,9 @@ class _Connection(asyncio.Protocol):
         refused = await self.service._answer(headers, body, self.certified, self.number)
         if self.transport is None or self.transport.is_closing():
             return
-        answer = [(":status", "200" if refused is None else str(refused.status)), ("apns-id", str(uuid.uuid4()))]
+        # Apple echoes the request's apns-id, or makes one up.
+        apns_id = headers.get("apns-id") or str(uuid.uuid4())
+        answer = [(":status", "200" if refused is None else str(refused.status)), ("apns-id", apns_id)]
         if refused is None:
             self.h2.send_headers(stream_id, answer, end_stream=True)
         else:

@@ -69,7 +69,8 @@ class Refused(Exception):
 class LoopbackFcm:
     """``async with LoopbackFcm(project_id="p") as fcm:`` then ``fcm.service_account(path)``."""
 
-    def __init__(self, project_id: str = "mail-push-test", token_lifetime: int = 3600) -> None:
+    def __init__(self, project_id: str = "mail-push-test", token_lifetime: int = 3600, port: int = 0) -> None:
+        self.port = port
         self.project_id = project_id
         self.token_lifetime = token_lifetime
         self.client_email = f"push@{project_id}.iam.gserviceaccount.com"
@@ -91,7 +92,7 @@ class LoopbackFcm:
         app.router.add_post("/v1/projects/{project}/messages:send", self._send)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
         return self
@@ -110,8 +111,9 @@ class LoopbackFcm:
         path.write_text(json.dumps(info))
         return path
 
-    def device(self) -> FakeDevice:
-        device = FakeDevice(f"{secrets.token_urlsafe(16)}:APA91b{secrets.token_urlsafe(100)}")
+    def device(self, token: str | None = None) -> FakeDevice:
+        """A device FCM knows (a fresh random registration token unless ``token`` is given)."""
+        device = FakeDevice(token or f"{secrets.token_urlsafe(16)}:APA91b{secrets.token_urlsafe(100)}")
         self.devices[device.token] = device
         return device
 

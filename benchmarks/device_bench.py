@@ -1,0 +1,176 @@
+"""The frame of the device-driver benchmarks (apns.py, fcm.py): a loopback push service in a
+process of its own (the sink, which counts what it accepted), the daemon as ``push-notification
+serve`` fed through the bridge spool with the sqlite queue and the device registry, and
+interleaved rounds of a bare client loop and the daemon, compared within the run.
+
+A benchmark module gives the sink (an async context manager factory plus the tokens it knows),
+the instance block, and the bare loop; :func:`run` does the rest and prints the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dovecot_e2e import cpu_seconds, free_port
+
+INGRESS_TOKEN = "bench-ingress"
+#: (pushes/s, CPU seconds per push) of one round.
+Round = tuple[float, float]
+
+
+def user(number: int) -> str:
+    return f"user{number}@example.com"
+
+
+def serve_sink(service: Any, count_port: int) -> None:
+    """In the sink process: run ``service`` (a loopback push service, not yet entered) until
+    SIGTERM, with ``GET /_count`` on ``count_port`` saying how many pushes it accepted."""
+    from aiohttp import web
+
+    async def main() -> None:
+        async with service:
+
+            async def count(request: web.Request) -> web.Response:
+                return web.json_response({"ok": len(service.received), "bad": len(service.rejected)})
+
+            app = web.Application()
+            app.router.add_get("/_count", count)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", count_port).start()
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+class Sink:
+    """The sink process: ``python BENCH --sink COUNT_PORT --port PORT --work DIR``."""
+
+    def __init__(self, script: str, work: Path) -> None:
+        self.port, self.count_port = free_port(), free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, script, "--sink", str(self.count_port), "--port", str(self.port), "--work", str(work)]
+        )
+        for _ in range(400):
+            try:
+                self.count()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise SystemExit("the sink exited") from None
+                time.sleep(0.05)
+        raise SystemExit("the sink did not start")
+
+    def count(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.count_port}/_count", timeout=10) as response:
+            data: dict[str, int] = json.loads(response.read())
+            return data
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class SpoolDaemon:
+    """``push-notification serve`` with ``instance``, storm control off (it would merge the
+    bench's pushes), one device per user registered over HTTP."""
+
+    def __init__(self, work: Path, instance: str, kind: str, tokens: list[str]) -> None:
+        self.spool = work / "spool"
+        for part in ("tmp", "new"):
+            (self.spool / part).mkdir(parents=True)
+        self.users = len(tokens)
+        config = work / "daemon.conf"
+        config.write_text(f"state_dir = {work / 'state'}\nlog_level = warning\nspool_dir = {self.spool}\n"
+                          f"ingress_token = {INGRESS_TOKEN}\n{instance}")  # fmt: skip
+        self.url = f"http://127.0.0.1:{free_port()}"
+        with (work / "daemon.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(config),
+                 "--listen", self.url.removeprefix("http://")], stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        for _ in range(400):
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise SystemExit(f"the daemon did not start; see {work / 'daemon.log'}")
+        for number, token in enumerate(tokens):
+            body = json.dumps({"user": user(number), "kind": kind, "token": token}).encode()
+            request = urllib.request.Request(f"{self.url}/v1/devices", data=body, method="POST")
+            request.add_header("Authorization", f"Bearer {INGRESS_TOKEN}")
+            urllib.request.urlopen(request, timeout=10).read()
+
+    def feed(self, first: int, n: int) -> None:
+        """As the bridge does for LMTP deliveries: one spool file per transaction."""
+        for number in range(first, first + n):
+            txn = {"user": {"username": user(number % self.users), "service": "lmtp"},
+                   "mailbox": "INBOX", "events": [{"name": "MessageNew", "mailbox": "INBOX", "uid": number,
+                   "uid_validity": 1795606734, "from_address": "bench@example.org", "subject_utf8": "Hello"}],
+                   "status": {"messages": number, "recent": 1, "unseen": 1, "uidvalidity": 1795606734,
+                              "uidnext": number + 1}}  # fmt: skip
+            name = f"{number}.{uuid.uuid4().hex}.json"
+            (self.spool / "tmp" / name).write_bytes(json.dumps(txn).encode())
+            os.rename(self.spool / "tmp" / name, self.spool / "new" / name)
+
+    def round(self, sink: Sink, first: int, n: int) -> Round:
+        """(pushes/s, daemon CPU seconds per push) for ``n`` transactions written at once."""
+        pid = self.process.pid
+        before = sink.count()["ok"]
+        cpu, started = cpu_seconds(lambda: [pid]), time.perf_counter()
+        self.feed(first, n)
+        deadline = time.monotonic() + 120
+        while sink.count()["ok"] < before + n:
+            if time.monotonic() > deadline:
+                raise SystemExit("the daemon did not push everything within 120 s")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.2)  # the last outcomes are recorded after the sink answered
+        return n / elapsed, (cpu_seconds(lambda: [pid]) - cpu) / n
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def measure(
+    bare: Callable[[int], Round], daemon: SpoolDaemon, sink: Sink, pushes: int, rounds: int
+) -> tuple[list[Round], list[Round]]:
+    """Warm both sides up, then ``rounds`` interleaved rounds (the machine is shared: compare
+    within a round)."""
+    bare(100)
+    daemon.round(sink, 0, 100)
+    bares: list[Round] = []
+    ours: list[Round] = []
+    for number in range(rounds):
+        bares.append(bare(pushes))
+        ours.append(daemon.round(sink, 1000 + number * pushes, pushes))
+    return bares, ours
+
+
+def report(title: str, bare_label: str, bares: list[Round], ours: list[Round], bad: int) -> None:
+    print(f"{title}; {os.cpu_count()} CPUs; pushes the sink refused: {bad}")
+    print("  (pushes/s: best round; CPU per push: median round; ratios: median of the per-round ratios)")
+    for name, rounds in ((bare_label, bares), ("daemon (spool, sqlite queue, registry)", ours)):
+        rate, cpu = max(r for r, _ in rounds), statistics.median(c for _, c in rounds)
+        print(f"  {name:<42} {rate:>8,.0f} pushes/s  {cpu * 1e6:>6,.0f} µs CPU/push")
+    rate_ratio = statistics.median(o[0] / b[0] for o, b in zip(ours, bares, strict=True))
+    cpu_ratio = statistics.median(b[1] / o[1] for o, b in zip(ours, bares, strict=True))
+    print(f"  daemon / bare loop: {rate_ratio:.2f}x the pushes/s, {cpu_ratio:.2f}x the pushes per CPU second")

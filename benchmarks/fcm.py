@@ -1,0 +1,105 @@
+"""fcm driver: pushes/s and the daemon's CPU per push, against a bare loop that sends the same
+messages with the same libraries (aiohttp, an access token from google-auth's signed
+assertion), to the same loopback FCM, in one run.
+
+The sink is ``push_notification_fcm.testing.LoopbackFcm`` in a process of its own: an OAuth2
+token endpoint checking the RS256 assertion, and ``messages:send`` checking the bearer token
+and each message. The daemon runs as ``push-notification serve`` fed through the bridge spool
+(see device_bench.py); CPU is read from /proc.
+
+    python benchmarks/fcm.py [--pushes 1000] [--rounds 5] [--users 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+from device_bench import Round, Sink, SpoolDaemon, measure, report, serve_sink, user
+from google.auth import crypt, jwt
+
+PROJECT = "bench-project"
+
+
+def token(number: int) -> str:
+    return f"bench{number}:APA91b" + hashlib.sha256(f"bench-device-{number}".encode()).hexdigest() * 2
+
+
+def run_sink(args: argparse.Namespace) -> None:
+    from push_notification_fcm.testing import LoopbackFcm
+
+    service = LoopbackFcm(PROJECT, port=args.port)
+    service.url = f"http://127.0.0.1:{args.port}"  # the service account's token_uri, before it starts
+    service.service_account(args.work / "service-account.json")
+    for number in range(args.users):
+        service.device(token(number))
+    serve_sink(service, args.sink)
+
+
+async def bare_loop(url: str, account: dict[str, str], users: int, n: int) -> Round:
+    """(pushes/s, CPU seconds per push) of the same messages, one after another."""
+    async with aiohttp.ClientSession() as session:
+        now = int(time.time())
+        claims = {"iss": account["client_email"], "scope": "https://www.googleapis.com/auth/firebase.messaging",
+                  "aud": account["token_uri"], "iat": now, "exp": now + 3600}  # fmt: skip
+        assertion = jwt.encode(crypt.RSASigner.from_service_account_info(account), claims).decode()
+        form = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+        async with session.post(account["token_uri"], data=form,
+                                headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:  # fmt: skip
+            bearer = "Bearer " + (await response.json())["access_token"]
+        headers = {"Authorization": bearer, "Content-Type": "application/json; charset=UTF-8"}
+        send = f"{url}/v1/projects/{PROJECT}/messages:send"
+        cpu, started = time.process_time(), time.perf_counter()
+        for i in range(n):
+            number = i % users
+            data = {"account": user(number), "mailbox": "INBOX", "event": "MessageNew", "count": "1", "unseen": "1"}
+            android = {"ttl": "86400s", "priority": "normal",
+                       "collapse_key": hashlib.sha256(user(number).encode()).hexdigest()[:32]}  # fmt: skip
+            body = json.dumps({"message": {"token": token(number), "data": data, "android": android}}).encode()
+            async with session.post(send, data=body, headers=headers) as response:
+                await response.read()
+                assert response.status == 200, response.status
+        return n / (time.perf_counter() - started), (time.process_time() - cpu) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        run_sink(args)
+        return
+    work = Path(tempfile.mkdtemp(prefix="pn-fcm-bench-"))
+    sink = Sink(__file__, work)
+    daemon: SpoolDaemon | None = None
+    try:
+        url, account_file = f"http://127.0.0.1:{sink.port}", work / "service-account.json"
+        instance = (f"push_notification fcm {{\n  service_account = {account_file}\n  url = {url}\n"
+                    "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
+        daemon = SpoolDaemon(work, instance, "fcm", [token(u) for u in range(args.users)])
+        account = json.loads(account_file.read_text())
+        bares, ours = measure(
+            lambda n: asyncio.run(bare_loop(url, account, args.users, n)), daemon, sink, args.pushes, args.rounds
+        )
+        report(f"fcm: {args.rounds} interleaved rounds of {args.pushes} data messages, {args.users} users",
+               "bare loop (aiohttp + google-auth)", bares, ours, sink.count()["bad"])  # fmt: skip
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()
