@@ -17,15 +17,15 @@ import asyncio
 import hashlib
 import json
 import ssl
-import tempfile
 import time
 from pathlib import Path
 
+import device_bench
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from device_bench import Round, Sink, SpoolDaemon, measure, report, serve_sink, user
+from device_bench import Round, Setup, Sink, serve_sink, user
 
 TOPIC, KEY_ID, TEAM_ID = "com.example.mail", "BENCHKEY01", "BENCHTEAM1"
 
@@ -35,10 +35,14 @@ def token(number: int) -> str:
 
 
 def run_sink(args: argparse.Namespace) -> None:
+    """Apple's side: it makes the team key (the .p8 a developer downloads) and knows the devices."""
     from push_notification_apns.testing import LoopbackApns
 
-    key = serialization.load_pem_private_key((args.work / "AuthKey.p8").read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    (args.work / "AuthKey.p8").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
+    )
     service = LoopbackApns(args.work, topic=TOPIC, key=key.public_key(), key_id=KEY_ID, team_id=TEAM_ID, port=args.port)
     for number in range(args.users):
         service.device(token(number))
@@ -64,41 +68,18 @@ async def bare_loop(url: str, ca_file: Path, key: ec.EllipticCurvePrivateKey, us
         return n / (time.perf_counter() - started), (time.process_time() - cpu) / n
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.sink:
-        run_sink(args)
-        return
-    work = Path(tempfile.mkdtemp(prefix="pn-apns-bench-"))
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_file = work / "AuthKey.p8"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    sink = Sink(__file__, work)
-    daemon: SpoolDaemon | None = None
-    try:
-        url, ca_file = f"https://127.0.0.1:{sink.port}", work / "apns-test-ca.pem"
-        instance = (f"push_notification apns {{\n  topic = {TOPIC}\n  key_file = {key_file}\n  key_id = {KEY_ID}\n"
-                    f"  team_id = {TEAM_ID}\n  production_url = {url}\n  ssl_client_ca_file = {ca_file}\n"
-                    "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
-        daemon = SpoolDaemon(work, instance, "apns", [token(u) for u in range(args.users)])
-        bares, ours = measure(
-            lambda n: asyncio.run(bare_loop(url, ca_file, key, args.users, n)), daemon, sink, args.pushes, args.rounds
-        )
-        report(f"apns: {args.rounds} interleaved rounds of {args.pushes} background pushes, {args.users} users",
-               "bare loop (httpx HTTP/2 + pyjwt)", bares, ours, sink.count()["bad"])  # fmt: skip
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        sink.stop()
+def setup(work: Path, sink: Sink, users: int) -> Setup:
+    key_file, ca_file, url = work / "AuthKey.p8", work / "apns-test-ca.pem", f"https://127.0.0.1:{sink.port}"
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    instance = (f"push_notification apns {{\n  topic = {TOPIC}\n  key_file = {key_file}\n  key_id = {KEY_ID}\n"
+                f"  team_id = {TEAM_ID}\n  production_url = {url}\n  ssl_client_ca_file = {ca_file}\n"
+                "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
+    return Setup(instance, "apns", [token(u) for u in range(users)],
+                 lambda n: asyncio.run(bare_loop(url, ca_file, key, users, n)))  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    device_bench.main(__doc__ or "", __file__, run_sink, setup,
+                      "apns: {rounds} interleaved rounds of {pushes} background pushes, {users} users",
+                      "bare loop (httpx HTTP/2 + pyjwt)")  # fmt: skip

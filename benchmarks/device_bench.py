@@ -9,6 +9,7 @@ the instance block, and the bare loop; :func:`run` does the rest and prints the 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -16,14 +17,17 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dovecot_e2e import cpu_seconds, free_port
+from dovecot_e2e import cpu_seconds
+from push_notification.testing.dovecot import free_port
 
 INGRESS_TOKEN = "bench-ingress"
 #: (pushes/s, CPU seconds per push) of one round.
@@ -163,6 +167,48 @@ def measure(
         bares.append(bare(pushes))
         ours.append(daemon.round(sink, 1000 + number * pushes, pushes))
     return bares, ours
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a benchmark module brings: the daemon's instance block, the device kind and
+    tokens (one per user), and its bare loop (``n`` pushes → one round)."""
+
+    instance: str
+    kind: str
+    tokens: list[str]
+    bare: Callable[[int], Round]
+
+
+def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
+         setup: Callable[[Path, Sink, int], Setup], title: str, bare_label: str) -> None:  # fmt: skip
+    """The command line of a benchmark module: ``[--pushes N] [--rounds N] [--users N]``;
+    ``title`` is formatted with the arguments. The sink starts first and writes the
+    credentials the push service hands out (the team key, the service account) to the work
+    directory ``setup`` reads them from."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--users", type=int, default=100)
+    for hidden in ("--sink", "--port"):
+        parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        sink(args)
+        return
+    work = Path(tempfile.mkdtemp(prefix=f"pn-{Path(script).stem}-bench-"))
+    running = Sink(script, work)
+    daemon: SpoolDaemon | None = None
+    try:
+        plan = setup(work, running, args.users)
+        daemon = SpoolDaemon(work, plan.instance, plan.kind, plan.tokens)
+        bares, ours = measure(plan.bare, daemon, running, args.pushes, args.rounds)
+        report(title.format(**vars(args)), bare_label, bares, ours, running.count()["bad"])
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        running.stop()
 
 
 def report(title: str, bare_label: str, bares: list[Round], ours: list[Round], bad: int) -> None:

@@ -16,13 +16,14 @@ import argparse
 import asyncio
 import hashlib
 import json
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from device_bench import Round, Sink, SpoolDaemon, measure, report, serve_sink, user
+import device_bench
+from device_bench import Round, Setup, Sink, serve_sink, user
 from google.auth import crypt, jwt
 
 PROJECT = "bench-project"
@@ -33,6 +34,7 @@ def token(number: int) -> str:
 
 
 def run_sink(args: argparse.Namespace) -> None:
+    """Google's side: it makes the service account key and knows the devices."""
     from push_notification_fcm.testing import LoopbackFcm
 
     service = LoopbackFcm(PROJECT, port=args.port)
@@ -43,18 +45,22 @@ def run_sink(args: argparse.Namespace) -> None:
     serve_sink(service, args.sink)
 
 
-async def bare_loop(url: str, account: dict[str, str], users: int, n: int) -> Round:
+async def access_token(session: aiohttp.ClientSession, account: dict[str, Any]) -> str:
+    now = int(time.time())
+    claims = {"iss": account["client_email"], "scope": "https://www.googleapis.com/auth/firebase.messaging",
+              "aud": account["token_uri"], "iat": now, "exp": now + 3600}  # fmt: skip
+    signer = crypt.RSASigner.from_service_account_info(account)  # type: ignore[no-untyped-call]
+    assertion = jwt.encode(signer, claims).decode()  # type: ignore[no-untyped-call]
+    form = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with session.post(account["token_uri"], data=form, headers=headers) as response:
+        return "Bearer " + str((await response.json())["access_token"])
+
+
+async def bare_loop(url: str, account: dict[str, Any], users: int, n: int) -> Round:
     """(pushes/s, CPU seconds per push) of the same messages, one after another."""
     async with aiohttp.ClientSession() as session:
-        now = int(time.time())
-        claims = {"iss": account["client_email"], "scope": "https://www.googleapis.com/auth/firebase.messaging",
-                  "aud": account["token_uri"], "iat": now, "exp": now + 3600}  # fmt: skip
-        assertion = jwt.encode(crypt.RSASigner.from_service_account_info(account), claims).decode()
-        form = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
-        async with session.post(account["token_uri"], data=form,
-                                headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:  # fmt: skip
-            bearer = "Bearer " + (await response.json())["access_token"]
-        headers = {"Authorization": bearer, "Content-Type": "application/json; charset=UTF-8"}
+        headers = {"Authorization": await access_token(session, account), "Content-Type": "application/json"}
         send = f"{url}/v1/projects/{PROJECT}/messages:send"
         cpu, started = time.process_time(), time.perf_counter()
         for i in range(n):
@@ -69,37 +75,16 @@ async def bare_loop(url: str, account: dict[str, str], users: int, n: int) -> Ro
         return n / (time.perf_counter() - started), (time.process_time() - cpu) / n
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.sink:
-        run_sink(args)
-        return
-    work = Path(tempfile.mkdtemp(prefix="pn-fcm-bench-"))
-    sink = Sink(__file__, work)
-    daemon: SpoolDaemon | None = None
-    try:
-        url, account_file = f"http://127.0.0.1:{sink.port}", work / "service-account.json"
-        instance = (f"push_notification fcm {{\n  service_account = {account_file}\n  url = {url}\n"
-                    "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
-        daemon = SpoolDaemon(work, instance, "fcm", [token(u) for u in range(args.users)])
-        account = json.loads(account_file.read_text())
-        bares, ours = measure(
-            lambda n: asyncio.run(bare_loop(url, account, args.users, n)), daemon, sink, args.pushes, args.rounds
-        )
-        report(f"fcm: {args.rounds} interleaved rounds of {args.pushes} data messages, {args.users} users",
-               "bare loop (aiohttp + google-auth)", bares, ours, sink.count()["bad"])  # fmt: skip
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        sink.stop()
+def setup(work: Path, sink: Sink, users: int) -> Setup:
+    url, account_file = f"http://127.0.0.1:{sink.port}", work / "service-account.json"
+    account = json.loads(account_file.read_text())
+    instance = (f"push_notification fcm {{\n  service_account = {account_file}\n  url = {url}\n"
+                "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
+    return Setup(instance, "fcm", [token(u) for u in range(users)],
+                 lambda n: asyncio.run(bare_loop(url, account, users, n)))  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    device_bench.main(__doc__ or "", __file__, run_sink, setup,
+                      "fcm: {rounds} interleaved rounds of {pushes} data messages, {users} users",
+                      "bare loop (aiohttp + google-auth)")  # fmt: skip

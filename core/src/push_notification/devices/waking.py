@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from functools import partial
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from push_notification import DriverContext, hookimpl
 from push_notification.devices.payload import PayloadBuilder
@@ -35,6 +35,14 @@ def collapse_key(user: str, mailbox: str, length: int = 32) -> str:
     """An opaque id per user and mailbox (base64url of a hash, ``length`` characters): a newer
     wake-up replaces a pending one at the push service, which learns neither name."""
     return b64url(hashlib.sha256(f"{user}\0{mailbox}".encode()).digest())[:length]
+
+
+class Connection(Protocol):
+    """The driver's client to its push service, opened and closed with the instance."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class WakingDriver:
@@ -59,6 +67,18 @@ class WakingDriver:
         self.partial = PartialDeliveries()
         #: Pushes the push service accepted since start.
         self.pushed = 0
+        #: Set by the subclass: started at ``driver_init``, closed at ``driver_deinit``.
+        self.connection: Connection | None = None
+
+    @hookimpl
+    async def driver_init(self) -> None:
+        if self.connection is not None:
+            await self.connection.start()
+
+    @hookimpl
+    async def driver_deinit(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         """Push ``payload`` (content-free, plus any templated title/body) to one device."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from push_notification import DriverContext, hookimpl
+from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
@@ -57,15 +57,9 @@ class ApnsDriver(WakingDriver):
         super().__init__(ctx)
         self.config = read_config(ctx.settings)
         ctx.settings.check_unknown()
-        self.client = ApnsClient(self.config.ssl_context, self.config.request_timeout, self.config.max_connections)
-
-    @hookimpl
-    async def driver_init(self) -> None:
-        await self.client.start()
-
-    @hookimpl
-    async def driver_deinit(self) -> None:
-        await self.client.close()
+        self.client = self.connection = ApnsClient(
+            self.config.ssl_context, self.config.request_timeout, self.config.max_connections
+        )
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         config = self.config

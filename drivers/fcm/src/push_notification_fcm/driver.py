@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from push_notification import DriverContext, hookimpl
+from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
@@ -41,16 +41,8 @@ class FcmDriver(WakingDriver):
         super().__init__(ctx)
         self.config = read_config(ctx.settings)
         ctx.settings.check_unknown()
-        self.sender = HttpSender(self.config.http, POLICY)
+        self.sender = self.connection = HttpSender(self.config.http, POLICY)
         self.tokens = AccessTokens(self.config.account, self.sender)
-
-    @hookimpl
-    async def driver_init(self) -> None:
-        await self.sender.start()
-
-    @hookimpl
-    async def driver_deinit(self) -> None:
-        await self.sender.close()
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         config = self.config
