@@ -16,7 +16,7 @@ import nox
 ROOT = Path(__file__).parent
 DRIVERS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("drivers/*/pyproject.toml"))
 PACKAGES = ["core", *DRIVERS]
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23"]
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -87,7 +87,7 @@ def template(session: nox.Session) -> None:
     # Outside .nox: ruff skips anything below a .nox directory.
     project = Path(tempfile.mkdtemp(prefix="pn-template-")) / "push-notification-example"
     session.run("push-notification", "new-driver", "example", "--dir", str(project))
-    session.install("-e", str(project))
+    session.install("-e", f"{project}[test]")
     session.chdir(project)
     session.run("pytest", "-q", "-p", "no:cacheprovider")
     session.run("ruff", "check", "src", "tests")

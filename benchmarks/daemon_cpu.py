@@ -30,7 +30,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from dovecot_e2e import OX_PATH, cpu_seconds, free_port, sink_arrivals, wait_for_sink
+from dovecot_e2e import OX_PATH, cpu_seconds, sink_arrivals, wait_for_sink
+from push_notification.testing.daemon import DaemonProcess, daemon_config
+from push_notification.testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NOOP_DRIVER_DIR = ROOT / "tests" / "durable" / "driver"
@@ -69,8 +71,7 @@ class Variant:
     driver: str
     queue: str
     directory: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    daemon: DaemonProcess | None = None
     cpu: float = 0.0
     sent: int = 0
     connection: socket.socket | None = None
@@ -88,25 +89,9 @@ class Variant:
             else "push_notification noop {\n  driver = durable_test_noop\n}\n"
         )
         source = f"spool_dir = {self.spool}\n" if self.transport == "spool" else f"ingress_token = {TOKEN}\n"
-        config = self.directory / "daemon.conf"
-        config.write_text(
-            f"state_dir = {self.directory / 'state'}\nqueue = {self.queue}\nlog_level = warning\n{source}{block}"
-        )
-        self.port = free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NOOP_DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
-        with (self.directory / "daemon.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(config),
-                 "--listen", f"127.0.0.1:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-        for _ in range(400):
-            try:
-                self.connection = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"{self.name}: daemon did not start; see {self.directory / 'daemon.log'}")
+        config = daemon_config(self.directory, f"queue = {self.queue}\nlog_level = warning\n{source}{block}")
+        self.daemon = DaemonProcess(config, pythonpath=[NOOP_DRIVER_DIR]).start()
+        self.connection = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
 
     def send(self, number: int) -> None:
         body = json.dumps(transaction(self.name, number), separators=(",", ":")).encode()
@@ -139,15 +124,14 @@ class Variant:
     def stop(self) -> None:
         if self.connection is not None:
             self.connection.close()
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(30)
+        if self.daemon is not None:
+            self.daemon.stop()
 
 
 def run_round(variant: Variant, numbers: range, rate: float, sink_port: int, sink_pid: int) -> float:
     """Send ``numbers`` at ``rate``/s, wait until all are settled; the sink's CPU meanwhile."""
-    assert variant.process is not None
-    pid = variant.process.pid
+    assert variant.daemon is not None and variant.daemon.proc is not None
+    pid = variant.daemon.proc.pid
     before, sink_before = cpu_seconds(lambda: [pid]), cpu_seconds(lambda: [sink_pid])
     started = time.perf_counter()
     for index, number in enumerate(numbers):

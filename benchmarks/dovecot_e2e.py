@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from push_notification.dovecot.setup import BridgeOptions, install_script, plugin_settings
-from push_notification.testing.dovecot import Dovecot, free_port, lmtp_send
+from push_notification.testing.daemon import DaemonProcess, daemon_config
+from push_notification.testing.dovecot import Dovecot, lmtp_send
+from push_notification.testing.net import free_port
 
 USER = "alice@example.com"
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
@@ -131,7 +133,7 @@ class Setup:
     title: str
     dovecot: Dovecot
     sink: int | None = None
-    daemon: subprocess.Popen[bytes] | None = None
+    daemon: DaemonProcess | None = None
     delivered: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -139,26 +141,8 @@ class Setup:
     sent_at: dict[str, float] = field(default_factory=dict)
 
 
-def start_daemon(directory: Path, config: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    path = directory / "daemon.conf"
-    path.write_text(f"state_dir = {directory / 'daemon-state'}\nlog_level = warning\n{config}")
-    log = (directory / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(path), "--listen", f"127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    import urllib.request
-
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"daemon did not start: {(directory / 'daemon.log').read_text()}")
+def start_daemon(directory: Path, config: str) -> DaemonProcess:
+    return DaemonProcess(daemon_config(directory, f"log_level = warning\n{config}")).start()
 
 
 def bridged(transport: str, status: bool, url: str, token: str | None) -> tuple[Dovecot, Path]:
@@ -196,9 +180,9 @@ def make_setups(sink_port: int, work: Path) -> list[Setup]:
         token = "bench-token" if transport == "http" else None
         dovecot, spool = bridged(transport, status, "http://127.0.0.1:8425/v1/transactions", token)
         config = ox_block + (f"spool_dir = {spool}\n" if transport == "spool" else f"ingress_token = {token}\n")
-        daemon, bound = start_daemon(directory, config)
+        daemon = start_daemon(directory, config)
         if transport == "http":
-            dovecot.plugin["push_notification_bridge_url"] = f"http://127.0.0.1:{bound}/v1/transactions"
+            dovecot.plugin["push_notification_bridge_url"] = daemon.ingress
         setups.append(Setup(name, title, dovecot, sink=sink_port, daemon=daemon))
     return setups
 
@@ -211,7 +195,7 @@ def batch(setup: Setup, start: int, count: int, connections: int, sink_pid: int)
     pgid = dovecot.pid
     procs = {
         "dovecot": lambda: group_pids(pgid),
-        "daemon": lambda: [setup.daemon.pid] if setup.daemon else [],
+        "daemon": lambda: [setup.daemon.proc.pid] if setup.daemon and setup.daemon.proc else [],
         "sink": lambda: [sink_pid] if setup.sink else [],
     }
     before = {k: cpu_seconds(v) for k, v in procs.items()}
@@ -322,8 +306,7 @@ def main() -> None:
     finally:
         for setup in setups:
             if setup.daemon is not None:
-                setup.daemon.terminate()
-                setup.daemon.wait(30)
+                setup.daemon.stop()
             setup.dovecot.cleanup()
         sink.terminate()
         sink.wait(10)

@@ -19,22 +19,15 @@ import json
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from push_notification.testing.daemon import DaemonProcess, daemon_config
+
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER_DIR = ROOT / "tests" / "durable" / "driver"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def request_bytes(port: int, user: str, uid: int) -> bytes:
@@ -87,32 +80,18 @@ class Connection:
         self.writer.close()
 
 
-class Daemon:
-    def __init__(self, workdir: Path, queue: str) -> None:
-        self.port = free_port()
-        self.config = workdir / f"{queue}.conf"
-        self.config.write_text(
-            f"listen = 127.0.0.1:{self.port}\nstate_dir = {workdir / queue}\nqueue = {queue}\n"
-            "max_pending = 1000000\nlog_level = warning\npush_notification noop {\n driver = durable_test_noop\n}\n"
-        )
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
-        self.log = (workdir / f"{queue}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from push_notification.cli import main; main()", "serve", "-c", str(self.config)],
-            stdout=self.log,
-            stderr=self.log,
-            env=env,
-        )
+class Daemon(DaemonProcess):
+    """The daemon with the no-op driver, on ``queue`` (its own state directory)."""
 
-    async def ready(self) -> None:
-        for _ in range(400):
-            try:
-                connection = await Connection.open(self.port)
-                connection.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise SystemExit(f"daemon did not start; see {self.log.name}")
+    def __init__(self, workdir: Path, queue: str) -> None:
+        directory = workdir / queue
+        directory.mkdir(parents=True, exist_ok=True)
+        config = daemon_config(
+            directory,
+            f"queue = {queue}\nmax_pending = 1000000\nlog_level = warning\n"
+            "push_notification noop {\n driver = durable_test_noop\n}\n",
+        )
+        super().__init__(config, pythonpath=[DRIVER_DIR])
 
     async def depth(self, connection: Connection) -> int:
         connection.writer.write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
@@ -120,11 +99,6 @@ class Daemon:
         length = next(int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:")
         body = json.loads(await connection.reader.readexactly(length))
         return int(body["queue_depth"])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 async def throughput(daemon: Daemon, total: int, connections: int) -> tuple[float, float]:
@@ -212,7 +186,7 @@ async def store_only(queue: str, workdir: Path, total: int, producers: int = 64)
 async def measure(queue: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     daemon = Daemon(workdir, queue)
     try:
-        await daemon.ready()
+        await daemon.astart()
         await throughput(daemon, 2000, args.connections)  # warm-up
         accepted, delivered = await throughput(daemon, args.transactions, args.connections)
         p50, p99, worst = await latency(daemon, args.rate, args.seconds)

@@ -45,7 +45,7 @@ async def events_per_second(script: Path, txns: list, per_txn: int, runtime: str
     await dispatcher.start()
     started = time.perf_counter()
     for txn in txns:
-        await dispatcher.submit(txn)
+        await dispatcher.queue.put(txn)
     await dispatcher.drain()
     elapsed = time.perf_counter() - started
     await dispatcher.stop()

@@ -23,7 +23,6 @@ import base64
 import email.utils
 import gc
 import multiprocessing
-import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from aiohttp import web
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
 from push_notification.server.metadata import MetadataStore
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.net import free_port
 from push_notification.transaction import OX_METADATA_KEY
 from push_notification_ox import OxDriver
 from push_notification_ox.payload import build_payload
@@ -198,9 +198,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     ready = multiprocessing.Event()
     sink = multiprocessing.Process(target=run_sink, args=(port, ready), daemon=True)
     sink.start()

@@ -1,7 +1,7 @@
 """Files/s and daemon CPU per file through the spool reader (Dovecot bridge, spool transport).
 
 A writer thread drops N transaction files into ``tmp/`` and renames them into ``new/`` (as
-the bridge script does) while the real SpoolReader hands each to a no-op submit. CPU is the
+the bridge script does) while the real SpoolReader puts each into a counting queue. CPU is the
 whole process's, writer included, so the reader's own share is lower.
 
     python benchmarks/spool.py [--files 3000]
@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from push_notification.queue import MemoryQueue
 from push_notification.server.spool import SpoolReader
 from push_notification.transaction import Transaction
 
@@ -33,16 +34,19 @@ BODY = json.dumps(
 
 async def run(files: int) -> tuple[float, float]:
     spool = Path(tempfile.mkdtemp(prefix="pn-spool-bench-"))
-    taken = 0
     all_taken = asyncio.Event()
 
-    async def submit(txn: Transaction) -> None:
-        nonlocal taken
-        taken += 1
-        if taken == files:
-            all_taken.set()
+    class Counting(MemoryQueue):
+        """Counts what it is given and keeps nothing (no instance is attached)."""
 
-    reader = SpoolReader(spool, submit)
+        taken = 0
+
+        async def put(self, txn: Transaction) -> None:
+            self.taken += 1
+            if self.taken == files:
+                all_taken.set()
+
+    reader = SpoolReader(spool, Counting())
     await reader.start()
 
     def write() -> None:

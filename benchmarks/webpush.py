@@ -106,14 +106,15 @@ async def bare_loop(key_path: Path, subscriptions: list[dict[str, object]], n: i
 
 
 class Daemon:
-    def __init__(self, work: Path, key: Path, users: int, sink: str) -> None:
+    def __init__(self, work: Path, key: Path, users: int, sink: str, extra: list[str]) -> None:
         self.spool = work / "spool"
         for part in ("tmp", "new"):
             (self.spool / part).mkdir(parents=True)
         self.config = work / "daemon.conf"
         self.config.write_text(
             f"state_dir = {work / 'state'}\nlog_level = warning\nspool_dir = {self.spool}\n"
-            f"push_notification webpush {{\n  vapid_key = {key}\n  vapid_subject = mailto:bench@example.com\n"
+            + "".join(f"{line}\n" for line in extra)
+            + f"push_notification webpush {{\n  vapid_key = {key}\n  vapid_subject = mailto:bench@example.com\n"
             "  coalesce = 0\n  defer_non_new = 0\n}\n"
         )
         for user in range(users):
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--setting", action="append", default=[], help="a daemon config line, e.g. 'queue = memory'")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -195,7 +197,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.05)
         subscriptions = [subscription(sink_url, u) for u in range(args.users)]
-        daemon = Daemon(work, key, args.users, sink_url)
+        daemon = Daemon(work, key, args.users, sink_url, args.setting)
         asyncio.run(bare_loop(key, subscriptions, 100))  # warm-up of both sides
         daemon_round(daemon, sink_port, 0, 100)
         bare: list[tuple[float, float]] = []

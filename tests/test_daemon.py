@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import aiohttp
-from conftest import CLI
+from push_notification.testing.daemon import DaemonProcess
 
 UIDV = "1700000000"
 
@@ -121,8 +120,7 @@ def test_metrics_need_the_ingress_token_when_one_is_configured(start_daemon) -> 
 def test_sigterm_finishes_in_flight_work_then_deinitialises_drivers(start_daemon) -> None:
     daemon = start_daemon("push_notification dlog { }\n")
     daemon.cli("send", "MailboxCreate", "-u", "a", "-m", "Last", "--url", daemon.url)
-    daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(timeout=30) == 0
+    assert daemon.stop(signal.SIGTERM) == 0
     log = daemon.log()
     assert log.index("Mailbox data: Mailbox [Last]") < log.index("Called deinit push_notification plugin hook.")
     assert "stopped" in log
@@ -140,21 +138,13 @@ def test_the_daemon_can_listen_on_a_unix_socket(tmp_path: Path) -> None:
     socket_path = tmp_path / "pn.sock"
     config = tmp_path / "unix.conf"
     config.write_text(f"state_dir = {tmp_path / 'state'}\nlisten = unix:{socket_path}\npush_notification dlog {{ }}\n")
-    log_path = tmp_path / "unix.log"
 
     async def post() -> int:
-        while not socket_path.exists():
-            await asyncio.sleep(0.05)
         async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path))) as session:
             body = {"user": "a", "mailbox": "Sock", "events": [{"name": "MailboxCreate"}]}
             async with session.post("http://localhost/v1/transactions", json=body) as response:
                 return response.status
 
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([*CLI, "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            assert asyncio.run(asyncio.wait_for(post(), 20)) == 202
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-    assert "dlog: Mailbox data: Mailbox [Sock]" in log_path.read_text()
+    with DaemonProcess(config, listen=f"unix:{socket_path}") as daemon:
+        assert asyncio.run(asyncio.wait_for(post(), 20)) == 202
+    assert "dlog: Mailbox data: Mailbox [Sock]" in daemon.log()

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import venv
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from push_notification.scaffold import NAME_RULE, new_driver
+from push_notification.testing.daemon import DaemonProcess
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core"
@@ -80,28 +79,6 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def _serve(cli: str, config: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``push-notification serve`` from the fresh venv, once it answers /healthz."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [cli, "serve", "-c", str(config), "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=out, env=env
-        )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1).read()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"daemon did not start:\n{log.read_text()}") from None
-            time.sleep(0.05)
-
-
 def _wait_for(path: Path, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while not path.exists() and time.monotonic() < deadline:
@@ -125,10 +102,10 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
         _run([cli, "new-driver", "matrix", "--dir", str(project)], tmp_path, env)
     else:  # until the CLI registers the command
         _run([python, "-m", "push_notification.scaffold", "matrix", "--dir", str(project)], tmp_path, env)
-    _run([*pip, "-e", "."], project, env)
+    _run([*pip, "-e", ".[test]"], project, env)
     installed = time.monotonic()
 
-    # The generated tests pass right after `pip install -e .` (pytest comes with the core).
+    # The generated tests pass right after `pip install -e ".[test]"` (pytest is in its test extra).
     assert "4 passed" in _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, env)
 
     # push-notification drivers lists it...
@@ -144,14 +121,10 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     out = tmp_path / "mail.jsonl"
     config = tmp_path / "pn.conf"
     config.write_text(f"push_notification matrix {{\n  driver = matrix\n  matrix_path = {out}\n}}\n")
-    daemon, url = _serve(cli, config, env, tmp_path / "daemon.log")
-    try:
+    with DaemonProcess(config, env=env, inherit_env=False, command=[cli]) as daemon:
         fields = ["-f", "uid=5", "-f", "uid_validity=7", "-f", "subject_utf8=Hi"]
-        _run([cli, "send", "MessageNew", "-u", "bob", *fields, "--url", url], tmp_path, env)
+        _run([cli, "send", "MessageNew", "-u", "bob", *fields, "--url", daemon.url], tmp_path, env)
         lines = _wait_for(out)
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
     assert lines == '{"user": "bob", "mailbox": "INBOX", "uid": 5, "from": null, "subject": "Hi"}\n'
     print(
         f"\nscaffold end-to-end: venv+install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",

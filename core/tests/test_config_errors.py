@@ -103,8 +103,8 @@ def test_a_misspelt_daemon_setting_gets_a_suggestion() -> None:
     assert error(DLOG + "\n\nlsiten = 127.0.0.1:8425\n") == (
         f"{SOURCE}:4: unknown setting 'lsiten' (did you mean 'listen'? known: listen, log_level, log_format, "
         "ingress_token, driver_timeout, state_dir, metadata_path, queue, queue_path, queue_retry_deadline, "
-        "queue_retry_delay, queue_retry_max_delay, queue_fsync, spool_dir, max_pending, event_loop, devices_path, "
-        "device_expiry)"
+        "queue_retry_delay, queue_retry_max_delay, queue_fsync, spool_dir, spool_max_size, max_pending, event_loop, "
+        "devices_path, device_expiry)"
     )
 
 

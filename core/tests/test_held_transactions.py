@@ -5,13 +5,13 @@ at once, or is still owed one when the queue closes."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.hookspecs import hookimpl
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import count_deliveries
 from push_notification.testing import make_event, make_transaction
 
 from .queue_helpers import Running, recorder, wait_for
@@ -21,14 +21,6 @@ FAST = RetryPolicy(min_delay=0.02, max_delay=0.05, deadline=5.0)
 
 def txn(user: str = "alice", uid: int = 1):
     return make_transaction(make_event("MessageNew", uid=uid), user=user)
-
-
-def rows(path, state: str = "%", instance: str = "%") -> int:
-    with sqlite3.connect(path) as conn:
-        count: int = conn.execute(
-            "SELECT count(*) FROM delivery WHERE state LIKE ? AND instance LIKE ?", (state, instance)
-        ).fetchone()[0]
-    return count
 
 
 class Releases:
@@ -75,13 +67,13 @@ async def test_delivered_by_every_instance_it_is_released_once_and_never_written
     running, dispatcher = await started(SqliteQueue(path), ox, web)
     commits = dispatcher.queue.commits
     for t in sent:
-        await dispatcher.submit_held(t, releases.of(t))
+        await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: len(releases.count) == 20)
     assert ox.plugin.delivered_ids == web.plugin.delivered_ids == [t.id for t in sent]
     assert set(releases.count.values()) == {1}
     assert dispatcher.queue.commits == commits  # no row written, none deleted
     await running.__aexit__()
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0
 
 
 async def test_the_copy_is_kept_until_the_slowest_instance_delivered(tmp_path):
@@ -90,7 +82,7 @@ async def test_the_copy_is_kept_until_the_slowest_instance_delivered(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(tmp_path / "queue.db"), fast, slow)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: fast.plugin.delivered)
     await asyncio.sleep(0.05)
     assert releases.count == {}
@@ -107,14 +99,14 @@ async def test_an_instance_that_must_retry_gets_its_row_before_the_release(tmp_p
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path, policy=FAST), ok, flaky)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: releases.count == {t.id: 1})
-    assert rows(path, "pending", "flaky") == 1  # the queue now keeps it for the retries
-    assert rows(path, instance="ok") == 0
+    assert count_deliveries(path, state="pending", instance="flaky") == 1  # the queue now keeps it for the retries
+    assert count_deliveries(path, instance="ok") == 0
     down["yes"] = False
     await wait_for(lambda: flaky.plugin.delivered)
     await running.__aexit__()
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0
 
 
 async def test_a_dead_letter_gets_its_row_before_the_release(tmp_path):
@@ -123,9 +115,9 @@ async def test_a_dead_letter_gets_its_row_before_the_release(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path, policy=FAST), ox)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await wait_for(lambda: releases.count == {t.id: 1})
-    assert rows(path, "dead", "ox") == 1
+    assert count_deliveries(path, state="dead", instance="ox") == 1
     assert dispatcher.queue.dead_letters("ox") == 1
     await running.__aexit__()
 
@@ -137,16 +129,16 @@ async def test_what_is_still_owed_at_close_becomes_rows_delivered_after_a_restar
     sent = [txn(user=f"u{i}", uid=i) for i in range(5)]
     running, dispatcher = await started(SqliteQueue(path), stuck)
     for t in sent:
-        await dispatcher.submit_held(t, releases.of(t))
+        await dispatcher.queue.put_held(t, releases.of(t))
     await running.__aexit__()  # stops the instance mid-delivery, closes the queue
     assert releases.count == {t.id: 1 for t in sent}
-    assert rows(path, "pending", "ox") == 5
+    assert count_deliveries(path, state="pending", instance="ox") == 5
 
     again = recorder("ox")
     async with Running(SqliteQueue(path), again):
         await wait_for(lambda: len(again.plugin.delivered) == 5)
     assert sorted(again.plugin.delivered_ids) == sorted(t.id for t in sent)
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0
 
 
 async def test_behind_a_backlog_on_disk_it_is_stored_and_released_at_once(tmp_path):
@@ -157,7 +149,7 @@ async def test_behind_a_backlog_on_disk_it_is_stored_and_released_at_once(tmp_pa
     t = txn()
     await queue.put_held(t, releases.of(t))
     assert releases.count == {t.id: 1}
-    assert rows(path, "pending", "ox") == 1
+    assert count_deliveries(path, state="pending", instance="ox") == 1
     await queue.close()
 
 
@@ -167,13 +159,13 @@ async def test_an_instance_removed_by_a_reload_keeps_what_it_was_owed(tmp_path):
     releases = Releases()
     t = txn()
     running, dispatcher = await started(SqliteQueue(path), stuck)
-    await dispatcher.submit_held(t, releases.of(t))
+    await dispatcher.queue.put_held(t, releases.of(t))
     await dispatcher.remove(["ox"])  # as a reload that drops the instance
     await wait_for(lambda: releases.count == {t.id: 1})
-    assert rows(path, "pending", "ox") == 1
+    assert count_deliveries(path, state="pending", instance="ox") == 1
 
     back = recorder("ox")  # the instance comes back under the same name
     await dispatcher.add([back])
     await wait_for(lambda: back.plugin.delivered_ids == [t.id])
     await running.__aexit__()
-    assert rows(path) == 0
+    assert count_deliveries(path) == 0

@@ -36,6 +36,7 @@ from push_notification.http_retry import (
     combined_error,
     parse_retry_after,
 )
+from push_notification.testing.loopback import loopback_server
 
 
 @dataclass
@@ -66,15 +67,10 @@ class Endpoint:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
     ep = Endpoint()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", ep.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    ep.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    ep.url = f"{ep.base}/push/s3cret-path?token=t0k"
-    yield ep
-    await runner.cleanup()
+    async with loopback_server(ep.handle) as base:
+        ep.base = base
+        ep.url = f"{base}/push/s3cret-path?token=t0k"
+        yield ep
 
 
 def settings(max_attempts: int, timeout: float) -> HttpClientSettings:
@@ -193,16 +189,9 @@ async def test_an_endpoint_that_does_not_answer_times_out_per_attempt() -> None:
         await stalled.wait()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_route("*", "/", never)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        error = await send(HttpRequest("POST", f"http://127.0.0.1:{runner.addresses[0][1]}/"), timeout=0.1)
-    finally:
-        stalled.set()
-        await runner.cleanup()
+    async with loopback_server(never) as base:
+        error = await send(HttpRequest("POST", base + "/"), timeout=0.1)
+        stalled.set()  # lets the server shut down
     assert isinstance(error, HttpRetryableError)
     assert "Request timed out after 0.1s (3 attempts in " in str(error)
 
@@ -346,3 +335,26 @@ def test_a_combined_error_is_retryable_if_any_part_is_with_the_longest_retry_aft
     assert str(error) == "4 of 6 notifications failed: UID 1: 400 Bad Request; UID 2: 503; UID 3: 429; and 1 more"
     lone = PermanentError("404")
     assert combined_error([("UID 1", lone)], total=1) is lone
+
+
+class ReasonPolicy(RetryPolicy):
+    """A policy reading the error reason in the body, as an APNs or FCM driver's does."""
+
+    def classify(self, response: HttpResponse) -> Failure | None:
+        failure = RetryPolicy.classify(self, response)
+        if failure is not None and b"TooManyProviderTokenUpdates" in response.body:
+            return replace(failure, retryable=True, retry_after=60.0)
+        return failure
+
+
+async def test_a_policy_may_read_the_body_and_the_error_keeps_the_answer() -> None:
+    async def reason(request: web.Request) -> web.Response:
+        text = '{"reason":"TooManyProviderTokenUpdates"}' if request.path == "/busy" else '{"reason":"Unregistered"}'
+        return web.json_response(text=text, status=403 if request.path == "/busy" else 410)
+
+    async with loopback_server(reason) as base:
+        busy = await send(HttpRequest("POST", base + "/busy"), ReasonPolicy())
+        gone = await send(HttpRequest("POST", base + "/gone"), ReasonPolicy())
+    assert isinstance(busy, HttpRetryableError) and busy.retry_after == 60.0
+    assert isinstance(gone, HttpPermanentError) and gone.status == 410
+    assert gone.response is not None and gone.response.body == b'{"reason":"Unregistered"}'

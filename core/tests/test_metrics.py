@@ -45,10 +45,10 @@ async def test_counts_events_outcomes_retries_and_dead_letters(tmp_path):
     ox, web = recorder("ox", ox_script), recorder("web")
     async with Running(queue, ox, web) as dispatcher:
         for uid in range(3):
-            await dispatcher.submit(
+            await dispatcher.queue.put(
                 make_transaction(make_event("MessageNew", uid=uid), make_event("FlagsSet", uid=uid, flags=["\\Seen"]))
             )
-        await dispatcher.submit(make_transaction(make_event("MailboxCreate", mailbox="Lists"), user="mallory"))
+        await dispatcher.queue.put(make_transaction(make_event("MailboxCreate", mailbox="Lists"), user="mallory"))
         await wait_for(lambda: len(ox.plugin.delivered) == 3 and len(web.plugin.delivered) == 4)
         got = samples(metrics)
     assert got[("push_notification_transactions_received_total", ())] == 4
@@ -81,7 +81,7 @@ async def test_memory_mode_counts_failures_as_dropped():
     metrics = observed(queue, ["ox"])
     ox = recorder("ox", lambda t, a: RetryableError("503"))
     async with Running(queue, ox) as dispatcher:
-        await dispatcher.submit(make_transaction(make_event("MessageNew")))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew")))
         assert await dispatcher.drain(5)
     got = samples(metrics)
     assert got[("push_notification_deliveries_total", (("instance", "ox"), ("outcome", "dropped")))] == 1

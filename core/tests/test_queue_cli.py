@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 from push_notification.errors import PermanentError
 from push_notification.queue.cli import queue_group
 from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import count_deliveries
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 
@@ -23,7 +23,7 @@ async def dead_letters_for(path: Path, *users: str) -> list[Transaction]:
     ox = recorder("ox", lambda t, a: PermanentError("400 Bad Request"))
     async with Running(SqliteQueue(path), ox) as dispatcher:
         for t in sent:
-            await dispatcher.submit(t)
+            await dispatcher.queue.put(t)
         await wait_for(lambda: dispatcher.queue.dead_letters("ox") == len(sent))
     return sent
 
@@ -101,8 +101,7 @@ async def test_purge_needs_a_filter_or_all(path):
     assert out.strip() == "purged 1 dead letter(s)"
     code, out = run("purge", "--queue-path", str(path), "--all")
     assert out.strip() == "purged 1 dead letter(s)"
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM delivery").fetchone()[0] == 0
+    assert count_deliveries(path) == 0
 
 
 def test_a_missing_queue_file_is_one_line(tmp_path):

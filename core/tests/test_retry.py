@@ -23,14 +23,25 @@ def test_retryable_failures_are_retried_no_sooner_than_retry_after() -> None:
     assert outcome == "retry" and when >= 40.0
 
 
-def test_timeouts_and_unexpected_exceptions_are_retried() -> None:
-    for error in (TimeoutError(), KeyError("bug")):
+def test_timeouts_os_errors_and_unclassified_exceptions_are_retried() -> None:
+    for error in (TimeoutError(), ConnectionResetError(), RuntimeError("flaky"), RetryableError("503")):
         outcome, when = POLICY.decide(error, attempts=1, accepted_at=0.0, now=10.0)
         assert outcome == "retry" and 10.5 <= when <= 11.0
 
 
 def test_permanent_failures_are_dead_at_once() -> None:
     assert POLICY.decide(PermanentError("400"), attempts=1, accepted_at=0.0, now=1.0) == ("dead", 1.0)
+
+
+def test_a_poison_transaction_is_dead_at_once_not_retried_for_the_deadline() -> None:
+    """A data or programming error recurs on every attempt with the same transaction."""
+    for error in (
+        TypeError("'NoneType' object"),
+        ValueError("bad"),
+        KeyError("uid"),
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates"),
+    ):
+        assert POLICY.decide(error, attempts=1, accepted_at=0.0, now=1.0) == ("dead", 1.0)
 
 
 def test_the_last_retry_is_at_the_deadline_and_after_it_the_transaction_is_dead() -> None:

@@ -91,7 +91,7 @@ def test_an_unwritable_file_is_refused_at_start(tmp_path: Path) -> None:
     with unwritable(path), pytest.raises(QueueStoreError) as error:
         SqliteQueue(path)
     assert str(error.value).startswith(f"queue_path {path}: ")
-    assert "fix its permissions" in str(error.value)
+    assert "make the file and its directory writable" in str(error.value)
 
 
 async def test_a_store_that_fails_at_run_time_refuses_with_queue_full_and_recovers(tmp_path: Path) -> None:

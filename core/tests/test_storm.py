@@ -23,12 +23,9 @@ def new_mail(uid: int, user: str = "jane", mailbox: str = "INBOX") -> Transactio
 
 
 def storm_queue(tmp_path: Path, **settings: float) -> StormQueue:
-    queue = StormQueue(
-        MemoryQueue(),
-        lambda: SqliteStormStore(tmp_path / "storm.sqlite"),
-        {"dev": StormSettings(**settings)},
-        {"dev": RetryPolicy(min_delay=0.05, max_delay=0.05)},
-    )
+    inner = MemoryQueue()
+    inner.retry_policies = {"dev": RetryPolicy(min_delay=0.05, max_delay=0.05)}
+    queue = StormQueue(inner, lambda: SqliteStormStore(tmp_path / "storm.sqlite"), {"dev": StormSettings(**settings)})
     queue.attach(["dev"])
     return queue
 

@@ -6,11 +6,6 @@ records what reached it, and a sender that posts transactions as the Dovecot bri
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -20,16 +15,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from push_notification.testing.daemon import DaemonProcess, daemon_config
 
 DRIVER_DIR = Path(__file__).parent / "driver"
-ROOT = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Sink:
@@ -84,66 +72,15 @@ class Sink:
         await self._runner.cleanup()
 
 
-class Daemon:
-    """``push-notification serve`` in a subprocess, on a fixed port so it can be restarted."""
+class Daemon(DaemonProcess):
+    """The daemon with the test drivers on its path, its queue file and its metrics."""
 
     def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.config = workdir / "pn.conf"
-        self.config.write_text(f"listen = 127.0.0.1:{self.port}\nstate_dir = {workdir / 'state'}\n{config}")
-        self.log = workdir / "daemon.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DRIVER_DIR), os.environ.get("PYTHONPATH", "")])}
+        super().__init__(daemon_config(workdir, config), pythonpath=[DRIVER_DIR])
 
     @property
     def queue_path(self) -> Path:
-        return self.workdir / "state" / "queue.sqlite"
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-c", "from push_notification.cli import main; main()", *args]
-
-    def start(self, *, wait: bool = True) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command("serve", "-c", str(self.config)), stdout=log, stderr=log, env=self.env
-            )
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-2000:]
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"daemon did not listen within {timeout}s:\n{self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flushing."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def signal(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args), capture_output=True, text=True, env=self.env, timeout=60)
+        return self.config.parent / "state" / "queue.sqlite"
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         async with aiohttp.ClientSession() as session, session.get(f"{self.url}/metrics") as response:

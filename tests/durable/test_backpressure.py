@@ -36,20 +36,20 @@ async def test_past_the_high_water_mark_the_ingress_answers_503_and_memory_stays
         )
         daemon.start()
         try:
-            assert daemon.process is not None
+            assert daemon.proc is not None
             async with aiohttp.ClientSession() as session:
                 answers = [await post_once(session, daemon.url, transaction(f"u{i}", i)) for i in range(400)]
                 statuses = [status for status, _ in answers]
                 assert statuses[:300] == [202] * 300
                 assert set(statuses[300:]) == {503}
                 assert all(retry_after and int(retry_after) >= 1 for status, retry_after in answers[300:])
-                before = rss_kib(daemon.process.pid)
+                before = rss_kib(daemon.proc.pid)
 
                 async def pound(worker: int) -> list[int]:
                     return [(await post_once(session, daemon.url, transaction(f"w{worker}", i)))[0] for i in range(500)]
 
                 pounded = await asyncio.gather(*(pound(w) for w in range(16)))
-                after = rss_kib(daemon.process.pid)
+                after = rss_kib(daemon.proc.pid)
             assert {status for statuses in pounded for status in statuses} == {503}
             assert after - before < 20_000, f"RSS grew from {before} KiB to {after} KiB under refused load"
 

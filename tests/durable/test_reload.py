@@ -17,7 +17,7 @@ def instance(name: str, url: str) -> str:
 
 
 def log_messages(daemon: Daemon) -> list[str]:
-    return [json.loads(line)["message"] for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    return [json.loads(line)["message"] for line in daemon.log().splitlines() if line.startswith("{")]
 
 
 async def test_sighup_adds_restarts_and_removes_instances_without_losing_queued_work(tmp_path: Path) -> None:

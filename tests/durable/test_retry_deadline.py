@@ -41,7 +41,7 @@ async def test_an_instance_with_a_short_deadline_dead_letters_while_the_other_ke
 
 def test_a_bad_instance_deadline_is_one_line(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, "push_notification dlog {\n queue_retry_deadline = soon\n}\n")
-    checked = daemon.cli("check-config", "-c", str(daemon.config))
+    checked = daemon.cli("check-config", "-c", str(daemon.config), check=False)
     assert checked.returncode == 1
     assert len(checked.stderr.strip().splitlines()) == 1
     assert "queue_retry_deadline" in checked.stderr and "invalid time 'soon'" in checked.stderr

@@ -9,9 +9,8 @@ from durable_kit import Daemon
 
 
 def serve(daemon: Daemon) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        daemon.command("serve", "-c", str(daemon.config)), capture_output=True, text=True, env=daemon.env, timeout=60
-    )
+    """``serve`` in the foreground, for a daemon expected to refuse to start."""
+    return daemon.cli("serve", "-c", str(daemon.config), "--listen", daemon.listen, check=False)
 
 
 def test_a_corrupt_queue_file_is_one_line_and_no_start(tmp_path: Path) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from push_notification.dovecot.setup import DEFAULT_INGRESS, BridgeOptions, install_script, plugin_settings
-from push_notification.testing.dovecot import Dovecot, DovecotUnavailable, dovecot_binary, free_port
+from push_notification.testing.daemon import DaemonProcess, daemon_config
+from push_notification.testing.dovecot import Dovecot, DovecotUnavailable, dovecot_binary
+from push_notification.testing.net import free_port
 
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
 REPO = Path(__file__).resolve().parents[2]
@@ -208,68 +207,8 @@ def events_of(txns: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(t["mailbox"], e["name"]) for t in txns for e in t["events"]]
 
 
-def env_without_proxy() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-
-
-class DaemonRunner:
-    """``push-notification serve -c CONFIG`` as a subprocess on a free port, log in a file.
-
-    ``start()`` again after ``stop()`` restarts it with the same config and port (log appended).
-    """
-
-    def __init__(self, directory: Path, config_text: str, token: str | None = None) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ingress = f"{self.url}/v1/transactions"
-        self.token = token
-        self.config = directory / "daemon.conf"
-        auth = f"ingress_token = {token}\n" if token else ""
-        self.config.write_text(f"state_dir = {directory / 'daemon-state'}\n{auth}{config_text}")
-        self.log_path = directory / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DaemonRunner:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(self.config),
-             "--listen", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env_without_proxy(),
-        )  # fmt: skip
-        log.close()
-        if not wait_until(lambda: self._healthy() or self.proc is None or self.proc.poll() is not None, 20):
-            raise RuntimeError(f"daemon did not start:\n{self.log()}")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited:\n{self.log()}")
-        return self
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop the daemon: SIGTERM (graceful) or SIGKILL (a crash)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def __enter__(self) -> DaemonRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def e2e_daemon(directory: Path, config_text: str, token: str | None = None) -> DaemonProcess:
+    """The daemon for an end-to-end test (not started): ``config_text`` with its state in
+    ``DIRECTORY/state`` and, given ``token``, that ingress token."""
+    auth = f"ingress_token = {token}\n" if token else ""
+    return DaemonProcess(daemon_config(directory, auth + config_text))

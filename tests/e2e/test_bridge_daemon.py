@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from dlog_parity import blocks, daemon_streams, dovecot_streams, normalise_dovecot, transactions_ended
-from e2e_support import OX_KEY, BridgedDovecot, DaemonRunner, require_dovecot, wait_until
+from e2e_support import OX_KEY, BridgedDovecot, e2e_daemon, require_dovecot, wait_until
+from push_notification.testing.daemon import DaemonProcess
 from push_notification.testing.dovecot import Dovecot, lmtp_send
 
 require_dovecot()
@@ -65,14 +66,14 @@ def actions(dovecot: Dovecot) -> list[tuple[str, int, Callable[[], object]]]:
     return steps
 
 
-def ended(dovecot: Dovecot, dovecot_offset: int, daemon: DaemonRunner, daemon_offset: int) -> tuple[int, int]:
+def ended(dovecot: Dovecot, dovecot_offset: int, daemon: DaemonProcess, daemon_offset: int) -> tuple[int, int]:
     """Transactions each dlog ended since the offsets: (Dovecot's, ours)."""
     theirs = transactions_ended(dovecot_streams(dovecot.log_text()[dovecot_offset:]))
     ours = transactions_ended(daemon_streams(daemon.log()[daemon_offset:], INSTANCE))
     return theirs, ours
 
 
-def run_with_parity(dovecot: Dovecot, daemon: DaemonRunner) -> tuple[list[str], int]:
+def run_with_parity(dovecot: Dovecot, daemon: DaemonProcess) -> tuple[list[str], int]:
     """Run every step; after each, wait until our dlog ended as many transactions as Dovecot's
     dlog did and compare the blocks. Returns every difference, and how many blocks matched."""
     problems: list[str] = []
@@ -104,9 +105,9 @@ def run_with_parity(dovecot: Dovecot, daemon: DaemonRunner) -> tuple[list[str], 
 def test_our_dlog_writes_what_dovecots_dlog_writes(tmp_path: Path, transport: str) -> None:
     dovecot = BridgedDovecot(transport, token=TOKEN, plugin={"push_notification_driver2": "dlog"})
     if transport == "spool":
-        daemon = DaemonRunner(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
+        daemon = e2e_daemon(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
     else:
-        daemon = DaemonRunner(tmp_path, DAEMON_CONFIG, token=TOKEN)
+        daemon = e2e_daemon(tmp_path, DAEMON_CONFIG, token=TOKEN)
         dovecot.plugin["push_notification_bridge_url"] = daemon.ingress
     with daemon, dovecot:
         dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")  # creates alice's INBOX (doveadm logs elsewhere)
@@ -126,7 +127,7 @@ def test_a_daemon_stopped_during_a_burst_loses_no_transaction(tmp_path: Path, si
     count = 60
     with BridgedDovecot() as dovecot:
         dovecot.set_metadata(ALICE, OX_KEY, "user=11@3")
-        daemon = DaemonRunner(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
+        daemon = e2e_daemon(tmp_path, DAEMON_CONFIG + f"spool_dir = {dovecot.spool}\n")
         daemon.start()
         codes: list[int] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from e2e_support import BridgedDovecot, recording_server, require_dovecot
-from push_notification.testing.dovecot import free_port
+from push_notification.testing.net import free_port
 from push_notification.transaction import transaction_from_dict
 
 require_dovecot()

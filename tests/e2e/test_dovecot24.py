@@ -21,8 +21,8 @@ from dovecot24_support import BridgedDovecot24, require_dovecot24
 from e2e_support import (
     OX_KEY,
     BridgedDovecot,
-    DaemonRunner,
     dovecot_missing,
+    e2e_daemon,
     recording_server,
     take_spool_files,
     wait_until,
@@ -261,7 +261,7 @@ MAIL = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\nSubject: over ht
 def test_over_http_the_daemon_takes_each_transaction_and_nothing_is_spooled(tmp_path: Path) -> None:
     daemon_config = "push_notification ourdlog {\n  driver = dlog\n}\n"
     with (
-        DaemonRunner(tmp_path, daemon_config, token=TOKEN) as daemon,
+        e2e_daemon(tmp_path, daemon_config, token=TOKEN) as daemon,
         BridgedDovecot24("http", url=daemon.ingress, token=TOKEN) as dovecot,
     ):
         assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
@@ -274,7 +274,7 @@ def test_over_http_the_daemon_takes_each_transaction_and_nothing_is_spooled(tmp_
 
 def test_a_refused_token_spools_the_transaction_and_warns_once(tmp_path: Path) -> None:
     with (
-        DaemonRunner(tmp_path, "push_notification d {\n  driver = dlog\n}\n", token=TOKEN) as daemon,
+        e2e_daemon(tmp_path, "push_notification d {\n  driver = dlog\n}\n", token=TOKEN) as daemon,
         BridgedDovecot24("http", url=daemon.ingress, token="wrong") as dovecot,
     ):
         assert [code for code, _ in dovecot.deliver(MAIL)] == [250]

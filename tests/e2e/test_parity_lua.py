@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, require_driver, wait_until
+from e2e_support import BridgedDovecot, e2e_daemon, require_dovecot, require_driver, wait_until
 
 require_dovecot()
 
@@ -67,7 +67,7 @@ def test_the_same_script_sees_the_same_calls_in_dovecot_and_in_our_lua_driver(tm
     dovecot.chown_for_mail(out_dir)
     theirs_path, ours_path = out_dir / "dovecot.jsonl", out_dir / "ours.jsonl"
     dovecot.plugin["parity_out"] = str(theirs_path)
-    daemon = DaemonRunner(
+    daemon = e2e_daemon(
         tmp_path,
         f"push_notification parity {{\n  driver = lua\n  lua_file = {SCRIPT}\n"
         f"  lua_settings {{\n    parity_out = {ours_path}\n  }}\n}}\nspool_dir = {dovecot.spool}\n",

@@ -15,8 +15,8 @@ from typing import Any
 from e2e_support import (
     OX_KEY,
     BridgedDovecot,
-    DaemonRunner,
     RecordingServer,
+    e2e_daemon,
     recording_server,
     require_dovecot,
     require_driver,
@@ -69,7 +69,7 @@ def test_our_ox_sends_what_dovecots_ox_sends(tmp_path: Path) -> None:
         dovecot = BridgedDovecot(
             plugin={"push_notification_driver2": f"ox:url=http://login:pass@127.0.0.1:{sink_a.port}{OX_PATH}"}
         )
-        daemon = DaemonRunner(
+        daemon = e2e_daemon(
             tmp_path,
             "push_notification ox {\n  driver = ox\n"
             f"  ox_url = http://login:pass@127.0.0.1:{sink_b.port}{OX_PATH}\n}}\n"

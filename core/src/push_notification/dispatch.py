@@ -13,19 +13,29 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PushNotificationError
-from push_notification.queue import Queue
+from push_notification.queue.contract import Queue
 from push_notification.transaction import Transaction
 
 log = logging.getLogger("push_notification.dispatch")
 
 #: How many transactions a worker takes from the queue at once.
 BATCH = 256
+
+#: Starts a long-running task: ``spawn(name, run)`` (the daemon's supervisor restarts it on a crash).
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
+
+
+def _plain_task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    async def main() -> None:
+        await run()
+
+    return asyncio.create_task(main(), name=name)
 
 
 def deliver_sync(instance: DriverInstance, txn: Transaction) -> None:
@@ -67,10 +77,12 @@ async def deliver(instance: DriverInstance, txn: Transaction) -> None:
 
 
 class Dispatcher:
-    """Runs one worker per driver instance over a :class:`Queue`."""
+    """Runs one worker per driver instance over a :class:`Queue`, which the ingress and the
+    spool reader fill."""
 
-    def __init__(self, queue: Queue, instances: Iterable[DriverInstance]) -> None:
+    def __init__(self, queue: Queue, instances: Iterable[DriverInstance], *, spawn: Spawn = _plain_task) -> None:
         self.queue = queue
+        self._spawn = spawn
         self.instances: dict[str, DriverInstance] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
@@ -102,7 +114,18 @@ class Dispatcher:
             self.instances[instance.name] = instance
         self.queue.attach(self.instances)
         for instance in new:
-            self._workers[instance.name] = asyncio.create_task(self._work(instance), name=f"pn-{instance.name}")
+            self._workers[instance.name] = self._spawn(f"worker {instance.name}", self._worker(instance))
+
+    def _worker(self, instance: DriverInstance) -> Callable[[], Awaitable[None]]:
+        """The worker of ``instance``, as its supervisor (re)starts it: a restarted worker
+        first takes back what its crashed predecessor had taken and not finished."""
+
+        async def run() -> None:
+            self.queue.requeue_taken(instance.name)
+            self._busy[instance.name] = 0
+            await self._work(instance)
+
+        return run
 
     async def _lifecycle(self, instance: DriverInstance, hook_name: str) -> None:
         """Run ``driver_init``/``driver_deinit``/``driver_cleanup`` if the instance has it, on the
@@ -117,14 +140,6 @@ class Dispatcher:
             result = hook()
         if result is not None and isawaitable(result):
             await result
-
-    async def submit(self, txn: Transaction) -> None:
-        """Hand a transaction to every instance (through the queue)."""
-        await self.queue.put(txn)
-
-    async def submit_held(self, txn: Transaction, release: Callable[[], None]) -> None:
-        """The same for a transaction whose sender keeps it until ``release()`` (see Queue.put_held)."""
-        await self.queue.put_held(txn, release)
 
     def idle(self) -> bool:
         """True when nothing is queued or being delivered."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from inspect import isawaitable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ import pluggy
 
 from push_notification import hookspecs
 from push_notification.errors import ConfigError, PushNotificationError
+from push_notification.events import EVENT_TYPES
+from push_notification.hook_trace import traced, tracing_wanted
 from push_notification.settings import Settings
 from push_notification.transaction import Transaction
 
@@ -189,6 +192,10 @@ _SPEC_ARGS = {
 }
 
 
+#: The per-event hooks, each followed by the catch-all ``event`` hook of an instance that has one.
+EVENT_HOOKS = tuple(cls.hook for cls in EVENT_TYPES.values())
+
+
 def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[str, ...]) -> Callable[..., Any]:
     """A callable taking the spec's arguments positionally, passing the impl only what it asks."""
     if argnames == spec:
@@ -197,10 +204,36 @@ def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[
     return lambda *args: function(*(args[i] for i in picks))
 
 
-class DriverInstance:
-    """One configured instance of a driver: its plugin object and its hook table."""
+def _then_event(specific: Callable[..., Any] | None, catch_all: Callable[..., Any]) -> Callable[..., Any]:
+    """One table entry for an event hook: the instance's own hook for it, then ``event``."""
+    if specific is None:
+        return catch_all
 
-    def __init__(self, name: str, driver: str, plugin: object, *, timeout: float) -> None:
+    async def rest(first: Awaitable[Any], txn: Any, event: Any) -> None:
+        await first
+        result = catch_all(txn, event)
+        if result is not None and isawaitable(result):
+            await result
+
+    def both(txn: Any, event: Any) -> Any:
+        first = specific(txn, event)
+        if first is not None and isawaitable(first):
+            return rest(first, txn, event)
+        return catch_all(txn, event)
+
+    return both
+
+
+class DriverInstance:
+    """One configured instance of a driver: its plugin object and its hook table.
+
+    The table maps each hook the driver implements to a plain function taking the hookspec's
+    arguments positionally; the dispatcher calls it directly (see :mod:`hookspecs` for why).
+    What varies per instance is settled here, once: arguments a hook leaves out, the
+    ``event`` hook folded into the event hooks, tracing (``PUSH_NOTIFICATION_TRACE``).
+    """
+
+    def __init__(self, name: str, driver: str, plugin: object, *, timeout: float, trace: bool | None = None) -> None:
         self.name = name
         self.driver = driver
         self.plugin = plugin
@@ -216,17 +249,29 @@ class DriverInstance:
             raise PushNotificationError(f"driver {driver!r} (instance {name}): invalid hook: {exc}") from None
         self.hooks: dict[str, Callable[..., Any]] = {}
         self.is_async = False
+        if trace is None:
+            trace = tracing_wanted()
         for caller in manager.get_hookcallers(plugin) or []:
             for impl in caller.get_hookimpls():
-                self.hooks[caller.name] = _adapt(impl.function, tuple(impl.argnames), _SPEC_ARGS[caller.name])
+                spec = _SPEC_ARGS[caller.name]
+                function = _adapt(impl.function, tuple(impl.argnames), spec)
+                self.hooks[caller.name] = traced(name, caller.name, spec, function) if trace else function
                 self.is_async |= inspect.iscoroutinefunction(impl.function)
+        catch_all = self.hooks.pop("event", None)
+        if catch_all is not None:
+            for hook in EVENT_HOOKS:
+                self.hooks[hook] = _then_event(self.hooks.get(hook), catch_all)
 
     def __repr__(self) -> str:
         return f"<DriverInstance {self.name} driver={self.driver}>"
 
 
 def create_instance(
-    context: DriverContext, factory: Callable[[DriverContext], object], *, timeout: float = 30.0
+    context: DriverContext,
+    factory: Callable[[DriverContext], object],
+    *,
+    timeout: float = 30.0,
+    trace: bool | None = None,
 ) -> DriverInstance:
     """Build an instance; any exception from the factory becomes one line naming the instance."""
     try:
@@ -238,4 +283,4 @@ def create_instance(
             f"{context.settings.where}: push_notification {context.instance}: driver"
             f" {context.driver!r} failed to start: {type(exc).__name__}: {exc}"
         ) from None
-    return DriverInstance(context.instance, context.driver, plugin, timeout=timeout)
+    return DriverInstance(context.instance, context.driver, plugin, timeout=timeout, trace=trace)

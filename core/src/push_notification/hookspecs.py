@@ -1,16 +1,28 @@
 """The hooks a driver may implement: Dovecot's driver API, with one hook per event.
 
 A driver is a class (the entry point's value) whose instances carry ``@hookimpl`` methods.
-It implements only the hooks it cares about, and may leave out trailing arguments it does
-not need (pluggy passes only the ones a hook asks for). Any hook may be ``async def`` or
-return an awaitable: the dispatcher awaits it.
+It implements only the hooks it cares about, and may leave out arguments it does not need.
+Any hook may be ``async def`` or return an awaitable: the dispatcher awaits it.
+
+How hooks are called: pluggy checks a driver's hooks (names, argument names) when an instance
+is created, but does not call them. Each instance gets its own table of plain functions, hook
+name to function, with what varies per instance settled once (arguments a hook leaves out,
+:func:`event` folded in after each event hook, tracing); the dispatcher looks a hook up there
+and calls it (``DriverInstance.hooks`` in drivers.py, ``deliver`` in dispatch.py). Why:
+isolation, since instances of one driver share nothing, so one instance's hooks never run for
+another's transaction and a failure stays the instance's own; and speed, since a dict lookup
+and a direct call cost a fraction of a pluggy hook call (which gathers the implementations
+and builds keyword arguments on every call): the dispatcher's target is 100,000 events/s to
+a no-op driver (benchmarks/dispatch.py prints both costs).
+``PUSH_NOTIFICATION_TRACE=1`` logs every call (see hook_trace.py).
 
 Per transaction, a driver instance sees, in this order:
 
 1. :func:`begin_txn` — may decline the transaction by returning ``False``;
 2. for a mailbox operation :func:`process_mbox` then its event hook; for message changes,
    per message :func:`process_msg` then that message's event hooks, in Dovecot's event order
-   (FlagsClear, FlagsSet, ..., MessageNew, MessageRead, MessageTrash);
+   (FlagsClear, FlagsSet, ..., MessageNew, MessageRead, MessageTrash); each event hook is
+   followed by :func:`event` for the same event;
 3. :func:`end_txn` with ``success``.
 
 A rolled-back transaction gives only ``begin_txn`` and ``end_txn(success=False)``.
@@ -25,6 +37,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from push_notification.events import (
+        Event,
         FlagsClear,
         FlagsSet,
         MailboxCreate,
@@ -160,3 +173,19 @@ def flags_set(txn: Transaction, event: FlagsSet) -> Awaitable[None] | None:
 def flags_clear(txn: Transaction, event: FlagsClear) -> Awaitable[None] | None:
     """Flags or keywords were cleared. As in Dovecot it fires on every flag change, often with
     empty ``flags``/``keywords``; ``flags_old``/``keywords_old`` hold the state before."""
+
+
+# ---------------------------------------------------------------- any event
+
+
+@hookspec
+def event(txn: Transaction, event: Event) -> Awaitable[None] | None:
+    """Any event, whatever its kind: for drivers that treat every event alike (a webhook, a
+    script bridge) instead of twelve one-line event hooks.
+
+    Called for each event right after that event's own hook, when the instance has both:
+    the specific hook handles what is special about a kind and ``event`` then sees the
+    state it left, as the common last step. An instance with only ``event`` gets every event
+    once, in the same place and order as the event hooks (after ``process_mbox`` or
+    ``process_msg``). ``event.hook`` names the event hook, ``event.name`` the event.
+    """

@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
-from push_notification.errors import PermanentError, RetryableError
-from push_notification.http_retry import Failure, RetryPolicy, parse_retry_after
+from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.http_retry import Failure, RetryPolicy
 from push_notification.settings import Settings
 
 DEFAULT_REQUEST_TIMEOUT = 2.0
@@ -148,47 +148,74 @@ RequestBuilder = Callable[[int], HttpRequest]
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
-    """A 2xx answer, for drivers that read it (a message id in the body)."""
+    """An answer, whatever its status; ``send`` returns the 2xx ones (a message id in the body)."""
 
     status: int
     reason: str
-    headers: CIMultiDictProxy[str]
+    #: Case-insensitive, as HTTP header names are.
+    headers: Mapping[str, str]
     body: bytes
 
 
-class HttpRetryableError(RetryableError):
-    """A request failed for now; ``status`` is the last HTTP status, if any was received."""
+class TransportError(Exception):
+    """An attempt that got no answer. ``kind`` tells the policy what went wrong: ``timeout``,
+    ``connect`` (refused, unreachable), ``certificate`` (not trusted), ``tls`` (handshake) or
+    ``lost`` (the connection broke); the message is one line without secrets."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Transport(Protocol):
+    """What carries one attempt: aiohttp (HTTP/1.1) by default; an HTTP/2 client for APNs."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        """One attempt, redirects not followed; raises :class:`TransportError` without an answer."""
+        ...
+
+
+class HttpRetryableError(RetryableError):
+    """A request failed for now. ``status`` and ``response`` are the last answer, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        response: HttpResponse | None = None,
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
+        self.response = response
 
 
 class HttpPermanentError(PermanentError):
-    """A request was refused for good (a 4xx; ``status`` tells which: an APNs 410 means the
-    device token is gone)."""
+    """A request was refused for good. ``status`` and ``response`` tell why (an APNs 410 with
+    reason ``Unregistered``: the device token is gone)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, response: HttpResponse | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.response = response
 
 
-class HttpSender:
-    """One instance's HTTP client; ``start`` and ``close`` bracket its session.
+class AiohttpTransport:
+    """HTTP/1.1 over one pooled keep-alive aiohttp session.
 
     ``skip_auto_headers``: headers aiohttp would add that the endpoint must not get (Dovecot
     sends OX no ``User-Agent`` and no ``Accept``).
     """
 
     def __init__(
-        self,
-        settings: HttpClientSettings,
-        policy: RetryPolicy | None = None,
-        *,
-        skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding"),
+        self, settings: HttpClientSettings, *, skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding")
     ) -> None:
         self.settings = settings
-        self.policy = policy if policy is not None else RetryPolicy()
         self.skip_auto_headers = skip_auto_headers
         self._session: aiohttp.ClientSession | None = None
 
@@ -209,81 +236,97 @@ class HttpSender:
             await self._session.close()
             self._session = None
 
-    async def send(self, request: HttpRequest | RequestBuilder) -> HttpResponse:
-        """Send ``request`` (or what the builder makes, anew per attempt) until a 2xx, which is
-        returned; raise ``HttpRetryableError``/``HttpPermanentError`` once the policy stops."""
+    async def request(self, request: HttpRequest) -> HttpResponse:
         if self._session is None:
             await self.start()
-        session = self._session
-        assert session is not None
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method, request.url, data=request.body or None, headers=request.headers, allow_redirects=False
+            ) as resp:
+                body = await resp.read()
+                return HttpResponse(resp.status, resp.reason or "", resp.headers, body)
+        except TimeoutError:
+            raise TransportError("timeout", f"Request timed out after {self.settings.request_timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            message = (
+                f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
+                " that signed the endpoint's certificate"
+            )
+            raise TransportError("certificate", message) from None
+        except aiohttp.ClientSSLError as exc:
+            raise TransportError("tls", f"TLS handshake failed: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            errno = exc.os_error.errno
+            cause = os.strerror(errno) if errno else str(exc.os_error)
+            raise TransportError("connect", f"connect({exc.host}:{exc.port}) failed: {cause}") from None
+        except aiohttp.ClientError as exc:
+            text = str(exc).replace(str(request.url), safe_url(request.url))
+            raise TransportError("lost", f"Connection lost: {type(exc).__name__}: {text}") from None
+
+
+class HttpSender:
+    """Sends a request with up to ``max_attempts`` attempts under a :class:`RetryPolicy`.
+
+    ``transport`` carries the attempts (an :class:`AiohttpTransport` by default, given
+    ``skip_auto_headers``); ``start`` and ``close`` bracket it.
+    """
+
+    def __init__(
+        self,
+        settings: HttpClientSettings,
+        policy: RetryPolicy | None = None,
+        *,
+        transport: Transport | None = None,
+        skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding"),
+    ) -> None:
+        self.settings = settings
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.transport: Transport = (
+            transport if transport is not None else AiohttpTransport(settings, skip_auto_headers=skip_auto_headers)
+        )
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def send(self, request: HttpRequest | RequestBuilder) -> HttpResponse:
+        """Send ``request`` (or what the builder makes, anew per attempt) until the policy
+        accepts an answer (a 2xx), which is returned; raise ``HttpRetryableError`` or
+        ``HttpPermanentError`` once the policy stops."""
         build = request if callable(request) else None
         current = request if isinstance(request, HttpRequest) else request(1)
+        policy = self.policy
         started = time.monotonic()
         attempt = 1
         while True:
-            outcome = await self._attempt(session, current)
-            if isinstance(outcome, HttpResponse):
-                return outcome
-            wait = self.policy.next_wait(outcome, attempt, self.settings.max_attempts)
+            failure: Failure | None
+            try:
+                response = await self.transport.request(current)
+            except TransportError as exc:
+                failure = policy.transport_failure(exc.kind, str(exc))
+            else:
+                failure = policy.classify(response)
+                if failure is None:
+                    return response
+            wait = policy.next_wait(failure, attempt, self.settings.max_attempts)
             if wait is None:
-                raise self._error(current, outcome, attempt, time.monotonic() - started)
+                raise _error(current, failure, attempt, time.monotonic() - started)
             if wait > 0:
                 await asyncio.sleep(wait)
             attempt += 1
             if build is not None:
                 current = build(attempt)
 
-    async def _attempt(self, session: aiohttp.ClientSession, request: HttpRequest) -> HttpResponse | Failure:
-        try:
-            async with session.request(
-                request.method,
-                request.url,
-                data=request.body or None,
-                headers=request.headers,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                status, reason = resp.status, resp.reason or ""
-                if 200 <= status < 300:
-                    return HttpResponse(status, reason, resp.headers, body)
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            return Failure(f"Request timed out after {self.settings.request_timeout:g}s", retryable=True)
-        except aiohttp.ClientConnectorCertificateError as exc:
-            return Failure(
-                f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
-                " that signed the endpoint's certificate",
-                retryable=self.policy.retry_certificate_errors,
-                in_place=False,
-            )
-        except aiohttp.ClientSSLError as exc:
-            return Failure(f"TLS handshake failed: {exc}", retryable=False)
-        except aiohttp.ClientConnectorError as exc:
-            errno = exc.os_error.errno
-            cause = os.strerror(errno) if errno else str(exc.os_error)
-            return Failure(f"connect({exc.host}:{exc.port}) failed: {cause}", retryable=True)
-        except aiohttp.ClientError as exc:
-            text = str(exc).replace(str(request.url), safe_url(request.url))
-            return Failure(f"Connection lost: {type(exc).__name__}: {text}", retryable=True)
-        what = f"{status} {reason}".rstrip()
-        if 300 <= status < 400:
-            return Failure(f"{what} (Redirect refused)", retryable=False, status=status)
-        said = self.policy.describe(status, body)
-        if said:
-            what += f": {said}"
-        hint = self.policy.status_hints.get(status)
-        if hint:
-            what += f" ({hint})"
-        retryable = self.policy.retryable_status(status)
-        return Failure(what, retryable=retryable, retry_after=parse_retry_after(retry_after), status=status)
 
-    @staticmethod
-    def _error(
-        request: HttpRequest, failure: Failure, attempts: int, elapsed: float
-    ) -> HttpRetryableError | HttpPermanentError:
-        label = request.label or f"{request.method} {safe_url(request.url)}"
-        plural = "attempt" if attempts == 1 else "attempts"
-        message = f"{label}: {failure.what} ({attempts} {plural} in {elapsed:.3f} secs)"
-        if failure.retryable:
-            return HttpRetryableError(message, retry_after=failure.retry_after, status=failure.status)
-        return HttpPermanentError(message, status=failure.status)
+def _error(request: HttpRequest, failure: Failure, attempts: int, elapsed: float) -> DriverError:
+    label = request.label or f"{request.method} {safe_url(request.url)}"
+    plural = "attempt" if attempts == 1 else "attempts"
+    message = f"{label}: {failure.what} ({attempts} {plural} in {elapsed:.3f} secs)"
+    if failure.retryable:
+        return HttpRetryableError(
+            message, retry_after=failure.retry_after, status=failure.status, response=failure.response
+        )
+    return HttpPermanentError(message, status=failure.status, response=failure.response)

@@ -16,8 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from push_notification.errors import DriverError, PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from push_notification.http_client import HttpResponse
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -48,6 +52,8 @@ class Failure:
     #: ``False``: retrying at once cannot help, but later may (a certificate being renewed):
     #: the failure goes straight to the queue.
     in_place: bool = True
+    #: The answer, when there was one (for drivers that read an error reason in the body).
+    response: HttpResponse | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +86,29 @@ class RetryPolicy:
         """Whether a non-2xx, non-3xx status is worth another attempt."""
         return status in self.retry_statuses or status >= 500
 
-    def describe(self, status: int, body: bytes) -> str:
-        """What the server said about a refusal, read from its body (FCM's error status and
-        message, APNs' reason); appended to the status in errors. Nothing by default."""
-        return ""
+    def classify(self, response: HttpResponse) -> Failure | None:
+        """``None`` for a success (2xx), else why the answer is a failure. Redirects are
+        refused, as Dovecot does: a push endpoint that moved is a configuration to fix."""
+        status = response.status
+        if 200 <= status < 300:
+            return None
+        what = f"{status} {response.reason}".rstrip()
+        if 300 <= status < 400:
+            return Failure(f"{what} (Redirect refused)", retryable=False, status=status, response=response)
+        hint = self.status_hints.get(status)
+        if hint:
+            what += f" ({hint})"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return Failure(
+            what, retryable=self.retryable_status(status), retry_after=retry_after, status=status, response=response
+        )
+
+    def transport_failure(self, kind: str, what: str) -> Failure:
+        """An attempt without an answer (``TransportError.kind``): a refused certificate or a
+        failed TLS handshake is a configuration matter, anything else transient."""
+        if kind == "certificate":
+            return Failure(what, retryable=self.retry_certificate_errors, in_place=False)
+        return Failure(what, retryable=kind != "tls")
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (1-based) when the server named none."""

@@ -201,7 +201,7 @@ _TXN_FIELDS = {"id", "user", "mailbox", "success", "events", "metadata", "status
 def transaction_from_dict(data: Any) -> Transaction:
     """Validate the JSON form of a transaction; every mistake is one :class:`EventError` line.
 
-    Schema (``push_notification/schema/transaction.json`` documents it)::
+    The form (the README's "The ingress" shows it with every field)::
 
         {"id": "optional stable id", "user": {"username": "alice", "service": "lmtp", ...},
          "mailbox": "INBOX", "success": true,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from push_notification.testing.daemon import RunningDaemon, running_daemon
+from push_notification.testing.inprocess import RunningDaemon, running_daemon
 from push_notification_apns.testing import FakeDevice, LoopbackApns
 
 TOPIC = "com.example.mail"

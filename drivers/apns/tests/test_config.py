@@ -15,7 +15,7 @@ from push_notification.cli import cli
 from push_notification.config import parse_config
 from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
-from push_notification.testing.daemon import running_daemon
+from push_notification.testing.inprocess import running_daemon
 from push_notification_apns.testing import LoopbackApns
 
 

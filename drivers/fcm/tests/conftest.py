@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from push_notification.testing.daemon import RunningDaemon, running_daemon
+from push_notification.testing.inprocess import RunningDaemon, running_daemon
 from push_notification_fcm.testing import FakeDevice, LoopbackFcm
 
 # Storm control waits are not what these tests are about.

@@ -4,11 +4,11 @@ logs the endpoint's password."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from ox_testkit import PASSWORD, OxEndpoint, TlsFiles, make_tls_files, start_endpoint
+from push_notification.testing.net import free_port
 
 
 @pytest.fixture
@@ -20,13 +20,10 @@ async def ox_endpoint() -> AsyncIterator[OxEndpoint]:
     await runner.cleanup()
 
 
-@pytest.fixture
-def free_port() -> int:
+@pytest.fixture(name="free_port")
+def _free_port() -> int:
     """A port on 127.0.0.1 nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 @pytest.fixture(scope="session")

@@ -4,70 +4,24 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from ox_testkit import OX_METADATA_KEY, PASSWORD, PATH, OxEndpoint
-
-CLI = [sys.executable, "-m", "push_notification.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from push_notification.testing.inprocess import DaemonProcess
 
 
-class Daemon:
-    """``push-notification serve`` in a subprocess, its log in a file."""
+class Daemon(DaemonProcess):
+    """The daemon, with the two calls these tests make while their loop serves the endpoint."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("w") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                *CLI, "serve", "-c", str(self.config), "--listen", f"127.0.0.1:{self.port}",
-                stdout=out, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-        async with aiohttp.ClientSession() as session:
-            for _ in range(400):
-                try:
-                    async with session.get(f"{self.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if self.proc.returncode is not None:
-                    break
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"daemon did not start:\n{self.log.read_text()}")
-
-    async def cli(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
+    async def run_cli(self, *args: str) -> None:
+        await asyncio.to_thread(self.cli, *args)
 
     async def post(self, transaction: dict[str, object]) -> None:
-        url = f"{self.url}/v1/transactions"
-        async with aiohttp.ClientSession() as session, session.post(url, json=transaction) as resp:
+        async with aiohttp.ClientSession() as session, session.post(self.ingress, json=transaction) as resp:
             assert resp.status in (200, 202), await resp.text()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.proc.wait(), 30)
 
 
 @pytest.fixture
@@ -87,11 +41,11 @@ async def daemon(tmp_path: Path, ox_endpoint: OxEndpoint) -> AsyncIterator[Daemo
         f"  push_notification_driver = ox:url={second} max_retries=0 timeout_msecs=1500\n"
         "}\n"
     )
-    daemon = Daemon(config, tmp_path / "daemon.log")
-    await daemon.start()
+    daemon = Daemon(config)
+    await daemon.astart()
     yield daemon
-    await daemon.stop()
-    assert PASSWORD not in daemon.log.read_text()
+    await daemon.astop()
+    assert PASSWORD not in daemon.log()
 
 
 def transaction(user: str, uid: int, **extra: object) -> dict[str, object]:
@@ -110,7 +64,9 @@ async def wait_for(endpoint: OxEndpoint, count: int) -> None:
 async def test_users_activated_with_the_metadata_command_are_notified_by_both_instances(
     daemon: Daemon, ox_endpoint: OxEndpoint
 ) -> None:
-    await daemon.cli("metadata", "set", "-c", str(daemon.config), "-u", "alice", "-s", "", OX_METADATA_KEY, "user=11@3")
+    await daemon.run_cli(
+        "metadata", "set", "-c", str(daemon.config), "-u", "alice", "-s", "", OX_METADATA_KEY, "user=11@3"
+    )
     await daemon.post(transaction("bob", 1))  # not activated: nothing
     await daemon.post(transaction("alice", 2))
     await wait_for(ox_endpoint, 2)

@@ -28,7 +28,7 @@ async def test_two_instances_with_different_urls_each_send_the_event(ox_endpoint
         ],
     )
     await dispatcher.start()
-    await dispatcher.submit(make_transaction(make_event("MessageNew", uid=5), user="alice"))
+    await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=5), user="alice"))
     await dispatcher.stop()
     assert sorted(r.path for r in ox_endpoint.received) == [PATH, PATH + "/second"]
     assert [b["imap-uid"] for b in ox_endpoint.bodies] == [5, 5]
@@ -43,7 +43,7 @@ async def test_a_failing_instance_does_not_hold_back_the_other(
     dispatcher = Dispatcher(MemoryQueue(), [instance("down", dead, store), instance("up", ox_endpoint.url(), store)])
     await dispatcher.start()
     for uid in (1, 2, 3):
-        await dispatcher.submit(make_transaction(make_event("MessageNew", uid=uid), user="alice"))
+        await dispatcher.queue.put(make_transaction(make_event("MessageNew", uid=uid), user="alice"))
     await dispatcher.stop()
     assert [b["imap-uid"] for b in ox_endpoint.bodies] == [1, 2, 3]
     failures = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
+from push_notification.testing.loopback import loopback_server
 
 
 @dataclass
@@ -58,13 +59,5 @@ class Endpoint:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
     ep = Endpoint()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", ep.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    ep.url = f"http://127.0.0.1:{port}"
-    yield ep
-    await runner.cleanup()
+    async with loopback_server(ep.handle) as ep.url:
+        yield ep

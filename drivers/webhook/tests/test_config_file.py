@@ -32,8 +32,8 @@ async def test_a_2_4_block_with_prefixed_keys_and_a_headers_section(endpoint: An
     config = parse_config(CONFIG % {"url": endpoint.url}, "/etc/pn.conf")
     dispatcher = Dispatcher(MemoryQueue(), build_instances(config, None))
     await dispatcher.start()
-    await dispatcher.submit(make_transaction(make_event("MessageNew", subject_utf8="Hi"), user="a@example.com"))
-    await dispatcher.submit(make_transaction(make_event("MessageRead")))
+    await dispatcher.queue.put(make_transaction(make_event("MessageNew", subject_utf8="Hi"), user="a@example.com"))
+    await dispatcher.queue.put(make_transaction(make_event("MessageRead")))
     await dispatcher.stop()
     (got,) = endpoint.received
     assert got.headers["Authorization"] == "Bearer tk_secret"

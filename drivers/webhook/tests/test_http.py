@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
 from aiohttp import web
 from push_notification.errors import PermanentError, RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.net import free_port
 from push_notification_webhook import WebhookDriver
 from push_notification_webhook.sender import safe_url
 
@@ -22,7 +22,7 @@ async def run(endpoint: Any, settings: dict[str, str] | None = None, url: str | 
         driver = harness.plugin
         txn = make_transaction(NEW)
         assert driver.begin_txn(txn)
-        driver.message_new(txn, NEW)
+        driver.event(txn, NEW)
         try:
             await driver.end_txn(txn, True)
         except (RetryableError, PermanentError) as exc:
@@ -86,10 +86,7 @@ async def test_a_slow_endpoint_times_out_and_is_retried(endpoint: Any) -> None:
 
 
 async def test_a_refused_connection_is_retryable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    error = await run(None, {"http_client_request_timeout": "1s"}, url=f"http://127.0.0.1:{port}/hook")
+    error = await run(None, {"http_client_request_timeout": "1s"}, url=f"http://127.0.0.1:{free_port()}/hook")
     assert isinstance(error, RetryableError)
     assert "(2 attempts in" in str(error)
 
@@ -137,7 +134,7 @@ async def test_an_unavailable_endpoint_stops_the_transaction_and_a_retry_resumes
         for _ in range(2):  # the first delivery, then the queue's retry of the same transaction
             driver.begin_txn(txn)
             for event in txn.events:
-                driver.message_new(txn, event)
+                driver.event(txn, event)
             try:
                 await driver.end_txn(txn, True)
             except RetryableError as exc:

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from push_notification.errors import RetryableError
 from push_notification.testing import DriverHarness, make_event, make_transaction
+from push_notification.testing.loopback import loopback_server
 from push_notification_webhook import WebhookDriver
 
 
@@ -39,14 +40,8 @@ async def https_url(internal_ca: Path) -> AsyncIterator[str]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
-    app = web.Application()
-    app.router.add_post("/hook", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    yield f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
-    await runner.cleanup()
+    async with loopback_server(ok, ssl_context=context) as base:
+        yield f"{base}/hook"
 
 
 async def deliver(settings: dict[str, str]) -> DriverHarness:
@@ -64,8 +59,17 @@ async def test_an_unknown_ca_is_refused(https_url: str) -> None:
     async with DriverHarness(WebhookDriver, {"url": https_url, "max_retries": "0"}) as harness:
         txn = make_transaction(make_event("MessageNew"))
         harness.plugin.begin_txn(txn)
-        harness.plugin.message_new(txn, txn.events[0])
+        harness.plugin.event(txn, txn.events[0])
         with pytest.raises(RetryableError, match="certificate verify failed"):
+            await harness.plugin.end_txn(txn, True)
+
+
+async def test_a_refused_certificate_goes_to_the_queue_without_a_retry_in_place(https_url: str) -> None:
+    async with DriverHarness(WebhookDriver, {"url": https_url, "http_client_request_max_attempts": "3"}) as harness:
+        txn = make_transaction(make_event("MessageNew"))
+        harness.plugin.begin_txn(txn)
+        harness.plugin.event(txn, txn.events[0])
+        with pytest.raises(RetryableError, match=r"TLS certificate not accepted: .*\(1 attempt in "):
             await harness.plugin.end_txn(txn, True)
 
 

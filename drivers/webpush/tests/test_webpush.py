@@ -151,3 +151,16 @@ async def test_no_log_line_shows_a_token_or_key(start: Start, caplog: pytest.Log
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "503" in text
     assert not [s for s in secrets if s in text]
+
+
+async def test_a_device_deleted_over_http_is_no_longer_woken(start: Start) -> None:
+    running = await start(NO_STORM)
+    subscriber = running.service.subscribe()
+    device_id = await running.register(subscriber)
+    assert await running.call("DELETE", f"/v1/devices/{device_id}") == (204, None)
+    status, body = await running.call("DELETE", f"/v1/devices/{device_id}")
+    assert status == 404 and body["error"].startswith("no such device")
+    await running.send()
+    await running.daemon.dispatcher.drain(5)
+    assert running.service.received == []
+    assert 'push_notification_devices_removed_total{reason="deleted"} 1.0' in await running.metrics()

@@ -57,3 +57,14 @@ class NoOp:
     @hookimpl
     def end_txn(self) -> None:
         self.count += 1
+
+
+class Poisoned(HttpPost):
+    """:class:`HttpPost` with a bug on one kind of data, as a real driver might have: a
+    transaction for the mailbox ``Poison`` raises ``TypeError`` on every attempt."""
+
+    @hookimpl
+    async def end_txn(self, txn: Transaction) -> None:
+        if txn.mailbox == "Poison":
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        await super().end_txn(txn)

@@ -17,7 +17,7 @@ from typing import Any
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.settings import parse_bool, parse_time
+from push_notification.settings import parse_bool, parse_size, parse_time
 
 
 def default_state_dir() -> str:
@@ -48,6 +48,7 @@ class DaemonConfig:
     queue_retry_max_delay: float = 300.0
     queue_fsync: bool = False
     spool_dir: str | None = None
+    spool_max_size: int = 1 << 20
     max_pending: int = 100000
     event_loop: str = "auto"
     devices_path: str = ""
@@ -111,6 +112,13 @@ def parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_spool_size(text: str) -> int:
+    size = parse_size(text)
+    if size < 1024:
+        raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
+    return size
+
+
 def parse_yes_no(text: str) -> bool:
     try:
         return parse_bool(text)
@@ -172,6 +180,8 @@ DAEMON_SETTINGS: tuple[DaemonSetting, ...] = (
                   " (no: it survives a crash or SIGKILL; yes costs one disk sync per commit)"),
     DaemonSetting("spool_dir", "directory", optional(os.path.expanduser), "",
                   "Dovecot bridge spool directory to watch (unset: off)"),
+    DaemonSetting("spool_max_size", "size", parse_spool_size, "1M",
+                  "largest spool file taken in; a bigger one is moved to SPOOL/bad/"),
     DaemonSetting("max_pending", "number", parse_positive_int, "100000",
                   "transactions waiting at most; ingress refuses more"),
     DaemonSetting("event_loop", "event loop", choice("auto", "uvloop", "asyncio"), "auto",

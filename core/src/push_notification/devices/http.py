@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from push_notification.devices.contract import DeviceError
 from push_notification.devices.registration import parse_json_registration
 from push_notification.devices.service import DeviceService
-from push_notification.server.ingress import Extension, Refuse
 
 log = logging.getLogger("push_notification.devices.http")
 
 DEVICES_PATH = "/v1/devices"
+#: The ingress's token check: a 401 answer, or None (``server.ingress.Refuse``).
+Refuse = Callable[[web.Request], web.Response | None]
+#: Adds routes to the ingress application (``server.ingress.Extension``).
+Extension = Callable[[web.Application, Refuse], None]
 
 
 def _error(status: int, message: str) -> web.Response:

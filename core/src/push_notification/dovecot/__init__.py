@@ -1,1 +1,1 @@
-"""Bridge from a real Dovecot into the daemon: the Lua script, config setup, a test harness."""
+"""What ships to a Dovecot host: the bridge Lua script (``bridge.lua``) and ``dovecot-config`` (``setup.py``)."""

@@ -1,18 +1,22 @@
 """The queue between the ingress and the driver instances, behind a small interface.
 
-The ingress ``put``s each accepted transaction; every driver instance consumes its own
-stream with ``get`` and reports each outcome with ``done``. That is the whole contract, so a
-distributed engine (Redis Streams, Kafka: one consumer group per instance) can replace the
-embedded implementations without touching the dispatcher.
+The ingress and the spool reader ``put`` each accepted transaction straight into the queue;
+every driver instance consumes its own stream with ``get`` and reports each outcome with
+``done``. That is the whole contract, so a distributed engine (Redis Streams, Kafka: one
+consumer group per instance) can replace the embedded implementations without touching the
+dispatcher.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Literal, Protocol
 
 from push_notification.errors import PushNotificationError
+from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction
 
 
@@ -26,6 +30,9 @@ class QueueFull(PushNotificationError):
 
 #: What became of one delivery attempt: ``dropped`` is memory mode's fate for a failure.
 Outcome = Literal["delivered", "retry", "dead", "dropped"]
+
+#: Told by ``put_held`` that the queue no longer needs the sender's copy of a transaction.
+Release = Callable[[], None]
 
 
 class QueueObserver(Protocol):
@@ -52,28 +59,50 @@ class Queue(ABC):
     observer: QueueObserver = _Unobserved()
     #: Whether accepted transactions survive a restart (shutdown need not wait for them).
     durable: bool = False
+    #: How a failed delivery is retried, per instance (set by the daemon from each instance's
+    #: settings, as ``observer`` is); an instance not named gets ``default_retry``. A queue that
+    #: retries asks :meth:`retry_policy`; one that never retries (memory) ignores both.
+    retry_policies: Mapping[str, RetryPolicy] = MappingProxyType({})
+    default_retry: RetryPolicy = RetryPolicy()
+
+    def retry_policy(self, instance: str) -> RetryPolicy:
+        """The retry policy of ``instance``."""
+        return self.retry_policies.get(instance, self.default_retry)
 
     @abstractmethod
     def attach(self, instances: Iterable[str]) -> None:
-        """Set the driver instances that consume; called at start and on reload."""
+        """Set the driver instances transactions are recorded for; called at start and on reload.
+
+        A detached instance's stream is kept only by a durable queue, for when the instance
+        is attached again.
+        """
 
     @abstractmethod
     async def put(self, txn: Transaction) -> None:
         """Accept ``txn`` for every attached instance. Once it returns, the transaction is the
         queue's responsibility. Raises :class:`QueueFull` past the high-water mark."""
 
-    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+    async def put_held(self, txn: Transaction, release: Release) -> None:
         """Accept ``txn`` whose sender keeps a durable copy (a spool file) until ``release()``.
 
-        A queue may deliver from memory and call ``release`` only once it no longer needs that
-        copy, which saves storing the transaction twice. This default stores it, then releases.
+        The "held" contract, for every queue and sender: the sender keeps its copy, and takes
+        it in again after a restart, until ``release`` is called; the queue calls it exactly
+        once, when it no longer needs that copy: after every attached instance delivered the
+        transaction or gave up on it, or once the queue holds a durable copy of its own for
+        every instance still owed it (at the latest before ``close`` returns). Until then the
+        queue may deliver from memory, which saves storing the transaction twice on the happy
+        path. A sender must not hand in the same copy again while it is held. Raises
+        :class:`QueueFull` as ``put`` does (nothing is held then).
+
+        This default stores the transaction with ``put``, then releases it at once.
         """
         await self.put(txn)
         release()
 
     @abstractmethod
     async def get(self, instance: str, limit: int) -> list[Transaction]:
-        """Wait for and return up to ``limit`` transactions for ``instance``, oldest first."""
+        """Wait for and return up to ``limit`` transactions for ``instance``, oldest first;
+        ``[]`` once ``instance`` is detached."""
 
     @abstractmethod
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
@@ -86,6 +115,13 @@ class Queue(ABC):
     def dead_letters(self, instance: str | None = None) -> int:
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
+
+    def requeue_taken(self, instance: str) -> None:  # noqa: B027 - optional hook
+        """Hand back what ``get`` gave ``instance`` and ``done`` has not been told of: its
+        worker crashed and is restarting, and must see those transactions again."""
+
+    def supervise(self, report: CrashReport) -> None:  # noqa: B027 - optional hook
+        """Tell ``report`` of crashes of the queue's own threads (they restart either way)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at shutdown."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import heapq
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from push_notification.transaction import Transaction
@@ -32,9 +34,15 @@ class Entry:
 
 @dataclass(eq=False)
 class Lane:
-    """One driver instance's deliveries: per-user FIFOs, who is ready, who waits for a retry."""
+    """One driver instance's deliveries: per-user FIFOs, who is ready, who waits for a retry.
+
+    The lane keeps its own counts; the queue tells it what happened (accepted, refilled,
+    retried, finished) and asks it what to do next (take, refill, wait).
+    """
 
     name: str
+    #: At most this many entries in memory; the rest wait in the queue's store.
+    window: int
     #: Pending transactions owed to this lane, in memory and on disk.
     pending: int = 0
     #: Entries in memory (sum of the user FIFOs).
@@ -51,6 +59,77 @@ class Lane:
     waiting: list[tuple[float, int, str]] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- what the queue tells the lane -------------------------------------------------
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a new entry may wait in memory (no backlog on disk ahead of it)."""
+        return not self.spilled and self.in_memory < self.window
+
+    def accept(self, entry: Entry, now: float) -> None:
+        """A new transaction is owed to this lane: into memory if there is room, else it
+        waits in the store behind the backlog (only a stored entry may be left out)."""
+        self.pending += 1
+        if self.has_room:
+            self.load(entry, now)
+        else:
+            self.spilled = True
+
+    def load(self, entry: Entry, now: float) -> None:
+        """Take a pending entry into memory, keeping ``loaded_upto`` true."""
+        self.add(entry, now)
+        if entry.seq > self.loaded_upto:
+            self.loaded_upto = entry.seq
+
+    def requeued(self, entry: Entry, now: float) -> None:
+        """A dead letter is pending again: into memory unless a refill will read it, in order."""
+        self.pending += 1
+        if not self.spilled or entry.seq <= self.loaded_upto:
+            self.load(entry, now)
+
+    def refill_from(self) -> tuple[int, int] | None:
+        """``(after_seq, count)`` of stored rows to read back now, or None; a refill then
+        runs until :meth:`refilled` or :meth:`refill_failed`."""
+        if not self.spilled or self.refilling or self.in_memory > self.window // 2:
+            return None
+        self.refilling = True
+        return self.loaded_upto, self.window - self.in_memory
+
+    def refilled(self, entries: Iterable[Entry], now: float, *, caught_up: bool) -> None:
+        """Rows read back by a refill, in ``seq`` order; ``caught_up``: none are left behind."""
+        self.refilling = False
+        for entry in entries:
+            self.load(entry, now)
+        if caught_up:
+            self.spilled = False
+        self.wakeup.set()
+
+    def refill_failed(self) -> None:
+        self.refilling = False
+
+    def retry(self, entry: Entry, when: float, now: float) -> None:
+        """The in-flight ``entry`` failed and is tried again at ``when``; its user waits."""
+        entry.next_at = when
+        user = entry.txn.user.username
+        self.in_flight.discard(user)
+        self.schedule(user, now)
+
+    async def wait(self, due: float | None, now: float) -> None:
+        """Until something may be ready: woken by the queue, or ``due`` (a retry) passed."""
+        self.wakeup.clear()
+        if due is None:
+            await self.wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(due - now):
+                await self.wakeup.wait()
+
+    def held(self) -> list[Entry]:
+        """Entries whose only durable copy is still the sender's."""
+        return [entry for fifo in self.users.values() for entry in fifo if entry.held]
+
+    # -- the lane's own bookkeeping ----------------------------------------------------
 
     def add(self, entry: Entry, now: float) -> None:
         """Take an entry into memory, in ``seq`` order within its user."""
@@ -101,6 +180,13 @@ class Lane:
             self.in_flight.add(user)
             batch.append(self.users[user][0].txn)
         return batch
+
+    def requeue_in_flight(self, now: float) -> None:
+        """The consumer lost what it had taken (its worker crashed): deliverable again."""
+        users, self.in_flight = self.in_flight, set()
+        for user in users:
+            if user in self.users:
+                self.schedule(user, now)
 
     def head(self, txn: Transaction) -> Entry | None:
         """The in-flight entry of ``txn``, if this lane handed it out."""

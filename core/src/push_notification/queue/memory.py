@@ -45,6 +45,13 @@ class MemoryQueue(Queue):
                 self._detached[name] = pending
                 self._wakeup.pop(name).set()
 
+    def requeue_taken(self, instance: str) -> None:
+        pending = self._pending.get(instance)
+        taken = self._taken.pop(instance, {})
+        if pending is not None and taken:
+            pending.extendleft(reversed(taken.values()))
+            self._wakeup[instance].set()
+
     async def put(self, txn: Transaction) -> None:
         pending = self._pending
         for name, items in pending.items():

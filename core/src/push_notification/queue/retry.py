@@ -5,6 +5,21 @@ but it must not hammer a struggling endpoint either. Retryable failures wait an 
 backoff with jitter (so instances recovering together do not retry in lockstep), never less
 than the endpoint's ``Retry-After``, until the per-instance deadline; then the transaction
 becomes a dead letter, visible with ``push-notification queue list``.
+
+Which failures are retried (:func:`is_permanent`):
+
+* **dead at once**: :class:`~push_notification.errors.PermanentError` (the driver says
+  retrying cannot help), and the exceptions of a programming or data error that will recur
+  on every attempt with the same transaction: ``TypeError``, ``ValueError`` (``UnicodeError``
+  included), ``LookupError`` (``KeyError``, ``IndexError``), ``AttributeError``,
+  ``ArithmeticError``, ``AssertionError``, ``NotImplementedError``. Such a *poison*
+  transaction would otherwise hold back its user's later transactions for the whole
+  deadline; as a dead letter it can be inspected and retried by hand once the driver is
+  fixed (``push-notification queue retry``).
+* **retried** until the deadline: :class:`~push_notification.errors.RetryableError`,
+  ``OSError`` (connection refused or reset, DNS, TLS), timeouts, and any other exception
+  (a driver's own error class that is neither of the above: losing a mail event to a
+  transient failure nobody classified is worse than retrying it).
 """
 
 from __future__ import annotations
@@ -17,6 +32,24 @@ from push_notification.errors import PermanentError, RetryableError
 
 #: Default per-instance deadline: retries stop one hour after the transaction was accepted.
 DEFAULT_DEADLINE = 3600.0
+
+#: Exceptions that recur on every attempt with the same input: a poison transaction.
+NON_RETRYABLE: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,
+    AssertionError,
+    NotImplementedError,
+)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether retrying ``error`` cannot help (see the module's rule)."""
+    if isinstance(error, (RetryableError, OSError, TimeoutError)):
+        return False
+    return isinstance(error, (PermanentError, *NON_RETRYABLE))
 
 
 @dataclass(frozen=True)
@@ -41,12 +74,11 @@ class RetryPolicy:
     ) -> tuple[Literal["retry", "dead"], float]:
         """``("retry", when)`` or ``("dead", now)`` for a delivery that failed with ``error``.
 
-        ``attempts`` counts this failure. Permanent errors go straight to the dead letters;
-        retryable ones, timeouts and unexpected exceptions (a driver bug may be fixed by a
-        restart, and losing mail events silently is worse than retrying) are retried until
+        ``attempts`` counts this failure. Permanent errors and poison transactions
+        (:func:`is_permanent`) go straight to the dead letters; the rest are retried until
         the deadline. The last retry is placed at the deadline itself rather than skipped.
         """
-        if isinstance(error, PermanentError):
+        if is_permanent(error):
             return "dead", now
         deadline = accepted_at + self.deadline
         if now >= deadline:

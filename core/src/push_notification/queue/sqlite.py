@@ -17,9 +17,9 @@ Why it looks like this:
 * Recording outcomes (delete, retry time, dead letter) needs no waiting: if the daemon dies
   before that commit, the transaction is delivered again (at-least-once; drivers get the
   stable ``txn.id`` as idempotency key).
-* A transaction the sender keeps durably itself (``put_held``: a Dovecot bridge spool file)
-  is delivered from memory, with no row at all while every instance succeeds at once: the
-  sender deletes its copy on ``release``. Only an instance that has to retry (or gives up)
+* A transaction the sender keeps durably itself (``put_held``, whose contract is stated in
+  :class:`~push_notification.queue.contract.Queue`) is delivered from memory, with no row at
+  all while every instance succeeds at once. Only an instance that has to retry (or gives up)
   gets a row, written before the release; so does every instance still owed at ``close``.
 """
 
@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from push_notification.queue import Queue, QueueFull
+from push_notification.queue.contract import Queue, QueueFull, Release
 from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite_store import Checkpointer, lock_exclusively, open_store
+from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction, transaction_from_json
 
 log = logging.getLogger("push_notification.queue")
@@ -62,7 +63,7 @@ _RECORD = (
 class _Held:
     """A transaction accepted with ``put_held``: whom it is still owed to, and its release."""
 
-    release: Callable[[], None]
+    release: Release
     owed: set[str]
 
 
@@ -90,9 +91,8 @@ class SqliteQueue(Queue):
         fsync: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.policy = policy or RetryPolicy()
-        #: Per-instance policies (an instance's own ``queue_retry_deadline``); else ``policy``.
-        self.policies: dict[str, RetryPolicy] = {}
+        if policy is not None:
+            self.default_retry = policy
         self.high_water = high_water
         self.window = window
         # Opening is synchronous on purpose: a bad store is an error at start-up.
@@ -129,7 +129,7 @@ class SqliteQueue(Queue):
         wanted = list(instances)
         for name in wanted:
             if name not in self._lanes:
-                lane = Lane(name, pending=self._counts.pop(name, 0))
+                lane = Lane(name, self.window, pending=self._counts.pop(name, 0))
                 self._lanes[name] = lane
                 lane.wakeup.set()
         for name in list(self._lanes):
@@ -158,9 +158,9 @@ class SqliteQueue(Queue):
         if self._unwritten >= self.high_water:
             raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
 
-    async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
+    async def put_held(self, txn: Transaction, release: Release) -> None:
         lanes = self._lanes
-        if not lanes or any(lane.spilled or lane.in_memory >= self.window for lane in lanes.values()):
+        if not lanes or not all(lane.has_room for lane in lanes.values()):
             # A backlog waits on disk, in order: this one joins it as rows.
             await self.put(txn)
             release()
@@ -171,9 +171,7 @@ class SqliteQueue(Queue):
         now = time.time()
         self._held[seq] = _Held(release, set(lanes))
         for lane in lanes.values():
-            lane.pending += 1
-            lane.add(Entry(seq, txn, now, held=True), now)
-            lane.loaded_upto = max(lane.loaded_upto, seq)
+            lane.accept(Entry(seq, txn, now, held=True), now)
         self.observer.accepted(txn)
 
     async def put(self, txn: Transaction) -> None:
@@ -216,15 +214,7 @@ class SqliteQueue(Queue):
             next_due = lane.promote(now)
             if lane.ready:
                 return lane.take(limit)
-            lane.wakeup.clear()
-            if next_due is None:
-                await lane.wakeup.wait()
-            else:
-                try:
-                    async with asyncio.timeout(next_due - now):
-                        await lane.wakeup.wait()
-                except TimeoutError:
-                    pass
+            await lane.wait(next_due, now)
 
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
         lane = self._lanes.get(instance)
@@ -249,12 +239,11 @@ class SqliteQueue(Queue):
         entry.attempts += 1
         attempts = entry.attempts
         reason = describe_error(error)
-        policy = self.policies.get(instance, self.policy)
-        outcome, when = policy.decide(error, attempts=attempts, accepted_at=entry.accepted_at, now=now)
+        outcome, when = self.retry_policy(instance).decide(
+            error, attempts=attempts, accepted_at=entry.accepted_at, now=now
+        )
         if outcome == "retry":
-            entry.next_at = when
-            lane.in_flight.discard(txn.user.username)
-            lane.schedule(txn.user.username, now)
+            lane.retry(entry, when, now)
             self._record(instance, entry, "pending", reason, now)
             log.info(
                 "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
@@ -279,6 +268,15 @@ class SqliteQueue(Queue):
                 instance,
             )
         self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    def requeue_taken(self, instance: str) -> None:
+        lane = self._lanes.get(instance)
+        if lane is not None:
+            lane.requeue_in_flight(time.time())
+
+    def supervise(self, report: CrashReport) -> None:
+        self._writer.report = report
+        self._checkpointer.report = report
 
     def depth(self, instance: str | None = None) -> int:
         if instance is not None:
@@ -316,12 +314,7 @@ class SqliteQueue(Queue):
             if lane is None:
                 self._counts[name] = self._counts.get(name, 0) + 1
                 continue
-            lane.pending += 1
-            if not lane.spilled and lane.in_memory < self.window:
-                lane.add(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
-                lane.loaded_upto = max(lane.loaded_upto, put.seq)
-            else:
-                lane.spilled = True
+            lane.accept(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
         self.observer.accepted(put.txn)
 
     # -- held transactions ---------------------------------------------------------------
@@ -355,22 +348,26 @@ class SqliteQueue(Queue):
             conn.execute(_RECORD, row)
             return (lambda: self._unhold(seq, instance)) if held else None
 
-        # No on_error: if a held entry's row cannot be written the sender keeps its copy,
-        # which is read again at the next start.
-        self._writer.submit(Write(write, sync=held, lazy=not held and state == "pending"))
+        def still_held(message: str) -> None:
+            # The row is not there (a full disk): the sender's copy stays the durable one, and
+            # is released once this instance delivers, or the next record is written.
+            entry.held = True
+
+        self._writer.submit(
+            Write(write, sync=held, lazy=not held and state == "pending", on_error=still_held if held else None)
+        )
 
     def _persist_held(self, lane: Lane) -> None:
-        for fifo in lane.users.values():
-            for entry in fifo:
-                if entry.held:
-                    self._record(lane.name, entry, "pending")
+        for entry in lane.held():
+            self._record(lane.name, entry, "pending")
 
     def _refill_if_low(self, lane: Lane) -> None:
         """Read the next rows of a spilled lane once its memory runs low."""
-        if not lane.spilled or lane.refilling or lane.in_memory > self.window // 2:
+        wanted = lane.refill_from()
+        if wanted is None:
             return
-        lane.refilling = True
-        name, after, room = lane.name, lane.loaded_upto, min(self.window - lane.in_memory, REFILL_CHUNK)
+        name, (after, room) = lane.name, wanted
+        room = min(room, REFILL_CHUNK)
 
         def read(conn: sqlite3.Connection) -> Callable[[], None]:
             rows = conn.execute(
@@ -378,25 +375,11 @@ class SqliteQueue(Queue):
                 " WHERE instance = ? AND seq > ? AND state = 'pending' ORDER BY seq LIMIT ?",
                 (name, after, room),
             ).fetchall()
-            entries = [_load(row) for row in rows]
-            return lambda: self._refilled(lane, entries, caught_up=len(rows) < room)
+            entries = [entry for entry in map(_load, rows) if entry is not None]
+            caught_up = len(rows) < room
+            return lambda: lane.refilled(entries, time.time(), caught_up=caught_up)
 
-        def retry_later(message: str) -> None:
-            lane.refilling = False
-
-        self._writer.submit(Write(read, on_error=retry_later))
-
-    def _refilled(self, lane: Lane, entries: list[Entry | None], *, caught_up: bool) -> None:
-        lane.refilling = False
-        now = time.time()
-        for entry in entries:
-            if entry is None:
-                continue
-            lane.add(entry, now)
-            lane.loaded_upto = max(lane.loaded_upto, entry.seq)
-        if caught_up:
-            lane.spilled = False
-        lane.wakeup.set()
+        self._writer.submit(Write(read, on_error=lambda message: lane.refill_failed()))
 
     def _requeued(self, rows: list[tuple[str, Entry | None]]) -> None:
         """Dead letters ``push-notification queue retry`` sent back, now ``pending``."""
@@ -409,10 +392,7 @@ class SqliteQueue(Queue):
             if lane is None:
                 self._counts[name] = self._counts.get(name, 0) + 1
                 continue
-            lane.pending += 1
-            if not lane.spilled or entry.seq <= lane.loaded_upto:
-                lane.add(entry, now)
-            # else: a later refill reads it from disk, in order
+            lane.requeued(entry, now)
 
     def _poll(self, conn: sqlite3.Connection) -> Callable[[], None] | None:
         """Notice ``push-notification queue retry|purge`` run against the file meanwhile:

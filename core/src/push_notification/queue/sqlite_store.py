@@ -11,8 +11,10 @@ the same time.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from push_notification.errors import PushNotificationError
+from push_notification.queue.threads import CrashReport, log_crash, run_restarting
 
 log = logging.getLogger("push_notification.queue")
 
@@ -101,10 +104,45 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
         raise
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise QueueStoreError(
-            f"{where}: not usable ({exc}); fix its permissions, or move a damaged file aside to start an empty queue"
-        ) from None
+        raise QueueStoreError(f"{where}: not usable ({exc}); {_fix(exc, path)}") from None
     return conn
+
+
+def _fix(exc: sqlite3.Error, path: Path) -> str:
+    """What to do about a queue file SQLite refuses: never "move it aside" when the file is
+    fine and only the disk is full or read-only (moving it would drop accepted work)."""
+    if disk_full(exc, path):
+        return (
+            f"the file system of {path.parent} is full: free space and start again"
+            " (keep the file: it holds accepted work)"
+        )
+    if _code(exc) in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+        return "make the file and its directory writable for the daemon's user (and check the disk)"
+    return "fix its permissions, or move a damaged file aside to start an empty queue"
+
+
+def disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether SQLite failed because the queue's file system is full (SQLite may say "disk
+    I/O error" when it cannot grow its WAL index)."""
+    code = _code(exc)
+    return code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _nearly_full(path.parent))
+
+
+def _code(exc: BaseException) -> int:
+    """The primary SQLite result code of ``exc`` (0 for other exceptions)."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+#: Less free space than this: SQLite's I/O error (it cannot grow the WAL or its index) means "full".
+_NEARLY_FULL = 1 << 20
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _NEARLY_FULL
 
 
 class Checkpointer:
@@ -122,7 +160,9 @@ class Checkpointer:
         self.interval = interval
         self.wal_limit = wal_limit
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pn-queue-checkpoint", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="pn-queue-checkpoint", daemon=True)
+        #: Told of a crash of the thread (the supervisor); it restarts either way.
+        self.report: CrashReport = log_crash
 
     def start(self) -> None:
         self._thread.start()
@@ -137,6 +177,9 @@ class Checkpointer:
             return self.wal.stat().st_size
         except OSError:
             return 0
+
+    def _main(self) -> None:
+        run_restarting("queue checkpointer", self._run, lambda: self.report, self._stop)
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -234,6 +277,20 @@ def dead_letter_body(conn: sqlite3.Connection, instance: str, txn_id: str) -> tu
     if row is None:
         return None
     return DeadLetter(*row[:-1]), row[-1]
+
+
+def count_deliveries(path: str | Path, *, state: str | None = None, instance: str | None = None) -> int:
+    """Rows in the queue file (those in ``state`` and for ``instance``, when given), read
+    through a read-only connection: safe beside a running daemon, which keeps the file."""
+    clauses, args = [], []
+    for column, value in (("state", state), ("instance", instance)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        count: int = conn.execute(f"SELECT count(*) FROM delivery{where}", args).fetchone()[0]
+    return count
 
 
 def requeue(conn: sqlite3.Connection, which: Filter) -> int:

@@ -1,5 +1,5 @@
 """``push-notification new-driver``: a complete driver distribution from ``templates/``."""
 
-from push_notification.scaffold.new_driver import new_driver
+from push_notification.scaffold.new_driver import NAME_RULE, new_driver
 
-__all__ = ["new_driver"]
+__all__ = ["NAME_RULE", "new_driver"]

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -25,16 +27,19 @@ from push_notification.dispatch import Dispatcher
 from push_notification.drivers import DriverContext, DriverInstance, create_instance, find_driver
 from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, Queue
-from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.server.ingress import create_app, listen_address
 from push_notification.server.metadata import MetadataStore
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
+from push_notification.server.supervisor import Health, Supervisor
 from push_notification.settings import Settings
 from push_notification.storm import SqliteStormStore, StormQueue, StormSettings, read_storm_settings
 
 log = logging.getLogger("push_notification.server.daemon")
+
+T = TypeVar("T")
 
 #: How long shutdown waits for queued work to be delivered.
 SHUTDOWN_GRACE = 30.0
@@ -62,12 +67,7 @@ def make_queue(config: DaemonConfig) -> Queue:
         path = Path(config.queue_path)
         if path.parent == Path(config.state_dir):
             path.parent.mkdir(parents=True, exist_ok=True)
-        policy = RetryPolicy(
-            min_delay=config.queue_retry_delay,
-            max_delay=config.queue_retry_max_delay,
-            deadline=config.queue_retry_deadline,
-        )
-        return SqliteQueue(path, policy=policy, high_water=config.max_pending, fsync=config.queue_fsync)
+        return SqliteQueue(path, high_water=config.max_pending, fsync=config.queue_fsync)
     raise PushNotificationError(f"{config.source}: queue {config.queue!r} is not available (use: sqlite, memory)")
 
 
@@ -134,30 +134,44 @@ class Daemon:
         self.devices.kinds = served_kinds(i.plugin for i in self.instances)
         self.queue = make_queue(config)
         self._set_retry_policies(config)
-        self.storm = StormQueue(self.queue, lambda: SqliteStormStore(Path(config.state_dir) / "storm.sqlite"), storm)
-        self.storm.configure(storm, {i.name: retry_policy(i, config) for i in config.instances})
-        self.dispatcher = Dispatcher(self.storm, self.instances)
+        #: What ``/healthz`` reports beyond "alive": crashed tasks, an unusable spool.
+        self.health_state = Health()
+        self.supervisor = Supervisor(self.health_state, counted=self._count_crash, on_fatal=self.stop)
+        #: Storm control in front of the queue, for the instances that use it.
+        store = Path(config.state_dir) / "storm.sqlite"
+        self.storm = StormQueue(self.queue, lambda: SqliteStormStore(store), storm, spawn=self.supervisor.start)
+        self.dispatcher = Dispatcher(self.storm, self.instances, spawn=self.supervisor.start)
         self.metrics = Metrics(lambda: self.queue, lambda: self.dispatcher.instances)
         self.metrics.registry.register(self.devices.metrics)
         self.metrics.registry.register(self.storm.metrics)
         self.queue.observer = self.metrics
+        self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self.bound: list[str] = []
 
     def health(self) -> dict[str, object]:
-        return {
+        """``/healthz``: ``status`` is ``ok``, or ``degraded`` (HTTP 503) with the problems."""
+        details: dict[str, object] = {
+            "status": "ok" if self.health_state.ok else "degraded",
             "instances": {name: inst.driver for name, inst in self.dispatcher.instances.items()},
             "queue_depth": self.queue.depth(),
         }
+        if not self.health_state.ok:
+            details["problems"] = self.health_state.reasons()
+        return details
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def _count_crash(self, task: str) -> None:
+        self.metrics.task_crashed(task)
+
     def _set_retry_policies(self, config: DaemonConfig) -> None:
-        if isinstance(self.queue, SqliteQueue):
-            for inst in config.instances:
-                self.queue.policies[inst.name] = retry_policy(inst, config)
+        """Each instance's retry policy, given to the queue (whichever backend it is)."""
+        self.queue.retry_policies = MappingProxyType(
+            {inst.name: retry_policy(inst, config) for inst in config.instances}
+        )
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file (see :meth:`apply`)."""
@@ -185,7 +199,7 @@ class Daemon:
         storm: dict[str, StormSettings] = {}
         built = [build_instance(wanted[n], new, self.metadata, self.devices, storm) for n in added + changed]
         self._set_retry_policies(new)
-        self.storm.configure(storm, {i.name: retry_policy(i, new) for i in new.instances})
+        self.storm.configure(storm)
         await self.dispatcher.remove(removed + changed)
         await self.dispatcher.add(built)
         self.instances = list(self.dispatcher.instances.values())
@@ -224,30 +238,37 @@ class Daemon:
         return site
 
     async def run(self) -> None:
+        """Serve until stopped; raises :class:`PushNotificationError` (non-zero exit) when a
+        task kept crashing, after a clean shutdown."""
         loop = asyncio.get_running_loop()
+        self.supervisor.bind()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
-        await self.dispatcher.start()
-        app = create_app(
-            self.dispatcher.submit,
-            token=self.config.ingress_token,
-            health=self.health,
-            metrics=self.metrics.handle,
-            extensions=[device_routes(self.devices)],
-        )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         spool = None
-        if self.config.spool_dir:
-            spool = SpoolReader(self.config.spool_dir, self.dispatcher.submit, submit_held=self.dispatcher.submit_held)
-        expiry = asyncio.create_task(self.devices.expire_forever(), name="pn-device-expiry")
+        runner = None
         try:
+            await self.dispatcher.start()
+            self.supervisor.start("device expiry", self.devices.expire_forever)
+            token = self.config.ingress_token
+            app = create_app(
+                self.queue,
+                token=token,
+                health=self.health,
+                metrics=self.metrics.handle,
+                extensions=[device_routes(self.devices)],
+            )
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            if self.config.spool_dir:
+                spool = SpoolReader(
+                    self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
+                )
             await self._start_site(runner)
             if spool is not None:
-                await spool.start()
+                await spool.start(self.supervisor.start)
                 log.info("reading the Dovecot bridge spool %s", spool.spool_dir)
             names = ", ".join(f"{i.name} ({i.driver})" for i in self.instances) or "none"
             log.info(
@@ -259,23 +280,43 @@ class Daemon:
             await self._stopping.wait()
             log.info("shutting down: finishing in-flight work")
         finally:
-            expiry.cancel()
-            if spool is not None:
-                await spool.stop()
-            await runner.shutdown()
-            await runner.cleanup()
-            # A durable queue keeps what is left for the next start: no need to wait long.
-            grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
-            if not await self.dispatcher.drain(grace):
-                if self.queue.durable:
-                    log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
-                else:
-                    log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
-            await self.dispatcher.stop(timeout=0)
-            await self.storm.close()
+            await self._shutdown(spool, runner)
+        if self.supervisor.fatal is not None:
+            raise PushNotificationError(self.supervisor.fatal)
+
+    async def _shutdown(self, spool: SpoolReader | None, runner: web.AppRunner | None) -> None:
+        """Stop taking work, deliver what is quick to deliver, close the queue: every step
+        runs even if one before it fails (the queue is always closed)."""
+        if spool is not None:
+            await _step("stopping the spool reader", spool.stop())
+        if runner is not None:
+            await _step("stopping the ingress", runner.cleanup())
+        # A durable queue keeps what is left for the next start: no need to wait long.
+        grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
+        if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):
+            if self.queue.durable:
+                log.info("shutdown: %d transaction(s) stay queued for the next start", self.queue.depth())
+            else:
+                log.warning("shutdown: %d transaction(s) still queued after %gs", self.queue.depth(), grace)
+        await _step("stopping the driver instances", self.dispatcher.stop(timeout=0))
+        await _step("stopping supervised tasks", self.supervisor.stop())
+        await _step("closing the queue", self.storm.close())
+        await _step("closing the device registry", self.devices.registry.close())
+        try:
             self.metadata.close()
-            await self.devices.registry.close()
-            log.info("stopped")
+        except Exception as exc:  # noqa: BLE001 - one line, shutdown goes on
+            log.error("shutdown: closing the metadata store failed: %s", describe_error(exc))
+        log.info("stopped")
+
+
+async def _step(what: str, step: Awaitable[T], failed: T | None = None) -> T | None:
+    """Await one shutdown step; a failure is one log line, and the next step still runs."""
+    try:
+        return await step
+    except Exception as exc:
+        log.error("shutdown: %s failed: %s", what, describe_error(exc))
+        log.debug("shutdown: %s traceback", what, exc_info=exc)
+        return failed
 
 
 def _fingerprint(instance: InstanceConfig) -> tuple[object, ...]:

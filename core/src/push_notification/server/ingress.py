@@ -17,8 +17,8 @@ from aiohttp import web
 
 from push_notification.config.daemon import parse_listen
 from push_notification.errors import EventError
-from push_notification.queue import QueueFull
-from push_notification.transaction import Transaction, transaction_from_json
+from push_notification.queue import Queue, QueueFull
+from push_notification.transaction import transaction_from_json
 
 log = logging.getLogger("push_notification.server.ingress")
 
@@ -28,7 +28,6 @@ METRICS_PATH = "/metrics"
 #: A transaction is small; anything bigger than this is a mistake, not mail.
 MAX_BODY = 1 << 20
 
-Submit = Callable[[Transaction], Awaitable[None]]
 #: 401 for a request without the ingress token, else None.
 Refuse = Callable[[web.Request], web.Response | None]
 #: Adds the routes of a feature (device registration) behind the same token.
@@ -54,14 +53,14 @@ def listen_address(text: str) -> tuple[str, int] | str:
 
 
 def create_app(
-    submit: Submit,
+    queue: Queue,
     *,
     token: str | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
     extensions: Iterable[Extension] = (),
 ) -> web.Application:
-    """The ingress application; ``submit`` hands a valid transaction to the queue. ``metrics``
+    """The ingress application: a valid transaction goes straight into ``queue``. ``metrics``
     serves ``GET /metrics``, behind the same token: the figures name instances and volumes."""
     expected = f"Bearer {token}".encode() if token else None
 
@@ -86,7 +85,7 @@ def create_app(
             log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
             return _error(400, str(exc))
         try:
-            await submit(txn)
+            await queue.put(txn)
         except QueueFull as exc:
             log.warning("ingress: busy, answering 503: %s", exc)
             return _error(503, f"busy: {exc}; retry later", **{"Retry-After": str(max(1, round(exc.retry_after)))})
@@ -95,7 +94,9 @@ def create_app(
         return web.Response(body=body, status=202, headers=_JSON_HEADERS)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **(health() if health else {})})
+        """200 while ``status`` is ``ok``; 503 when degraded (a crashed task, an unusable spool)."""
+        details = {"status": "ok", **(health() if health else {})}
+        return web.json_response(details, status=200 if details["status"] == "ok" else 503)
 
     async def get_metrics(request: web.Request) -> web.StreamResponse:
         assert metrics is not None

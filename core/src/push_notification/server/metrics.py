@@ -83,6 +83,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.task_crashes = Counter(
+            "push_notification_task_crashes",
+            "Crashes of the daemon's long-running tasks (spool reader, workers, queue threads), each restarted.",
+            ["task"],
+            registry=self.registry,
+        )
         self.registry.register(_QueueState(queue, instances))
         self._event_counters: dict[str, Counter] = {}
         self._delivery_counters: dict[tuple[str, str], Counter] = {}
@@ -113,6 +119,10 @@ class Metrics:
             if histogram is None:
                 histogram = self._latency_histograms[instance] = self.latency.labels(instance)
             histogram.observe(latency)
+
+    def task_crashed(self, task: str) -> None:
+        """The supervisor saw ``task`` crash."""
+        self.task_crashes.labels(task).inc()
 
     # -- exposition ----------------------------------------------------------------
 

@@ -2,70 +2,92 @@
 
 The bridge script writes each transaction as one JSON file into ``SPOOL/tmp/`` and renames it
 into ``SPOOL/new/`` (as Maildir does), so a file in ``new/`` is always complete. The reader
-watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net),
-hands each transaction to ``submit`` and deletes the file only after ``submit`` returned: a
-daemon that is down or restarting loses nothing, it finds the files on start.
+watches ``new/`` with inotify (a short poll when inotify is unavailable, and as a safety net)
+and puts each transaction into the queue with ``put_held``: the file is the sender's durable
+copy of the "held" contract (see :meth:`push_notification.queue.Queue.put_held`), deleted
+when the queue releases it. A daemon that is down or restarting loses nothing: it finds the
+files on start.
 
-With ``submit_held`` (the daemon's durable queue), the file itself stays the transaction's
-durable copy while it is delivered: the queue calls back to delete it once every instance
-delivered it, or once the queue wrote its own row (an instance must retry). Nothing is then
-written twice on the happy path.
+:class:`~push_notification.queue.QueueFull` means "not now": the file stays and is tried
+again after ``retry_after``.
 
-``submit`` raising :class:`~push_notification.queue.QueueFull` means "not now": the file stays
-and is tried again after ``retry_after``. A file that is not a valid transaction is moved to
-``SPOOL/bad/`` with one log line: never lost, never retried in a loop.
+The reader trusts nothing in ``new/``: only regular files are read, opened with
+``O_NOFOLLOW|O_NONBLOCK`` (a symlink is never followed out of the spool, a FIFO never blocks
+the loop, a device is never read), at most ``max_size`` bytes, a big one in a thread.
+Anything else (a directory, a symlink, dangling or not, a FIFO, an unreadable or oversized
+file, one that is not a valid transaction) is moved to ``SPOOL/bad/`` with one log line
+naming the file (escaped) and the reason, never a value from inside it: never lost, never
+retried in a loop.
 
-Delivery is at-least-once: if the daemon dies between ``submit`` and the delete, the file is
-submitted again on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
+A ``new/`` the daemon cannot write (``ProtectSystem=strict`` without ``ReadWritePaths``)
+does not stop delivery: a delivered file that cannot be deleted is remembered and not taken
+again, one log line says how to fix it, ``/healthz`` is degraded, and the files are deleted
+once the directory is writable again. A restart meanwhile delivers them again
+(at-least-once).
+
+Delivery is at-least-once: if the daemon dies before the release, the file is taken in again
+on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import re
+import stat
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from inotify_simple import INotify, flags
 
-from push_notification.errors import EventError, PushNotificationError
-from push_notification.queue import QueueFull
-from push_notification.transaction import Transaction, transaction_from_json
+from push_notification.errors import PushNotificationError
+from push_notification.queue import Queue, QueueFull
+from push_notification.server.supervisor import Health
+from push_notification.transaction import transaction_from_json
 
-__all__ = ["SpoolReader"]
+__all__ = ["BadSpoolFile", "SpoolReader", "read_spool_file"]
 
 log = logging.getLogger("push_notification.server.spool")
 
-Submit = Callable[[Transaction], Awaitable[None]]
-#: Accepts a transaction whose file stays until the given release callback is called.
-SubmitHeld = Callable[[Transaction, Callable[[], None]], Awaitable[None]]
+#: Runs a long-running coroutine under supervision: ``spawn(name, run)``.
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
+
+#: Default ``spool_max_size``: a real transaction is a few hundred bytes to a few kB.
+DEFAULT_MAX_SIZE = 1 << 20
+#: The ``/healthz`` problem keys (``spool:read``, ``spool:write``) start with this.
+HEALTH_KEY = "spool"
 
 
 class SpoolReader:
-    """Feeds the files in ``spool_dir/new`` to ``submit``, oldest first, until stopped."""
+    """Puts the files in ``spool_dir/new`` into ``queue``, oldest first, until stopped."""
 
     def __init__(
         self,
         spool_dir: str | os.PathLike[str],
-        submit: Submit,
+        queue: Queue,
         *,
         poll_interval: float = 0.25,
         error_delay: float = 1.0,
         use_inotify: bool = True,
-        submit_held: SubmitHeld | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        health: Health | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.new_dir = self.spool_dir / "new"
         self.tmp_dir = self.spool_dir / "tmp"
         self.bad_dir = self.spool_dir / "bad"
         self._new = str(self.new_dir)  # per-file paths are plain strings: cheaper than Path
-        self.submit = submit
-        self.submit_held = submit_held
-        #: Files accepted with ``submit_held`` and not yet released: not to be taken again.
+        self.queue = queue
+        self.max_size = max_size
+        self.health = health or Health()
+        #: Files the queue holds and has not released yet: not to be taken again.
         self.held: set[str] = set()
+        #: Files delivered (or moved nowhere) that ``new/`` would not let go: never taken again.
+        self.stuck: dict[str, str | None] = {}
         self.poll_interval = poll_interval
         self.error_delay = error_delay
         self.use_inotify = use_inotify
@@ -74,7 +96,9 @@ class SpoolReader:
         self.rejected = 0
         self._task: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
-        self._missing_reported = False
+        #: Set while ``new/`` cannot be listed, or will not let files go (one log line each).
+        self._unreadable: str | None = None
+        self._unwritable: str | None = None
 
     # ---------------------------------------------------------------- control
     def prepare(self) -> None:
@@ -88,19 +112,26 @@ class SpoolReader:
                     " create it as push-notification dovecot-config shows"
                 ) from None
 
-    async def start(self) -> None:
-        """Prepare the directories and start reading in a background task."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """Prepare the directories and start reading in a background task (``spawn``: the
+        daemon's supervisor, which restarts the reader if it ever crashes)."""
         self.prepare()
         if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"spool-reader {self.spool_dir}")
+            name = "spool reader"
+            self._task = spawn(name, self.run) if spawn else asyncio.create_task(self.run(), name=name)
 
     async def stop(self) -> None:
-        """Stop reading; a file being submitted stays in the spool unless submit returned."""
+        """Stop reading; a file being put stays in the spool until the queue releases it."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - an unsupervised reader's crash, reported at shutdown
+            log.error("spool: the reader had stopped: %s", _describe(exc))
 
     async def run(self) -> None:
         """Read forever: everything present now, then whatever arrives."""
@@ -120,6 +151,8 @@ class SpoolReader:
     # ---------------------------------------------------------------- reading
     async def scan(self) -> int:
         """Take every file now in ``new/``, oldest first; returns how many were taken in."""
+        if self.stuck:
+            self._retry_stuck()
         loop = asyncio.get_running_loop()
         if loop.time() < self._blocked_until:
             return 0
@@ -131,74 +164,135 @@ class SpoolReader:
         return taken
 
     async def take(self, path: str) -> bool:
-        """Submit one spool file and delete it (or leave it to its release); False when the
-        queue said "later"."""
-        if path in self.held:
+        """Put one spool file into the queue, which deletes it on release; False when the queue
+        said "later"."""
+        if path in self.held or path in self.stuck:
             return True
-        data = _read(path)
-        if data is None:
-            return True  # taken by someone else, or a duplicate notification
         try:
+            data = await _read_async(path, self.max_size)
+            if data is None:
+                return True  # taken by someone else, or a duplicate notification
             txn = transaction_from_json(data)
-        except EventError as exc:
-            self._reject(path, exc)
+        except BadSpoolFile as exc:
+            self._reject(path, exc.reason)
             return True
+        except Exception as exc:  # noqa: BLE001 - whatever the parser makes of it: bad/, never a dead reader
+            self._reject(path, f"not a valid transaction: {_describe(exc)}")
+            return True
+        self.held.add(path)
         try:
-            if self.submit_held is not None:
-                self.held.add(path)
-                await self.submit_held(txn, lambda: self._release(path))
-            else:
-                await self.submit(txn)
+            await self.queue.put_held(txn, lambda: self._release(path))
         except QueueFull as exc:
             self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
-            log.debug("spool: queue full, retrying %s in %.1fs", os.path.basename(path), exc.retry_after)
+            log.debug("spool: queue full, retrying %s in %.1fs", _shown(path), exc.retry_after)
             return False
         except Exception as exc:  # noqa: BLE001 - never crash the reader; the file stays
             self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + self.error_delay
-            log.error("spool: could not hand over %s (%s); it stays in %s", os.path.basename(path), exc, self.new_dir)
+            log.error("spool: could not hand over %s (%s); it stays in %s", _shown(path), _describe(exc), self.new_dir)
             return False
-        if self.submit_held is None:
-            _delete(path)
         self.accepted += 1
         return True
 
     def _release(self, path: str) -> None:
+        """The queue no longer needs the file. Runs inside the queue's ``done``: never raises."""
         self.held.discard(path)
-        _delete(path)
+        self._remove(path)
+
+    def _remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.stuck[path] = None  # delivered: not to be taken again while we run
+            self._cannot_write(exc)
+
+    def _cannot_write(self, exc: OSError) -> None:
+        """``new/`` will not let files go: one line with the fix, /healthz degraded."""
+        if self._unwritable is not None:
+            return
+        self._unwritable = problem = f"spool {self.new_dir} is not writable ({exc.strerror or exc})"
+        log.error(
+            "spool: cannot remove files from %s (%s); give the daemon's user write access to %s (under systemd"
+            " ProtectSystem=strict: ReadWritePaths=%s). Delivery goes on; delivered files stay until then and are"
+            " delivered again if the daemon restarts first",
+            self.new_dir,
+            exc.strerror or exc,
+            self.spool_dir,
+            self.spool_dir,
+        )
+        self.health.degrade(f"{HEALTH_KEY}:write", problem)
+
+    def _retry_stuck(self) -> None:
+        """Try again what ``new/`` would not let go; healthy again once all of it went."""
+        for path, reason in list(self.stuck.items()):
+            try:
+                if reason is None:
+                    os.unlink(path)
+                else:
+                    self._move_to_bad(path, reason)
+            except FileNotFoundError:
+                pass  # someone else removed it: nothing left to do
+            except OSError:
+                return  # still not writable: try again at the next scan
+            del self.stuck[path]
+        if self._unwritable is not None:
+            log.info("spool: %s is writable again; the files it kept meanwhile are gone", self.new_dir)
+            self._unwritable = None
+            self.health.recover(f"{HEALTH_KEY}:write")
 
     def _pending_files(self) -> list[str]:
         entries: list[tuple[int, str, str]] = []
         try:
             with os.scandir(self.new_dir) as it:
                 for entry in it:
-                    if entry.name.startswith(".") or entry.path in self.held:
+                    if entry.name.startswith(".") or entry.path in self.held or entry.path in self.stuck:
                         continue
                     with contextlib.suppress(FileNotFoundError):
-                        entries.append((entry.stat().st_mtime_ns, entry.name, entry.path))
-        except FileNotFoundError:
-            if not self._missing_reported:  # once, not every poll
-                self._missing_reported = True
-                log.error("spool: %s is missing; create it (push-notification dovecot-config shows how)", self.new_dir)
+                        entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name, entry.path))
+        except OSError as exc:
+            if self._unreadable is None:  # once, not every poll
+                if isinstance(exc, FileNotFoundError):
+                    self._unreadable, fix = f"{self.new_dir} is missing", "create it"
+                else:
+                    self._unreadable = f"{self.new_dir} cannot be read ({exc.strerror or exc})"
+                    fix = "give the daemon's user access to it"
+                log.error("spool: %s; %s (push-notification dovecot-config shows how)", self._unreadable, fix)
+                self.health.degrade(f"{HEALTH_KEY}:read", f"spool {self._unreadable}")
             return []
-        self._missing_reported = False
+        if self._unreadable is not None:
+            log.info("spool: %s can be read again", self.new_dir)
+            self._unreadable = None
+            self.health.recover(f"{HEALTH_KEY}:read")
         entries.sort()
         return [path for _, _, path in entries]
 
-    def _reject(self, path: str, exc: BaseException) -> None:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        name = os.path.basename(path)
+    def _reject(self, path: str, reason: str) -> None:
+        """Move a file that is not a transaction to ``bad/``, with one line saying why."""
         try:
-            self.bad_dir.mkdir(exist_ok=True)
-            os.rename(path, self.bad_dir / name)
+            self._move_to_bad(path, reason)
         except FileNotFoundError:
             return
-        except OSError as move_error:
-            log.error("spool: %s is not a valid transaction (%s) and cannot be moved: %s", path, reason, move_error)
-            return
+        except OSError as exc:
+            self.stuck[path] = reason
+            log.error(
+                "spool: %s is not usable (%s) and cannot be moved to %s: %s; it is skipped until it can be",
+                _shown(path),
+                reason,
+                self.bad_dir,
+                exc.strerror or exc,
+            )
+            self._cannot_write(exc)
+
+    def _move_to_bad(self, path: str, reason: str) -> None:
+        name = os.path.basename(path)
+        self.bad_dir.mkdir(exist_ok=True)
+        target = _free_name(self.bad_dir, name)
+        os.rename(path, target)
         self.rejected += 1
-        log.error("spool: moved %s to %s: not a valid transaction: %s", name, self.bad_dir, reason)
+        log.error("spool: moved %s to %s: %s", _shown(name), _shown(os.path.dirname(target)), reason)
 
     # ---------------------------------------------------------------- inotify
     def _open_inotify(self) -> _Inotify | None:
@@ -219,7 +313,10 @@ class SpoolReader:
 
         def readable() -> None:
             nonlocal scan_due
-            got, overflow = inotify.read()
+            try:
+                got, overflow = inotify.read()
+            except OSError:
+                got, overflow = [], True  # read it all from the directory instead
             names.extend(got)
             scan_due = scan_due or overflow
             wake.set()
@@ -286,25 +383,123 @@ class _Inotify:
         self._inotify.close()
 
 
-# Spool files are small and local: reading one inline costs less than a hop to a thread,
-# and plain os calls make 3 system calls where a Python file object makes 9.
-def _read(path: str) -> bytes | None:
+class BadSpoolFile(Exception):
+    """A spool entry that is not a readable regular file of a sane size."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: Never follows a symlink, never blocks on a FIFO, never makes a terminal ours.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+#: Files up to this size are read in the loop (one read); bigger ones in a thread.
+_INLINE = 1 << 16
+
+
+def _open(path: str, max_size: int) -> tuple[int, int] | None:
+    """``(fd, size)`` of a regular file of at most ``max_size`` bytes; None if it vanished."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadSpoolFile("a symbolic link; only regular files are taken in") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise BadSpoolFile(
+                "unreadable (permission denied): the bridge must leave files the daemon can read"
+            ) from None
+        if exc.errno == errno.ENXIO:
+            raise BadSpoolFile("a socket or device, not a regular file") from None
+        raise BadSpoolFile(f"cannot be opened ({exc.strerror or exc})") from None
     try:
-        chunks = [os.read(fd, _CHUNK)]
-        while len(chunks[-1]) == _CHUNK:
-            chunks.append(os.read(fd, _CHUNK))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadSpoolFile(f"{_KINDS.get(stat.S_IFMT(info.st_mode), 'not a regular file')}, not a regular file")
+        if info.st_size > max_size:
+            raise BadSpoolFile(f"{info.st_size} bytes, more than spool_max_size ({max_size})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symbolic link",
+}
+
+
+def _read_fd(fd: int, size: int, max_size: int) -> bytes:
+    """Read the whole file (which may have grown since ``fstat``), at most ``max_size`` bytes."""
+    try:
+        want = min(size, max_size) + 1
+        data = os.read(fd, want)
+        if len(data) < want:
+            return data  # the usual case: one read
+        chunks = [data]
+        total = len(data)
+        while chunk := os.read(fd, min(_INLINE, max_size + 1 - total) or 1):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_size:
+                raise BadSpoolFile(f"more than spool_max_size ({max_size} bytes)")
+        if total > max_size:
+            raise BadSpoolFile(f"more than spool_max_size ({max_size} bytes)")
+        return b"".join(chunks)
     finally:
         os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-_CHUNK = 1 << 16
+def read_spool_file(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes | None:
+    """The bytes of the spool file ``path``; None if it vanished; :class:`BadSpoolFile` if it
+    is anything but a regular file of at most ``max_size`` bytes. Blocks: for threads."""
+    opened = _open(path, max_size)
+    return None if opened is None else _read_fd(*opened, max_size)
 
 
-def _delete(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+async def _read_async(path: str, max_size: int) -> bytes | None:
+    """:func:`read_spool_file` for the loop: a small file inline (a thread hop would cost more
+    than the read), a big one in a thread."""
+    opened = _open(path, max_size)
+    if opened is None:
+        return None
+    fd, size = opened
+    if size <= _INLINE:
+        return _read_fd(fd, size, max_size)
+    return await asyncio.get_running_loop().run_in_executor(None, _read_fd, fd, size, max_size)
+
+
+def _free_name(directory: Path, name: str) -> str:
+    """``directory/name``, or ``name.1``, ``name.2``... so a rejected file never replaces another."""
+    target = os.path.join(directory, name)
+    count = 0
+    while os.path.lexists(target):
+        count += 1
+        target = os.path.join(directory, f"{name}.{count}")
+    return target
+
+
+#: Where a parser's message quotes the input (``got 'x'``, ``unknown event 'x'``, ``5 is outside``).
+_VALUES = re.compile(r"""(, got .*$)|('(?:[^'\\]|\\.)*')|("(?:[^"\\]|\\.)*")|(-?\d{2,}(?= is outside))""")
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a rejected file: what was wrong and where, never a value from the file
+    (it may not be the bridge's: a file planted in the spool can hold anything)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = _VALUES.sub(lambda m: "" if m.group(1) else "…", text)
+    return _shown(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _shown(text: str) -> str:
+    """``text`` with control characters (and undecodable bytes) escaped: a name in a log
+    line cannot start a new one."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

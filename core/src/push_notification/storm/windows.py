@@ -15,8 +15,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -25,12 +26,30 @@ from prometheus_client.registry import Collector
 from push_notification.events import MessageNew
 from push_notification.queue import Queue
 from push_notification.queue.retry import RetryPolicy, describe_error
+from push_notification.queue.threads import CrashReport
 from push_notification.storm.merge import merge
 from push_notification.storm.settings import StormSettings
 from push_notification.storm.store import StormStore
 from push_notification.transaction import Transaction
 
 log = logging.getLogger("push_notification.storm")
+
+#: Starts a long-running task: ``spawn(name, run)`` (as the dispatcher's workers are started).
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
+
+
+def _plain_task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """Without a supervisor: a crash is logged (never lost silently); the lane then stalls."""
+
+    async def main() -> None:
+        try:
+            await run()
+        except Exception:
+            log.exception("%s crashed", name)
+            raise
+
+    return asyncio.create_task(main(), name=name)
+
 
 #: How many transactions the pump takes from the queue at once.
 PUMP_BATCH = 256
@@ -68,6 +87,8 @@ class _Lane:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
     closed: bool = False
+    #: What a previous run held has been taken in (once, even if the pump restarts).
+    loaded: bool = False
 
     def held(self) -> int:
         return sum(len(w.held) for w in self.windows.values())
@@ -138,14 +159,16 @@ class StormQueue(Queue):
         inner: Queue,
         store: Callable[[], StormStore],
         settings: Mapping[str, StormSettings] | None = None,
-        policies: Mapping[str, RetryPolicy] | None = None,
+        *,
+        spawn: Spawn | None = None,
     ) -> None:
         self.inner = inner
         self.durable = inner.durable
         self._open_store = store
         self._store: StormStore | None = None
         self.settings: dict[str, StormSettings] = dict(settings or {})
-        self.policies: dict[str, RetryPolicy] = dict(policies or {})
+        #: Starts each pump (the daemon's supervisor restarts a crashed one).
+        self._spawn = spawn or _plain_task
         self._lanes: dict[str, _Lane] = {}
         self.figures = _Figures(lambda: self._lanes)
 
@@ -159,10 +182,12 @@ class StormQueue(Queue):
             self._store = self._open_store()
         return self._store
 
-    def configure(self, settings: Mapping[str, StormSettings], policies: Mapping[str, RetryPolicy]) -> None:
+    def configure(self, settings: Mapping[str, StormSettings]) -> None:
         """New settings (reload); they apply to instances attached from now on."""
         self.settings.update(settings)
-        self.policies.update(policies)
+
+    def retry_policy(self, instance: str) -> RetryPolicy:
+        return self.inner.retry_policy(instance)
 
     # -- the Queue contract ------------------------------------------------------------
 
@@ -180,7 +205,7 @@ class StormQueue(Queue):
             if name in self._lanes or settings is None or not settings.active:
                 continue
             lane = self._lanes[name] = _Lane(name, settings)
-            lane.pump = asyncio.create_task(self._pump(lane), name=f"pn-storm-{name}")
+            lane.pump = self._spawn(f"storm control {name}", partial(self._pump, lane))
 
     async def put(self, txn: Transaction) -> None:
         await self.inner.put(txn)
@@ -230,6 +255,23 @@ class StormQueue(Queue):
     def dead_letters(self, instance: str | None = None) -> int:
         return self.inner.dead_letters(instance)
 
+    def requeue_taken(self, instance: str) -> None:
+        """A restarted worker sees again the merged transactions its predecessor had taken."""
+        lane = self._lanes.get(instance)
+        if lane is None:
+            self.inner.requeue_taken(instance)
+            return
+        for user, members in lane.flights.values():
+            window = lane.windows[user]
+            window.held[0:0] = members
+            window.in_flight -= 1
+            window.due = 0.0
+        lane.flights.clear()
+        lane.wakeup.set()
+
+    def supervise(self, report: CrashReport) -> None:
+        self.inner.supervise(report)
+
     async def close(self) -> None:
         for lane in self._lanes.values():
             lane.closed = True
@@ -248,11 +290,12 @@ class StormQueue(Queue):
         """What a previous run held, then queue → store → window, acknowledging each
         transaction once it is stored."""
         name = lane.name
-        while True:
+        self.inner.requeue_taken(name)  # a restarted pump sees again what it had not stored
+        while not lane.loaded:
             try:
                 for key, txn, at in await self.store.load(name):
                     lane.absorb(_Held(key, txn, at))
-                break
+                lane.loaded = True
             except Exception as exc:  # noqa: BLE001 - retried; the queue keeps new work meanwhile
                 log.error("push_notification %s: storm control cannot read what it held: %s", name, exc)
                 await asyncio.sleep(PUMP_PAUSE)
@@ -302,7 +345,7 @@ class StormQueue(Queue):
     async def _failed(self, lane: _Lane, window: _Window, members: list[_Held], error: BaseException) -> None:
         now = time.time()
         window.attempts += 1
-        policy = self.policies.get(lane.name, RetryPolicy())
+        policy = self.inner.retry_policy(lane.name)
         outcome, when = policy.decide(error, attempts=window.attempts, accepted_at=min(m.at for m in members), now=now)
         if outcome == "retry":
             window.held[0:0] = members

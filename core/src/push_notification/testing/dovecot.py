@@ -36,7 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "free_port", "lmtp_send"]
+from push_notification.testing.net import free_port
+
+__all__ = ["Dovecot", "DovecotUnavailable", "dovecot_binary", "lmtp_send"]
 
 #: The plugins a push-notification Lua setup needs (Dovecot's dependency order).
 PUSH_MAIL_PLUGINS = "notify push_notification mail_lua push_notification_lua"
@@ -64,13 +66,6 @@ def doveadm_binary() -> str:
     if not os.access(found, os.X_OK):
         raise DovecotUnavailable("doveadm is not installed: run scripts/install-dovecot as root")
     return found
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def lmtp_send(

@@ -133,9 +133,11 @@ class DriverHarness:
         await self.dispatcher.stop()
 
     async def send(self, *transactions: Transaction, wait: bool = True) -> None:
-        """Submit transactions; with ``wait`` (the default) return once they were delivered."""
+        """Put transactions into the queue; with ``wait`` (the default) return once they were
+        delivered."""
+        queue = self.dispatcher.queue
         for txn in transactions:
-            await self.dispatcher.submit(txn)
+            await queue.put(txn)
         if wait:
             await self.dispatcher.drain()
 

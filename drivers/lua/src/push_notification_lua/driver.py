@@ -15,10 +15,7 @@ from typing import Any
 
 from push_notification import DriverContext, hookimpl
 from push_notification.errors import ConfigError
-from push_notification.events import (
-    EVENT_TYPES,
-    Event,
-)
+from push_notification.events import EVENT_TYPES, Event
 from push_notification.transaction import Transaction, User
 
 from .config import LuaConfig, read_config
@@ -173,7 +170,8 @@ class LuaDriver:
         self._began = True
         return True
 
-    def _event(self, txn: Transaction, event: Event) -> None:
+    @hookimpl
+    def event(self, txn: Transaction, event: Event) -> None:
         # Dovecot calls a handler for every event registered by any driver and logs
         # "'dovecot_lua_notify_event_x' is not a function" for missing ones; we call only the
         # handlers the script defines (on purpose: that error is a Dovecot bug).
@@ -207,55 +205,6 @@ class LuaDriver:
             ok, result = self.state.call("script_deinit")
             if not ok:
                 self._error("script_deinit", result)
-
-    # ------------------------------------------------------------ the 12 events
-    @hookimpl
-    def flags_clear(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def flags_set(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def mailbox_create(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def mailbox_delete(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def mailbox_rename(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def mailbox_subscribe(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def mailbox_unsubscribe(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def message_append(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def message_expunge(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def message_new(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def message_read(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
-
-    @hookimpl
-    def message_trash(self, txn: Transaction, event: Event) -> None:
-        self._event(txn, event)
 
 
 def _first_line(text: Any) -> str:

@@ -1,8 +1,9 @@
 """The ``webhook`` driver: each selected event becomes one templated HTTP request.
 
 Requests are rendered as the events arrive and sent, in order, when the transaction commits
-(a rolled-back transaction sends nothing). A failing request does not stop the others of the
-transaction; the failures are reported together at ``end_txn``.
+(a rolled-back transaction sends nothing). A request refused for good does not stop the
+others; a retryable failure stops the rest, so no later event overtakes it. The failures are
+reported together at ``end_txn``, and the queue's retry sends only what did not get through.
 """
 
 from __future__ import annotations
@@ -12,21 +13,7 @@ from dataclasses import dataclass, field
 
 from push_notification import DriverContext, hookimpl
 from push_notification.errors import DriverError, PermanentError
-from push_notification.events import (
-    Event,
-    FlagsClear,
-    FlagsSet,
-    MailboxCreate,
-    MailboxDelete,
-    MailboxRename,
-    MailboxSubscribe,
-    MailboxUnsubscribe,
-    MessageAppend,
-    MessageExpunge,
-    MessageNew,
-    MessageRead,
-    MessageTrash,
-)
+from push_notification.events import Event
 from push_notification.http_retry import PartialDeliveries
 from push_notification.transaction import Transaction
 
@@ -79,7 +66,9 @@ class WebhookDriver:
         self._pending[txn.id] = _Pending(index={id(event): i for i, event in enumerate(txn.events)})
         return True
 
-    def _add(self, txn: Transaction, event: Event) -> None:
+    @hookimpl
+    def event(self, txn: Transaction, event: Event) -> None:
+        """Render the request of every selected event as it arrives (sent at ``end_txn``)."""
         pending = self._pending.get(txn.id)
         if pending is None or not self.config.filter.wants_event(event.name):
             return
@@ -106,52 +95,3 @@ class WebhookDriver:
         response = await self.sender.send(request.attempt)
         self.log.debug("%s %s: %d %s", request.id, safe_url(request.url), response.status, response.reason)
         self.delivered += 1
-
-    # One hook per event; all take the same path.
-    @hookimpl
-    def mailbox_create(self, txn: Transaction, event: MailboxCreate) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_delete(self, txn: Transaction, event: MailboxDelete) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_rename(self, txn: Transaction, event: MailboxRename) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_subscribe(self, txn: Transaction, event: MailboxSubscribe) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def mailbox_unsubscribe(self, txn: Transaction, event: MailboxUnsubscribe) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_new(self, txn: Transaction, event: MessageNew) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_append(self, txn: Transaction, event: MessageAppend) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_expunge(self, txn: Transaction, event: MessageExpunge) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_read(self, txn: Transaction, event: MessageRead) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def message_trash(self, txn: Transaction, event: MessageTrash) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def flags_set(self, txn: Transaction, event: FlagsSet) -> None:
-        self._add(txn, event)
-
-    @hookimpl
-    def flags_clear(self, txn: Transaction, event: FlagsClear) -> None:
-        self._add(txn, event)
