@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from push_notification.config import parse_config
+from push_notification.errors import ConfigError
 from push_notification.server.spool import SpoolReader, read_spool_file
 from push_notification.server.supervisor import Health
 from push_notification.transaction import Transaction
@@ -179,3 +181,14 @@ async def test_an_unreadable_file_goes_to_bad_with_the_reason(spool: Path, caplo
     assert lines == [
         f"spool: moved locked.json to {spool / 'bad'}: unreadable (permission denied): the daemon must be able to read it"
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("12", "use at least 1k"), ("2G", "use at most 1G"), ("9" * 400, "use at most 1G"), ("lots", "invalid size")],
+)
+def test_spool_max_size_is_a_sane_size_or_one_config_error(value: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"spool_max_size = {value}\npush_notification dlog {{ }}\n", "/etc/pn.conf")
+    assert str(caught.value).startswith("/etc/pn.conf:1: invalid size") and reason in str(caught.value)
+    assert parse_config("spool_max_size = 64k\npush_notification dlog { }\n", "/etc/pn.conf").spool_max_size == 65536

@@ -21,7 +21,8 @@ DRIVER_DIR = Path(__file__).parent / "driver"
 
 
 class Sink:
-    """An HTTP endpoint per driver instance (``/NAME``) recording the ids it accepted.
+    """An HTTP endpoint per driver instance (``/NAME``) recording the ids it accepted, and
+    every id it was sent (``tried``), whatever it answered.
 
     ``answer(name, count)`` decides the status of the ``count``-th request to ``/NAME``:
     200 by default; tests make it 503 for a stretch, or 400 until "fixed".
@@ -29,6 +30,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.received: dict[str, list[str]] = {}
+        self.tried: dict[str, set[str]] = {}
         self.calls: dict[str, int] = {}
         self.answer: Callable[[str, int], int] = lambda name, count: 200
         self.port = 0
@@ -50,6 +52,7 @@ class Sink:
         else:  # the OX driver's PUT: its payload has no id, so the tests send it as the subject
             assert body["event"] == "messageNew" and body["user"] == "11@3"
             txn_id = body["subject"]
+        self.tried.setdefault(name, set()).add(txn_id)
         status = self.answer(name, count)
         if status == 200:
             self.received.setdefault(name, []).append(txn_id)

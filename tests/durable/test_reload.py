@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 from pathlib import Path
@@ -77,3 +78,56 @@ async def test_a_broken_config_on_sighup_keeps_the_running_one(tmp_path: Path) -
             await eventually(lambda: sink.ids("a") == set(sender.accepted), 10, "delivery with the old config")
         finally:
             daemon.stop()
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "memory"])
+async def test_sighups_under_load_lose_no_accepted_transaction(tmp_path: Path, queue: str) -> None:
+    """Both instances restart at every SIGHUP while transactions keep arriving and one
+    endpoint fails every fourth request: every transaction answered 202 reaches both (with
+    the memory queue, which drops failures as Dovecot does, it is at least tried at both)."""
+    total, reloads = 1200, 5
+
+    def config(version: int) -> str:
+        return (
+            f"queue = {queue}\nlog_format = json\nqueue_retry_delay = 50ms\nqueue_retry_max_delay = 100ms\n"
+            + instance("steady", f"{sink.url('steady')}?v={version}")
+            + instance("flaky", f"{sink.url('flaky')}?v={version}")
+        )
+
+    async with Sink() as sink:
+        sink.answer = lambda name, count: 500 if name == "flaky" and count % 4 == 0 else 200
+        daemon = Daemon(tmp_path, config(0))
+        await daemon.astart()
+        try:
+            sent = 0
+
+            async def reload_now(accepted: int) -> None:
+                """Every so many acceptances, restart both instances (the other senders go on)."""
+                nonlocal sent
+                if accepted % (total // (reloads + 1)) == 0 and sent < reloads:
+                    sent += 1
+                    daemon.config.write_text(f"state_dir = {tmp_path / 'state'}\n{config(sent)}")
+                    daemon.signal(signal.SIGHUP)
+                    await eventually(
+                        lambda: sum("restarted steady, flaky" in m for m in log_messages(daemon)) == sent,
+                        30,
+                        f"reload {sent} restarting both instances",
+                    )
+
+            sender = Sender(daemon.url, concurrency=8)
+            sender.on_accept = reload_now
+            await sender.send_all(transaction(f"user{i % 40}", i) for i in range(total))
+            assert sent == reloads
+            accepted = set(sender.accepted)
+            assert len(accepted) == total
+            flaky = sink.ids if queue == "sqlite" else lambda name: sink.tried.get(name, set())
+
+            def missing() -> dict[str, int]:
+                return {"steady": len(accepted - sink.ids("steady")), "flaky": len(accepted - flaky("flaky"))}
+
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: not any(missing().values()), 60, "every transaction at both endpoints")
+            assert missing() == {"steady": 0, "flaky": 0}
+        finally:
+            await daemon.astop()
+        assert "Traceback" not in daemon.log()

@@ -98,23 +98,77 @@ class Dispatcher:
         await self.add(self._initial)
 
     async def add(self, instances: Iterable[DriverInstance]) -> None:
-        """Start more instances (config reload)."""
-        new = list(instances)
-        for instance in new:
-            if instance.threaded:
-                self._executors[instance.name] = ThreadPoolExecutor(1, thread_name_prefix=f"pn-{instance.name}")
+        """Start more instances."""
+        await self.replace((), instances)
+
+    async def remove(self, names: Iterable[str]) -> None:
+        """Stop instances (reload or shutdown): their worker, then ``driver_deinit``/``cleanup``."""
+        await self.replace(names, ())
+
+    async def replace(self, stop: Iterable[str], start: Iterable[DriverInstance]) -> None:
+        """A reload: stop the instances named in ``stop``, then start ``start``.
+
+        Atomic for accepted work: every name in ``start`` is attached to the queue before
+        anything stops and stays attached while its predecessor stops and it initialises, so
+        a transaction accepted meanwhile is recorded for it and delivered once its worker
+        runs; what the predecessor had taken and not finished is handed to it again. Only
+        names stopped and not started again are detached. An instance whose ``driver_init``
+        fails is detached; the others start, then :class:`PushNotificationError` names it.
+        """
+        starting = list(start)
+        successors = {instance.name for instance in starting}
+        stopping = [name for name in dict.fromkeys(stop) if name in self.instances]
+        recorded = [*self.instances, *(name for name in successors if name not in self.instances)]
+        self.queue.attach(recorded)
+        for name in stopping:
+            task = self._workers.pop(name)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.queue.attach([name for name in recorded if name not in stopping or name in successors])
+        for name in stopping:
+            await self._finish(self.instances.pop(name))
+        failures: list[PushNotificationError] = []
+        for instance in starting:
             try:
-                await self._lifecycle(instance, "driver_init")
-            except PushNotificationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a start-up failure is one line naming the instance
-                raise PushNotificationError(
-                    f"push_notification {instance.name}: driver {instance.driver!r} failed to start: {_describe(exc)}"
-                ) from None
+                await self._initialise(instance)
+            except PushNotificationError as exc:
+                failures.append(exc)
+                continue
             self.instances[instance.name] = instance
-        self.queue.attach(self.instances)
-        for instance in new:
             self._workers[instance.name] = self._spawn(f"worker {instance.name}", self._worker(instance))
+        if failures:
+            self.queue.attach(self.instances)
+            if len(failures) == 1:
+                raise failures[0]
+            raise PushNotificationError("; ".join(map(str, failures)))
+
+    async def _initialise(self, instance: DriverInstance) -> None:
+        """``driver_init``, on the instance's own thread if it blocks; a failure is one line."""
+        if instance.threaded:
+            self._executors[instance.name] = ThreadPoolExecutor(1, thread_name_prefix=f"pn-{instance.name}")
+        try:
+            await self._lifecycle(instance, "driver_init")
+        except Exception as exc:
+            executor = self._executors.pop(instance.name, None)
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, PushNotificationError):
+                raise
+            raise PushNotificationError(
+                f"push_notification {instance.name}: driver {instance.driver!r} failed to start: {_describe(exc)}"
+            ) from None
+
+    async def _finish(self, instance: DriverInstance) -> None:
+        """``driver_deinit`` and ``driver_cleanup`` of a stopped instance; failures are logged."""
+        for hook in ("driver_deinit", "driver_cleanup"):
+            try:
+                await asyncio.wait_for(self._lifecycle(instance, hook), instance.timeout)
+            except Exception as exc:  # noqa: BLE001 - logged, shutdown goes on
+                log.error("push_notification %s: %s failed: %s", instance.name, hook, _describe(exc))
+        executor = self._executors.pop(instance.name, None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def _worker(self, instance: DriverInstance) -> Callable[[], Awaitable[None]]:
         """The worker of ``instance``, as its supervisor (re)starts it: a restarted worker
@@ -165,27 +219,6 @@ class Dispatcher:
             return True
         finally:
             self._draining -= 1
-
-    async def remove(self, names: Iterable[str]) -> None:
-        """Stop instances (reload or shutdown): their worker, then ``driver_deinit``/``cleanup``."""
-        names = [n for n in names if n in self.instances]
-        for name in names:
-            task = self._workers.pop(name)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        remaining = [n for n in self.instances if n not in names]
-        self.queue.attach(remaining)
-        for name in names:
-            instance = self.instances.pop(name)
-            for hook in ("driver_deinit", "driver_cleanup"):
-                try:
-                    await asyncio.wait_for(self._lifecycle(instance, hook), instance.timeout)
-                except Exception as exc:  # noqa: BLE001 - logged, shutdown goes on
-                    log.error("push_notification %s: %s failed: %s", name, hook, _describe(exc))
-            executor = self._executors.pop(name, None)
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish in-flight work (up to ``timeout``), then stop every instance."""

@@ -113,9 +113,16 @@ def parse_positive_int(text: str) -> int:
 
 
 def parse_spool_size(text: str) -> int:
-    size = parse_size(text)
+    """A size from 1k (a transaction file is a few hundred bytes or more) to 1G (the file is
+    read into memory whole)."""
+    try:
+        size = parse_size(text)
+    except OverflowError:
+        size = 1 << 63
     if size < 1024:
         raise ValueError("use at least 1k; a transaction file is a few hundred bytes or more")
+    if size > 1 << 30:
+        raise ValueError("use at most 1G; a spool file is read into memory whole")
     return size
 
 

@@ -148,6 +148,8 @@ class Daemon:
         self.queue.supervise(self.supervisor.thread_crashed)
         self._stopping = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        #: A SIGHUP came while a reload ran: read the config once more when it is done.
+        self._reload_again = False
         self.bound: list[str] = []
 
     def health(self) -> dict[str, object]:
@@ -174,23 +176,36 @@ class Daemon:
         )
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file (see :meth:`apply`)."""
+        """SIGHUP: re-read the config file (see :meth:`apply`). One arriving during a reload
+        is not lost: the file is read again once that reload is done."""
         if self._reloading is None or self._reloading.done():
             self._reloading = asyncio.create_task(self._reload(), name="pn-reload")
+        else:
+            self._reload_again = True
 
     async def _reload(self) -> None:
-        source = self.config.source
-        try:
-            new = load_config(None if source == DEFAULT_SOURCE else source)
-            await self.apply(new)
-        except PushNotificationError as exc:
-            log.error("reload: %s; still running the previous config", exc)
-        except Exception as exc:  # noqa: BLE001 - a driver failing to start is one line, the daemon goes on
-            log.error("reload: %s: %s; instances started so far keep running", type(exc).__name__, exc)
+        again = True
+        while again:
+            self._reload_again = False
+            source = self.config.source
+            try:
+                new = load_config(None if source == DEFAULT_SOURCE else source)
+                await self.apply(new)
+            except PushNotificationError as exc:
+                log.error("reload: %s; still running the previous config", exc)
+            except Exception as exc:  # noqa: BLE001 - a driver failing to start is one line, the daemon goes on
+                log.error("reload: %s: %s; instances started so far keep running", type(exc).__name__, exc)
+            again = self._reload_again
 
     async def apply(self, new: DaemonConfig) -> None:
-        """Start added instances, stop removed ones, restart changed ones; queued work stays
-        (the queue keeps a removed instance's transactions for when it comes back)."""
+        """Start added instances, stop removed ones, restart changed ones.
+
+        Accepted work is never lost to a reload: a restarted instance's transactions, and
+        those accepted while it restarts, go to its successor of the same name (see
+        :meth:`Dispatcher.replace`); a removed instance's stay in a durable queue for when it
+        comes back. Every new instance is built (its settings checked) before anything stops;
+        one whose ``driver_init`` fails stays stopped, and the next reload tries it again.
+        """
         old = {i.name: i for i in self.config.instances}
         wanted = {i.name: i for i in new.instances}
         changed = [n for n in wanted if n in old and _fingerprint(old[n]) != _fingerprint(wanted[n])]
@@ -200,21 +215,29 @@ class Daemon:
         built = [build_instance(wanted[n], new, self.metadata, self.devices, storm) for n in added + changed]
         self._set_retry_policies(new)
         self.storm.configure(storm)
-        await self.dispatcher.remove(removed + changed)
-        await self.dispatcher.add(built)
+        failed: list[str] = []
+        try:
+            await self.dispatcher.replace(removed + changed, built)
+        except PushNotificationError as exc:
+            failed = [n for n in added + changed if n not in self.dispatcher.instances]
+            log.error("reload: %s; not running until a reload starts it: %s", exc, ", ".join(failed))
         self.instances = list(self.dispatcher.instances.values())
         self.devices.kinds = served_kinds(i.plugin for i in self.instances)
         self.devices.expiry = new.device_expiry
         for key in RESTART_ONLY:
             if key != "listen" and getattr(new, key) != getattr(self.config, key):  # --listen may override it
                 log.warning("reload: %s changed; restart the daemon to apply it", key)
-        self.config = replace(new, **{key: getattr(self.config, key) for key in RESTART_ONLY})
+        self.config = replace(
+            new,
+            instances=tuple(i for i in new.instances if i.name not in failed),
+            **{key: getattr(self.config, key) for key in RESTART_ONLY},
+        )
         log.info(
             "reloaded %s: added %s; removed %s; restarted %s",
             new.source,
-            ", ".join(added) or "none",
+            ", ".join(n for n in added if n not in failed) or "none",
             ", ".join(removed) or "none",
-            ", ".join(changed) or "none",
+            ", ".join(n for n in changed if n not in failed) or "none",
         )
 
     async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
@@ -291,6 +314,10 @@ class Daemon:
             await _step("stopping the spool reader", spool.stop())
         if runner is not None:
             await _step("stopping the ingress", runner.cleanup())
+        if self._reloading is not None and not self._reloading.done():
+            # A reload midway would race the shutdown's own stopping of the instances.
+            self._reload_again = False
+            await _step("finishing a reload", asyncio.wait_for(self._reloading, SHUTDOWN_GRACE))
         # A durable queue keeps what is left for the next start: no need to wait long.
         grace = DURABLE_SHUTDOWN_GRACE if self.queue.durable else SHUTDOWN_GRACE
         if self.supervisor.fatal is None and not await _step("finishing work", self.dispatcher.drain(grace), False):

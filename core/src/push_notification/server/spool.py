@@ -169,9 +169,15 @@ class SpoolReader:
         if path in self.held or path in self.stuck:
             return True
         try:
-            data = await _read_async(path, self.max_size)
-            if data is None:
+            opened = _open(path, self.max_size)
+            if opened is None:
                 return True  # taken by someone else, or a duplicate notification
+            # A small file is read here (a thread hop would cost more than the read), a big one
+            # in a thread.
+            if opened[1] <= _INLINE:
+                data = _read_fd(*opened, self.max_size)
+            else:
+                data = await asyncio.get_running_loop().run_in_executor(None, _read_fd, *opened, self.max_size)
             txn = transaction_from_json(data)
         except BadSpoolFile as exc:
             self._reject(path, exc.reason)
@@ -461,18 +467,6 @@ def read_spool_file(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes | None
     is anything but a regular file of at most ``max_size`` bytes. Blocks: for threads."""
     opened = _open(path, max_size)
     return None if opened is None else _read_fd(*opened, max_size)
-
-
-async def _read_async(path: str, max_size: int) -> bytes | None:
-    """:func:`read_spool_file` for the loop: a small file inline (a thread hop would cost more
-    than the read), a big one in a thread."""
-    opened = _open(path, max_size)
-    if opened is None:
-        return None
-    fd, size = opened
-    if size <= _INLINE:
-        return _read_fd(fd, size, max_size)
-    return await asyncio.get_running_loop().run_in_executor(None, _read_fd, fd, size, max_size)
 
 
 def _free_name(directory: Path, name: str) -> str:
