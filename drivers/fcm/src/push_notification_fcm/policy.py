@@ -6,10 +6,12 @@ FCM's error code and message (``404 Not Found: UNREGISTERED: Requested entity wa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from push_notification.http_retry import RetryPolicy
+from push_notification.http_client import HttpResponse
+from push_notification.http_retry import Failure, RetryPolicy
 
 HINTS = MappingProxyType(
     {
@@ -28,21 +30,33 @@ def _error_code(error: dict[str, Any]) -> str:
     return str(error.get("status") or "")
 
 
-class FcmPolicy(RetryPolicy):
-    def describe(self, status: int, body: bytes) -> str:
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            return ""
-        if not isinstance(answer, dict):
-            return ""
-        error = answer.get("error")
-        if isinstance(error, dict):  # FCM: {"error": {"status": ..., "message": ..., "details": [...]}}
-            text = " ".join(str(error.get("message") or "").split())
-            return f"{_error_code(error)}: {text}".strip(": ")
-        if isinstance(error, str):  # OAuth2: {"error": "invalid_grant", "error_description": ...}
-            return f"{error}: {answer.get('error_description', '')}".strip(": ")
+def describe(body: bytes) -> str:
+    """What FCM (or the token endpoint) said about a refusal, from its JSON body."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
         return ""
+    if not isinstance(answer, dict):
+        return ""
+    error = answer.get("error")
+    if isinstance(error, dict):  # FCM: {"error": {"status": ..., "message": ..., "details": [...]}}
+        text = " ".join(str(error.get("message") or "").split())
+        return f"{_error_code(error)}: {text}".strip(": ")
+    if isinstance(error, str):  # OAuth2: {"error": "invalid_grant", "error_description": ...}
+        return f"{error}: {answer.get('error_description', '')}".strip(": ")
+    return ""
+
+
+class FcmPolicy(RetryPolicy):
+    """The core's rules, with FCM's own words in each refusal."""
+
+    def classify(self, response: HttpResponse) -> Failure | None:
+        failure = super().classify(response)
+        said = describe(response.body) if failure is not None else ""
+        if failure is None or not said:
+            return failure
+        status, _, hint = failure.what.partition(" (")
+        return replace(failure, what=f"{status}: {said}" + (f" ({hint}" if hint else ""))
 
 
 POLICY = FcmPolicy(max_wait_in_place=0.0, status_hints=HINTS)
