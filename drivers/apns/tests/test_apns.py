@@ -118,7 +118,7 @@ async def test_another_refusal_is_a_one_line_permanent_error_naming_apples_reaso
     await running.daemon.send()
     await running.daemon.dead_letter("apns")
     line = next(r.getMessage() for r in caplog.records if "dead letter" in r.getMessage())
-    assert (f"push to device {device_id} (apns production): APNs answered 400 DeviceTokenNotForTopic"
+    assert (f"push to device {device_id} (apns production): 400 Bad Request: DeviceTokenNotForTopic"
             " (the device belongs to another app than topic)") in line  # fmt: skip
     assert device.token not in "\n".join(r.getMessage() for r in caplog.records)
     assert await running.daemon.devices() == [device_id]

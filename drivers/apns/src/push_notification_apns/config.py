@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from push_notification.errors import PushNotificationError
-from push_notification.http_client import read_http_client_settings
+from push_notification.http_client import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 
 from .auth import ProviderToken, add_client_certificate, load_p8_key
@@ -30,9 +29,8 @@ class ApnsConfig:
     collapse: bool
     #: ``None`` with certificate authentication.
     token: ProviderToken | None
-    ssl_context: ssl.SSLContext
-    request_timeout: float
-    max_connections: int
+    #: Timeout, connections, and the TLS context holding any client certificate.
+    http: HttpClientSettings
 
 
 def _path(settings: Settings, key: str) -> Path:
@@ -89,7 +87,5 @@ def read_config(settings: Settings) -> ApnsConfig:
         ttl=int(settings.get_time("ttl", DEFAULT_TTL)),
         collapse=settings.get_bool("collapse", True),
         token=token,
-        ssl_context=http.ssl_context,
-        request_timeout=http.request_timeout,
-        max_connections=http.max_parallel_connections,
+        http=http,
     )

@@ -17,10 +17,11 @@ from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
-from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.errors import PermanentError
+from push_notification.http_client import HttpPermanentError, HttpRequest, HttpSender
 from push_notification.transaction import Transaction
 
-from .client import ApnsAnswer, ApnsClient
+from .client import POLICY, Http2Transport, apple_reason
 from .config import read_config
 from .device import parse_token
 from .message import MAX_PAYLOAD, encode, headers
@@ -28,21 +29,6 @@ from .message import MAX_PAYLOAD, encode, headers
 KIND = "apns"
 #: Apple's reasons meaning the token will never work again.
 GONE = frozenset({(410, "Unregistered"), (400, "BadDeviceToken")})
-#: What to fix, for the reasons an admin can fix.
-HINTS = MappingProxyType(
-    {
-        "InvalidProviderToken": "check key_file, key_id and team_id",
-        "MissingProviderToken": "set key_file, key_id and team_id, or certificate_file",
-        "BadCertificate": "certificate_file is not an APNs certificate",
-        "BadCertificateEnvironment": "the certificate is for the other environment",
-        "TopicDisallowed": "the key or certificate may not push to this topic",
-        "BadTopic": "topic must be the app's bundle id",
-        "MissingTopic": "set topic to the app's bundle id",
-        "DeviceTokenNotForTopic": "the device belongs to another app than topic",
-        "PayloadTooLarge": "shorten title_template/body_template",
-        "TooManyProviderTokenUpdates": "another process renews tokens of this key too often",
-    }
-)
 
 
 class ApnsDriver(WakingDriver):
@@ -57,9 +43,8 @@ class ApnsDriver(WakingDriver):
         super().__init__(ctx)
         self.config = read_config(ctx.settings)
         ctx.settings.check_unknown()
-        self.client = self.connection = ApnsClient(
-            self.config.ssl_context, self.config.request_timeout, self.config.max_connections
-        )
+        transport = Http2Transport(self.config.http)
+        self.sender = self.connection = HttpSender(self.config.http, POLICY, transport=transport)
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         config = self.config
@@ -76,21 +61,14 @@ class ApnsDriver(WakingDriver):
             authorization = config.token.authorization() if config.token is not None else ""
             if authorization:
                 request["authorization"] = authorization
-            answer = await self.client.post(url, request, body, label)
-            if answer.status == 200:
+            try:
+                await self.sender.send(HttpRequest("POST", url, body, request, label))
                 return
-            if answer.reason == "ExpiredProviderToken" and config.token is not None and attempt == 1:
+            except HttpPermanentError as exc:
+                reason = apple_reason(exc.response)
+                if (exc.status, reason) in GONE:
+                    raise DeviceGone(str(exc)) from None
+                if reason != "ExpiredProviderToken" or config.token is None or attempt == 2:
+                    raise
                 self.log.info("APNs says the provider token expired; sending again with a new one")
                 config.token.expired(authorization)
-                continue
-            raise self._error(label, answer)
-
-    @staticmethod
-    def _error(label: str, answer: ApnsAnswer) -> DriverError:
-        what = f"{label}: APNs answered {answer.status} {answer.reason or '(no reason)'}"
-        if (answer.status, answer.reason) in GONE:
-            return DeviceGone(what)
-        if answer.status == 429 or answer.status >= 500:
-            return RetryableError(what, retry_after=answer.retry_after)
-        hint = HINTS.get(answer.reason)
-        return PermanentError(f"{what} ({hint})" if hint else what)
