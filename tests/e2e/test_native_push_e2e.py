@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, require_driver, wait_until
+from e2e_support import BridgedDovecot, e2e_daemon, require_dovecot, require_driver, wait_until
+from push_notification.testing.daemon import DaemonProcess
 from threaded import Threaded
 
 require_dovecot()
@@ -37,7 +38,7 @@ MAIL = (
 @dataclass
 class Stack:
     dovecot: BridgedDovecot
-    daemon: DaemonRunner
+    daemon: DaemonProcess
     apns: LoopbackApns
     fcm: LoopbackFcm
 
@@ -76,7 +77,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             f"  team_id = {TEAM_ID}\n  production_url = {apns.url}\n  ssl_client_ca_file = {apns.ca_file}\n}}\n"
             f"push_notification fcm {{\n  service_account = {account}\n  url = {fcm.url}\n}}\n"
         )
-        with DaemonRunner(tmp_path, config, token=TOKEN) as daemon:
+        with e2e_daemon(tmp_path, config, token=TOKEN) as daemon:
             yield Stack(dovecot, daemon, apns, fcm)
 
 
