@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dovecot_e2e import cpu_seconds
-from push_notification.testing.dovecot import free_port
+from push_notification.testing.net import free_port
 
 INGRESS_TOKEN = "bench-ingress"
 #: (pushes/s, CPU seconds per push) of one round.
