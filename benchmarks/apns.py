@@ -72,10 +72,9 @@ def setup(work: Path, sink: Sink, users: int) -> Setup:
     key_file, ca_file, url = work / "AuthKey.p8", work / "apns-test-ca.pem", f"https://127.0.0.1:{sink.port}"
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    instance = (f"push_notification apns {{\n  topic = {TOPIC}\n  key_file = {key_file}\n  key_id = {KEY_ID}\n"
-                f"  team_id = {TEAM_ID}\n  production_url = {url}\n  ssl_client_ca_file = {ca_file}\n"
-                "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
-    return Setup(instance, "apns", [token(u) for u in range(users)],
+    settings = {"topic": TOPIC, "key_file": str(key_file), "key_id": KEY_ID, "team_id": TEAM_ID,
+                "production_url": url, "ssl_client_ca_file": str(ca_file)}  # fmt: skip
+    return Setup("apns", settings, "apns", [token(u) for u in range(users)],
                  lambda n: asyncio.run(bare_loop(url, ca_file, key, users, n)))  # fmt: skip
 
 

@@ -155,29 +155,63 @@ class SpoolDaemon:
 
 
 def measure(
-    bare: Callable[[int], Round], daemon: SpoolDaemon, sink: Sink, pushes: int, rounds: int
-) -> tuple[list[Round], list[Round]]:
-    """Warm both sides up, then ``rounds`` interleaved rounds (the machine is shared: compare
-    within a round)."""
-    bare(100)
+    plan: Setup, daemon: SpoolDaemon, sink: Sink, pushes: int, rounds: int
+) -> tuple[list[Round], list[Round], list[Round]]:
+    """Warm the sides up, then ``rounds`` interleaved rounds of the bare loop, the daemon and
+    the driver alone (the machine is shared: compare within a round)."""
+    plan.bare(100)
     daemon.round(sink, 0, 100)
     bares: list[Round] = []
     ours: list[Round] = []
+    alone: list[Round] = []
     for number in range(rounds):
-        bares.append(bare(pushes))
+        bares.append(plan.bare(pushes))
         ours.append(daemon.round(sink, 1000 + number * pushes, pushes))
-    return bares, ours
+        alone.append(driver_alone(plan, pushes))
+    return bares, ours, alone
 
 
 @dataclass(frozen=True)
 class Setup:
-    """What a benchmark module brings: the daemon's instance block, the device kind and
+    """What a benchmark module brings: the driver's name and settings, the device kind and
     tokens (one per user), and its bare loop (``n`` pushes → one round)."""
 
-    instance: str
+    driver: str
+    settings: dict[str, str]
     kind: str
     tokens: list[str]
     bare: Callable[[int], Round]
+
+    @property
+    def instance(self) -> str:
+        """The daemon's instance block, storm control off (it would merge the bench's pushes)."""
+        lines = "".join(f"  {key} = {value}\n" for key, value in self.settings.items())
+        return f"push_notification {self.driver} {{\n{lines}  coalesce = 0\n  defer_non_new = 0\n}}\n"
+
+
+async def _driver_alone(plan: Setup, n: int) -> Round:
+    from push_notification.devices.registration import parse_registration
+    from push_notification.testing import DriverHarness, make_event, make_transaction
+
+    async with DriverHarness(plan.driver, plan.settings) as harness:
+        for number, token in enumerate(plan.tokens):
+            body = {"user": user(number), "kind": plan.kind, "token": token}
+            await harness.devices.register(parse_registration(body, harness.devices.kinds), "bench")
+        status = {"messages": 1, "recent": 1, "unseen": 1, "uidvalidity": 1, "uidnext": 2}
+        txns = [make_transaction(make_event("MessageNew", uid=i + 1), user=user(i % len(plan.tokens)), status=status)
+                for i in range(n + 20)]  # fmt: skip
+        for txn in txns[:20]:  # warm-up: connection, access token
+            await harness.plugin.end_txn(txn, True)
+        cpu, started = time.process_time(), time.perf_counter()
+        for txn in txns[20:]:
+            await harness.plugin.end_txn(txn, True)
+        return n / (time.perf_counter() - started), (time.process_time() - cpu) / n
+
+
+def driver_alone(plan: Setup, n: int) -> Round:
+    """The driver's own cost: ``end_txn`` called in this process, one transaction after
+    another (registry lookup, payload, the shared HTTP sender), no daemon around it."""
+    return asyncio.run(_driver_alone(plan, n))
 
 
 def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
@@ -203,20 +237,24 @@ def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
     try:
         plan = setup(work, running, args.users)
         daemon = SpoolDaemon(work, plan.instance, plan.kind, plan.tokens)
-        bares, ours = measure(plan.bare, daemon, running, args.pushes, args.rounds)
-        report(title.format(**vars(args)), bare_label, bares, ours, running.count()["bad"])
+        bares, ours, alone = measure(plan, daemon, running, args.pushes, args.rounds)
+        report(title.format(**vars(args)), bare_label, bares, ours, alone, running.count()["bad"])
     finally:
         if daemon is not None:
             daemon.stop()
         running.stop()
 
 
-def report(title: str, bare_label: str, bares: list[Round], ours: list[Round], bad: int) -> None:
+def report(title: str, bare_label: str, bares: list[Round], ours: list[Round], alone: list[Round], bad: int) -> None:
     print(f"{title}; {os.cpu_count()} CPUs; pushes the sink refused: {bad}")
     print("  (pushes/s: best round; CPU per push: median round; ratios: median of the per-round ratios)")
-    for name, rounds in ((bare_label, bares), ("daemon (spool, sqlite queue, registry)", ours)):
+    rows = ((bare_label, bares), ("daemon (spool, sqlite queue, registry)", ours), ("driver alone (end_txn)", alone))
+    for name, rounds in rows:
         rate, cpu = max(r for r, _ in rounds), statistics.median(c for _, c in rounds)
         print(f"  {name:<42} {rate:>8,.0f} pushes/s  {cpu * 1e6:>6,.0f} µs CPU/push")
     rate_ratio = statistics.median(o[0] / b[0] for o, b in zip(ours, bares, strict=True))
     cpu_ratio = statistics.median(b[1] / o[1] for o, b in zip(ours, bares, strict=True))
     print(f"  daemon / bare loop: {rate_ratio:.2f}x the pushes/s, {cpu_ratio:.2f}x the pushes per CPU second")
+    rate_ratio = statistics.median(o[0] / b[0] for o, b in zip(alone, bares, strict=True))
+    cpu_ratio = statistics.median(b[1] / o[1] for o, b in zip(alone, bares, strict=True))
+    print(f"  driver alone / bare loop: {rate_ratio:.2f}x the pushes/s, {cpu_ratio:.2f}x the pushes per CPU second")

@@ -78,9 +78,8 @@ async def bare_loop(url: str, account: dict[str, Any], users: int, n: int) -> Ro
 def setup(work: Path, sink: Sink, users: int) -> Setup:
     url, account_file = f"http://127.0.0.1:{sink.port}", work / "service-account.json"
     account = json.loads(account_file.read_text())
-    instance = (f"push_notification fcm {{\n  service_account = {account_file}\n  url = {url}\n"
-                "  coalesce = 0\n  defer_non_new = 0\n}\n")  # fmt: skip
-    return Setup(instance, "fcm", [token(u) for u in range(users)],
+    settings = {"service_account": str(account_file), "url": url}
+    return Setup("fcm", settings, "fcm", [token(u) for u in range(users)],
                  lambda n: asyncio.run(bare_loop(url, account, users, n)))  # fmt: skip
 
 
