@@ -30,8 +30,10 @@ import aiohttp
 import http_ece
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from dovecot_e2e import cpu_seconds, free_port
+from dovecot_e2e import cpu_seconds
 from push_notification.devices.vapid import b64url, create_vapid_key, load_vapid_key
+from push_notification.testing.daemon import CLI, DaemonProcess, daemon_config
+from push_notification.testing.net import free_port
 from py_vapid import Vapid02
 
 PAYLOAD = b'{"account":"user0@example.com","mailbox":"INBOX","event":"MessageNew","count":1,"unseen":1}'
@@ -110,33 +112,26 @@ class Daemon:
         self.spool = work / "spool"
         for part in ("tmp", "new"):
             (self.spool / part).mkdir(parents=True)
-        self.config = work / "daemon.conf"
-        self.config.write_text(
-            f"state_dir = {work / 'state'}\nlog_level = warning\nspool_dir = {self.spool}\n"
+        self.config = daemon_config(
+            work,
+            f"log_level = warning\nspool_dir = {self.spool}\n"
             + "".join(f"{line}\n" for line in extra)
             + f"push_notification webpush {{\n  vapid_key = {key}\n  vapid_subject = mailto:bench@example.com\n"
-            "  coalesce = 0\n  defer_non_new = 0\n}\n"
+            "  coalesce = 0\n  defer_non_new = 0\n}\n",
         )
         for user in range(users):
             subprocess.run(
-                [sys.executable, "-m", "push_notification.cli", "devices", "add", "-c", str(self.config),
-                 "-u", f"user{user}@example.com", "--subscription", json.dumps(subscription(sink, user))],
+                [*CLI, "devices", "add", "-c", str(self.config), "-u", f"user{user}@example.com",
+                 "--subscription", json.dumps(subscription(sink, user))],
                 check=True, capture_output=True,
             )  # fmt: skip
         self.users = users
-        port = free_port()
-        with (work / "daemon.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "push_notification.cli", "serve", "-c", str(self.config),
-                 "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        for _ in range(400):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"the daemon did not start; see {work / 'daemon.log'}")
+        self.process = DaemonProcess(self.config).start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.pid
 
     def feed(self, first: int, n: int) -> None:
         """As the bridge does for LMTP deliveries: one spool file per transaction."""
@@ -151,13 +146,12 @@ class Daemon:
             os.rename(self.spool / "tmp" / name, self.spool / "new" / name)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.process.stop()
 
 
 def daemon_round(daemon: Daemon, sink_port: int, first: int, n: int) -> tuple[float, float]:
     """(pushes/s, daemon CPU seconds per push) for ``n`` transactions written at once."""
-    pid = daemon.process.pid
+    pid = daemon.pid
     before = sink_count(sink_port)["ok"]
     cpu, started = cpu_seconds(lambda: [pid]), time.perf_counter()
     daemon.feed(first, n)

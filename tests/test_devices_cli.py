@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import CLI
+from push_notification.testing.daemon import CLI
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import BridgedDovecot, DaemonRunner, require_dovecot, require_driver, wait_until
+from e2e_support import BridgedDovecot, e2e_daemon, require_dovecot, require_driver, wait_until
 from push_notification.devices.vapid import create_vapid_key
+from push_notification.testing.daemon import DaemonProcess
 
 require_dovecot()
 require_driver("webpush")
@@ -47,17 +48,17 @@ class ThreadedPushService:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[BridgedDovecot, DaemonRunner, LoopbackPushService]]:
+def stack(tmp_path: Path) -> Iterator[tuple[BridgedDovecot, DaemonProcess, LoopbackPushService]]:
     key = tmp_path / "vapid.pem"
     public = create_vapid_key(key)
     with ThreadedPushService(public) as service, BridgedDovecot() as dovecot:
         config = (f"spool_dir = {dovecot.spool}\npush_notification webpush {{\n  vapid_key = {key}\n"
                   "  vapid_subject = mailto:postmaster@example.com\n}\n")  # fmt: skip
-        with DaemonRunner(tmp_path, config, token=TOKEN) as daemon:
+        with e2e_daemon(tmp_path, config, token=TOKEN) as daemon:
             yield dovecot, daemon, service
 
 
-def register(daemon: DaemonRunner, user: str, subscriber: Subscriber) -> None:
+def register(daemon: DaemonProcess, user: str, subscriber: Subscriber) -> None:
     body = json.dumps({"user": user, "kind": "webpush", "subscription": subscriber.subscription()}).encode()
     request = urllib.request.Request(f"{daemon.url}/v1/devices", data=body, method="POST")
     request.add_header("Authorization", f"Bearer {TOKEN}")
