@@ -97,3 +97,16 @@ def test_the_driver_is_found_by_its_entry_point_and_listed() -> None:
     result = CliRunner().invoke(cli, ["drivers", "--json"])
     assert result.exit_code == 0, result.output
     assert "push-notification-apns" in [row["distribution"] for row in json.loads(result.output)]
+
+
+def test_check_config_starts_the_instance_without_the_daemon(tmp_path: Path, keys: dict[str, Path]) -> None:
+    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
+    block = f"key_file = {keys['p8']}\n" + IDS
+    good.write_text(f"state_dir = {tmp_path / 'state'}\npush_notification apns {{\ntopic = t\n{block}\n}}\n")
+    bad.write_text(f"state_dir = {tmp_path / 'state'}\npush_notification apns {{\n{block}\n}}\n")
+    assert CliRunner().invoke(cli, ["check-config", "-c", str(good)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["check-config", "-c", str(bad)])
+    assert result.exit_code == 1 and result.output.strip().endswith(
+        "setting 'topic': is required; add 'topic = ...' to the block"
+    )
+    assert len(result.output.strip().splitlines()) == 1
