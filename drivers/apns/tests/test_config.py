@@ -16,6 +16,7 @@ from push_notification.config import parse_config
 from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
 from push_notification.testing.inprocess import running_daemon
+from push_notification_apns.auth import TOKEN_LIFETIME, ProviderToken
 from push_notification_apns.testing import LoopbackApns
 
 
@@ -110,3 +111,15 @@ def test_check_config_starts_the_instance_without_the_daemon(tmp_path: Path, key
         "setting 'topic': is required; add 'topic = ...' to the block"
     )
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_provider_token_is_kept_50_minutes_then_renewed() -> None:
+    token = ProviderToken(ec.generate_private_key(ec.SECP256R1()), "ABC123DEFG", "TEAM123456")
+    first = token.authorization(now=1_000_000)
+    assert token.authorization(now=1_000_000 + TOKEN_LIFETIME - 1) == first
+    renewed = token.authorization(now=1_000_000 + TOKEN_LIFETIME)
+    assert renewed != first and token.issued == 2
+    token.expired(first)  # an old token refused: the current one stays
+    assert token.authorization(now=1_000_000 + TOKEN_LIFETIME + 1) == renewed
+    token.expired(renewed)
+    assert token.authorization(now=1_000_000 + TOKEN_LIFETIME + 2) not in (first, renewed)

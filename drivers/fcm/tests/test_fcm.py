@@ -3,8 +3,12 @@ assertion, the access token and every message."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import NO_STORM, Start
+from conftest import NO_STORM, Start, instance_config
+from push_notification.testing.inprocess import running_daemon
+from push_notification_fcm.testing import LoopbackFcm
 
 
 async def test_new_mail_is_a_data_only_content_free_message(start: Start) -> None:
@@ -109,3 +113,15 @@ async def test_a_bad_token_is_a_one_line_400(start: Start) -> None:
     running = await start()
     status, body = await running.daemon.call("POST", "/v1/devices", {"user": "u", "kind": "fcm", "token": "short"})
     assert status == 400 and body["error"].startswith("the fcm token must be 20 to 4096 letters")
+
+
+async def test_an_access_token_is_renewed_five_minutes_before_it_expires(tmp_path: Path) -> None:
+    async with LoopbackFcm(token_lifetime=300) as fcm:  # always within five minutes of its end
+        config = instance_config(fcm, fcm.service_account(tmp_path / "sa.json"), NO_STORM)
+        async with running_daemon(tmp_path, config) as daemon:
+            await daemon.register("fcm", token=fcm.device().token)
+            await daemon.send(uid=1)
+            await fcm.wait_for(1)
+            await daemon.send(uid=2)
+            first, second = await fcm.wait_for(2)
+    assert first.authorization != second.authorization and len(fcm.access_tokens) == 2
