@@ -202,7 +202,11 @@ class StormQueue(Queue):
                 lane.pump.cancel()
         for name in names:
             settings = self.settings.get(name)
-            if name in self._lanes or settings is None or not settings.active:
+            if name in self._lanes:
+                # A reload changed the windows (0 = off: what is held still flushes, at once).
+                self._lanes[name].settings = settings or StormSettings()
+                continue
+            if settings is None or not settings.active:
                 continue
             lane = self._lanes[name] = _Lane(name, settings)
             lane.pump = self._spawn(f"storm control {name}", partial(self._pump, lane))
