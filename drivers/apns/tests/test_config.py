@@ -12,10 +12,7 @@ from conftest import NO_STORM, TOPIC, instance_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from push_notification.cli import cli
-from push_notification.config import parse_config
-from push_notification.errors import ConfigError
-from push_notification.server.daemon import Daemon
-from push_notification.testing.inprocess import running_daemon
+from push_notification.testing.inprocess import running_daemon, startup_error
 from push_notification_apns.auth import TOKEN_LIFETIME, ProviderToken
 from push_notification_apns.testing import LoopbackApns
 
@@ -33,12 +30,7 @@ async def test_certificate_authentication_needs_no_provider_token(tmp_path: Path
 
 
 def start_error(tmp_path: Path, settings: str) -> str:
-    config = f"listen = 127.0.0.1:0\nstate_dir = {tmp_path / 'state'}\npush_notification apns {{\n{settings}\n}}\n"
-    with pytest.raises(ConfigError) as error:
-        Daemon(parse_config(config, str(tmp_path / "push-notification.conf")))
-    message = str(error.value)
-    assert "\n" not in message
-    return message.split("push_notification apns: ", 1)[1]
+    return startup_error(tmp_path, "apns", settings)
 
 
 def pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:

@@ -9,19 +9,14 @@ import pytest
 from click.testing import CliRunner
 from push_notification.cli import cli
 from push_notification.config import parse_config
-from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
+from push_notification.testing.inprocess import startup_error
 from push_notification_fcm import FcmDriver
 from push_notification_fcm.testing import LoopbackFcm
 
 
 def start_error(tmp_path: Path, settings: str) -> str:
-    config = f"listen = 127.0.0.1:0\nstate_dir = {tmp_path / 'state'}\npush_notification fcm {{\n{settings}\n}}\n"
-    with pytest.raises(ConfigError) as error:
-        Daemon(parse_config(config, str(tmp_path / "push-notification.conf")))
-    message = str(error.value)
-    assert "\n" not in message
-    return message.split("push_notification fcm: ", 1)[1]
+    return startup_error(tmp_path, "fcm", settings)
 
 
 @pytest.fixture

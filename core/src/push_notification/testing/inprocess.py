@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from push_notification.config import parse_config
+from push_notification.errors import ConfigError
 from push_notification.server.daemon import Daemon
 
 INGRESS_TOKEN = "s3cret-ingress"
@@ -95,3 +96,17 @@ async def running_daemon(directory: Path, instances: str, daemon_settings: str =
         finally:
             daemon.stop()
             await task
+
+
+def startup_error(directory: Path, driver: str, settings: str) -> str:
+    """The one-line error a daemon with ``push_notification DRIVER { SETTINGS }`` stops at,
+    after the ``push_notification DRIVER: `` that names the block."""
+    config = f"listen = 127.0.0.1:0\nstate_dir = {directory / 'state'}\npush_notification {driver} {{\n{settings}\n}}\n"
+    try:
+        Daemon(parse_config(config, str(directory / "push-notification.conf")))
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError(f"the daemon started with: {settings!r}")
+    assert "\n" not in message, message
+    return message.split(f"push_notification {driver}: ", 1)[1]
