@@ -96,10 +96,13 @@ def serve(config_path: str | None, listen: str | None, log_level: str | None, lo
 @config_option
 def check_config(config_path: str | None) -> None:
     """Validate the config, load every driver it names, print the effective config (secrets masked)."""
+    from push_notification.devices.service import DeviceService
+    from push_notification.devices.sqlite import SqliteDeviceRegistry
     from push_notification.server.daemon import build_instances
 
     config = load_config(chosen_config(config_path))
-    build_instances(config, MetadataStore())
+    # An empty registry in memory: device drivers need one to start, the check must not open the real file.
+    build_instances(config, MetadataStore(), DeviceService(SqliteDeviceRegistry(), {}))
     click.echo(render_effective(config), nl=False)
 
 
