@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from ox_testkit import OX_METADATA_KEY, PASSWORD, PATH, OxEndpoint
-from push_notification.testing.inprocess import DaemonProcess
+from push_notification.testing.daemon import DaemonProcess
 
 
 class Daemon(DaemonProcess):
