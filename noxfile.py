@@ -89,8 +89,9 @@ def tests(session: nox.Session, package: str) -> None:
 def cross(session: nox.Session) -> None:
     """Cross-package and end-to-end tests (real daemon, real Dovecot 2.3 and 2.4 when installable)."""
     _install_dovecot(session, "install-dovecot24")
-    # pip: tests install drivers the way users do (uv venvs come without it)
-    session.install(*TEST_DEPS, "pip", "./core", *(_extras(p) for p in DRIVERS))
+    # pip: tests install drivers the way users do (uv venvs come without it);
+    # core[redis]: the scale-out tests run daemons on queue = redis
+    session.install(*TEST_DEPS, "pip", "./core[redis]", *(_extras(p) for p in DRIVERS))
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs)
 
 
