@@ -126,7 +126,18 @@ def test_the_units_user_group_and_capability_read_and_empty_dovecots_spool(mail_
         assert dovecot.log_errors() == []
 
 
+def require_interpreter_for_daemon_user() -> None:
+    """This test runs the daemon as the unit's user with no capability: the interpreter must be
+    one that user can run (a pyenv under a 0700 /root is not; the unit's /opt venv is)."""
+    probe = subprocess.run(
+        [*as_daemon_user(groups=[], caps=None), sys.executable, "-c", "pass"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{sys.executable} cannot run as {DAEMON_USER}: {probe.stderr.strip()[:200]}")
+
+
 def test_a_daemon_outside_the_spools_group_says_who_it_runs_as_and_the_fix() -> None:
+    require_interpreter_for_daemon_user()
     with BridgedDovecot() as dovecot:
         spool_as_printed(dovecot)
         config = daemon_config(dovecot, free_port())
