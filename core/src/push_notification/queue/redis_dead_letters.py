@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from push_notification.errors import PushNotificationError
-from push_notification.queue.redis_store import partition_of_user
+from push_notification.queue.redis_store import partition_of_user, sync_redis_client
 from push_notification.queue.sqlite_store import DeadLetter, Filter, InstanceStatus
 from push_notification.settings import mask_url
 
@@ -21,15 +21,9 @@ class RedisDeadLetters:
     """Dead letters kept in Redis (``pn:d:<instance>`` hashes, keyed by stream entry id)."""
 
     def __init__(self, url: str, prefix: str = "pn") -> None:
-        try:
-            import redis
-        except ImportError:
-            raise PushNotificationError(
-                "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
-            ) from None
         self.url = url
         self.prefix = prefix
-        self.client: Any = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0)
+        self.client: Any = sync_redis_client(url)
         try:
             stored = self.client.get(f"{prefix}:meta:partitions")
         except Exception as exc:  # noqa: BLE001 - one line, whatever the client raises

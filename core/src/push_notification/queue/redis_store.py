@@ -55,6 +55,20 @@ def partition_of_user(username: str, partitions: int) -> int:
     return zlib.crc32(username.encode("utf-8", "surrogatepass")) % partitions
 
 
+MISSING_CLIENT = "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
+
+
+def sync_redis_client(url: str, **options: Any) -> Any:
+    """A synchronous client for ``url``, for callers without an event loop (the METADATA store
+    drivers call from their hooks and threads, the ``queue`` commands); one clear line when the
+    client library is missing."""
+    try:
+        import redis
+    except ImportError:
+        raise PushNotificationError(MISSING_CLIENT) from None
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0, **options)
+
+
 def redis_client(url: str) -> Any:
     """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``, or
     ``redis+sentinel://host:port[,host:port]/service[/db]``); one clear line when the client
@@ -64,9 +78,7 @@ def redis_client(url: str) -> Any:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
     except ImportError:
-        raise PushNotificationError(
-            "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
-        ) from None
+        raise PushNotificationError(MISSING_CLIENT) from None
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": 2.0,

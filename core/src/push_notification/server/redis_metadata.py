@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from push_notification.errors import PushNotificationError
+from push_notification.queue.redis_store import sync_redis_client
 from push_notification.server.metadata import check_key
 from push_notification.settings import mask_url
 
@@ -19,17 +20,9 @@ class RedisMetadataStore:
     """The :class:`~push_notification.Metadata` protocol over Redis."""
 
     def __init__(self, url: str, prefix: str = "pn") -> None:
-        try:
-            import redis
-        except ImportError:
-            raise PushNotificationError(
-                "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
-            ) from None
         self.url = url
         self.prefix = prefix
-        self._client: Any = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
-        )
+        self._client: Any = sync_redis_client(url, socket_timeout=5.0)
 
     def _key(self, username: str) -> str:
         return f"{self.prefix}:md:{username}"
