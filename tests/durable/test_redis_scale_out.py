@@ -5,6 +5,7 @@ accepted is lost; dead letters made on one daemon are retried from another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import web
 from durable_kit import Daemon, eventually
 from push_notification.queue.redis_store import partition_of_user
+from push_notification.testing.loopback import loopback_server
 from push_notification.testing.redis import RedisServer, RedisUnavailable
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -43,8 +45,8 @@ class WebhookSink:
     def __init__(self) -> None:
         self.arrivals: list[tuple[str, str, int]] = []
         self.refuse = False
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._server = contextlib.AsyncExitStack()
 
     @property
     def ids(self) -> set[str]:
@@ -58,18 +60,11 @@ class WebhookSink:
         return web.Response(text="ok")
 
     async def __aenter__(self) -> WebhookSink:
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = await self._server.enter_async_context(loopback_server(self._handle))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
+        await self._server.aclose()
 
 
 def workdir(path: Path) -> Path:
@@ -81,7 +76,7 @@ def config(redis: RedisServer, sink: WebhookSink) -> str:
     return (
         f"queue = redis\nqueue_url = {redis.url}\nqueue_partitions = {PARTITIONS}\n"
         "queue_visibility_timeout = 2s\nqueue_retry_delay = 100ms\nqueue_retry_max_delay = 1s\n"
-        f"push_notification hook {{\n  driver = webhook\n  url = http://127.0.0.1:{sink.port}/hook\n}}\n"
+        f"push_notification hook {{\n  driver = webhook\n  url = {sink.url}/hook\n}}\n"
     )
 
 
