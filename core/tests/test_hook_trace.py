@@ -8,9 +8,9 @@ import re
 
 import pytest
 from push_notification import DriverContext, hookimpl
+from push_notification.drivers import tracing_wanted
 from push_notification.errors import PermanentError
 from push_notification.events import Event
-from push_notification.hook_trace import tracing_wanted
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.transaction import Transaction
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from push_notification.errors import ConfigError
-from push_notification.http_client import read_http_client_settings
+from push_notification.http import read_http_client_settings
 from push_notification.settings import Settings
 from push_notification.testing.tls import CA_NAME, make_tls_files
 

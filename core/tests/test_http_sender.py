@@ -18,23 +18,21 @@ from dataclasses import dataclass, field, replace
 import pytest
 from aiohttp import web
 from push_notification.errors import DriverError, PermanentError, RetryableError
-from push_notification.http_client import (
+from push_notification.http import (
+    Failure,
     HttpClientSettings,
     HttpPermanentError,
     HttpRequest,
     HttpResponse,
     HttpRetryableError,
     HttpSender,
-    RequestBuilder,
-    safe_url,
-)
-from push_notification.http_retry import (
-    Failure,
     Part,
     PartialDeliveries,
+    RequestBuilder,
     RetryPolicy,
     combined_error,
     parse_retry_after,
+    safe_url,
 )
 from push_notification.testing.loopback import loopback_server
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from push_notification.config import parse_config
 from push_notification.errors import PermanentError, RetryableError
-from push_notification.http_client import connect_failure
+from push_notification.http import connect_failure
 from push_notification.log_fields import delivery_fields
 from push_notification.queue import MemoryQueue
 from push_notification.queue.retry import RetryPolicy

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from push_notification.x509_strict import ca_problems
+from push_notification.http.x509 import ca_problems
 
 SIGN_CERTS = {"key_cert_sign": True, "crl_sign": True}
 NO_USAGE = {"key_cert_sign": False, "crl_sign": False}

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from push_notification.cli_options import chosen_config, config_option, ingress_url_callback
 from push_notification.config import load_config, render_effective
+from push_notification.config.cli_options import chosen_config, config_option, ingress_url_callback
+from push_notification.config.ingress_address import TRANSACTIONS_PATH
 from push_notification.drivers import implemented_hooks, installed_drivers
 from push_notification.errors import PushNotificationError
 from push_notification.events import event_type
-from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue.cli import queue_group
 from push_notification.server.client import DEFAULT_URL, IngressClient, read_json_lines
 from push_notification.server.metadata import MetadataStore, open_metadata

@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -27,10 +29,9 @@ import pluggy
 
 from push_notification import hookspecs
 from push_notification.errors import ConfigError, PushNotificationError
-from push_notification.events import EVENT_TYPES
-from push_notification.hook_trace import traced, tracing_wanted
+from push_notification.events import EVENT_TYPES, Event
 from push_notification.settings import Settings
-from push_notification.transaction import Transaction
+from push_notification.transaction import Message, Transaction
 
 ENTRY_POINT_GROUP = "push_notification.drivers"
 #: How to name a driver distribution so ``pip install`` hints are right.
@@ -304,3 +305,73 @@ def create_instance(
             f" {context.driver!r} failed to start: {type(exc).__name__}: {exc}"
         ) from None
     return DriverInstance(context.instance, context.driver, plugin, timeout=timeout, trace=trace)
+
+
+# --- PUSH_NOTIFICATION_TRACE=1: one log line per hook call, for seeing what a driver is given.
+#
+# Each line names the instance, the hook, a short form of its arguments, what it returned (or
+# raised) and how long it took, async hooks included (datasette's DATASETTE_TRACE_PLUGINS):
+#
+#     trace ox1 message_new(txn=<txn 3e8c… alice INBOX>, event=<MessageNew uid=7>) -> None in 0.041 ms
+#
+# Whether to trace is decided once, when an instance is created: the dispatcher then calls the
+# wrapped functions of its hook table, so tracing costs nothing when it is off. Lines go to the
+# ``push_notification.trace`` logger at INFO, which is opened to INFO for the purpose.
+
+TRACE_ENV = "PUSH_NOTIFICATION_TRACE"
+_TRACE_OFF = ("", "0", "no", "false", "off")
+#: How much of an argument a line shows at most.
+TRACE_MAX_ARG = 60
+
+trace_log = logging.getLogger("push_notification.trace")
+
+
+def tracing_wanted() -> bool:
+    """True when ``PUSH_NOTIFICATION_TRACE`` is set to anything but 0/no/false/off."""
+    return os.environ.get(TRACE_ENV, "").strip().lower() not in _TRACE_OFF
+
+
+def short(value: object) -> str:
+    """A few words for an argument: which transaction, which event; never a message body."""
+    if isinstance(value, Transaction):
+        return f"<txn {value.id} {value.user.username} {value.mailbox}>"
+    if isinstance(value, Event):
+        uid = getattr(value, "uid", None)
+        return f"<{value.name} uid={uid}>" if uid is not None else f"<{value.name} {value.mailbox}>"
+    if isinstance(value, Message):
+        return f"<message uid={value.uid} events={len(value.events)}>"
+    text = repr(value)
+    return text if len(text) <= TRACE_MAX_ARG else text[: TRACE_MAX_ARG - 1] + "…"
+
+
+def traced(instance: str, hook: str, argnames: tuple[str, ...], function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` logging each call of ``hook``; awaitables are timed until they finish."""
+    trace_log.setLevel(logging.INFO)
+
+    def line(args: tuple[Any, ...], outcome: str, started: float) -> None:
+        shown = ", ".join(f"{name}={short(arg)}" for name, arg in zip(argnames, args, strict=False))
+        took = (time.perf_counter() - started) * 1000
+        trace_log.info("trace %s %s(%s) %s in %.3f ms", instance, hook, shown, outcome, took)
+
+    async def finish(args: tuple[Any, ...], awaitable: Awaitable[Any], started: float) -> Any:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            line(args, f"raised {type(exc).__name__}", started)
+            raise
+        line(args, f"-> {short(result)}", started)
+        return result
+
+    def call(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = function(*args)
+        except BaseException as exc:
+            line(args, f"raised {type(exc).__name__}", started)
+            raise
+        if result is not None and isawaitable(result):
+            return finish(args, result, started)
+        line(args, f"-> {short(result)}", started)
+        return result
+
+    return call

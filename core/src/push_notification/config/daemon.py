@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from push_notification.config.ingress_address import is_loopback_host
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
 from push_notification.errors import ConfigError
-from push_notification.ingress_address import is_loopback_host
 from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 

@@ -22,7 +22,7 @@ from push_notification.devices.vapid import b64url
 from push_notification.devices.wake import read_wake_filter
 from push_notification.drivers import Devices, PushDevice
 from push_notification.errors import ConfigError, DriverError, PermanentError
-from push_notification.http_retry import PartialDeliveries
+from push_notification.http import PartialDeliveries
 from push_notification.templates import TemplateError
 from push_notification.transaction import Transaction
 

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from push_notification.cli_options import SYSTEM_CONFIG, ingress_url_callback
+from push_notification.config.cli_options import SYSTEM_CONFIG, ingress_url_callback
+from push_notification.config.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
 from push_notification.dovecot.bytecode import compile_lua
-from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, is_loopback_host
 
 __all__ = ["BridgeOptions", "dovecot_config", "install_script", "plugin_settings", "render_snippet", "script_source"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from push_notification.cli_options import chosen_config, config_option
 from push_notification.config import load_config
+from push_notification.config.cli_options import chosen_config, config_option
 from push_notification.errors import PushNotificationError
 from push_notification.queue.dead_letters import DeadLetterBook, SqliteDeadLetters, open_dead_letters
 from push_notification.queue.sqlite_store import DeadLetter, Filter

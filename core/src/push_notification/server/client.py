@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from push_notification.config.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, ingress_url
 from push_notification.errors import PushNotificationError
-from push_notification.ingress_address import DEFAULT_URL, TRANSACTIONS_PATH, ingress_url
 from push_notification.settings import mask_url
 
 __all__ = ["DEFAULT_URL", "IngressClient", "read_json_lines"]

@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from push_notification.config.daemon import parse_listen
+from push_notification.config.ingress_address import TRANSACTIONS_PATH
 from push_notification.errors import EventError
-from push_notification.ingress_address import TRANSACTIONS_PATH
 from push_notification.queue import Queue, QueueFull
 from push_notification.transaction import transaction_from_json
 

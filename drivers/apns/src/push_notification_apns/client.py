@@ -12,8 +12,15 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import httpx
-from push_notification.http_client import HttpClientSettings, HttpRequest, HttpResponse, TransportError, safe_url
-from push_notification.http_retry import Failure, RetryPolicy
+from push_notification.http import (
+    Failure,
+    HttpClientSettings,
+    HttpRequest,
+    HttpResponse,
+    RetryPolicy,
+    TransportError,
+    safe_url,
+)
 
 #: httpx logs every request's URL at INFO, hpack every header at DEBUG, and an APNs request
 #: carries the device token in its path and the provider token in a header: credentials the
@@ -69,7 +76,7 @@ POLICY = ApnsPolicy()
 
 
 class Http2Transport:
-    """httpx with h2 (implements ``push_notification.http_client.Transport``)."""
+    """httpx with h2 (implements ``push_notification.http.Transport``)."""
 
     def __init__(self, settings: HttpClientSettings) -> None:
         assert settings.ssl_context is not None

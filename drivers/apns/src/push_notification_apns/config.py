@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from push_notification.errors import PushNotificationError
-from push_notification.http_client import HttpClientSettings, read_http_client_settings
+from push_notification.http import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 
 from .auth import ProviderToken, add_client_certificate, load_p8_key

@@ -18,7 +18,7 @@ from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
 from push_notification.errors import PermanentError
-from push_notification.http_client import HttpPermanentError, HttpRequest, HttpSender
+from push_notification.http import HttpPermanentError, HttpRequest, HttpSender
 from push_notification.transaction import Transaction
 
 from .client import POLICY, Http2Transport, apple_reason

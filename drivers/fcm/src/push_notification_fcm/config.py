@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from push_notification.errors import PushNotificationError
-from push_notification.http_client import HttpClientSettings, read_http_client_settings
+from push_notification.http import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 
 from .credentials import ServiceAccount, load_service_account

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from google.auth import crypt, jwt
 from push_notification.errors import PermanentError, PushNotificationError
-from push_notification.http_client import HttpRequest, HttpSender
+from push_notification.http import HttpRequest, HttpSender
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"

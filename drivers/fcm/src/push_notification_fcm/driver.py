@@ -17,7 +17,7 @@ from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
-from push_notification.http_client import HttpPermanentError, HttpRequest, HttpSender
+from push_notification.http import HttpPermanentError, HttpRequest, HttpSender
 from push_notification.transaction import Transaction
 
 from .config import read_config

@@ -10,8 +10,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from push_notification.http_client import HttpResponse
-from push_notification.http_retry import Failure, RetryPolicy
+from push_notification.http import Failure, HttpResponse, RetryPolicy
 
 HINTS = MappingProxyType(
     {

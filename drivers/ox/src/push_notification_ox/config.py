@@ -12,7 +12,7 @@ import base64
 import ssl
 from dataclasses import dataclass
 
-from push_notification.http_client import read_http_client_settings
+from push_notification.http import read_http_client_settings
 from push_notification.settings import Settings, mask_url, parse_bool
 from yarl import URL
 

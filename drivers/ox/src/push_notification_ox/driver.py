@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
-from push_notification.http_retry import PartialDeliveries
+from push_notification.http import PartialDeliveries
 from push_notification.transaction import OX_METADATA_KEY
 
 from .activation import Activation, metadata_user

@@ -18,8 +18,7 @@ import logging
 import time
 from types import MappingProxyType
 
-from push_notification.http_client import HttpClientSettings, HttpRequest, HttpSender
-from push_notification.http_retry import RetryPolicy
+from push_notification.http import HttpClientSettings, HttpRequest, HttpSender, RetryPolicy
 
 from .config import OxConfig
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from push_notification.errors import EventError
 from push_notification.events import EVENT_TYPES, Event, event_from_dict
-from push_notification.http_client import HttpClientSettings, read_http_client_settings
+from push_notification.http import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 from push_notification.transaction import MailboxStatus, Transaction, User
 

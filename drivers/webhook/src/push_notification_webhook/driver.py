@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from push_notification import DriverContext, hookimpl
 from push_notification.errors import DriverError, PermanentError
 from push_notification.events import Event
-from push_notification.http_retry import PartialDeliveries
+from push_notification.http import PartialDeliveries
 from push_notification.transaction import Transaction
 
 from .config import read_config

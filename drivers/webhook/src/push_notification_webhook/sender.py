@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from push_notification.http_client import HttpClientSettings, HttpRequest, HttpSender, safe_url
-from push_notification.http_retry import RetryPolicy
+from push_notification.http import HttpClientSettings, HttpRequest, HttpSender, RetryPolicy, safe_url
 
 __all__ = ["MAX_RETRY_AFTER", "Request", "new_sender", "safe_url"]
 

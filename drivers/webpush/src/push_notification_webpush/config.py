@@ -7,7 +7,7 @@ from pathlib import Path
 
 from push_notification.devices.vapid import load_vapid_key, public_key_b64
 from push_notification.errors import PushNotificationError
-from push_notification.http_client import HttpClientSettings, read_http_client_settings
+from push_notification.http import HttpClientSettings, read_http_client_settings
 from push_notification.settings import Settings
 
 from .message import URGENCIES

@@ -21,8 +21,15 @@ from push_notification.devices.payload import PayloadBuilder
 from push_notification.devices.wake import read_wake_filter
 from push_notification.drivers import Devices, PushDevice
 from push_notification.errors import ConfigError, PermanentError
-from push_notification.http_client import HttpPermanentError, HttpRequest, HttpRetryableError, HttpSender, safe_url
-from push_notification.http_retry import PartialDeliveries, RetryPolicy
+from push_notification.http import (
+    HttpPermanentError,
+    HttpRequest,
+    HttpRetryableError,
+    HttpSender,
+    PartialDeliveries,
+    RetryPolicy,
+    safe_url,
+)
 from push_notification.templates import TemplateError
 from push_notification.transaction import Transaction
 from py_vapid import VapidException

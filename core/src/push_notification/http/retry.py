@@ -1,6 +1,6 @@
 """When an HTTP driver tries a request again, and what a retried transaction sends again.
 
-:class:`RetryPolicy` holds the rules the sender (:mod:`push_notification.http_client`) applies
+:class:`RetryPolicy` holds the rules the sender (:mod:`push_notification.http`) applies
 after each failed attempt: which statuses are worth another attempt, how long to back off,
 and whether to wait in place or leave the wait to the queue. :class:`PartialDeliveries`
 remembers which requests of a transaction already got through, so the queue's retry of that
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from push_notification.errors import DriverError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
-    from push_notification.http_client import HttpResponse
+    from push_notification.http.client import HttpResponse
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from push_notification.ingress_address import ingress_url
+from push_notification.config.ingress_address import ingress_url
 
 CONFIG_ENV = "PUSH_NOTIFICATION_CONFIG"
 #: Where the systemd unit's config lives (contrib/systemd/push-notification.service).

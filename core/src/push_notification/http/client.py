@@ -6,7 +6,7 @@ Dovecot 2.4's names are the primary ones; 2.3's ``timeout_msecs`` and ``max_retr
 (= attempts - 1) are accepted too, but not both names of one setting at once.
 
 :class:`HttpSender` sends one request with up to ``max_attempts`` attempts over one pooled
-keep-alive session per instance, under a :class:`~push_notification.http_retry.RetryPolicy`,
+keep-alive session per instance, under a :class:`~push_notification.http.RetryPolicy`,
 and turns what is left into ``RetryableError``/``PermanentError`` with one line naming the
 request (never its secrets), the failure and the attempts.
 """
@@ -28,9 +28,9 @@ import aiohttp
 from yarl import URL
 
 from push_notification.errors import DriverError, PermanentError, RetryableError
-from push_notification.http_retry import Failure, RetryPolicy
+from push_notification.http.retry import Failure, RetryPolicy
+from push_notification.http.x509 import CA_EXTENSIONS_FIX, ca_problems
 from push_notification.settings import Settings
-from push_notification.x509_strict import CA_EXTENSIONS_FIX, ca_problems
 
 DEFAULT_REQUEST_TIMEOUT = 2.0
 DEFAULT_MAX_ATTEMPTS = 2
