@@ -116,6 +116,11 @@ class Queue(ABC):
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
 
+    def problem(self) -> str | None:
+        """Why the queue cannot accept now (a shared engine out of reach), one line for
+        ``/healthz``; ``None`` while it can. It clears by itself once the cause is gone."""
+        return None
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect before the first ``attach`` (a shared queue checks it can be used: one clear
         line at start-up rather than a 503 for every request)."""

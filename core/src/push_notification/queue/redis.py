@@ -5,7 +5,8 @@ Why it looks like this:
 * A transaction goes to one of ``partitions`` streams, chosen by its user, with one ``XADD``;
   ``put`` returns once Redis answered, so the ingress answers 202 only for what Redis holds
   (what survives a Redis crash then depends on its ``appendfsync``: docs/scale-out.md).
-  Concurrent ``put``\\ s share one pipeline round trip.
+  Concurrent ``put``\\ s share one command (a script of their ``XADD``\\ s), as concurrent
+  SQLite puts share one commit; outcomes are written the same way, a batch per loop turn.
 * Every driver instance is one consumer group on every stream, so instances never hold each
   other back and any daemon's instance of that name may deliver.
 * One daemon at a time delivers an (instance, partition): the lease of ``redis_leases.py``.
@@ -18,8 +19,11 @@ Why it looks like this:
   daemon may arrive twice, and a retry scheduled there restarts its backoff on the new owner.
 * Retry counts and dead letters live in Redis too (hashes per instance), so any host's
   ``push-notification queue`` sees and retries them.
-* Backpressure is cluster-wide: every daemon reads each group's backlog (lag + pending) twice
-  a second; past ``high_water`` for any instance, ``put`` raises :class:`QueueFull` (503).
+* Backpressure is cluster-wide: every second each daemon counts the backlog (lag + pending)
+  of the partitions it owns into one shared hash and reads the sum back, in one command: its
+  upkeep grows with what it owns, not with the number of daemons. Past ``high_water`` for any
+  instance, ``put`` raises :class:`QueueFull` (503). Redis out of reach is a 503 too, and a
+  problem on ``/healthz`` until it answers again.
 """
 
 from __future__ import annotations
@@ -36,18 +40,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from push_notification.config.redis_client import RedisError, redis_client, safe_url
 from push_notification.errors import PushNotificationError
 from push_notification.queue.contract import Queue, QueueFull
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.redis_leases import Leases, Pair
-from push_notification.queue.redis_store import (
-    RedisError,
-    RedisStore,
-    decode_id,
-    encode_id,
-    partition_of_user,
-    redis_client,
-)
+from push_notification.queue.redis_store import SEQ_PER_MS, RedisStore, decode_id, encode_id, partition_of_user
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.threads import CrashReport, log_crash
 from push_notification.transaction import Transaction, transaction_from_json
@@ -58,8 +56,10 @@ log = logging.getLogger("push_notification.queue")
 READ_COUNT = 500
 #: How long a blocking read waits before it looks at its partitions again (ms).
 READ_BLOCK_MS = 1000
-#: How often backlogs and dead letters are counted (backpressure, /metrics).
-COUNT_INTERVAL = 0.5
+#: How often backlogs and dead letters are counted (backpressure, /metrics, /healthz).
+COUNT_INTERVAL = 1.0
+#: How often a daemon trims what every group acknowledged from the streams it owns.
+TRIM_INTERVAL = 5.0
 
 
 def _raise_if_cancelled() -> None:
@@ -119,7 +119,8 @@ class RedisQueue(Queue):
         self._local: dict[Pair, dict[str, Transaction]] = {}
         self._backlog: dict[str, int] = {}
         self._dead: dict[str, int] = {}
-        self._batch: list[tuple[str, dict[str, str], asyncio.Future[str]]] = []
+        self._batch: list[tuple[str, str, str]] = []
+        self._batch_futures: list[asyncio.Future[str]] = []
         #: Outcome writes that failed (Redis away): tried again by the maintenance loop.
         self._unwritten: list[tuple[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,6 +128,8 @@ class RedisQueue(Queue):
         self._assigned = asyncio.Event()
         self._groups: asyncio.Future[None] | None = None
         self._reachable = True
+        #: Why Redis is out of reach (for /healthz), while it is.
+        self._unreachable_reason = ""
         self._closing = False
         self._report: CrashReport = log_crash
 
@@ -181,7 +184,7 @@ class RedisQueue(Queue):
 
     async def put(self, txn: Transaction) -> None:
         if not self._reachable:
-            raise QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
+            raise QueueFull(f"queue {safe_url(self.url)} is unreachable", retry_after=1.0)
         for name in self._instances:
             if self._backlog.get(name, 0) >= self.high_water:
                 raise QueueFull(f"queue for push_notification {name} holds {self._backlog[name]} transactions")
@@ -191,11 +194,11 @@ class RedisQueue(Queue):
             await self._groups
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        fields = {"t": txn.json, "at": repr(time.time()), "id": txn.id}
         if not self._batch:
             loop.call_soon(self._flush_puts)
         partition = self.partition(txn.user.username)
-        self._batch.append((self.store.stream(partition), fields, future))
+        self._batch.append((self.store.stream(partition), txn.json, txn.id))
+        self._batch_futures.append(future)
         cached = [
             local
             for local in (self._local.get((name, partition)) for name in self._instances)
@@ -326,6 +329,11 @@ class RedisQueue(Queue):
             return self._dead.get(instance, 0)
         return sum(self._dead.values())
 
+    def problem(self) -> str | None:
+        if self._reachable:
+            return None
+        return f"queue {safe_url(self.url)} is unreachable: {self._unreachable_reason}"
+
     # -- accepting -----------------------------------------------------------------
 
     def partition(self, username: str) -> int:
@@ -333,21 +341,20 @@ class RedisQueue(Queue):
 
     def _flush_puts(self) -> None:
         batch, self._batch = self._batch, []
-        asyncio.get_running_loop().create_task(self._send_puts(batch))
+        futures, self._batch_futures = self._batch_futures, []
+        asyncio.get_running_loop().create_task(self._send_puts(batch, futures))
 
-    async def _send_puts(self, batch: list[tuple[str, dict[str, str], asyncio.Future[str]]]) -> None:
+    async def _send_puts(self, batch: list[tuple[str, str, str]], futures: list[asyncio.Future[str]]) -> None:
         try:
             ids = await self.store.add(batch)
         except Exception as exc:  # noqa: BLE001 - any failure of Redis is a 503 for these puts
             self._unreachable(exc)
-            for *_, future in batch:
+            for future in futures:
                 if not future.done():
-                    future.set_exception(
-                        QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
-                    )
+                    future.set_exception(QueueFull(f"queue {safe_url(self.url)} is unreachable", retry_after=1.0))
             return
         self._reached()
-        for (_, _, future), entry_id in zip(batch, ids, strict=True):
+        for future, entry_id in zip(futures, ids, strict=True):
             if not future.done():
                 future.set_result(entry_id)
 
@@ -436,7 +443,10 @@ class RedisQueue(Queue):
                 txn = local.pop(fields.get("id", ""), None) if local is not None else None
                 if txn is None:
                     txn = transaction_from_json(fields["t"])
-                accepted_at = float(fields["at"])
+                # The entry id is the time Redis accepted it, unless the entry says otherwise
+                # (a requeued dead letter or a storm window keeps its first acceptance).
+                at = fields.get("at")
+                accepted_at = float(at) if at is not None else (seq // SEQ_PER_MS) / 1000
             except (KeyError, ValueError, PushNotificationError) as exc:
                 log.error("queue: entry %s of %s is unreadable (%s); acknowledged and dropped", entry_id, stream, exc)
                 self._write("ack", (stream, instance, entry_id, False))
@@ -488,10 +498,12 @@ class RedisQueue(Queue):
     # -- maintenance ---------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Beat and balance leases, count backlogs, write what failed before, trim streams."""
+        """Beat and balance leases, count backlogs, write what failed before, trim streams: all
+        of it in a few commands a second, about the pairs this daemon owns."""
         beat_every = max(min(self.visibility_timeout / 3, 2.0), 0.2)
         next_beat = 0.0
         next_sweep = time.monotonic() + self.visibility_timeout
+        next_trim = time.monotonic() + TRIM_INTERVAL
         while not self._closing:
             _raise_if_cancelled()
             try:
@@ -503,12 +515,13 @@ class RedisQueue(Queue):
                     for pair in sorted(self._owned - self._fresh):
                         await self._claim(pair, min_idle_ms=idle_ms)
                     next_sweep = time.monotonic() + self.visibility_timeout
-                backlog, dead = await self.store.count(self._instances)
+                trim = time.monotonic() >= next_trim
+                backlog, dead = await self.store.maintain(self._instances, self._owned | self._moving, trim=trim)
+                if trim:
+                    next_trim = time.monotonic() + TRIM_INTERVAL
                 self._backlog.update(backlog)
                 self._dead.update(dead)
                 await self._write_unwritten()
-                if self._instances:
-                    await self.store.trim({p for i, p in self._owned if i == self._instances[0]})
                 self._reached()
             except asyncio.CancelledError:
                 raise
@@ -549,15 +562,17 @@ class RedisQueue(Queue):
             self._report(task, exc)
 
     def _unreachable(self, exc: BaseException) -> None:
+        reason = describe_error(exc)
         if self._reachable:
             log.error(
                 "queue %s is unreachable (%s); accepting nothing (503) until it answers again",
-                self.store.safe_url(self.url),
-                describe_error(exc),
+                safe_url(self.url),
+                reason,
             )
         self._reachable = False
+        self._unreachable_reason = reason
 
     def _reached(self) -> None:
         if not self._reachable:
-            log.info("queue %s answers again", self.store.safe_url(self.url))
+            log.info("queue %s answers again", safe_url(self.url))
         self._reachable = True
