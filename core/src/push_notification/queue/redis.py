@@ -58,6 +58,14 @@ READ_COUNT = 500
 READ_BLOCK_MS = 1000
 #: How often backlogs and dead letters are counted (backpressure, /metrics, /healthz).
 COUNT_INTERVAL = 1.0
+#: Longest an ack waits to share one command with others, and how many go without waiting.
+ACK_DELAY = 0.05
+ACK_BATCH = 512
+#: After a read that brought in a little, wait this long before the next (s): a daemon's reads
+#: per second stay bounded when its share of the traffic is thin (delivery waits that much more).
+READ_PACE = 0.005
+#: A read bringing in at least this many is not paced.
+READ_FULL = 100
 #: How often a daemon trims what every group acknowledged from the streams it owns.
 TRIM_INTERVAL = 5.0
 
@@ -123,6 +131,8 @@ class RedisQueue(Queue):
         self._batch_futures: list[asyncio.Future[str]] = []
         #: Outcome writes that failed (Redis away): tried again by the maintenance loop.
         self._unwritten: list[tuple[str, Any]] = []
+        self._write_handle: asyncio.Handle | None = None
+        self._write_soon = False
         self._tasks: list[asyncio.Task[None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._assigned = asyncio.Event()
@@ -384,9 +394,13 @@ class RedisQueue(Queue):
                 room = min(self.window - self._lanes[pair].in_memory for pair in pairs)
                 reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
                 self._reached()
+                read = 0
                 for stream, entries in reply:
                     pair = (instance, self.store.partition_of(stream))
                     self._admit(pair, entries, {})
+                    read += len(entries)
+                if 0 < read < READ_FULL:
+                    await asyncio.sleep(READ_PACE)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): read again
@@ -480,10 +494,26 @@ class RedisQueue(Queue):
     # -- outcomes ------------------------------------------------------------------
 
     def _write(self, kind: str, args: Any) -> None:
-        """Record an outcome without waiting (at-least-once: a lost ack means one more delivery)."""
+        """Record an outcome without waiting (at-least-once: a lost ack means one more delivery).
+
+        Acks wait up to :data:`ACK_DELAY` to share one command, as the SQLite queue's lazy
+        writes share a commit: a daemon's ack commands per second stay bounded however thin
+        its share of the traffic is. Anything else (a retry's state, a dead letter, a lease
+        handed over) goes at the next loop turn, with the acks waiting before it."""
         self._unwritten.append((kind, args))
-        if len(self._unwritten) == 1:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._write_unwritten()))
+        urgent = kind != "ack" or len(self._unwritten) >= ACK_BATCH
+        if urgent and not self._write_soon:
+            if self._write_handle is not None:
+                self._write_handle.cancel()
+            self._write_soon = True
+            self._write_handle = asyncio.get_running_loop().call_soon(self._flush_writes)
+        elif self._write_handle is None:
+            self._write_handle = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_writes)
+
+    def _flush_writes(self) -> None:
+        self._write_handle = None
+        self._write_soon = False
+        asyncio.ensure_future(self._write_unwritten())
 
     async def _write_unwritten(self) -> None:
         writes, self._unwritten = self._unwritten, []
