@@ -133,6 +133,7 @@ class RedisQueue(Queue):
         self._unwritten: list[tuple[str, Any]] = []
         self._write_handle: asyncio.Handle | None = None
         self._write_soon = False
+        self._writing: set[asyncio.Future[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._assigned = asyncio.Event()
@@ -163,7 +164,10 @@ class RedisQueue(Queue):
         for task in [*self._readers.values(), *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._write_handle is not None:
+            self._write_handle.cancel()
         with contextlib.suppress(Exception):
+            await asyncio.gather(*self._writing)
             await self._write_unwritten()
             await self.leases.release(self._owned | self._moving)
             await self.leases.leave()
@@ -204,8 +208,10 @@ class RedisQueue(Queue):
             await self._groups
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        if not self._batch:
-            loop.call_soon(self._flush_puts)
+        if not self._batch:  # the task's first step takes every put made until then
+            task = loop.create_task(self._send_puts())
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         partition = self.partition(txn.user.username)
         self._batch.append((self.store.stream(partition), txn.json, txn.id))
         self._batch_futures.append(future)
@@ -349,12 +355,9 @@ class RedisQueue(Queue):
     def partition(self, username: str) -> int:
         return partition_of_user(username, self.partitions)
 
-    def _flush_puts(self) -> None:
+    async def _send_puts(self) -> None:
         batch, self._batch = self._batch, []
         futures, self._batch_futures = self._batch_futures, []
-        asyncio.get_running_loop().create_task(self._send_puts(batch, futures))
-
-    async def _send_puts(self, batch: list[tuple[str, str, str]], futures: list[asyncio.Future[str]]) -> None:
         try:
             ids = await self.store.add(batch)
         except Exception as exc:  # noqa: BLE001 - any failure of Redis is a 503 for these puts
@@ -513,7 +516,9 @@ class RedisQueue(Queue):
     def _flush_writes(self) -> None:
         self._write_handle = None
         self._write_soon = False
-        asyncio.ensure_future(self._write_unwritten())
+        task = asyncio.ensure_future(self._write_unwritten())
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
 
     async def _write_unwritten(self) -> None:
         writes, self._unwritten = self._unwritten, []
