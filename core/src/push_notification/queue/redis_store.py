@@ -270,7 +270,7 @@ class RedisStore:
                     keys = [stream, self.dead(instance), self.retries(instance)]
                     pipe.eval(DEAD_SCRIPT, len(keys), *keys, instance, entry_id, letter)
             if acks:
-                self._ack(**self._ack_call(acks, cleared), client=pipe)
+                await self._ack(**self._ack_call(acks, cleared), client=pipe)
             leases.release_in(pipe, releases)
             await pipe.execute()
 
