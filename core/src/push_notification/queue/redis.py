@@ -63,9 +63,9 @@ ACK_DELAY = 0.05
 ACK_BATCH = 512
 #: After a read that brought in a little, wait this long before the next (s): a daemon's reads
 #: per second stay bounded when its share of the traffic is thin (delivery waits that much more).
-READ_PACE = 0.005
+READ_PACE = 0.02
 #: A read bringing in at least this many is not paced.
-READ_FULL = 100
+READ_FULL = 200
 #: How often a daemon trims what every group acknowledged from the streams it owns.
 TRIM_INTERVAL = 5.0
 
@@ -171,6 +171,7 @@ class RedisQueue(Queue):
             await self._write_unwritten()
             await self.leases.release(self._owned | self._moving)
             await self.leases.leave()
+        await self.store.wire.close()
         await self.client.aclose()
 
     @property

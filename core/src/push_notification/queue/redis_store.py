@@ -18,6 +18,7 @@ command costs the client more than Redis' work on it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 from push_notification.config.redis_client import safe_url, unusable
 from push_notification.errors import PushNotificationError
+from push_notification.queue.redis_wire import Wire
 
 #: ``KEYS`` = the stream of each transaction; ``ARGV`` = JSON and id of each. Returns the ids.
 ADD_SCRIPT = """
@@ -110,6 +112,9 @@ for i = 1, n do dead[i] = redis.call('HLEN', KEYS[1 + i]) end
 return {redis.call('HGETALL', KEYS[1]), dead}
 """
 
+_ADD_SHA = hashlib.sha1(ADD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+_ACK_SHA = hashlib.sha1(ACK_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
 #: ``KEYS`` = stream, dead hash, retry hash; ``ARGV`` = group, entry id, letter JSON. One step,
 #: so a dead letter is never both kept and still pending (or neither).
 DEAD_SCRIPT = """
@@ -146,7 +151,7 @@ class RedisStore:
         self.partitions = partitions
         self.backlog_key = f"{prefix}:backlog"
         self._groups: set[str] = set()
-        self._add = client.register_script(ADD_SCRIPT)
+        self.wire = Wire(client)
         self._ack = client.register_script(ACK_SCRIPT)
         self._maintain = client.register_script(MAINTAIN_SCRIPT)
 
@@ -212,7 +217,7 @@ class RedisStore:
         """``XADD`` each ``(stream, JSON, id)`` in one command; the entry ids, in order."""
         keys = [stream for stream, _, _ in batch]
         args = [value for _, text, txn_id in batch for value in (text, txn_id)]
-        return [str(entry_id) for entry_id in await self._add(keys=keys, args=args)]
+        return [str(entry_id) for entry_id in await self.wire.script(ADD_SCRIPT, _ADD_SHA, keys, args)]
 
     async def read(
         self, group: str, consumer: str, streams: dict[str, str], count: int, block_ms: int
@@ -258,7 +263,7 @@ class RedisStore:
             else:
                 others.append((kind, args))
         if acks and not others and not releases:  # the usual batch: one command, no pipeline
-            await self._ack(**self._ack_call(acks, cleared))
+            await self.wire.script(ACK_SCRIPT, _ACK_SHA, **self._ack_call(acks, cleared))
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for kind, args in others:
