@@ -134,6 +134,9 @@ class RedisQueue(Queue):
         self._write_handle: asyncio.Handle | None = None
         self._write_soon = False
         self._writing: set[asyncio.Future[None]] = set()
+        #: (instance, entry id) finished here whose ack Redis has not taken yet: a sweep that
+        #: finds them still pending (Redis was away) must not deliver them again.
+        self._acks_owed: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._assigned = asyncio.Event()
@@ -171,7 +174,7 @@ class RedisQueue(Queue):
             await self._write_unwritten()
             await self.leases.release(self._owned | self._moving)
             await self.leases.leave()
-        await self.store.wire.close()
+        await self.store.close()
         await self.client.aclose()
 
     @property
@@ -450,7 +453,7 @@ class RedisQueue(Queue):
         known = self._known.setdefault(pair, set())
         for entry_id, fields in entries:
             seq = encode_id(entry_id)
-            if seq in known:
+            if seq in known or (instance, entry_id) in self._acks_owed:
                 continue
             only = fields.get("only")
             if only is not None and only != instance:
@@ -505,6 +508,8 @@ class RedisQueue(Queue):
         its share of the traffic is. Anything else (a retry's state, a dead letter, a lease
         handed over) goes at the next loop turn, with the acks waiting before it."""
         self._unwritten.append((kind, args))
+        if kind in ("ack", "dead"):
+            self._acks_owed.add((args[1], args[2]))
         urgent = kind != "ack" or len(self._unwritten) >= ACK_BATCH
         if urgent and not self._write_soon:
             if self._write_handle is not None:
@@ -530,6 +535,10 @@ class RedisQueue(Queue):
         except Exception as exc:  # noqa: BLE001 - kept and written by the maintenance loop
             self._unreachable(exc)
             self._unwritten[:0] = writes
+            return
+        for kind, args in writes:
+            if kind in ("ack", "dead"):  # both acknowledge the entry: (stream, instance, id, ...)
+                self._acks_owed.discard((args[1], args[2]))
 
     # -- maintenance ---------------------------------------------------------------
 

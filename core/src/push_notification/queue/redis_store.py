@@ -142,6 +142,11 @@ def partition_of_user(username: str, partitions: int) -> int:
     return zlib.crc32(username.encode("utf-8", "surrogatepass")) % partitions
 
 
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A stream entry's fields from Redis' flat ``[field, value, ...]`` list."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class RedisStore:
     """The queue's Redis commands, batched where the queue batches."""
 
@@ -152,6 +157,7 @@ class RedisStore:
         self.backlog_key = f"{prefix}:backlog"
         self._groups: set[str] = set()
         self.wire = Wire(client)
+        self._read_wires: dict[str, Wire] = {}
         self._ack = client.register_script(ACK_SCRIPT)
         self._maintain = client.register_script(MAINTAIN_SCRIPT)
 
@@ -222,8 +228,22 @@ class RedisStore:
     async def read(
         self, group: str, consumer: str, streams: dict[str, str], count: int, block_ms: int
     ) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
-        reply = await self.client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
-        return [(stream, entries) for stream, entries in reply or []]
+        """``XREADGROUP`` over the group's own connection (a blocking read holds its connection)."""
+        wire = self._read_wires.get(group)
+        if wire is None:
+            wire = self._read_wires[group] = Wire(self.client)
+        args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS"]
+        reply = await wire.call(*args, *streams, *streams.values(), timeout=block_ms / 1000)
+        by_stream = reply.items() if isinstance(reply, dict) else (reply or [])  # RESP3 map, RESP2 list
+        return [
+            (stream, [(entry_id, _pairs(fields)) for entry_id, fields in entries if fields is not None])
+            for stream, entries in by_stream
+        ]
+
+    async def close(self) -> None:
+        """Close the connections of our own (the client's pool is closed by the client)."""
+        for wire in [self.wire, *self._read_wires.values()]:
+            await wire.close()
 
     async def claim(
         self, stream: str, group: str, consumer: str, start: str, count: int, min_idle_ms: int = 0

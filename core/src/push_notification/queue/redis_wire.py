@@ -38,8 +38,9 @@ class Wire:
         self._reader_task: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock = asyncio.Lock()
 
-    async def call(self, *args: Any) -> Any:
-        """Send one command, return its reply (an error reply raises :class:`WireError`)."""
+    async def call(self, *args: Any, timeout: float = 0.0) -> Any:
+        """Send one command, return its reply (an error reply raises :class:`WireError`);
+        ``timeout``: how long the command itself may block Redis (a blocking read)."""
         import hiredis
 
         writer = self._writer if self._writer is not None else await self._connect()
@@ -47,7 +48,7 @@ class Wire:
         self._waiting.append(future)
         writer.write(hiredis.pack_command(args))
         try:
-            async with asyncio.timeout(REPLY_TIMEOUT):
+            async with asyncio.timeout(REPLY_TIMEOUT + timeout):
                 reply = await future
         except TimeoutError:
             self._broken(WireError(f"no reply from Redis within {REPLY_TIMEOUT:g}s"))
