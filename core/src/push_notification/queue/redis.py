@@ -134,9 +134,11 @@ class RedisQueue(Queue):
         self._write_handle: asyncio.Handle | None = None
         self._write_soon = False
         self._writing: set[asyncio.Future[None]] = set()
-        #: (instance, entry id) finished here whose ack Redis has not taken yet: a sweep that
-        #: finds them still pending (Redis was away) must not deliver them again.
-        self._acks_owed: set[tuple[str, str]] = set()
+        #: (stream, instance, entry id) finished here whose ack Redis has not taken yet: a sweep
+        #: that finds them still pending (Redis was away) must not deliver them again.
+        self._acks_owed: set[tuple[str, str, str]] = set()
+        #: Pairs a read in flight covers.
+        self._reading: set[Pair] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._assigned = asyncio.Event()
@@ -399,13 +401,21 @@ class RedisQueue(Queue):
                     continue
                 streams = {self.store.stream(p): ">" for _, p in pairs}
                 room = min(self.window - self._lanes[pair].in_memory for pair in pairs)
-                reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
+                # A pair being handed over is released only once no read covers it: what a read
+                # brings in after the release would wait for the idle sweep, out of order.
+                self._reading.update(pairs)
+                try:
+                    reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
+                finally:
+                    self._reading.difference_update(pairs)
                 self._reached()
                 read = 0
                 for stream, entries in reply:
                     pair = (instance, self.store.partition_of(stream))
                     self._admit(pair, entries, {})
                     read += len(entries)
+                for pair in self._moving.intersection(pairs):
+                    self._release_if_idle(pair)
                 if 0 < read < READ_FULL:
                     await asyncio.sleep(READ_PACE)
             except asyncio.CancelledError:
@@ -453,7 +463,7 @@ class RedisQueue(Queue):
         known = self._known.setdefault(pair, set())
         for entry_id, fields in entries:
             seq = encode_id(entry_id)
-            if seq in known or (instance, entry_id) in self._acks_owed:
+            if seq in known or (stream, instance, entry_id) in self._acks_owed:
                 continue
             only = fields.get("only")
             if only is not None and only != instance:
@@ -494,7 +504,7 @@ class RedisQueue(Queue):
 
     def _release_if_idle(self, pair: Pair) -> None:
         lane = self._lanes.get(pair)
-        if pair in self._moving and (lane is None or not lane.in_flight):
+        if pair in self._moving and pair not in self._reading and (lane is None or not lane.in_flight):
             self._drop(pair)
             self._write("release", pair)
 
@@ -509,7 +519,7 @@ class RedisQueue(Queue):
         handed over) goes at the next loop turn, with the acks waiting before it."""
         self._unwritten.append((kind, args))
         if kind in ("ack", "dead"):
-            self._acks_owed.add((args[1], args[2]))
+            self._acks_owed.add(args[:3])
         urgent = kind != "ack" or len(self._unwritten) >= ACK_BATCH
         if urgent and not self._write_soon:
             if self._write_handle is not None:
@@ -538,7 +548,7 @@ class RedisQueue(Queue):
             return
         for kind, args in writes:
             if kind in ("ack", "dead"):  # both acknowledge the entry: (stream, instance, id, ...)
-                self._acks_owed.discard((args[1], args[2]))
+                self._acks_owed.discard(args[:3])
 
     # -- maintenance ---------------------------------------------------------------
 
@@ -546,34 +556,37 @@ class RedisQueue(Queue):
         """Beat and balance leases, count backlogs, write what failed before, trim streams: all
         of it in a few commands a second, about the pairs this daemon owns."""
         beat_every = max(min(self.visibility_timeout / 3, 2.0), 0.2)
-        next_beat = 0.0
-        next_sweep = time.monotonic() + self.visibility_timeout
-        next_trim = time.monotonic() + TRIM_INTERVAL
+        now = time.monotonic()
+        next_beat = next_count = 0.0
+        next_sweep = now + self.visibility_timeout
+        next_trim = now + TRIM_INTERVAL
         while not self._closing:
             _raise_if_cancelled()
             try:
-                if time.monotonic() >= next_beat:
-                    await self._rebalance()
+                if time.monotonic() >= next_beat:  # first: a late beat would let our leases lapse
                     next_beat = time.monotonic() + beat_every
+                    await self._rebalance()
                 if time.monotonic() >= next_sweep:
                     idle_ms = int(self.visibility_timeout * 1000)
                     for pair in sorted(self._owned - self._fresh):
                         await self._claim(pair, min_idle_ms=idle_ms)
                     next_sweep = time.monotonic() + self.visibility_timeout
-                trim = time.monotonic() >= next_trim
-                backlog, dead = await self.store.maintain(self._instances, self._owned | self._moving, trim=trim)
-                if trim:
-                    next_trim = time.monotonic() + TRIM_INTERVAL
-                self._backlog.update(backlog)
-                self._dead.update(dead)
-                await self._write_unwritten()
-                self._reached()
+                if time.monotonic() >= next_count:
+                    next_count = time.monotonic() + COUNT_INTERVAL
+                    trim = time.monotonic() >= next_trim
+                    backlog, dead = await self.store.maintain(self._instances, self._owned | self._moving, trim=trim)
+                    if trim:
+                        next_trim = time.monotonic() + TRIM_INTERVAL
+                    self._backlog.update(backlog)
+                    self._dead.update(dead)
+                    await self._write_unwritten()
+                    self._reached()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): keep going
                 _raise_if_cancelled()
                 self._failed("redis maintenance", exc)
-            await asyncio.sleep(COUNT_INTERVAL)
+            await asyncio.sleep(max(min(next_beat, next_count) - time.monotonic(), 0.05))
 
     async def _rebalance(self) -> None:
         beat_at = time.monotonic()
