@@ -10,9 +10,11 @@ from click.testing import CliRunner
 from push_notification.dovecot.bytecode import compile_lua
 from push_notification.dovecot.setup import (
     BYTECODE_NAME,
+    FALLBACK_NAME,
     SCRIPT_NAME,
     SOURCE_NAME,
     dovecot_config,
+    fallback_source,
     install_script,
     loader_source,
     script_source,
@@ -31,9 +33,10 @@ def test_installs_the_loader_the_source_and_the_bytecode_readable_by_every_mail_
     assert code == 0
     assert installed.read_text() == loader_source()
     assert (share / SOURCE_NAME).read_text() == script_source()
+    assert (share / FALLBACK_NAME).read_text() == fallback_source()
     if compile_lua("return 1", "probe") is not None:  # a Lua library (Dovecot's mail_lua links one) is here
         assert (share / BYTECODE_NAME).read_bytes().startswith(b"\x1bLua")
-    for name in (SCRIPT_NAME, SOURCE_NAME, BYTECODE_NAME):
+    for name in (SCRIPT_NAME, SOURCE_NAME, FALLBACK_NAME, BYTECODE_NAME):
         if not (share / name).exists():
             continue
         assert stat.S_IMODE((share / name).stat().st_mode) == 0o644

@@ -24,35 +24,23 @@
 --   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
 -- `push-notification dovecot-config` prints these for you, and installs this file as
--- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac) and the loader Dovecot
--- loads (dovecot-bridge.lua, loader.lua here): Dovecot loads the script per mail user, and
--- parsing this source cost more than all the rest (see README.md, "Where the bridge's time goes").
+-- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac), the loader Dovecot loads
+-- (dovecot-bridge.lua, loader.lua here) and the loader's fallback (fallback.lua). Dovecot loads
+-- the script into a fresh Lua state for every mail user (every delivery), so what this file
+-- holds costs on every delivery: loading its bytecode, and what the main chunk builds. See
+-- README.md, "Where the bridge's time goes".
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
 -- Server METADATA forwarded with each transaction: OX's activation, and a device to wake
 -- (ours: a JSON registration; chatmail's: a gateway token).
-local METADATA_KEYS = {
-  OX_METADATA_KEY,
-  "/private/vendor/vendor.dovecot/push-device",
-  "/private/devicetoken",
-}
--- The same keys as mailbox attributes of INBOX (user:metadata_get adds this prefix).
-local SERVER_PREFIX = "/private/vendor/vendor.dovecot/pvt/server"
-local SERVER_KEYS = {}
-for i, key in ipairs(METADATA_KEYS) do
-  SERVER_KEYS[i] = SERVER_PREFIX .. key:sub(#"/private" + 1)
-end
-local DEFAULTS = {
-  transport = "spool",
-  spool = "/var/spool/push-notification",
-  url = "http://127.0.0.1:8425/v1/transactions",
-  token = "",
-  timeout_msecs = "1000",
-  http_pause_secs = "10",
-  status = "yes",
-  metadata = "yes",
-}
+local DEVICE_KEY = "/private/vendor/vendor.dovecot/push-device"
+local TOKEN_KEY = "/private/devicetoken"
+-- The same keys as attributes of INBOX, where Dovecot keeps server METADATA (what
+-- user:metadata_get reads; it opens INBOX once per key).
+local SERVER_OX_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/http-notify"
+local SERVER_DEVICE_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/push-device"
+local SERVER_TOKEN_KEY = "/private/vendor/vendor.dovecot/pvt/server/devicetoken"
 
 local init_args = nil -- 2.4 passes lua_settings to script_init
 local config = nil -- read once per script state (Dovecot loads the script per mail user)
@@ -152,78 +140,98 @@ end
 
 -- ------------------------------------------------------------------ settings
 local function truthy(v)
-  v = tostring(v):lower()
+  v = v:lower()
   return v == "yes" or v == "y" or v == "true" or v == "1"
 end
 
+-- Only the settings the transport uses are looked up (each is a plugin_getenv on 2.3).
 local function read_config(user)
-  local c = {}
-  local getenv = nil
-  pcall(function()
-    getenv = user.plugin_getenv
-  end)
-  for key, default in pairs(DEFAULTS) do
+  local args, getenv = init_args, nil
+  if type(args) ~= "table" then
+    args = nil
+    local ok, fn = pcall(function()
+      return user.plugin_getenv
+    end)
+    getenv = ok and fn or nil
+  end
+  local function get(key, default)
     local value = nil
-    if type(init_args) == "table" and init_args[key] ~= nil then
-      value = tostring(init_args[key])
+    if args ~= nil then
+      value = args[key]
+      value = value ~= nil and tostring(value) or nil
     elseif getenv ~= nil then
       local ok, v = pcall(getenv, user, "push_notification_bridge_" .. key)
-      if ok and v ~= nil and v ~= "" then
-        value = v
-      end
+      value = ok and v or nil
     end
-    c[key] = value or default
+    if value == nil or value == "" then
+      return default
+    end
+    return value
   end
-  c.timeout_msecs = math.tointeger(tonumber(c.timeout_msecs) or 1000) or 1000
-  c.http_pause_secs = math.tointeger(tonumber(c.http_pause_secs) or 10) or 10
-  c.status = truthy(c.status)
-  c.metadata = truthy(c.metadata)
-  c.spool = c.spool:gsub("/+$", "")
+  local c = {
+    transport = get("transport", "spool"),
+    spool = (get("spool", "/var/spool/push-notification"):gsub("/+$", "")),
+    status = truthy(get("status", "yes")),
+    metadata = truthy(get("metadata", "yes")),
+  }
+  if c.transport == "http" then
+    c.url = get("url", "http://127.0.0.1:8425/v1/transactions")
+    c.token = get("token", "")
+    c.timeout_msecs = math.tointeger(tonumber(get("timeout_msecs", "1000")) or 1000) or 1000
+    c.http_pause_secs = math.tointeger(tonumber(get("http_pause_secs", "10")) or 10) or 10
+  end
   return c
 end
 
 -- --------------------------------------------------------------- event data
--- Event table keys as Dovecot's Lua driver fills them → our event JSON keys. Dovecot's Lua
--- `subject` is already RFC 2047-decoded, so it travels as subject_utf8 (the raw header is not
+-- Event table keys as Dovecot's Lua driver fills them, the same keys in our event JSON. Dovecot's
+-- Lua `subject` is already RFC 2047-decoded, so it travels as subject_utf8 (the raw header is not
 -- available to Lua). Strings Dovecot reports as "" for a missing header are left out.
 local OPTIONAL_STRINGS = {
-  { "from", "from" }, { "to", "to" }, { "message_id", "message_id" }, { "snippet", "snippet" },
-  { "from_address", "from_address" }, { "from_display_name", "from_display_name" },
-  { "to_address", "to_address" }, { "to_display_name", "to_display_name" },
+  "from", "to", "message_id", "snippet", "from_address", "from_display_name", "to_address", "to_display_name",
 }
 local ARRAYS = { "flags", "keywords", "flags_old", "keywords_old" }
 local SAVED = { MessageNew = true, MessageAppend = true }
 
 local function encode_event(e)
-  local f = { '"name":' .. jstr(e.name), '"mailbox":' .. jstr(e.mailbox) }
+  local f = { '{"name":', jstr(e.name), ',"mailbox":', jstr(e.mailbox) }
+  local n = 4
   if e.uid ~= nil then
-    f[#f + 1] = '"uid":' .. jnum(e.uid)
-    f[#f + 1] = '"uid_validity":' .. jnum(e.uid_validity)
+    f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"uid":', jnum(e.uid), ',"uid_validity":', jnum(e.uid_validity)
+    n = n + 4
   end
   if e.mailbox_old ~= nil then
-    f[#f + 1] = '"mailbox_old":' .. jstr(e.mailbox_old)
+    f[n + 1], f[n + 2] = ',"mailbox_old":', jstr(e.mailbox_old)
+    n = n + 2
   end
   if SAVED[e.name] then
-    for _, pair in ipairs(OPTIONAL_STRINGS) do
-      local v = e[pair[1]]
+    for i = 1, #OPTIONAL_STRINGS do
+      local key = OPTIONAL_STRINGS[i]
+      local v = e[key]
       if v ~= nil and v ~= "" then
-        f[#f + 1] = '"' .. pair[2] .. '":' .. jstr(v)
+        f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jstr(v)
+        n = n + 4
       end
     end
     if e.subject ~= nil then
-      f[#f + 1] = '"subject_utf8":' .. jstr(e.subject)
+      f[n + 1], f[n + 2] = ',"subject_utf8":', jstr(e.subject)
+      n = n + 2
     end
     if e.date ~= nil then
-      f[#f + 1] = '"date":' .. jnum(e.date)
-      f[#f + 1] = '"tz":' .. jnum(e.tz or 0)
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"date":', jnum(e.date), ',"tz":', jnum(e.tz or 0)
+      n = n + 4
     end
   end
-  for _, key in ipairs(ARRAYS) do
-    if e[key] ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jarr(e[key])
+  for i = 1, 4 do
+    local key = ARRAYS[i]
+    local v = e[key]
+    if v ~= nil then
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jarr(v)
+      n = n + 4
     end
   end
-  return "{" .. table.concat(f, ",") .. "}"
+  f[n + 1] = "}"
+  return table.concat(f)
 end
 
 local USER_STRINGS = { "service", "session_id", "home" }
@@ -233,67 +241,92 @@ local USER_BOOLS = {
 }
 
 local function encode_user(user)
-  local f = { '"username":' .. jstr(user.username) }
-  for _, key in ipairs(USER_STRINGS) do
+  local f, n = { '{"username":', jstr(user.username) }, 2
+  for i = 1, 3 do
+    local key = USER_STRINGS[i]
     local v = user[key]
     if v ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jstr(v)
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jstr(v)
+      n = n + 4
     end
   end
-  for _, key in ipairs(USER_NUMBERS) do
+  for i = 1, 3 do
+    local key = USER_NUMBERS[i]
     local v = user[key]
     if v ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jnum(math.floor(tonumber(v) or 0))
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jnum(math.floor(tonumber(v) or 0))
+      n = n + 4
     end
   end
-  for _, key in ipairs(USER_BOOLS) do
+  for i = 1, 8 do
+    local key = USER_BOOLS[i]
     local v = user[key]
-    if type(v) == "boolean" then
-      f[#f + 1] = '"' .. key .. '":' .. tostring(v)
+    if v == true or v == false then
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', v and "true" or "false"
+      n = n + 4
     end
   end
-  return "{" .. table.concat(f, ",") .. "}"
+  f[n + 1] = "}"
+  return table.concat(f)
 end
 
--- The mailbox after the change, from a fresh instance. Saves and flag changes are in the index
+-- What a transaction reads from one mailbox instance, opened read-only as the OX driver opens
+-- its own: the bridge only looks.
+--
+-- The status snapshot is the mailbox after the change. Saves and flag changes are in the index
 -- the moment they commit, so reading it suffices; expunges are only requests in the index log
 -- until a sync applies them, so a transaction that expunged (or empties a mailbox being
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
--- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
--- instance: the bridge only looks. With `with_metadata` (the mailbox is INBOX, where Dovecot
--- keeps server METADATA) the METADATA value is read from the same open instance: what
--- user:metadata_get does, without opening INBOX a second time.
-local function status_snapshot(user, mailbox, sync, with_metadata)
-  local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
-  local ok, result, value = pcall(function()
-    box:open()
-    if sync then
-      box:sync()
-    end
-    local s = dovecot.storage
-    local status = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
-    if with_metadata then
-      local values = {}
-      for i, key in ipairs(SERVER_KEYS) do
-        values[i] = box:metadata_get(key)
-      end
-      return status, values
-    end
-    return status, nil
-  end)
-  pcall(box.free, box)
-  if not ok then
-    error(result, 0)
+-- calls mbox:sync() before mbox:status() sees it.
+--
+-- The METADATA values are attributes of INBOX, read in one call (three values, nil for a key
+-- not set): from the snapshot's instance when the mailbox is INBOX, else from INBOX opened for
+-- them alone.
+local function read_mailbox(box, sync, with_status, with_metadata)
+  box:open()
+  if sync then
+    box:sync()
   end
-  return string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
-    jnum(result.messages or 0), jnum(result.recent or 0), jnum(result.unseen or 0),
-    jnum(result.uidvalidity or 0), jnum(result.uidnext or 0)), value
+  local status = nil
+  if with_status then
+    local s = dovecot.storage
+    local st = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    status = string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
+      jnum(st.messages or 0), jnum(st.recent or 0), jnum(st.unseen or 0), jnum(st.uidvalidity or 0),
+      jnum(st.uidnext or 0))
+  end
+  if with_metadata then
+    return status, true, box:metadata_get(SERVER_OX_KEY, SERVER_DEVICE_KEY, SERVER_TOKEN_KEY)
+  end
+  return status, false
+end
+
+-- One mailbox instance, freed whatever happens: pcall's results (ok, status, metadata read, the
+-- three values, or ok = false and the error).
+local function with_mailbox(user, name, sync, with_status, with_metadata)
+  local box = user:mailbox(name, dovecot.storage.MAILBOX_FLAG_READONLY)
+  local ok, status, read, ox, device, token = pcall(read_mailbox, box, sync, with_status, with_metadata)
+  pcall(box.free, box)
+  return ok, status, read, ox, device, token
+end
+
+-- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own store (for
+-- senders that forward none) cannot keep push on after doveadm ... unset.
+local function metadata_json(ox, device, token)
+  local f = { '"metadata":{"', OX_METADATA_KEY, '":', jstr(ox or "") }
+  if device ~= nil then
+    f[#f + 1] = ',"' .. DEVICE_KEY .. '":' .. jstr(device)
+  end
+  if token ~= nil then
+    f[#f + 1] = ',"' .. TOKEN_KEY .. '":' .. jstr(token)
+  end
+  f[#f + 1] = "}"
+  return table.concat(f)
 end
 
 -- ---------------------------------------------------------------- transports
-local function new_id(user)
+local function new_id(session)
   counter = counter + 1
-  local session = tostring(user.session_id or ""):gsub("[^%w%-]", "_")
   return string.format("%d.%s.%d.%08x", os.time(), session, counter, math.random(0, 0x7fffffff))
 end
 
@@ -420,7 +453,6 @@ function script_init(args)
 end
 
 function dovecot_lua_notify_begin_txn(user)
-  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false, expunged = false }
   if config == nil then
     local ok, result = pcall(read_config, user)
     if ok then
@@ -429,7 +461,7 @@ function dovecot_lua_notify_begin_txn(user)
       log("i_error", "cannot read settings: " .. tostring(result))
     end
   end
-  return ctx
+  return { user = user, events = {}, n = 0, seen = nil, mailbox = nil, has_messages = false, expunged = false }
 end
 
 local function add_event(ctx, event)
@@ -442,83 +474,77 @@ local function add_event(ctx, event)
   if event.uid ~= nil then
     ctx.has_messages = true
     ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
-  elseif ctx.seen[encoded] then
+  else
     -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
     -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
-    return
-  else
-    ctx.seen[encoded] = true
+    local seen = ctx.seen
+    if seen == nil then
+      seen = {}
+      ctx.seen = seen
+    elseif seen[encoded] then
+      return
+    end
+    seen[encoded] = true
   end
-  ctx.events[#ctx.events + 1] = encoded
+  local n = ctx.n + 1
+  ctx.n = n
+  ctx.events[n] = encoded
 end
 
--- The user's JSON, once per user session (one script state can serve several users: Dovecot
--- shares a loaded script between the users of one process, e.g. LMTP recipients).
-local user_json = {}
+-- The user's JSON and the spool-safe session id, once per user session (one script state can
+-- serve several users: Dovecot shares a loaded script between the users of one process that
+-- exist at the same time, e.g. the recipients of one LMTP transaction).
+local users = {}
 
-local function user_object(user)
+local function user_entry(user)
   local key = tostring(user.username) .. "\0" .. tostring(user.session_id)
-  local encoded = user_json[key]
-  if encoded == nil then
-    encoded = encode_user(user)
-    user_json[key] = encoded
+  local entry = users[key]
+  if entry == nil then
+    entry = { encode_user(user), (tostring(user.session_id or ""):gsub("[^%w%-]", "_")) }
+    users[key] = entry
   end
-  return encoded
+  return entry
 end
 
 local function finish(ctx)
   local user = ctx.user
-  local id = new_id(user)
+  local entry = user_entry(user)
+  local id = new_id(entry[2])
   local parts = {
-    '"id":' .. jstr(id),
-    '"user":' .. user_object(user),
-    '"mailbox":' .. jstr(ctx.mailbox),
-    '"success":true',
-    '"events":[' .. table.concat(ctx.events, ",") .. "]",
+    '{"id":"', id, '","user":', entry[1], ',"mailbox":', jstr(ctx.mailbox), ',"success":true,"events":[',
+    table.concat(ctx.events, ","), "]",
   }
-  local metadata_read, metadata = false, nil
-  if config.status and ctx.has_messages then
-    local with_metadata = config.metadata and ctx.mailbox == "INBOX"
-    local ok, status, value = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged, with_metadata)
+  local with_status = config.status and ctx.has_messages
+  local with_metadata = config.metadata
+  local metadata_read, ox, device, token = false, nil, nil, nil
+  if with_status then
+    local here = with_metadata and ctx.mailbox == "INBOX"
+    local ok, status, read, a, b, c = with_mailbox(user, ctx.mailbox, ctx.expunged, true, here)
     if ok then
-      parts[#parts + 1] = '"status":' .. status
-      metadata_read, metadata = with_metadata, value
+      parts[#parts + 1] = ',"status":' .. status
+      metadata_read, ox, device, token = read, a, b, c
     else
       log("i_warning", "cannot get the status of mailbox " .. tostring(ctx.mailbox) .. ": " .. tostring(status))
     end
   end
-  if config.metadata and not metadata_read then
-    metadata = {}
-    for i, key in ipairs(METADATA_KEYS) do
-      local ok, value = pcall(user.metadata_get, user, key)
-      if ok then
-        metadata[i] = value
-      else
-        metadata[i] = false
-        log("i_warning", "cannot read METADATA " .. key .. ": " .. tostring(value))
-      end
+  if with_metadata and not metadata_read then
+    local ok, err, read, a, b, c = with_mailbox(user, "INBOX", false, false, true)
+    if ok then
+      metadata_read, ox, device, token = read, a, b, c
+    else
+      log("i_warning", "cannot read METADATA: " .. tostring(err))
     end
   end
-  if metadata ~= nil then
-    local found = {}
-    for i, key in ipairs(METADATA_KEYS) do
-      local value = metadata[i]
-      -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
-      -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
-      if value ~= false and (value ~= nil or key == OX_METADATA_KEY) then
-        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
-      end
-    end
-    if #found > 0 then
-      parts[#parts + 1] = '"metadata":{' .. table.concat(found, ",") .. "}"
-    end
+  if metadata_read then
+    parts[#parts + 1] = "," .. metadata_json(ox, device, token)
   end
-  hand_over(id, "{" .. table.concat(parts, ",") .. "}\n")
+  parts[#parts + 1] = "}\n"
+  hand_over(id, table.concat(parts))
 end
 
 function dovecot_lua_notify_end_txn(ctx, success)
   -- A rolled-back transaction hands over nothing; neither does one without events.
-  if success == false or type(ctx) ~= "table" or #ctx.events == 0 or config == nil then
+  if success == false or type(ctx) ~= "table" or ctx.n == 0 or config == nil then
     return
   end
   local ok, err = pcall(finish, ctx)
@@ -527,15 +553,16 @@ function dovecot_lua_notify_end_txn(ctx, success)
   end
 end
 
-function dovecot_lua_notify_event_flags_clear(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_flags_set(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_create(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_delete(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_rename(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_subscribe(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_unsubscribe(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_append(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_expunge(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_new(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_read(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_trash(ctx, event) add_event(ctx, event) end
+-- Every event goes the same way: one function under the twelve names Dovecot calls.
+dovecot_lua_notify_event_flags_clear = add_event
+dovecot_lua_notify_event_flags_set = add_event
+dovecot_lua_notify_event_mailbox_create = add_event
+dovecot_lua_notify_event_mailbox_delete = add_event
+dovecot_lua_notify_event_mailbox_rename = add_event
+dovecot_lua_notify_event_mailbox_subscribe = add_event
+dovecot_lua_notify_event_mailbox_unsubscribe = add_event
+dovecot_lua_notify_event_message_append = add_event
+dovecot_lua_notify_event_message_expunge = add_event
+dovecot_lua_notify_event_message_new = add_event
+dovecot_lua_notify_event_message_read = add_event
+dovecot_lua_notify_event_message_trash = add_event
