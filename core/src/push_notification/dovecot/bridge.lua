@@ -42,9 +42,11 @@ local SERVER_OX_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.d
 local SERVER_DEVICE_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/push-device"
 local SERVER_TOKEN_KEY = "/private/vendor/vendor.dovecot/pvt/server/devicetoken"
 
+-- The directory the bridge is installed in (the loader passes it; run as the source alone, it
+-- is this file's own).
+local DIR = ... or debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local init_args = nil -- 2.4 passes lua_settings to script_init
 local config = nil -- read once per script state (Dovecot loads the script per mail user)
-local http_client = nil
 local counter = 0
 
 -- ------------------------------------------------------------------ logging
@@ -53,11 +55,6 @@ local function log(level, message)
     local fn = dovecot[level] or dovecot.i_error
     fn(BRIDGE .. ": " .. message)
   end)
-end
-
-local function safe_url(url)
-  -- never log credentials that might be written into the URL
-  return (tostring(url):gsub("//[^/@]*@", "//***@"))
 end
 
 -- --------------------------------------------------------------------- JSON
@@ -354,72 +351,6 @@ local function write_spool(id, body)
   return true
 end
 
-local function get_http_client()
-  if http_client ~= nil then
-    return http_client
-  end
-  local ua = BRIDGE .. "/1"
-  -- 2.3.19 key names first; 2.4 rejects them and takes its http_client_* names instead.
-  local ok, client = pcall(dovecot.http.client, {
-    request_timeout_msecs = config.timeout_msecs,
-    connect_timeout_msecs = config.timeout_msecs,
-    max_attempts = 1,
-    user_agent = ua,
-  })
-  if not ok then
-    ok, client = pcall(dovecot.http.client, {
-      request_timeout = config.timeout_msecs .. "ms",
-      connect_timeout = config.timeout_msecs .. "ms",
-      request_max_attempts = 1,
-      user_agent = ua,
-    })
-  end
-  if not ok then
-    error("cannot create the HTTP client: " .. tostring(client), 0)
-  end
-  http_client = client
-  return client
-end
-
-local function post(body)
-  local client = get_http_client()
-  local request = client:request({ url = config.url, method = "POST" })
-  request:add_header("Content-Type", "application/json")
-  if config.token ~= "" then
-    request:add_header("Authorization", "Bearer " .. config.token)
-  end
-  request:set_payload(body)
-  local response = request:submit()
-  local status = response:status()
-  if status >= 200 and status < 300 then
-    return true
-  end
-  return false, string.format("%d %s", status, tostring(response:reason()))
-end
-
--- After a failed POST, every process spools directly for http_pause_secs (a marker file in the
--- spool holds the time to try again): a hanging ingress costs one timeout, not one per mail.
-local function http_paused()
-  local file = io.open(config.spool .. "/.http-paused", "rb")
-  if not file then
-    return false
-  end
-  local until_time = tonumber(file:read("a"))
-  file:close()
-  return until_time ~= nil and os.time() < until_time
-end
-
-local function pause_http()
-  if config.http_pause_secs <= 0 then
-    return
-  end
-  local file = io.open(config.spool .. "/.http-paused", "wb")
-  if file then
-    file:write(tostring(os.time() + config.http_pause_secs))
-    file:close()
-  end
-end
-
 local function spool_or_log(id, body, prefix)
   local spooled, err = write_spool(id, body)
   if not spooled then
@@ -429,19 +360,30 @@ local function spool_or_log(id, body, prefix)
   return spooled
 end
 
+-- The http transport lives in its own file (bridge_http.lua here, installed as
+-- dovecot-bridge-http.luac and dovecot-bridge-http-source.lua), loaded the first time a
+-- transaction goes over http: a spool setup never pays for loading it.
+local http_hand_over = nil
+
+local function load_http()
+  local chunk = loadfile(DIR .. "dovecot-bridge-http.luac", "b")
+    or assert(loadfile(DIR .. "dovecot-bridge-http-source.lua", "t"))
+  return chunk(config, spool_or_log, log)
+end
+
 local function hand_over(id, body)
-  if config.transport == "http" and not http_paused() then
-    local ok, sent, why = pcall(post, body)
-    if ok and sent then
-      return
+  if config.transport == "http" then
+    if http_hand_over == nil then
+      local ok, result = pcall(load_http)
+      http_hand_over = ok and result or false
+      if not ok then
+        log("i_error", "cannot load the http transport (" .. tostring(result) .. "); spooling instead"
+          .. " (rerun push-notification dovecot-config)")
+      end
     end
-    local reason = "ingress " .. safe_url(config.url) .. " failed (" .. tostring(ok and why or sent) .. ")"
-    pause_http()
-    if spool_or_log(id, body, reason .. " and ") then
-      log("i_warning", reason .. "; spooled " .. id .. ", spooling for the next "
-        .. config.http_pause_secs .. "s")
+    if http_hand_over then
+      return http_hand_over(id, body)
     end
-    return
   end
   spool_or_log(id, body, "")
 end

@@ -36,6 +36,9 @@ SCRIPT_NAME = "dovecot-bridge.lua"
 SOURCE_NAME = "dovecot-bridge-source.lua"
 BYTECODE_NAME = "dovecot-bridge.luac"
 FALLBACK_NAME = "dovecot-bridge-fallback.lua"
+#: The http transport (bridge_http.lua), which the bridge loads only when it POSTs: source and bytecode.
+HTTP_SOURCE_NAME = "dovecot-bridge-http-source.lua"
+HTTP_BYTECODE_NAME = "dovecot-bridge-http.luac"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 #: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
 #: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
@@ -115,20 +118,25 @@ def _write(target: Path, data: bytes) -> None:
 
 def install_script(directory: str | os.PathLike[str]) -> Path:
     """Install the bridge into ``directory`` (mode 0644, readable by every mail user): its
-    source, the fallback, its bytecode when a Lua library is here, and last the loader Dovecot
-    loads (returned); a stale bytecode file is removed when none can be made."""
+    source and the http transport's, the fallback, their bytecode when a Lua library is here,
+    and last the loader Dovecot loads (returned); a stale bytecode file is removed when none
+    can be made."""
     target_dir = Path(directory)
     target = target_dir / SCRIPT_NAME
-    source = script_source()
-    bytecode = compile_lua(source, "dovecot-bridge")
+    parts = [
+        (script_source(), SOURCE_NAME, BYTECODE_NAME, "dovecot-bridge"),
+        (_packaged("bridge_http.lua"), HTTP_SOURCE_NAME, HTTP_BYTECODE_NAME, "dovecot-bridge-http"),
+    ]
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        _write(target_dir / SOURCE_NAME, source.encode("utf-8"))
+        for source, source_name, bytecode_name, chunk_name in parts:
+            _write(target_dir / source_name, source.encode("utf-8"))
+            bytecode = compile_lua(source, chunk_name)
+            if bytecode is not None:
+                _write(target_dir / bytecode_name, bytecode)
+            else:
+                (target_dir / bytecode_name).unlink(missing_ok=True)
         _write(target_dir / FALLBACK_NAME, fallback_source().encode("utf-8"))
-        if bytecode is not None:
-            _write(target_dir / BYTECODE_NAME, bytecode)
-        else:
-            (target_dir / BYTECODE_NAME).unlink(missing_ok=True)
         _write(target, loader_source().encode("utf-8"))
     except OSError as exc:
         raise click.ClickException(
