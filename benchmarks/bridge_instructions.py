@@ -74,7 +74,7 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("  mailbox_get_status", ("mailbox_get_status",)),
     ("  METADATA: lua_storage_mailbox_attribute_get", ("lua_storage_mailbox_attribute_get",)),
     ("  mailbox_free", ("mailbox_free",)),
-    ("  file: open/write/close/rename/fsync (user side)", ("__open64", "__libc_write", "__close", "rename", "fsync")),
+    ("  Lua io: fopen/setvbuf/fwrite/fclose", ("fopen@@GLIBC_2.2.5", "setvbuf", "fwrite", "fclose@@GLIBC_2.2.5")),
 ]
 
 

@@ -90,9 +90,13 @@ local format, gsub, utf8_len = string.format, string.gsub, utf8.len
 -- Most values need no escaping: %q (a tight C loop) escapes exactly the quote, the backslash and
 -- the control characters, so when it adds nothing and the bytes are valid UTF-8, its output is
 -- the JSON string. Pattern matching scanned every string at ten times the cost.
+-- A C function call costs Lua more than the few operators around it, so the common path of
+-- jstr, jnum and jarr makes as few as it can (numbers become strings by concatenation).
 local function jstr(s)
-  if type(s) ~= "string" then
-    s = tostring(s)
+  if s == nil then
+    s = "nil"
+  else
+    s = s .. ""
   end
   local quoted = format("%q", s)
   if #quoted == #s + 2 and utf8_len(s) then
@@ -103,21 +107,20 @@ end
 
 -- Dovecot hands numbers to Lua as floats (uid = 42.0); JSON gets them as integers.
 local function jnum(n)
+  if n ~= nil and n == n and n % 1 == 0 and n + 0 >= -0x1p63 and n + 0 < 0x1p63 then
+    return format("%d", n)
+  end
   n = tonumber(n)
   if n == nil or n ~= n or n == math.huge or n == -math.huge then
     return "null"
   end
-  local i = math.tointeger(n)
-  if i then
-    return string.format("%d", i)
-  end
-  return string.format("%.17g", n)
+  return format("%.17g", n)
 end
 
 -- Repeated entries are dropped: with a second driver beside this one (e.g. dlog), Dovecot
 -- appends each keyword once per registering driver (["$Work","$Work"]); we do not copy that.
 local function jarr(t)
-  if type(t) ~= "table" or t[1] == nil then
+  if t == nil or t[1] == nil then
     return "[]"
   end
   if t[2] == nil then
