@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 from conftest import Start, instance_config
-from push_notification.testing.inprocess import RunningDaemon, running_daemon
+from push_notification.queue.dead_letters import SqliteDeadLetters
+from push_notification.queue.sqlite_store import Filter
+from push_notification.testing.inprocess import USER, RunningDaemon, running_daemon
 from push_notification_webpush.testing import LoopbackPushService
 
 # Flag changes wake too here, so without storm control each would be a push.
@@ -66,3 +68,21 @@ async def test_a_restart_during_a_deferred_window_loses_nothing(tmp_path: Path, 
             await second.send(uid=99)
             [message] = await service.wait_for(1)
     assert message.json()["count"] == 6 and message.json()["event"] == "MessageNew"
+
+
+async def test_a_merged_push_refused_for_good_leaves_each_transaction_a_dead_letter(
+    start: Start, tmp_path: Path
+) -> None:
+    running = await start(WAKE_ON_FLAGS)
+    subscriber = running.service.subscribe()
+    subscriber.answers.append((413, {}))
+    await running.register(subscriber)
+    for uid in range(3):
+        await flag(running.daemon, uid)
+    await running.daemon.send(uid=9)  # new mail flushes the deferred flag changes: one merged push
+    await running.daemon.dead_letter("webpush")
+    book = SqliteDeadLetters(str(tmp_path / "state" / "queue.sqlite"))
+    letters = list(book.dead_letters(Filter(instance="webpush")))
+    book.close()
+    assert len(letters) == 4 and {letter.username for letter in letters} == {USER}
+    assert all("(the encrypted payload is too large for this push service)" in (x.last_error or "") for x in letters)
