@@ -74,6 +74,9 @@ class Queue(ABC):
     #: retries asks :meth:`retry_policy`; one that never retries (memory) ignores both.
     retry_policies: Mapping[str, RetryPolicy] = MappingProxyType({})
     default_retry: RetryPolicy = RetryPolicy()
+    #: Instances whose transactions a relay in front takes over (storm control holds them):
+    #: ``done`` without an error means handed over, not delivered; set by that relay.
+    relayed: frozenset[str] = frozenset()
 
     def retry_policy(self, instance: str) -> RetryPolicy:
         """The retry policy of ``instance``."""

@@ -242,10 +242,11 @@ class SqliteQueue(Queue):
             if entry.attempts or (instance, seq) in self._requeued_seqs:
                 self._requeued_seqs.discard((instance, seq))
                 log.info(
-                    "push_notification %s: transaction %s (user %s) delivered after %s",
+                    "push_notification %s: transaction %s (user %s) %s after %s",
                     instance,
                     txn.id,
                     txn.user.username,
+                    "taken into storm control" if instance in self.relayed else "delivered",
                     f"{entry.attempts + 1} attempts" if entry.attempts else "push-notification queue retry",
                     extra=delivery_fields(instance, txn, "delivered", attempt=entry.attempts + 1),
                 )

@@ -217,6 +217,7 @@ class StormQueue(Queue):
                 continue
             lane = self._lanes[name] = _Lane(name, settings)
             lane.pump = self._spawn(f"storm control {name}", partial(self._pump, lane))
+        self.inner.relayed = frozenset(self._lanes)
 
     async def put(self, txn: Transaction) -> None:
         await self.inner.put(txn)
