@@ -279,9 +279,11 @@ end
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
 -- calls mbox:sync() before mbox:status() sees it.
 --
--- The METADATA values are attributes of INBOX, read in one call (three values, nil for a key
--- not set): from the snapshot's instance when the mailbox is INBOX, else from INBOX opened for
--- them alone.
+-- The METADATA values are attributes of INBOX, read in one call (nil for a key not set): from
+-- the snapshot's instance when the mailbox is INBOX, else from INBOX opened for them alone.
+-- chatmail clients set their token as METADATA of the INBOX mailbox (SETMETADATA INBOX
+-- (/private/devicetoken ...)), not of the server: it goes under the same key when the server
+-- METADATA has none.
 local function read_mailbox(box, sync, with_status, with_metadata)
   box:open()
   if sync then
@@ -296,7 +298,12 @@ local function read_mailbox(box, sync, with_status, with_metadata)
       jnum(st.uidnext or 0))
   end
   if with_metadata then
-    return status, true, box:metadata_get(SERVER_OX_KEY, SERVER_DEVICE_KEY, SERVER_TOKEN_KEY)
+    local ox, device, token, inbox_token =
+      box:metadata_get(SERVER_OX_KEY, SERVER_DEVICE_KEY, SERVER_TOKEN_KEY, TOKEN_KEY)
+    if token == nil then
+      token = inbox_token
+    end
+    return status, true, ox, device, token
   end
   return status, false
 end
