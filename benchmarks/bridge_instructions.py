@@ -37,12 +37,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dovecot_e2e import USER, floor_dovecot  # the same floor setup as the end-to-end benchmark
 from push_notification.dovecot.setup import BridgeOptions, install_script, plugin_settings
 from push_notification.testing.dovecot import Dovecot, lmtp_send
 
-USER = "alice@example.com"
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
-FLOOR_SCRIPT = Path(__file__).with_name("dovecot_floor.lua")
 LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 
 SETUPS = {
@@ -101,17 +100,7 @@ def make_dovecot(name: str, out: Path) -> Dovecot:
     if name == "a":
         dovecot = Dovecot(users=(USER,), mail_plugins="")
     elif name == "e":
-        dovecot = Dovecot(users=(USER,))
-        floor = dovecot.root / "floor.jsonl"
-        floor.touch()
-        dovecot.chown_for_mail(floor)
-        script = dovecot.root / "share" / FLOOR_SCRIPT.name
-        script.parent.mkdir()
-        shutil.copyfile(FLOOR_SCRIPT, script)
-        script.chmod(0o644)
-        dovecot.plugin.update(
-            {"push_notification_driver": f"lua:file={script}", "push_notification_floor_file": str(floor)}
-        )
+        dovecot = floor_dovecot()
     else:
         dovecot = Dovecot(users=(USER,))
         spool = dovecot.make_spool()
