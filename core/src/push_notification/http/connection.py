@@ -1,0 +1,219 @@
+"""One keep-alive HTTP/1.1 client connection: an asyncio protocol writing a request's bytes and
+reading its answer with httptools (llhttp, the C parser of Node.js and uvicorn).
+
+One exchange at a time (no pipelining). The answer ends at its ``Content-Length``, after its
+last chunk, or, with neither, when the server closes the connection. Interim answers (``100
+Continue``, ``103 Early Hints``) are skipped. A body beyond :data:`MAX_BODY` is cut there and
+the connection dropped: the status is what a sender acts on, and memory stays bounded; a head
+beyond :data:`MAX_HEAD` is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from push_notification.http.attempt import HttpResponse, TransportError
+
+#: The most of an answer's body kept (push services answer a few hundred bytes).
+MAX_BODY = 1024 * 1024
+#: The longest answer head read (status line and headers).
+MAX_HEAD = 64 * 1024
+
+
+class _Stop(Exception):
+    """Stops the parser inside a callback; the exchange has been settled already."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection to one origin; :meth:`send` starts an exchange and returns its answer's future.
+
+    ``on_lost`` is called once, when the connection is gone, so its pool forgets it.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_head_only",
+        "_head_size",
+        "_headers",
+        "_keep_alive",
+        "_reason",
+        "_request_close",
+        "_status",
+        "answered",
+        "idle_since",
+        "loop",
+        "on_lost",
+        "open",
+        "parser",
+        "reusable",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Connection], None]) -> None:
+        self.loop = loop
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[HttpResponse] | None = None
+        #: False once the server closed it or it was closed.
+        self.open = True
+        #: Whether the last answer left the connection fit for the next request.
+        self.reusable = False
+        #: Whether any byte of the current answer arrived (a reused connection lost before
+        #: that had closed while idle: the request may safely go again on a new one).
+        self.answered = False
+        self.idle_since = 0.0
+        self._request_close = False
+        self._head_only = False
+        self._status = 0
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._keep_alive = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # ------------------------------------------------------------ the exchange
+
+    def send(self, data: bytes, *, head_only: bool, close: bool) -> asyncio.Future[HttpResponse]:
+        """Write a request; the future gets its answer or a :class:`TransportError`.
+        ``head_only``: a HEAD request, whose answer has no body; ``close``: the request asked
+        the server to close the connection after answering."""
+        waiter = self.loop.create_future()
+        self.waiter = waiter
+        self.reusable = self.answered = self._keep_alive = False
+        self._head_only, self._request_close = head_only, close
+        self._status, self._reason, self._head_size, self._body_size = 0, b"", 0, 0
+        self._headers, self._body = [], []
+        assert self.transport is not None
+        self.transport.write(data)
+        return waiter
+
+    def close(self) -> None:
+        """Close the connection; an exchange still waiting for its answer fails as lost (only
+        the HTTP client's own closing leaves one waiting: every other caller settled it)."""
+        self.open = self.reusable = False
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransportError("lost", "Connection lost: the HTTP client was closed"))
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            # Bytes nobody asked for: the connection cannot be trusted with a request.
+            self.close()
+            return
+        self.answered = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):  # a bug here: fail the exchange, show it
+                self._fail(TransportError("lost", f"Connection lost: {type(exc.__context__).__name__}"))
+                raise
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            self._fail(TransportError("lost", f"Connection lost: the answer is not valid HTTP ({reason})"))
+
+    def eof_received(self) -> bool:
+        self.open = False
+        self._end()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = self.reusable = False
+        if exc is None:
+            self._end()
+        else:
+            self._fail(TransportError("lost", f"Connection lost: {type(exc).__name__}: {exc}"))
+        self.on_lost(self)
+
+    # ------------------------------------------------------------ httptools callbacks
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason  # a status line split across reads comes in pieces
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:
+            self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
+            raise _Stop
+
+    def on_headers_complete(self) -> None:
+        self._status = status = self.parser.get_status_code()
+        if status < 200:
+            return
+        self._keep_alive = self.parser.should_keep_alive()
+        if self._head_only:  # the parser cannot be told a HEAD answer has no body
+            self._answer(reusable=False)
+            self.close()
+            raise _Stop
+
+    def on_body(self, chunk: bytes) -> None:
+        size = self._body_size = self._body_size + len(chunk)
+        if size > MAX_BODY:
+            self._body.append(chunk[: len(chunk) - (size - MAX_BODY)])
+            self._answer(reusable=False)
+            self.close()
+            raise _Stop
+        self._body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # an interim answer: the final one follows
+            self._status, self._reason, self._headers, self._head_size = 0, b"", [], 0
+            return
+        self._answer(reusable=self._keep_alive and not self._request_close)
+
+    # ------------------------------------------------------------ outcomes
+
+    def _answer(self, *, reusable: bool) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        self.reusable = reusable and self.open
+        headers = CIMultiDict(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in self._headers
+        )
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        reason = self._reason.decode("utf-8", "surrogateescape")
+        waiter.set_result(HttpResponse(self._status, reason, CIMultiDictProxy(headers), body))
+
+    def _fail(self, error: TransportError) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.close()
+
+    def _end(self) -> None:
+        """The server closed the connection: the end of an answer that runs until then, or a
+        connection lost before its answer was complete."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self._status >= 200 and self._runs_to_eof():
+            self._answer(reusable=False)
+            return
+        when = "in the middle of the answer" if self.answered else "before answering"
+        self._fail(TransportError("lost", f"Connection lost: the server closed the connection {when}"))
+
+    def _runs_to_eof(self) -> bool:
+        """Whether the answer's body ends with the connection (neither a length nor chunks)."""
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+                return False
+        return True
