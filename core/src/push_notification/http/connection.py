@@ -11,7 +11,7 @@ beyond :data:`MAX_HEAD` is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -22,6 +22,43 @@ from push_notification.http.attempt import HttpResponse, TransportError
 MAX_BODY = 1024 * 1024
 #: The longest answer head read (status line and headers).
 MAX_HEAD = 64 * 1024
+
+
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers, case-insensitive; decoded at the first look, since most answers
+    (a 2xx) are never looked at. Repeated names keep every value (``getall``)."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[bytes]) -> None:
+        self._raw = raw
+        self._decoded: CIMultiDictProxy[str] | None = None
+
+    def _headers(self) -> CIMultiDictProxy[str]:
+        if self._decoded is None:
+            self._decoded = CIMultiDictProxy(
+                CIMultiDict(
+                    (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                    for name, value in zip(self._raw[::2], self._raw[1::2], strict=True)
+                )
+            )
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._raw) // 2
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of ``name`` (``Set-Cookie``, ``Link``)."""
+        return self._headers().getall(name, [])
+
+    def __repr__(self) -> str:
+        return f"<AnswerHeaders {dict(self._headers())!r}>"
 
 
 class _Stop(Exception):
@@ -73,10 +110,11 @@ class Connection(asyncio.Protocol):
         self._head_only = False
         self._status = 0
         self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        #: Names and values, alternating (no tuple per header for the garbage collector to count).
+        self._headers: list[bytes] = []
         self._head_size = 0
         self._keep_alive = False
-        self._body: list[bytes] = []
+        self._body: bytes | bytearray = b""
         self._body_size = 0
 
     # ------------------------------------------------------------ the exchange
@@ -90,7 +128,7 @@ class Connection(asyncio.Protocol):
         self.reusable = self.answered = self._keep_alive = False
         self._head_only, self._request_close = head_only, close
         self._status, self._reason, self._head_size, self._body_size = 0, b"", 0, 0
-        self._headers, self._body = [], []
+        self._headers, self._body = [], b""
         assert self.transport is not None
         self.transport.write(data)
         return waiter
@@ -126,6 +164,11 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             self._fail(TransportError("lost", f"Connection lost: the answer is not valid HTTP ({reason})"))
+            return
+        if self._status < 200:  # the head is still coming: what came so far is all head
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD:
+                self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
 
     def eof_received(self) -> bool:
         self.open = False
@@ -146,11 +189,9 @@ class Connection(asyncio.Protocol):
         self._reason += reason  # a status line split across reads comes in pieces
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > MAX_HEAD:
-            self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
-            raise _Stop
+        headers = self._headers
+        headers.append(name)
+        headers.append(value)
 
     def on_headers_complete(self) -> None:
         self._status = status = self.parser.get_status_code()
@@ -165,11 +206,18 @@ class Connection(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         size = self._body_size = self._body_size + len(chunk)
         if size > MAX_BODY:
-            self._body.append(chunk[: len(chunk) - (size - MAX_BODY)])
+            chunk = chunk[: len(chunk) - (size - MAX_BODY)]
+        body = self._body
+        if not body:
+            self._body = chunk  # most answers come in one piece
+        else:
+            if isinstance(body, bytes):
+                body = self._body = bytearray(body)
+            body += chunk
+        if size > MAX_BODY:
             self._answer(reusable=False)
             self.close()
             raise _Stop
-        self._body.append(chunk)
 
     def on_message_complete(self) -> None:
         if self._status < 200:  # an interim answer: the final one follows
@@ -184,13 +232,9 @@ class Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         self.reusable = reusable and self.open
-        headers = CIMultiDict(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            for name, value in self._headers
-        )
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        body = self._body if isinstance(self._body, bytes) else bytes(self._body)
         reason = self._reason.decode("utf-8", "surrogateescape")
-        waiter.set_result(HttpResponse(self._status, reason, CIMultiDictProxy(headers), body))
+        waiter.set_result(HttpResponse(self._status, reason, AnswerHeaders(self._headers), body))
 
     def _fail(self, error: TransportError) -> None:
         waiter = self.waiter
@@ -212,7 +256,7 @@ class Connection(asyncio.Protocol):
 
     def _runs_to_eof(self) -> bool:
         """Whether the answer's body ends with the connection (neither a length nor chunks)."""
-        for name, value in self._headers:
+        for name, value in zip(self._headers[::2], self._headers[1::2], strict=True):
             lower = name.lower()
             if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False

@@ -58,18 +58,35 @@ class OriginPool:
             self._drop(connection)
         return None
 
-    async def acquire(self) -> tuple[Connection, bool]:
-        """A connection, and whether it served a request before (waits for one, or opens
-        one). Raises ``OSError`` (``ssl.SSLError`` for TLS) when a new one cannot be opened."""
-        connection = self.take_idle()
-        if connection is not None:
-            return connection, True
+    def reserve(self) -> bool:
+        """Count a connection about to be opened against the limit, if it has room."""
         if self.slots < self.limit:
             self.slots += 1
-        else:
-            handed = await self._wait_turn()
-            if handed is not None:
-                return handed, True
+            return True
+        return False
+
+    def turn(self) -> asyncio.Future[Connection | None]:
+        """A place in the queue of requests waiting: its future gets a connection handed
+        over, or ``None`` for a slot to open one in. :meth:`leave` it if not awaited to the end."""
+        waiter: asyncio.Future[Connection | None] = self.loop.create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def leave(self, waiter: asyncio.Future[Connection | None]) -> None:
+        """Give up a place (timed out, cancelled), passing on what it was handed meanwhile."""
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            handed = waiter.result()
+            if handed is None:
+                self._free_slot()
+            else:
+                self.release(handed)
+            return
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
+
+    async def open(self) -> Connection:
+        """A new connection in a slot already counted (freed again if this fails). Raises
+        ``OSError`` (``ssl.SSLError`` for TLS) when none can be opened."""
         try:
             connection = await self._connect()
         except BaseException:
@@ -80,7 +97,7 @@ class OriginPool:
             self._free_slot()
             raise TransportError("lost", "Connection lost: the HTTP client was closed")
         self.connections.add(connection)
-        return connection, False
+        return connection
 
     def release(self, connection: Connection) -> None:
         """Give ``connection`` back after its exchange: to the next waiter or the idle ones
@@ -100,6 +117,11 @@ class OriginPool:
     def close(self) -> None:
         """Close every connection; waiting requests fail as lost."""
         self.closed = True
+        if self.loop.is_closed():  # nothing can be sent on its connections any more
+            self.connections.clear()
+            self.idle.clear()
+            self.waiters.clear()
+            return
         for connection in list(self.connections):
             connection.close()
         self.connections.clear()
@@ -110,23 +132,6 @@ class OriginPool:
                 waiter.set_exception(TransportError("lost", "Connection lost: the HTTP client was closed"))
 
     # ------------------------------------------------------------ slots
-
-    async def _wait_turn(self) -> Connection | None:
-        waiter: asyncio.Future[Connection | None] = self.loop.create_future()
-        self.waiters.append(waiter)
-        try:
-            return await waiter
-        except BaseException:  # timed out or cancelled: pass on what was handed over meanwhile
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                handed = waiter.result()
-                if handed is None:
-                    self._free_slot()
-                else:
-                    self.release(handed)
-            else:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(waiter)
-            raise
 
     def _free_slot(self) -> None:
         """A slot is free: the first waiter opens a connection in it, or it is uncounted."""

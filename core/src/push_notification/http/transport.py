@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from push_notification.http.attempt import HttpRequest, HttpResponse, TransportError, connect_failure
 from push_notification.http.connection import Connection
 from push_notification.http.pool import OriginPool
-from push_notification.http.wire import Origin, request_head, target_of
+from push_notification.http.wire import Origin, RequestHeads, framing, target_of
 
 if TYPE_CHECKING:
     from push_notification.http.client import HttpClientSettings
@@ -50,8 +51,10 @@ class Http1Transport:
     ) -> None:
         self.settings = settings
         skipped = {name.lower() for name in skip_auto_headers}
-        self.auto_headers = tuple(header for header in AUTO_HEADERS if header[0] not in skipped)
+        self.heads = RequestHeads(tuple(header for header in AUTO_HEADERS if header[0] not in skipped))
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[Origin, OriginPool] = {}
+        self._deadlines: Deadlines | None = None
         self._default_tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
@@ -61,26 +64,33 @@ class Http1Transport:
         pools, self._pools = self._pools, {}
         for pool in pools.values():
             pool.close()
+        if self._deadlines is not None:
+            self._deadlines.close()
+            self._deadlines = None
+        self._loop = None
 
     async def request(self, request: HttpRequest) -> HttpResponse:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._bind(loop)
+        deadlines = self._deadlines
+        assert deadlines is not None
         deadline = loop.time() + self.settings.request_timeout
-        method = request.method
+        method, body = request.method, request.body
         target = target_of(request.url)
-        body = request.body
-        head = request_head(method, target, request.headers, len(body), self.auto_headers)
-        data = head.data + body if body else head.data
+        head, close = self.heads.head(method, target, request.headers, bool(body))
+        data = head + framing(method, len(body)) + body
         pool = self._pools.get(target.origin)
-        if pool is None or pool.loop is not loop:
-            pool = self._new_pool(loop, target.origin)
+        if pool is None:
+            pool = self._pools[target.origin] = self._new_pool(loop, target.origin)
         may_repeat = method in IDEMPOTENT
         while True:
             connection = pool.take_idle()
             reused = connection is not None
             if connection is None:
-                connection, reused = await self._acquire(pool, deadline)
-            waiter = connection.send(data, head_only=method == "HEAD", close=head.close)
-            timer = loop.call_at(deadline, _expire, waiter)
+                connection, reused = await self._connection(pool, deadline, deadlines)
+            waiter = connection.send(data, head_only=method == "HEAD", close=close)
+            deadlines.watch(deadline, waiter)
             try:
                 response = await waiter
             except TransportError:
@@ -97,17 +107,38 @@ class Http1Transport:
                 connection.close()
                 pool.release(connection)
                 raise
-            finally:
-                timer.cancel()
             pool.release(connection)
             return response
 
-    async def _acquire(self, pool: OriginPool, deadline: float) -> tuple[Connection, bool]:
-        """A connection from ``pool`` by ``deadline``; failures as :class:`TransportError`."""
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop``: connections made on another one (a test's) are of no use on it."""
+        await self.close()
+        self._loop = loop
+        self._deadlines = Deadlines(loop)
+
+    async def _connection(self, pool: OriginPool, deadline: float, deadlines: Deadlines) -> tuple[Connection, bool]:
+        """A connection from ``pool`` by ``deadline``, and whether it served before: one handed
+        over after waiting a turn, or a new one; failures as :class:`TransportError`."""
+        if not pool.reserve():
+            turn = pool.turn()
+            deadlines.watch(deadline, turn)
+            try:
+                handed = await turn
+            except TimeoutError:
+                pool.leave(turn)
+                raise TransportError("timeout", self._timed_out()) from None
+            except BaseException:
+                pool.leave(turn)
+                raise
+            if handed is not None:
+                return handed, True
+        return await self._open(pool, deadline), False
+
+    async def _open(self, pool: OriginPool, deadline: float) -> Connection:
         origin = pool.origin
         try:
             async with asyncio.timeout_at(deadline):
-                return await pool.acquire()
+                return await pool.open()
         except TimeoutError:
             raise TransportError("timeout", self._timed_out()) from None
         except ssl.SSLCertVerificationError as exc:
@@ -129,16 +160,61 @@ class Http1Transport:
                 if self._default_tls is None:
                     self._default_tls = ssl.create_default_context()
                 context = self._default_tls
-        old = self._pools.get(origin)
-        if old is not None:  # made on another event loop (a test's): its connections are of no use here
-            old.close()
-        pool = self._pools[origin] = OriginPool(loop, origin, context, self.settings.max_parallel_connections)
-        return pool
+        return OriginPool(loop, origin, context, self.settings.max_parallel_connections)
 
     def _timed_out(self) -> str:
         return f"Request timed out after {self.settings.request_timeout:g}s"
 
 
-def _expire(waiter: asyncio.Future[HttpResponse]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+class Deadlines:
+    """Times out what a transport's requests wait for, with one timer for all of them.
+
+    A timer per request cost more than reading its answer (uvloop makes and frees a libuv
+    timer each time). One transport's deadlines are all ``now + request_timeout``, so they
+    come in order: the earliest pending one is at the front, answered ones leave from there,
+    and one timer armed for the front's deadline is all it takes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: Waiters and their deadlines, oldest first (two deques: no tuple per request).
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.deadlines: deque[float] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def watch(self, deadline: float, waiter: asyncio.Future[Any]) -> None:
+        """Fail ``waiter`` (an answer, or a turn for a connection) with ``TimeoutError`` if
+        it is not done by ``deadline``."""
+        waiters, deadlines = self.waiters, self.deadlines
+        while waiters and waiters[0].done():
+            waiters.popleft()
+            deadlines.popleft()
+        waiters.append(waiter)
+        deadlines.append(deadline)
+        if self.timer is None:
+            self.timer = self.loop.call_at(deadline, self._expire)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.waiters.clear()
+        self.deadlines.clear()
+
+    def _expire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        pending = [
+            (deadline, waiter)
+            for deadline, waiter in zip(self.deadlines, self.waiters, strict=True)
+            if not waiter.done()
+        ]
+        for deadline, waiter in pending:
+            if deadline <= now:
+                waiter.set_exception(TimeoutError())
+        # A request sent again on a new connection keeps its deadline: one may stand out of order.
+        pending = [(deadline, waiter) for deadline, waiter in pending if not waiter.done()]
+        self.deadlines = deque(deadline for deadline, _ in pending)
+        self.waiters = deque(waiter for _, waiter in pending)
+        if pending:
+            self.timer = self.loop.call_at(min(self.deadlines), self._expire)

@@ -25,9 +25,9 @@ class Origin(NamedTuple):
     port: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Target:
-    """What a URL's requests share."""
+    """What a URL's requests share; one object per cached URL, so compared and hashed by identity."""
 
     origin: Origin
     #: The request target: path and query, percent-encoded.
@@ -84,51 +84,68 @@ def _read_target(url: str | URL) -> Target:
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 #: Methods that send ``Content-Length: 0`` without a body (as aiohttp did).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: How many distinct heads a transport keeps written (a driver sends the same few headers).
+HEAD_CACHE_SIZE = 256
 
 
-class Head(NamedTuple):
-    """A request's head as bytes, and whether the connection ends after its answer."""
+class RequestHeads:
+    """Writes requests' heads, keeping the bytes of recent ones: the OX driver sends the same
+    headers (a ``Date`` new each second) to one URL, so a head is written once, not per request.
 
-    data: bytes
-    close: bool
+    ``auto_headers`` are ``(lowercase name, name, value)``, sent unless the request has its
+    own (``Accept: */*``; a ``Content-Type`` only with a body).
+    """
 
+    def __init__(self, auto_headers: tuple[tuple[str, str, str], ...]) -> None:
+        self.auto_headers = auto_headers
+        self._cache: dict[tuple[object, ...], tuple[bytes, bool]] = {}
 
-def request_head(
-    method: str,
-    target: Target,
-    headers: Mapping[str, str],
-    body_length: int,
-    auto_headers: tuple[tuple[str, str, str], ...],
-) -> Head:
-    """The bytes before the body. ``auto_headers`` are ``(lowercase name, name, value)``, sent
-    unless the request has its own (``Accept: */*``; a ``Content-Type`` only with a body).
-    A line break in a header is a ``request`` :class:`TransportError`: it would forge headers."""
-    lines = [f"{method} {target.path} HTTP/1.1\r\n"]
-    given: set[str] = set()
-    close = False
-    authorization = target.authorization
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in _FRAMING or (authorization is not None and lower == "authorization"):
-            continue
-        given.add(lower)
-        if lower == "connection" and "close" in value.lower():
-            close = True
-        lines.append(f"{name}: {value}\r\n")
-    if "host" not in given:
-        lines.insert(1, f"Host: {target.host}\r\n")
-    if authorization is not None:
-        lines.append(f"Authorization: {authorization}\r\n")
-    for lower, name, value in auto_headers:
-        if lower not in given and (body_length or lower != "content-type"):
+    def head(self, method: str, target: Target, headers: Mapping[str, str], has_body: bool) -> tuple[bytes, bool]:
+        """The head's bytes up to its framing (:func:`framing` follows), and whether the
+        request asks to close the connection after its answer. A line break in a header is a
+        ``request`` :class:`TransportError`: it would forge headers."""
+        # Keys and values as they are: no tuple per header, which the garbage collector counts.
+        key = (method, target, has_body, *headers.keys(), *headers.values())
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._write(method, target, headers, has_body)
+            if len(self._cache) >= HEAD_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = cached
+        return cached
+
+    def _write(self, method: str, target: Target, headers: Mapping[str, str], has_body: bool) -> tuple[bytes, bool]:
+        lines = [f"{method} {target.path} HTTP/1.1\r\n"]
+        given: set[str] = set()
+        close = False
+        authorization = target.authorization
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower in _FRAMING or (authorization is not None and lower == "authorization"):
+                continue
+            given.add(lower)
+            if lower == "connection" and "close" in value.lower():
+                close = True
             lines.append(f"{name}: {value}\r\n")
+        if "host" not in given:
+            lines.insert(1, f"Host: {target.host}\r\n")
+        if authorization is not None:
+            lines.append(f"Authorization: {authorization}\r\n")
+        for lower, name, value in self.auto_headers:
+            if lower not in given and (has_body or lower != "content-type"):
+                lines.append(f"{name}: {value}\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise TransportError("request", _line_break(method, headers))
+        return text.encode(), close
+
+
+def framing(method: str, body_length: int) -> bytes:
+    """The head's end: ``Content-Length`` (``0`` for a method that normally has a body) and
+    the blank line."""
     if body_length or method not in _BODILESS:
-        lines.append(f"Content-Length: {body_length}\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        raise TransportError("request", _line_break(method, headers))
-    return Head(text.encode(), close)
+        return b"Content-Length: %d\r\n\r\n" % body_length
+    return b"\r\n"
 
 
 def _line_break(method: str, headers: Mapping[str, str]) -> str:
