@@ -103,8 +103,9 @@ class FloorTransport:
 
     async def close(self) -> None:
         while not self.connections.empty():
-            assert (protocol := self.connections.get_nowait()).transport is not None
-            protocol.transport.close()
+            protocol = self.connections.get_nowait()
+            if protocol.transport is not None:
+                protocol.transport.close()
 
     async def request(self, request: HttpRequest) -> HttpResponse:
         if not self.data:
@@ -121,7 +122,8 @@ class FloorTransport:
         host, port = url.split("/")[2].split(":")
         lines = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
         path = "/" + url.split("/", 3)[3]
-        head = f"{request.method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}Content-Length: {len(request.body)}\r\n\r\n"
+        length = len(request.body)
+        head = f"{request.method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}Content-Length: {length}\r\n\r\n"
         self.data = head.encode() + request.body
         loop = asyncio.get_running_loop()
         for _ in range(self.settings.max_parallel_connections):
@@ -213,8 +215,9 @@ async def measure(base: dict[str, str], context: ssl.SSLContext, args: argparse.
         for transport in transports.values():
             await transport.close()
     sent = args.requests * args.rounds
+    load = os.getloadavg()[0]
     print(f"{args.rounds} interleaved rounds of {args.requests} requests per case, {args.loop} loop;"
-          f" load average {Path('/proc/loadavg').read_text().split()[0]}, {os.cpu_count()} CPUs")  # fmt: skip
+          f" load average {load:.2f}, {os.cpu_count()} CPUs")  # fmt: skip
     print(f"\n{'case':<30} {'transport':<32} {'client CPU µs/request':>22}")
     for scheme, in_flight, connections in CASES:
         case = f"{scheme}, {in_flight} in flight / {connections} conn"
