@@ -305,15 +305,26 @@ async def test_an_endless_head_is_refused() -> None:
     assert error.kind == "lost" and str(error) == "Connection lost: the answer's head exceeds 64 KiB"
 
 
-async def test_an_answer_that_is_not_http_is_a_lost_connection() -> None:
-    async def smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"220 mail.example.com ESMTP ready\r\n", "Connection lost: the answer is not valid HTTP ("),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "Connection lost: the server switched protocols, which no request asked",
+        ),
+    ],
+)
+async def test_an_answer_that_is_not_an_http_answer_is_a_lost_connection(answer: bytes, message: str) -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"220 mail.example.com ESMTP ready\r\n")
+        writer.write(answer)
         await writer.drain()
+        await reader.read()  # until the client hangs up
 
-    async with scripted(smtp) as server, transport() as client:
+    async with scripted(reply) as server, transport() as client:
         error = await failure(client, HttpRequest("POST", server.url))
-    assert error.kind == "lost" and str(error).startswith("Connection lost: the answer is not valid HTTP (")
+    assert error.kind == "lost" and str(error).startswith(message)
 
 
 async def test_a_close_in_the_middle_of_the_answer_is_a_lost_connection() -> None:

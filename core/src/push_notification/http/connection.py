@@ -161,6 +161,9 @@ class Connection(asyncio.Protocol):
             if not isinstance(exc.__context__, _Stop):  # a bug here: fail the exchange, show it
                 self._fail(TransportError("lost", f"Connection lost: {type(exc.__context__).__name__}"))
                 raise
+        except httptools.HttpParserUpgrade:
+            self._fail(TransportError("lost", "Connection lost: the server switched protocols, which no request asked"))
+            return
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             self._fail(TransportError("lost", f"Connection lost: the answer is not valid HTTP ({reason})"))
