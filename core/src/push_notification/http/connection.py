@@ -1,5 +1,7 @@
 """One keep-alive HTTP/1.1 client connection: an asyncio protocol writing a request's bytes and
-reading its answer with httptools (llhttp, the C parser of Node.js and uvicorn).
+reading its answer with httptools (llhttp, the C parser of Node.js and uvicorn). h11, the
+well-kept pure-Python alternative, took some 25 times its CPU to read the same push answer
+(with its request state machine), so it would have given back much of what leaving aiohttp saved.
 
 One exchange at a time (no pipelining). The answer ends at its ``Content-Length``, after its
 last chunk, or, with neither, when the server closes the connection. Interim answers (``100

@@ -7,7 +7,8 @@ stream readers, per-request timers and tasks): about 0.39 ms of the 0.73 ms an O
 cost. Here a request is its head as one bytes object (the URL read once and cached) written to
 a pooled connection, whose :class:`~push_notification.http.connection.Connection` protocol
 feeds the answer to httptools' C parser and settles one future. ``benchmarks/http_transport.py``
-compares the two in one run.
+compares the two in one run: about 100 µs of client CPU per request against 300-400 µs, within
+some 30 µs of a bare protocol writing ready-made bytes (the loop and the socket calls).
 
 Kept from aiohttp: one deadline per attempt (``http_client_request_timeout``, waiting for a
 connection included), ``Accept: */*`` and ``Content-Type: application/octet-stream`` unless
