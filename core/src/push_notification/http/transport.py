@@ -204,7 +204,8 @@ class Deadlines:
 
     def _expire(self) -> None:
         self.timer = None
-        now = self.loop.time()
+        # Timers fire to the millisecond (uvloop): one a hair early must not re-arm for nothing.
+        now = self.loop.time() + 0.001
         pending = [
             (deadline, waiter)
             for deadline, waiter in zip(self.deadlines, self.waiters, strict=True)
