@@ -21,11 +21,12 @@
 --   push_notification_bridge_token = TOKEN       token = TOKEN
 --   push_notification_bridge_timeout_msecs = 1000 timeout_msecs = 1000
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
---   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
+--   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; opens it)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
 -- `push-notification dovecot-config` prints these for you, and installs this file as
 -- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac), the loader Dovecot loads
--- (dovecot-bridge.lua, loader.lua here) and the loader's fallback (fallback.lua). Dovecot loads
+-- (dovecot-bridge.lua, loader.lua here), the loader's fallback (fallback.lua) and the http
+-- transport (bridge_http.lua, loaded only when a transaction goes over http). Dovecot loads
 -- the script into a fresh Lua state for every mail user (every delivery), so what this file
 -- holds costs on every delivery: loading its bytecode, and what the main chunk builds. See
 -- README.md, "Where the bridge's time goes".
