@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from push_notification.config.redis_client import safe_url, unusable
@@ -298,6 +298,10 @@ class RedisStore:
                 await self._ack(**self._ack_call(acks, cleared), client=pipe)
             leases.release_in(pipe, releases)
             await pipe.execute()
+
+    async def bury(self, instance: str, letters: Mapping[str, str]) -> None:
+        """Dead letters that have no stream entry (any more): field → letter JSON."""
+        await self.client.hset(self.dead(instance), mapping=dict(letters))
 
     def _ack_call(self, acks: dict[tuple[str, str], list[str]], cleared: dict[str, list[str]]) -> dict[str, Any]:
         keys: list[str] = [stream for stream, _ in acks]
