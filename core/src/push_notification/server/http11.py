@@ -177,6 +177,7 @@ class Http11(asyncio.Protocol):
         self._url: list[bytes] = []
         self._headers: dict[bytes, bytes] = {}
         self._fields = 0
+        self._parsed_head = 0  # the request line's and header fields' bytes, as llhttp gives them
         self._body: list[bytes] = []
         self._size = 0
         self._request: Request | None = None
@@ -211,24 +212,28 @@ class Http11(asyncio.Protocol):
         if self._phase == _IDLE:
             self._since = self._loop.time()
             self._head_bytes = 0
+        answered = len(self._pending)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
+        except httptools.HttpParserCallbackError as exc:
             refusal, self._refusal = self._refusal, None
-            if refusal is None:
-                raise
+            if refusal is None:  # a bug in a callback (the application's route): one line, a 500
+                refusal = _internal_error(self._request_head(), exc.__context__ or exc)
+                refusal.close = True
             self._refuse(refusal)
             return
         except httptools.HttpParserUpgrade:
-            self._malformed("protocol upgrades are not supported")
+            self._refuse(self._malformed("protocol upgrades are not supported"))
             return
         except httptools.HttpParserError as exc:
-            self._malformed(" ".join(str(exc).split()) or type(exc).__name__)
+            self._refuse(self._malformed(" ".join(str(exc).split()) or type(exc).__name__))
             return
         if self._phase == _HEAD:
-            self._head_bytes += len(data)
+            # A head that does not end has no callback to tell its size: count what came. After a
+            # request ended in this read, the next head's first bytes go uncounted (at most a read).
+            self._head_bytes = self._head_bytes + len(data) if len(self._pending) == answered else 0
             if self._head_bytes > MAX_HEAD:
-                self._refuse(error(431, f"request head larger than {MAX_HEAD} bytes", close=True))
+                self._refuse(self._too_large())
                 return
             self._arm(self._since + self._limits.header_timeout)
         elif self._phase == _BODY:
@@ -264,23 +269,26 @@ class Http11(asyncio.Protocol):
         self._url = []
         self._headers = {}
         self._fields = 0
+        self._parsed_head = 0
         self._body = []
         self._size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
+        self._head_size(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields += 1
         if self._fields > MAX_HEADERS:
-            self._stop(error(400, f"more than {MAX_HEADERS} header fields", close=True))
+            self._stop(self._malformed(f"more than {MAX_HEADERS} header fields"))
+        self._head_size(len(name) + len(value))
         self._headers.setdefault(name.lower(), value)
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
         self._since = self._loop.time()
         if self._parser.get_http_version() not in ("1.1", "1.0"):
-            self._stop(error(400, "only HTTP/1.0 and HTTP/1.1 are spoken here", close=True))
+            self._stop(self._malformed("only HTTP/1.0 and HTTP/1.1 are spoken here"))
         url = b"".join(self._url)
         if not url.startswith(b"/"):  # absolute form: http://host/path?query
             parsed = httptools.parse_url(url)
@@ -376,9 +384,24 @@ class Http11(asyncio.Protocol):
             self._transport.write(response.encode(closing=True, head_only=False))
         self._linger()
 
-    def _malformed(self, reason: str) -> None:
+    def _malformed(self, reason: str, status: int = 400) -> Response:
+        """The answer to a request that is not HTTP as it must be, and its one log line."""
         log.warning("ingress: malformed HTTP request from %s: %s", self.remote, reason[:200])
-        self._refuse(error(400, f"malformed HTTP request: {reason}", close=True))
+        return error(status, f"malformed HTTP request: {reason[:200]}", close=True)
+
+    def _request_head(self) -> Request:
+        """The request being parsed, for a log line (what is known of it)."""
+        if self._request is not None:
+            return self._request
+        return Request(self._parser.get_method().decode("ascii", "replace"), "?", "", {}, self.remote)
+
+    def _head_size(self, size: int) -> None:
+        self._parsed_head += size
+        if self._parsed_head > MAX_HEAD:
+            self._stop(self._too_large())
+
+    def _too_large(self) -> Response:
+        return self._malformed(f"request head larger than {MAX_HEAD} bytes", 431)
 
     def _stop(self, response: Response) -> None:
         self._refusal = response
