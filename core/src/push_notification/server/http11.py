@@ -100,8 +100,14 @@ class Response:
         self.headers = headers
         self.close = close
 
+    def closing(self) -> Response:
+        """The same answer, closing the connection after it."""
+        return Response(self.status, self.body, content_type=self.content_type, headers=self.headers, close=True)
+
     def encode(self, *, closing: bool, head_only: bool) -> bytes:
         """The response as sent: status line, header fields, body (none for ``HEAD``)."""
+        if self.status == 202 and not (self.headers or closing or head_only):  # the usual answer, in one go
+            return b"%sContent-Length: %d\r\n%s%s" % (_ACCEPTED, len(self.body), _date(), self.body)
         lines = [_STATUS_LINES.get(self.status) or b"HTTP/1.1 %d Unknown\r\n" % self.status]
         if self.status != 204:
             lines.append(b"Content-Type: %s\r\nContent-Length: %d\r\n" % (self.content_type, len(self.body)))
@@ -140,6 +146,7 @@ class Connections(Protocol):
 
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Type: %s\r\n" % _JSON
 _dated: list[object] = [0, b""]
 
 
@@ -218,8 +225,7 @@ class Http11(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             refusal, self._refusal = self._refusal, None
             if refusal is None:  # a bug in a callback (the application's route): one line, a 500
-                refusal = _internal_error(self._request_head(), exc.__context__ or exc)
-                refusal.close = True
+                refusal = _internal_error(self._request_head(), exc.__context__ or exc).closing()
             self._refuse(refusal)
             return
         except httptools.HttpParserUpgrade:
@@ -289,7 +295,7 @@ class Http11(asyncio.Protocol):
         self._since = self._loop.time()
         if self._parser.get_http_version() not in ("1.1", "1.0"):
             self._stop(self._malformed("only HTTP/1.0 and HTTP/1.1 are spoken here"))
-        url = b"".join(self._url)
+        url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         if not url.startswith(b"/"):  # absolute form: http://host/path?query
             parsed = httptools.parse_url(url)
             url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
@@ -302,8 +308,7 @@ class Http11(asyncio.Protocol):
         routed = self._app.route(request)
         if isinstance(routed, Response):
             if (length is not None and length != b"0") or b"transfer-encoding" in headers:
-                routed.close = True  # its body is not read
-                self._stop(routed)
+                self._stop(routed.closing())  # its body is not read
             self._handler = _answer_with(routed)
         else:
             max_body = self._limits.max_body
@@ -357,6 +362,9 @@ class Http11(asyncio.Protocol):
         assert self._busy is not None
         request, keep_alive = self._busy
         self._busy = None
+        if task.cancelled():  # the daemon is stopping: the connection goes with it
+            self.close()
+            return
         try:
             response = task.result()
         except Exception as exc:  # noqa: BLE001 - as in _answer_next
