@@ -37,6 +37,10 @@ local METADATA_KEYS = {
   "/private/vendor/vendor.dovecot/push-device",
   "/private/devicetoken",
 }
+-- chatmail clients set their token as METADATA of the INBOX mailbox (SETMETADATA INBOX
+-- (/private/devicetoken ...)), not of the server: it goes under the same key when the server
+-- METADATA has none (read only from an INBOX the status snapshot opened anyway).
+local DEVICETOKEN = 3 -- its place in METADATA_KEYS
 -- The same keys as mailbox attributes of INBOX (user:metadata_get adds this prefix).
 local SERVER_PREFIX = "/private/vendor/vendor.dovecot/pvt/server"
 local SERVER_KEYS = {}
@@ -276,6 +280,9 @@ local function status_snapshot(user, mailbox, sync, with_metadata)
       local values = {}
       for i, key in ipairs(SERVER_KEYS) do
         values[i] = box:metadata_get(key)
+      end
+      if values[DEVICETOKEN] == nil then
+        values[DEVICETOKEN] = box:metadata_get(METADATA_KEYS[DEVICETOKEN])
       end
       return status, values
     end
