@@ -207,15 +207,18 @@ async def test_shutdown_answers_the_request_in_hand_then_closes() -> None:
     server = await start(queue)
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
     idle = await asyncio.open_connection("127.0.0.1", port_of(server))
+    halfway = await asyncio.open_connection("127.0.0.1", port_of(server))
+    halfway[1].write(b"POST /v1/transactions HTTP/1.1\r\n")  # never accepted: closed at once
     writer.write(post())
     await asyncio.sleep(0.05)
     await server.close()
     answer = await asyncio.wait_for(reader.read(), 5)
     assert answer.startswith(b"HTTP/1.1 202 Accepted") and b"Connection: close" in answer
     assert queue.depth() == 1
-    assert await asyncio.wait_for(idle[0].read(), 5) == b""
+    for other_reader, other_writer in (idle, halfway):
+        assert await asyncio.wait_for(other_reader.read(), 5) == b""
+        other_writer.close()
     writer.close()
-    idle[1].close()
 
 
 # --- any bytes at all: property-based --------------------------------------------------------

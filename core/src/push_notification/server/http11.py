@@ -185,6 +185,7 @@ class Http11(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._fields = 0
         self._parsed_head = 0  # the request line's and header fields' bytes, as llhttp gives them
+        self._http10 = False
         self._body: list[bytes] = []
         self._size = 0
         self._request: Request | None = None
@@ -276,6 +277,7 @@ class Http11(asyncio.Protocol):
         self._headers = {}
         self._fields = 0
         self._parsed_head = 0
+        self._http10 = False
         self._body = []
         self._size = 0
 
@@ -293,8 +295,11 @@ class Http11(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._phase = _BODY
         self._since = self._loop.time()
-        if self._parser.get_http_version() not in ("1.1", "1.0"):
-            self._stop(self._malformed("only HTTP/1.0 and HTTP/1.1 are spoken here"))
+        version = self._parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                self._stop(self._malformed("only HTTP/1.0 and HTTP/1.1 are spoken here"))
+            self._http10 = True  # answered, then closed: no HTTP/1.0 keep-alive
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         if not url.startswith(b"/"):  # absolute form: http://host/path?query
             parsed = httptools.parse_url(url)
@@ -334,7 +339,7 @@ class Http11(asyncio.Protocol):
         request.body = body[0] if len(body) == 1 else b"".join(body)
         self._phase = _IDLE
         self._request = self._handler = None
-        self._pending.append((request, handler, self._parser.should_keep_alive()))
+        self._pending.append((request, handler, self._parser.should_keep_alive() and not self._http10))
 
     # -- answering --------------------------------------------------------------------
 
@@ -473,15 +478,11 @@ class Http11(asyncio.Protocol):
 
     # -- for the connection list ------------------------------------------------------
 
-    @property
-    def idle(self) -> bool:
-        """Between requests, with nothing to answer."""
-        return self._phase in (_IDLE, _CLOSING) and self._busy is None and not self._pending
-
     def finish(self) -> None:
-        """Shutdown: answer what is in hand, then close (at once when idle)."""
+        """Shutdown: answer the requests in hand, then close; close at once when there are none
+        (a request not wholly received was never accepted: the client sends it again)."""
         self._finish = True
-        if self.idle:
+        if self._busy is None and not self._pending:
             self.close()
 
     def close(self) -> None:
