@@ -10,7 +10,8 @@ transaction at a steady rate, in interleaved rounds of one run:
   http,  OX driver, sqlite queue      the ingress instead of the spool (dovecot_e2e.py's d)
 
 plus the sink, a bare aiohttp server answering 200: its CPU per request is what one aiohttp
-request costs a server here, a floor for the ingress. CPU is read from /proc per process.
+request costs a server here (the ingress speaks HTTP/1.1 itself, on httptools: that is not
+its floor). CPU is read from /proc per process.
 
     python benchmarks/dovecot_e2e.py --help   # the end-to-end figures, with Dovecot
     python benchmarks/daemon_cpu.py [--rate 400] [--per-round 800] [--rounds 4]

@@ -10,14 +10,14 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from push_notification.events import EVENT_TYPES
 from push_notification.queue import MemoryQueue
-from push_notification.server.ingress import IngressLimits, create_app, runner_options
+from push_notification.server.connections import IngressServer
+from push_notification.server.ingress import Ingress, IngressLimits
 from push_notification.transaction import Transaction, transaction_from_json
 
 TOKEN = "t0ps3cret"
@@ -25,26 +25,38 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = {"user": "alice", "mailbox": "INBOX", "events": [{"name": "MessageNew", "uid": 1, "uid_validity": 7}]}
 
 
-class Ingress:
-    """The ingress application on a loopback port, with what it accepted."""
+class Client:
+    """The ingress as the daemon runs it, on a loopback port, with what it accepted."""
 
-    def __init__(self, client: TestClient, accepted: list[Transaction]) -> None:
-        self.client = client
+    def __init__(self, accepted: list[Transaction], health: dict[str, Any] | None = None, **limits: Any) -> None:
+        chosen = IngressLimits(**limits)
+        app = Ingress(_Recording(accepted), token=TOKEN, health=lambda: dict(health or {}), limits=chosen)
+        self.server = IngressServer(app, chosen)
         self.accepted = accepted
+        self.port = 0
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.server.start(("127.0.0.1", 0))
+        self.port = int(self.server.bound[0].rpartition(":")[2])
+        self.session = aiohttp.ClientSession(f"http://127.0.0.1:{self.port}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.session is not None
+        await self.session.close()
+        await self.server.close()
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        assert self.session is not None
+        return self.session.get(path, **kwargs)
 
     async def post(self, body: bytes | str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        assert self.session is not None
         data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-        async with self.client.post("/v1/transactions", data=data, headers=headers or AUTH) as response:
+        async with self.session.post("/v1/transactions", data=data, headers=headers or AUTH) as response:
             text = await response.text()
             return response.status, json.loads(text)
-
-
-def server(accepted: list[Transaction], health: dict[str, Any] | None = None, **limits: Any) -> TestServer:
-    """The ingress as the daemon runs it (its limits and runner options), on a loopback port."""
-
-    chosen = IngressLimits(**limits)
-    app = create_app(_Recording(accepted), token=TOKEN, health=lambda: dict(health or {}), limits=chosen)
-    return _DaemonLikeServer(app, chosen)
 
 
 class _Recording(MemoryQueue):
@@ -59,22 +71,10 @@ class _Recording(MemoryQueue):
         await super().put(txn)
 
 
-class _DaemonLikeServer(TestServer):
-    """aiohttp's test server with the runner options the daemon uses."""
-
-    def __init__(self, app: web.Application, limits: IngressLimits) -> None:
-        super().__init__(app)
-        self._options = runner_options(limits)
-
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return web.AppRunner(self.app, **{**kwargs, **self._options})
-
-
 @pytest.fixture
-async def ingress() -> AsyncIterator[Ingress]:
-    accepted: list[Transaction] = []
-    async with TestClient(server(accepted, max_events=5)) as client:
-        yield Ingress(client, accepted)
+async def ingress() -> AsyncIterator[Client]:
+    async with Client([], max_events=5) as client:
+        yield client
 
 
 def one_line_error(status: int, body: Any) -> str:
@@ -119,7 +119,7 @@ def event(**fields: Any) -> dict[str, Any]:
     ],
 )  # fmt: skip
 async def test_input_that_could_never_be_delivered_is_refused_at_once(
-    ingress: Ingress, data: dict[str, Any], reason: str
+    ingress: Client, data: dict[str, Any], reason: str
 ) -> None:
     status, body = await ingress.post(json.dumps(data))
     assert reason in one_line_error(status, body)
@@ -137,13 +137,13 @@ async def test_input_that_could_never_be_delivered_is_refused_at_once(
          "invalid JSON"),
     ],
 )  # fmt: skip
-async def test_malformed_json_is_one_line(ingress: Ingress, body: bytes, reason: str) -> None:
+async def test_malformed_json_is_one_line(ingress: Client, body: bytes, reason: str) -> None:
     status, answer = await ingress.post(body)
     assert reason in one_line_error(status, answer)
 
 
 async def test_a_body_over_the_limit_is_413_without_reading_it(ingress: Ingress) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", ingress.client.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
     writer.write(
         b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ps3cret\r\n"
         b"Content-Length: 9223372036854775808\r\n\r\n"
@@ -156,7 +156,7 @@ async def test_a_body_over_the_limit_is_413_without_reading_it(ingress: Ingress)
 
 
 async def test_a_non_utf8_authorization_header_is_401(ingress: Ingress) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", ingress.client.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
     writer.write(
         b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nContent-Length: 2\r\n\r\n{}"
     )
@@ -166,7 +166,7 @@ async def test_a_non_utf8_authorization_header_is_401(ingress: Ingress) -> None:
 
 
 async def test_a_body_that_never_comes_is_408_after_the_body_timeout() -> None:
-    async with TestClient(server([], body_timeout=0.2)) as client:
+    async with Client([], body_timeout=0.2) as client:
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
         writer.write(b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ps3cret\r\n"
                      b"Content-Length: 100\r\n\r\n{")  # fmt: skip
@@ -178,7 +178,7 @@ async def test_a_body_that_never_comes_is_408_after_the_body_timeout() -> None:
 
 async def test_healthz_shows_details_only_with_the_token() -> None:
     health = {"instances": {"ox1": "ox"}, "queue_depth": 3}
-    async with TestClient(server([], health)) as client:
+    async with Client([], health) as client:
         async with client.get("/healthz") as response:
             assert (response.status, await response.json()) == (200, {"status": "ok"})
         async with client.get("/healthz", headers=AUTH) as response:
@@ -187,7 +187,7 @@ async def test_healthz_shows_details_only_with_the_token() -> None:
 
 async def test_healthz_answers_503_for_any_state_but_ok() -> None:
     health = {"status": "degraded", "reason": "spool reader restarting", "queue_depth": 0}
-    async with TestClient(server([], health)) as client:
+    async with Client([], health) as client:
         async with client.get("/healthz") as response:
             assert (response.status, await response.json()) == (503, {"status": "degraded"})
         async with client.get("/healthz", headers=AUTH) as response:
@@ -288,20 +288,19 @@ _bodies = (
 
 
 @pytest.fixture(scope="module")
-def fuzzed() -> Iterator[tuple[asyncio.AbstractEventLoop, Ingress]]:
+def fuzzed() -> Iterator[tuple[asyncio.AbstractEventLoop, Client]]:
     loop = asyncio.new_event_loop()
-    accepted: list[Transaction] = []
-    client = TestClient(server(accepted, max_events=5), loop=loop)
-    loop.run_until_complete(client.start_server())
-    yield loop, Ingress(client, accepted)
-    loop.run_until_complete(client.close())
+    client = Client([], max_events=5)
+    loop.run_until_complete(client.__aenter__())
+    yield loop, client
+    loop.run_until_complete(client.__aexit__())
     loop.close()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_bodies)
 def test_every_body_is_accepted_deliverable_or_refused_in_one_line(
-    fuzzed: tuple[asyncio.AbstractEventLoop, Ingress], body: bytes, caplog: pytest.LogCaptureFixture
+    fuzzed: tuple[asyncio.AbstractEventLoop, Client], body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     loop, ingress = fuzzed
     ingress.accepted.clear()

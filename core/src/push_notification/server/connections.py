@@ -1,34 +1,26 @@
-"""The ingress's connections: a cap on how many are open and a deadline for the first request.
+"""The ingress's listening sockets and open connections, with a cap on how many are open.
 
-aiohttp waits for a request head without a deadline and accepts connections until the
-process runs out of file descriptors, so about a thousand idle sockets (slowloris) would
-starve every real client. Here a connection's first request head must be complete within
-``ingress_header_timeout`` of its first byte (a connection that sends nothing is closed after
-IDLE_TIMEOUT, as an idle keep-alive one is; later requests fall under aiohttp's keep-alive
-timeout), and when ``ingress_max_connections`` are open a new connection closes the least
-recently active one: an idle attacker's sockets go first, a client that is sending stays.
+Accepting connections until the process runs out of file descriptors would let about a
+thousand idle sockets (slowloris) starve every real client. When ``ingress_max_connections``
+are open, a new connection closes the least recently active one: an idle attacker's sockets
+go first, a client that is sending stays. (Each connection's own deadlines are in http11.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
 
-from aiohttp import web
+from push_notification.server.http11 import Application, Http11, IngressLimits
 
 log = logging.getLogger("push_notification.server.ingress")
 
 #: File descriptors kept for everything but ingress connections (queue, drivers' HTTP pools, logs).
 _MIN_RESERVE = 128
-#: The end of a request head (a head split between reads is found through the kept tail).
-_HEAD_END = b"\r\n\r\n"
-#: How long a connection may stay open without sending anything (aiohttp's keep-alive timeout).
-IDLE_TIMEOUT = 75.0
 #: At most one "connection cap reached" warning per this many seconds.
 _WARN_EVERY = 60.0
 
@@ -61,22 +53,18 @@ def connection_cap(wanted: int) -> int:
 class Connections:
     """The open ingress connections, least recently active first."""
 
-    def __init__(self, max_connections: int, header_timeout: float) -> None:
+    def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
-        self.header_timeout = header_timeout
-        self._open: OrderedDict[_Guarded, None] = OrderedDict()
+        self._open: OrderedDict[Http11, None] = OrderedDict()
         self._evicted = 0
         self._warned = 0.0
+        self._emptied: asyncio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def protocol_factory(self, server: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """A protocol factory for ``loop.create_server``: aiohttp's, guarded."""
-        return lambda: _Guarded(self, server())
-
-    def opened(self, guard: _Guarded) -> None:
-        self._open[guard] = None
+    def opened(self, connection: Http11) -> None:
+        self._open[connection] = None
         while len(self._open) > self.max_connections:
             oldest = next(iter(self._open))
             self._open.pop(oldest)
@@ -92,101 +80,65 @@ class Connections:
             )
             self._evicted = 0
 
-    def active(self, guard: _Guarded) -> None:
-        if guard in self._open:
-            self._open.move_to_end(guard)
+    def active(self, connection: Http11) -> None:
+        if connection in self._open:
+            self._open.move_to_end(connection)
 
-    def closed(self, guard: _Guarded) -> None:
-        self._open.pop(guard, None)
+    def closed(self, connection: Http11) -> None:
+        self._open.pop(connection, None)
+        if not self._open and self._emptied is not None:
+            self._emptied.set()
+
+    async def finish(self, grace: float) -> None:
+        """Close the idle connections; let the others answer what they were sent, for up to
+        ``grace`` seconds, then close them too."""
+        self._emptied = asyncio.Event()
+        for connection in list(self._open):
+            connection.finish()
+        if self._open:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), grace)
+        for connection in list(self._open):
+            connection.close()
 
 
-class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol for one connection, with the head deadline and the activity order."""
+class IngressServer:
+    """The ingress, listening on ``address`` (``(host, port)`` or a unix socket path)."""
 
-    __slots__ = ("_connections", "_deadline", "_inner", "_started", "_tail", "_transport")
+    def __init__(self, app: Application, limits: IngressLimits) -> None:
+        self.app = app
+        self.limits = limits
+        self.connections = Connections(connection_cap(limits.max_connections))
+        self._server: asyncio.Server | None = None
 
-    def __init__(self, connections: Connections, inner: asyncio.Protocol) -> None:
-        self._connections = connections
-        self._inner = inner
-        self._transport: asyncio.BaseTransport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._started = False
-        self._tail = b""
+    async def start(self, address: tuple[str, int] | str) -> None:
+        """Listen; raises OSError when the address cannot be bound."""
+        loop = asyncio.get_running_loop()
+        app, limits, connections = self.app, self.limits, self.connections
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._deadline = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._too_slow)
-        self._connections.opened(self)
-        self._inner.connection_made(transport)
+        def connection() -> Http11:
+            return Http11(app, limits, connections)
 
-    def data_received(self, data: bytes) -> None:
-        if self._deadline is not None:
-            if _HEAD_END in self._tail + data[:4] or _HEAD_END in data:
-                self._deadline.cancel()
-                self._deadline = None
-            else:
-                self._tail = data[-3:]
-                if not self._started:  # the head began: now it must be complete in time
-                    self._started = True
-                    self._deadline.cancel()
-                    loop = asyncio.get_running_loop()
-                    self._deadline = loop.call_later(self._connections.header_timeout, self._too_slow)
-        self._connections.active(self)
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._connections.closed(self)
-        self._inner.connection_lost(exc)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def _too_slow(self) -> None:
-        self._deadline = None
-        if self._started:
-            log.debug("ingress: closed a connection whose request head took over %gs", self._connections.header_timeout)
+        if isinstance(address, str):
+            self._server = await loop.create_unix_server(connection, address)
         else:
-            log.debug("ingress: closed a connection that sent nothing in %gs", IDLE_TIMEOUT)
-        self.close()
-
-
-class IngressSite(web.BaseSite):
-    """Where the ingress listens (``(host, port)`` or a unix socket path), connections guarded."""
-
-    def __init__(self, runner: web.BaseRunner, address: tuple[str, int] | str, connections: Connections) -> None:
-        super().__init__(runner)
-        self._address = address
-        self._connections = connections
+            host, port = address
+            self._server = await loop.create_server(connection, host, port, reuse_address=True)
 
     @property
-    def name(self) -> str:
-        if isinstance(self._address, str):
-            return f"http://unix:{self._address}:"
-        host, port = self._address
-        return f"http://{host}:{port}"
+    def bound(self) -> list[str]:
+        """Where it listens: ``host:port`` for each socket, or the unix socket path."""
+        names = []
+        for sock in self._server.sockets if self._server is not None else ():
+            name = sock.getsockname()
+            names.append(name if isinstance(name, str) else f"{name[0]}:{name[1]}")
+        return names
 
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        factory = self._connections.protocol_factory(server)
-        loop = asyncio.get_running_loop()
-        listening: Any
-        if isinstance(self._address, str):
-            listening = await loop.create_unix_server(factory, self._address, backlog=self._backlog)
-        else:
-            host, port = self._address
-            listening = await loop.create_server(factory, host, port, backlog=self._backlog, reuse_address=True)
-        self._server = listening
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop listening, answer the requests in hand (for up to ``grace`` seconds), close."""
+        if self._server is None:
+            return
+        self._server.close()
+        await self.connections.finish(grace)
+        await self._server.wait_closed()
+        self._server = None

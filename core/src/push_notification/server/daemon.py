@@ -19,10 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from aiohttp import web
-
 from push_notification.config import DEFAULT_SOURCE, DaemonConfig, InstanceConfig, load_config
-from push_notification.devices.http import device_routes
+from push_notification.devices.http import DeviceRoutes
 from push_notification.devices.kinds import served_kinds
 from push_notification.devices.service import DeviceService
 from push_notification.devices.wiring import open_device_service
@@ -34,9 +32,9 @@ from push_notification.queue.redis import RedisQueue
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.queue.sqlite_store import pending_summary
-from push_notification.server.connections import Connections, IngressSite, connection_cap
+from push_notification.server.connections import IngressServer
 from push_notification.server.import_paths import refresh_import_paths
-from push_notification.server.ingress import IngressLimits, create_app, listen_address, runner_options
+from push_notification.server.ingress import Ingress, IngressLimits, listen_address
 from push_notification.server.metadata import open_metadata
 from push_notification.server.metrics import Metrics
 from push_notification.server.spool import SpoolReader
@@ -288,23 +286,15 @@ class Daemon:
             ", ".join(n for n in changed if n not in failed) or "none",
         )
 
-    async def _start_site(self, runner: web.AppRunner) -> web.BaseSite:
-        where = listen_address(self.config.listen)
-        limits = IngressLimits.of(self.config)
-        connections = Connections(connection_cap(limits.max_connections), limits.header_timeout)
-        site = IngressSite(runner, where, connections)
+    async def _start_ingress(self, ingress: IngressServer) -> None:
         try:
-            await site.start()
+            await ingress.start(listen_address(self.config.listen))
         except OSError as exc:
             raise PushNotificationError(
                 f"cannot listen on {self.config.listen}: {exc.strerror or exc};"
                 " choose another address with --listen or the 'listen' setting"
             ) from None
-        server = getattr(site, "_server", None)
-        for sock in getattr(server, "sockets", None) or []:
-            name = sock.getsockname()
-            self.bound.append(name if isinstance(name, str) else f"{name[0]}:{name[1]}")
-        return site
+        self.bound.extend(ingress.bound)
 
     async def run(self) -> None:
         """Serve until stopped; raises :class:`PushNotificationError` (non-zero exit) when a
@@ -321,30 +311,28 @@ class Daemon:
         # A shared queue that cannot be used is one line at start-up, before anything runs.
         await self.queue.start()
         spool = None
-        runner = None
+        ingress = None
         try:
             problem = spool_access_problem(self.config.spool_dir) if self.config.spool_dir else None
             if problem is not None:  # who the daemon runs as and the fix, in one line, before anything starts
                 raise PushNotificationError(problem)
             await self.dispatcher.start()
             self.supervisor.start("device expiry", self.devices.expire_forever)
-            token = self.config.ingress_token
             limits = IngressLimits.of(self.config)
-            app = create_app(
+            app = Ingress(
                 self.queue,
-                token=token,
+                token=self.config.ingress_token,
                 health=self.health,
-                metrics=self.metrics.handle,
+                metrics=self.metrics.exposition,
                 limits=limits,
-                extensions=[device_routes(self.devices)],
+                devices=DeviceRoutes(self.devices),
             )
-            runner = web.AppRunner(app, **runner_options(limits))
-            await runner.setup()
+            ingress = IngressServer(app, limits)
             if self.config.spool_dir:
                 spool = SpoolReader(
                     self.config.spool_dir, self.queue, max_size=self.config.spool_max_size, health=self.health_state
                 )
-            await self._start_site(runner)
+            await self._start_ingress(ingress)
             if self.queue.depth():
                 log.info("queue: %d delivery(ies) pending from the last run", self.queue.depth())
             if spool is not None:
@@ -364,17 +352,17 @@ class Daemon:
             await self._stopping.wait()
             log.info("shutting down: finishing in-flight work")
         finally:
-            await self._shutdown(spool, runner)
+            await self._shutdown(spool, ingress)
         if self.supervisor.fatal is not None:
             raise PushNotificationError(self.supervisor.fatal)
 
-    async def _shutdown(self, spool: SpoolReader | None, runner: web.AppRunner | None) -> None:
+    async def _shutdown(self, spool: SpoolReader | None, ingress: IngressServer | None) -> None:
         """Stop taking work, deliver what is quick to deliver, close the queue: every step
         runs even if one before it fails (the queue is always closed)."""
         if spool is not None:
             await _step("stopping the spool reader", spool.stop())
-        if runner is not None:
-            await _step("stopping the ingress", runner.cleanup())
+        if ingress is not None:
+            await _step("stopping the ingress", ingress.close())
         if self._reloading is not None and not self._reloading.done():
             # A reload midway would race the shutdown's own stopping of the instances.
             self._reload_again = False

@@ -1,107 +1,40 @@
-"""The HTTP ingress: one transaction per ``POST /v1/transactions``, plus ``GET /healthz``.
+"""The HTTP ingress: one transaction per ``POST /v1/transactions``, plus ``GET /healthz``,
+``GET /metrics`` and the device registry (``/v1/devices``).
 
 Answers ``202`` once the queue accepted the transaction, ``400`` with a one-line reason for
 malformed input (anything that could never be delivered: such a transaction is refused here,
 never queued), ``401`` without the configured token, ``408`` when the body does not arrive
 within ``ingress_body_timeout``, ``413`` for a body over ``ingress_max_body_size``, ``503``
 with ``Retry-After`` when the queue is past its high-water mark (the Dovecot bridge then
-spools and retries). HTTP protocol errors are aiohttp's ``400`` and one log line.
+spools and retries). The HTTP itself, and its limits, are in http11.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
 
 from push_notification.config.daemon import parse_listen
 from push_notification.config.ingress_address import TRANSACTIONS_PATH
+from push_notification.devices.http import DEVICES_PATH, DeviceRoutes, Reply
 from push_notification.errors import EventError
 from push_notification.queue import Queue, QueueFull
-from push_notification.transaction import transaction_from_json
+from push_notification.server.http11 import Handler, IngressLimits, Request, Response, error
+from push_notification.transaction import Transaction, transaction_from_json
 
-if TYPE_CHECKING:
-    from push_notification.config.daemon import DaemonConfig
+__all__ = ["HEALTH_PATH", "METRICS_PATH", "Ingress", "IngressLimits", "listen_address"]
 
 log = logging.getLogger("push_notification.server.ingress")
 
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
-#: How long aiohttp keeps reading a refused request's body so the client sees the answer.
-_LINGER = 1.0
-
-
-@dataclass(frozen=True)
-class IngressLimits:
-    """What one client may ask of the ingress (the ``ingress_*`` settings; defaults as there)."""
-
-    max_body: int = 1 << 20
-    max_events: int = 1000
-    body_timeout: float = 10.0
-    header_timeout: float = 10.0
-    max_connections: int = 4096
-
-    @classmethod
-    def of(cls, config: DaemonConfig) -> IngressLimits:
-        return cls(
-            max_body=config.ingress_max_body_size,
-            max_events=config.ingress_max_events,
-            body_timeout=config.ingress_body_timeout,
-            header_timeout=config.ingress_header_timeout,
-            max_connections=config.ingress_max_connections,
-        )
-
-
-#: 401 for a request without the ingress token, else None.
-Refuse = Callable[[web.Request], web.Response | None]
-#: Adds the routes of a feature (device registration) behind the same token.
-Extension = Callable[[web.Application, Refuse], None]
-
-_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
-
-
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-def _closing(response: web.Response) -> web.Response:
-    """``response``, after which the connection closes (its unread body is not waited for)."""
-    response.force_close()
-    return response
-
-
-class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """aiohttp's server logger, one line per failure: a malformed request (duplicate
-    Content-Length, obs-fold, too many headers...) is the client's mistake, not a traceback."""
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300] if exc is not None else "no reason given"
-        text = (str(msg) % args) if args else str(msg)
-        if isinstance(exc, HttpProcessingError):  # a malformed request: the client's mistake
-            self.warning("ingress: %s: %s", text, reason)
-        elif isinstance(exc, ConnectionError):  # the client went away mid-request
-            self.info("ingress: %s: %s", text, reason)
-        else:
-            self.error("ingress: %s: %s", text, reason)
-
-
-def runner_options(limits: IngressLimits) -> dict[str, Any]:
-    """``web.AppRunner`` keyword arguments for the ingress: no access log, one-line protocol errors."""
-    return {
-        "handle_signals": False,
-        "access_log": None,
-        "logger": ProtocolLog(logging.getLogger("push_notification.server.http"), {}),
-        "lingering_time": min(_LINGER, limits.body_timeout),
-    }
+_UNAUTHORISED = error(
+    401, "missing or wrong ingress token (send Authorization: Bearer <token>)", ("WWW-Authenticate", "Bearer")
+)
 
 
 def listen_address(text: str) -> tuple[str, int] | str:
@@ -116,96 +49,113 @@ def listen_address(text: str) -> tuple[str, int] | str:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def create_app(
-    queue: Queue,
-    *,
-    token: str | None = None,
-    health: Callable[[], dict[str, Any]] | None = None,
-    metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
-    limits: IngressLimits = IngressLimits(),
-    extensions: Iterable[Extension] = (),
-) -> web.Application:
-    """The ingress application: a valid transaction goes straight into ``queue``. ``metrics``
-    serves ``GET /metrics``, behind the same token: the figures name instances and volumes.
+class Ingress:
+    """The ingress's routes: a valid transaction goes straight into ``queue``.
 
-    ``health`` gives ``/healthz``'s details; a ``"status"`` other than ``"ok"`` among them
-    (``"degraded"``: a crashed task, an unusable spool) is answered with 503. Without the token
-    (when one is set) only the status is shown: instance names and queue depth are for the operator.
+    ``metrics`` renders ``GET /metrics`` (as ``(content type, body)``), behind the token: the
+    figures name instances and volumes. ``health`` gives ``/healthz``'s details; a ``"status"``
+    other than ``"ok"`` among them (``"degraded"``: a crashed task, an unusable spool) is
+    answered with 503. Without the token (when one is set) only the status is shown: instance
+    names and queue depth are for the operator.
     """
-    expected = f"Bearer {token}".encode() if token else None
-    max_body, max_events, body_timeout = limits.max_body, limits.max_events, limits.body_timeout
 
-    def authorised(request: web.Request) -> bool:
-        if expected is None:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        token: str | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
+        metrics: Callable[[], tuple[bytes, bytes]] | None = None,
+        limits: IngressLimits | None = None,
+        devices: DeviceRoutes | None = None,
+    ) -> None:
+        self.queue = queue
+        self.limits = limits or IngressLimits()
+        self._expected = f"Bearer {token}".encode() if token else None
+        self._health = health
+        self._metrics = metrics
+        self._devices = devices
+        #: path -> method -> (handler, whether it needs the token)
+        self._routes: dict[str, dict[str, tuple[Handler, bool]]] = {
+            TRANSACTIONS_PATH: {"POST": (self._post_transaction, True)},
+            HEALTH_PATH: {"GET": (self._healthz, False)},
+        }
+        if metrics is not None:
+            self._routes[METRICS_PATH] = {"GET": (self._get_metrics, True)}
+        if devices is not None:
+            self._routes[DEVICES_PATH] = {"POST": (self._register_device, True), "GET": (self._list_devices, True)}
+
+    def route(self, request: Request) -> Response | Handler:
+        """The handler for the request head, or its refusal: 404, 405, 401."""
+        methods = self._routes.get(request.path)
+        if methods is None:
+            if self._devices is None or not request.path.startswith(DEVICES_PATH + "/"):
+                return error(404, f"no such path {request.path[:100]!r} (the ingress serves {TRANSACTIONS_PATH})")
+            methods = {"DELETE": (self._remove_device, True)}
+        found = methods.get("GET" if request.method == "HEAD" else request.method)
+        if found is None:
+            allowed = ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
+            return error(405, f"{request.method} is not served at {request.path} (use {allowed})", ("Allow", allowed))
+        handler, guarded = found
+        if guarded and not self._authorised(request):
+            return _UNAUTHORISED
+        return handler
+
+    def _authorised(self, request: Request) -> bool:
+        if self._expected is None:
             return True
-        # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives the bytes back.
-        sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        return hmac.compare_digest(sent, expected)
+        return hmac.compare_digest(request.headers.get(b"authorization", b""), self._expected)
 
-    def refused(request: web.Request) -> web.Response | None:
-        """401 unless the request carries the token (when one is configured)."""
-        if authorised(request):
-            return None
-        return _error(
-            401, "missing or wrong ingress token (send Authorization: Bearer <token>)", **{"WWW-Authenticate": "Bearer"}
-        )
+    # -- POST /v1/transactions --------------------------------------------------------
 
-    async def read_body(request: web.Request) -> bytes | web.Response:
-        """The body, or the 413/408 answer (the connection is closed after either)."""
-        length = request.content_length
-        if length is not None and length > max_body:
-            return _closing(_error(413, f"transaction of {length} bytes is larger than the {max_body} allowed"
-                                        " (ingress_max_body_size)"))  # fmt: skip
+    def _post_transaction(self, request: Request) -> Response | Awaitable[Response]:
         try:
-            if request.content.is_eof():  # the usual case: the body came with the head
-                return await request.read()
-            async with asyncio.timeout(body_timeout):
-                return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _closing(_error(413, f"transaction larger than the {max_body} allowed (ingress_max_body_size)"))
-        except TimeoutError:
-            log.warning("ingress: %s sent no complete body within %gs; closing", request.remote, body_timeout)
-            return _closing(_error(408, f"body not received within {body_timeout:g}s (ingress_body_timeout)"))
-
-    async def post_transaction(request: web.Request) -> web.Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
-        body = await read_body(request)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            txn = transaction_from_json(body, max_events=max_events)
+            txn = transaction_from_json(request.body, max_events=self.limits.max_events)
         except EventError as exc:
             log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
-            return _error(400, str(exc))
+            return error(400, str(exc))
+        return self._queued(txn)
+
+    async def _queued(self, txn: Transaction) -> Response:
+        """202 once the queue holds ``txn``; 503 with Retry-After when it is full."""
         try:
-            await queue.put(txn)
+            await self.queue.put(txn)
         except QueueFull as exc:
             log.warning("ingress: busy, answering 503: %s", exc)
-            return _error(503, f"busy: {exc}; retry later", **{"Retry-After": str(max(1, round(exc.retry_after)))})
-        # Built by hand: json_response's content-type handling costs more than the rest.
-        body = b'{"id":' + json.dumps(txn.id).encode() + b"}"
-        return web.Response(body=body, status=202, headers=_JSON_HEADERS)
+            return error(503, f"busy: {exc}; retry later", ("Retry-After", str(max(1, round(exc.retry_after)))))
+        return Response(202, b'{"id":' + json.dumps(txn.id).encode() + b"}")
 
-    async def healthz(request: web.Request) -> web.Response:
+    # -- GET /healthz, GET /metrics ---------------------------------------------------
+
+    def _healthz(self, request: Request) -> Response:
         """200 while ``status`` is ``ok``; 503 when degraded; the details only with the token."""
-        details: dict[str, Any] = {"status": "ok", **(health() if health else {})}
+        details: dict[str, Any] = {"status": "ok", **(self._health() if self._health else {})}
         status = 200 if details["status"] == "ok" else 503
-        if not authorised(request):
+        if not self._authorised(request):
             details = {"status": details["status"]}
-        return web.json_response(details, status=status)
+        return Response(status, json.dumps(details).encode())
 
-    async def get_metrics(request: web.Request) -> web.StreamResponse:
-        assert metrics is not None
-        if (refusal := refused(request)) is not None:
-            return refusal
-        return await metrics(request)
+    def _get_metrics(self, request: Request) -> Response:
+        assert self._metrics is not None
+        content_type, body = self._metrics()
+        return Response(200, body, content_type=content_type)
 
-    app = web.Application(client_max_size=max_body)
-    app.router.add_post(TRANSACTIONS_PATH, post_transaction)
-    app.router.add_get(HEALTH_PATH, healthz)
-    if metrics is not None:
-        app.router.add_get(METRICS_PATH, get_metrics)
-    for extend in extensions:
-        extend(app, refused)
-    return app
+    # -- /v1/devices ------------------------------------------------------------------
+
+    async def _register_device(self, request: Request) -> Response:
+        assert self._devices is not None
+        return _reply(await self._devices.register(request.body, request.remote))
+
+    async def _list_devices(self, request: Request) -> Response:
+        assert self._devices is not None
+        user = parse_qs(request.query).get("user", [""])[0]
+        return _reply(await self._devices.list(user))
+
+    async def _remove_device(self, request: Request) -> Response:
+        assert self._devices is not None
+        return _reply(await self._devices.remove(request.path[len(DEVICES_PATH) + 1 :]))
+
+
+def _reply(reply: Reply) -> Response:
+    status, body = reply
+    return Response(status, b"" if body is None else json.dumps(body).encode())

@@ -12,7 +12,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,6 +20,8 @@ from prometheus_client.utils import floatToGoString
 from push_notification.queue import Outcome, Queue
 from push_notification.transaction import Transaction
 
+#: What Prometheus is told it reads (the text format's version with it).
+_CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 #: Acceptance → delivery, from "instant" to "after an hour of retries".
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -184,9 +185,6 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """``GET /metrics``."""
-        response = web.Response(body=self.render())
-        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        response.charset = "utf-8"
-        return response
+    def exposition(self) -> tuple[bytes, bytes]:
+        """``GET /metrics``: the content type and the body."""
+        return _CONTENT_TYPE, self.render()
