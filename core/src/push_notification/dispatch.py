@@ -262,10 +262,14 @@ class Dispatcher:
                 self._busy[name] = len(batch)
                 # A blocking instance gets the whole batch in one hand-off to its thread.
                 outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
+                # Asked once per batch: a clock read per delivery only when its line is written.
+                logged = self.log_deliveries and log.isEnabledFor(logging.INFO)
+                started = 0.0
                 for index, txn in enumerate(batch):
                     error: BaseException | None = None
                     expired = False
-                    started = loop.time()
+                    if logged:
+                        started = loop.time()
                     try:
                         if outcomes is not None:
                             async with asyncio.timeout(timeout):
@@ -291,7 +295,9 @@ class Dispatcher:
                         error = exc
                         _log_failure(instance, txn, exc, queue.durable)
                     await queue.done(name, txn, error)
-                    self._finished(instance, txn, error, started)
+                    if error is None and logged:
+                        _log_delivered(instance, txn, loop.time() - started)
+                    self._busy[name] -= 1
                 if self._draining:
                     self._progress.set()
         finally:
@@ -372,15 +378,11 @@ class Dispatcher:
             error = exc
             _log_failure(instance, txn, exc, self.queue.durable)
         await self.queue.done(instance.name, txn, error)
-        self._finished(instance, txn, error, started)
-        if self._draining:
-            self._progress.set()
-
-    def _finished(self, instance: DriverInstance, txn: Transaction, error: BaseException | None, started: float) -> None:
-        """Bookkeeping after the queue was told the outcome of one delivery."""
         if error is None and self.log_deliveries:
             _log_delivered(instance, txn, asyncio.get_running_loop().time() - started)
         self._busy[instance.name] -= 1
+        if self._draining:
+            self._progress.set()
 
     async def _watchdog(self, instance: DriverInstance, worker: asyncio.Task[None]) -> None:
         """Cancels a delivery that overran the instance's timeout.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -222,7 +223,17 @@ def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[
     if argnames == spec:
         return function
     picks = [spec.index(name) for name in argnames]
-    return lambda *args: function(*(args[i] for i in picks))
+    # One shape per common case: these run once per hook call, on the dispatcher's hot path.
+    if not picks:
+        return lambda *args: function()
+    if len(picks) == 1:
+        only = picks[0]
+        return lambda *args: function(args[only])
+    if picks == list(range(len(picks))):
+        count = len(picks)
+        return lambda *args: function(*args[:count])
+    pick = operator.itemgetter(*picks)
+    return lambda *args: function(*pick(args))
 
 
 def _then_event(specific: Callable[..., Any] | None, catch_all: Callable[..., Any]) -> Callable[..., Any]:

@@ -31,17 +31,6 @@ class _Stream:
         self.count = 0
         self.wakeup = asyncio.Event()
 
-    def append(self, txn: Transaction) -> None:
-        user = txn.user.username
-        fifo = self.users.get(user)
-        if fifo is None:
-            self.users[user] = deque((txn,))
-            if user not in self.out:
-                self.ready[user] = None
-        else:
-            fifo.append(txn)
-        self.count += 1
-
     def take(self, limit: int) -> list[Transaction]:
         """Up to ``limit`` transactions: ready users' runs, oldest user first."""
         batch: list[Transaction] = []
@@ -149,8 +138,16 @@ class MemoryQueue(Queue):
             return
         self._accepted[txn.id] = (time.monotonic(), len(streams))
         self.observer.accepted(txn)
-        for stream in streams.values():
-            stream.append(txn)
+        user = txn.user.username
+        for stream in streams.values():  # _Stream.append, inlined: the hot path
+            fifo = stream.users.get(user)
+            if fifo is None:
+                stream.users[user] = deque((txn,))
+                if user not in stream.out:
+                    stream.ready[user] = None
+            else:
+                fifo.append(txn)
+            stream.count += 1
             stream.wakeup.set()
 
     async def get(self, instance: str, limit: int) -> list[Transaction]:
