@@ -84,8 +84,9 @@ async def bare_loop(key_path: Path, sink: str, devices: list[Device], n: int) ->
         cpu, started = time.process_time(), time.perf_counter()
         for i in range(n):
             sub = devices[i % len(devices)]["subscription"]
+            keys = sub["keys"]
             body = http_ece.encrypt(PAYLOAD, salt=os.urandom(16), private_key=ec.generate_private_key(ec.SECP256R1()),
-                                    dh=b64url_decode(sub["keys"]["p256dh"]), auth_secret=b64url_decode(sub["keys"]["auth"]),
+                                    dh=b64url_decode(keys["p256dh"]), auth_secret=b64url_decode(keys["auth"]),
                                     version="aes128gcm")  # fmt: skip
             async with session.post(sub["endpoint"], data=body, headers=headers) as response:
                 await response.read()

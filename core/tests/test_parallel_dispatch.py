@@ -165,7 +165,8 @@ async def test_a_retry_holds_back_that_users_later_transactions_only(tmp_path: P
         await queue.put(first)
         await queue.put(mail("alice", 2))
         await queue.put(mail("bob", 3))
-        await wait_for(lambda: len(end.uids.get("alice", ())) == 2 and "bob" in end.uids)
+        uids = end.uids
+        await wait_for(lambda: len(uids.get("alice", ())) == 2 and "bob" in uids)  # noqa: B023 - awaited here
         await dispatcher.stop()
         await queue.close()
         assert end.uids["alice"] == [1, 2], type(queue).__name__

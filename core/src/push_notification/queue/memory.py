@@ -16,7 +16,7 @@ class _Stream:
     different users at once: ``get`` hands out a run of one user's transactions and none of
     that user's later ones until ``done`` was told of every one of them."""
 
-    __slots__ = ("users", "ready", "out", "taken", "count", "wakeup")
+    __slots__ = ("count", "out", "ready", "taken", "users", "wakeup")
 
     def __init__(self) -> None:
         #: Pending transactions not handed out, per user, oldest first.
@@ -111,7 +111,8 @@ class MemoryQueue(Queue):
         for name in wanted:
             # An instance restarted by a reload (detached, then attached again) keeps its queue.
             if name not in self._streams:
-                self._streams[name] = self._detached.pop(name, None) or _Stream()
+                detached = self._detached.pop(name, None)
+                self._streams[name] = detached if detached is not None else _Stream()
         for dropped in self._detached.values():
             for txn in dropped.pending():
                 self._forget(txn)
