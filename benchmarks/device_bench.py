@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -232,6 +233,8 @@ def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--setting", action="append", default=[], help="a daemon config line, e.g. 'queue = memory'")
+    parser.add_argument("--instance-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the driver's instance block, e.g. max_parallel_deliveries=1")  # fmt: skip
     for hidden in ("--sink", "--port"):
         parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -244,6 +247,8 @@ def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
     daemon: SpoolDaemon | None = None
     try:
         plan = setup(work, running, args.users)
+        extra = dict(setting.split("=", 1) for setting in args.instance_setting)
+        plan = dataclasses.replace(plan, settings={**plan.settings, **{k.strip(): v.strip() for k, v in extra.items()}})
         daemon = SpoolDaemon(work, plan.instance, plan.kind, plan.devices, args.setting)
         bares, ours, alone = measure(plan, daemon, running, args.pushes, args.rounds)
         report(title.format(**vars(args)), bare_label, bares, ours, alone, running.count()["bad"])
