@@ -136,13 +136,19 @@ async def test_different_users_are_delivered_at_once_up_to_the_limit(queue: Queu
     assert end.most_open == 6
 
 
-async def test_one_users_transactions_arrive_in_order_and_never_two_at_once(queue: Queue) -> None:
-    inst = endpoint(parallel=8)
-    end = plugin(inst)
-    end.shuffle = True
+async def fed(queue: Queue, *, parallel: int, transactions: int, users: int) -> tuple[Dispatcher, Endpoint]:
+    """A started dispatcher whose endpoint answers out of order, fed ``transactions`` mails
+    spread over ``users`` users."""
+    inst = endpoint(parallel=parallel)
+    plugin(inst).shuffle = True
     dispatcher = await started(queue, inst)
-    for uid in range(1, 301):
-        await queue.put(mail(f"user{uid % 13}", uid))
+    for uid in range(1, transactions + 1):
+        await queue.put(mail(f"user{uid % users}", uid))
+    return dispatcher, plugin(inst)
+
+
+async def test_one_users_transactions_arrive_in_order_and_never_two_at_once(queue: Queue) -> None:
+    dispatcher, end = await fed(queue, parallel=8, transactions=300, users=13)
     await wait_for(lambda: sum(map(len, end.uids.values())) == 300)
     await dispatcher.stop()
     assert not end.one_user_twice
@@ -207,13 +213,7 @@ async def test_a_reload_hands_deliveries_in_flight_to_the_successor(queue: Queue
 
 
 async def test_drain_waits_for_every_parallel_delivery() -> None:
-    queue = MemoryQueue()
-    inst = endpoint(parallel=4)
-    end = plugin(inst)
-    end.shuffle = True
-    dispatcher = await started(queue, inst)
-    for uid in range(1, 41):
-        await queue.put(mail(f"user{uid % 9}", uid))
+    dispatcher, end = await fed(MemoryQueue(), parallel=4, transactions=40, users=9)
     assert await dispatcher.drain(10)
     assert sum(map(len, end.uids.values())) == 40
     await dispatcher.stop()
