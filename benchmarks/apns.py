@@ -74,7 +74,7 @@ def setup(work: Path, sink: Sink, users: int) -> Setup:
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     settings = {"topic": TOPIC, "key_file": str(key_file), "key_id": KEY_ID, "team_id": TEAM_ID,
                 "production_url": url, "ssl_client_ca_file": str(ca_file)}  # fmt: skip
-    return Setup("apns", settings, "apns", [token(u) for u in range(users)],
+    return Setup("apns", settings, "apns", [{"token": token(u)} for u in range(users)],
                  lambda n: asyncio.run(bare_loop(url, ca_file, key, users, n)))  # fmt: skip
 
 

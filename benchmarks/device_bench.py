@@ -1,16 +1,18 @@
-"""The frame of the device-driver benchmarks (apns.py, fcm.py): a loopback push service in a
-process of its own (the sink, which counts what it accepted), the daemon as ``push-notification
-serve`` fed through the bridge spool with the sqlite queue and the device registry, and
-interleaved rounds of a bare client loop and the daemon, compared within the run.
+"""The frame of the device-driver benchmarks (apns.py, fcm.py, webpush.py): a loopback push
+service in a process of its own (the sink, which counts what it accepted), the daemon as
+``push-notification serve`` fed through the bridge spool with the sqlite queue and the device
+registry, and interleaved rounds of a bare client loop, the daemon and the driver alone,
+compared within the run.
 
-A benchmark module gives the sink (an async context manager factory plus the tokens it knows),
-the instance block, and the bare loop; :func:`run` does the rest and prints the figures.
+A benchmark module gives the sink (an async context manager factory), the instance settings,
+one device per user and the bare loop; :func:`main` does the rest and prints the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -91,17 +93,18 @@ class Sink:
 
 
 class SpoolDaemon:
-    """``push-notification serve`` with ``instance``, storm control off (it would merge the
-    bench's pushes), one device per user registered over HTTP."""
+    """``push-notification serve`` with ``instance`` (and ``extra`` config lines), storm control
+    off (it would merge the bench's pushes), one device per user registered over HTTP."""
 
-    def __init__(self, work: Path, instance: str, kind: str, tokens: list[str]) -> None:
+    def __init__(self, work: Path, instance: str, kind: str, devices: list[Device], extra: list[str]) -> None:
         self.spool = work / "spool"
         for part in ("tmp", "new"):
             (self.spool / part).mkdir(parents=True)
-        self.users = len(tokens)
+        self.users = len(devices)
         config = work / "daemon.conf"
+        lines = "".join(f"{line}\n" for line in extra)
         config.write_text(f"state_dir = {work / 'state'}\nlog_level = warning\nspool_dir = {self.spool}\n"
-                          f"ingress_token = {INGRESS_TOKEN}\n{instance}")  # fmt: skip
+                          f"ingress_token = {INGRESS_TOKEN}\n{lines}{instance}")  # fmt: skip
         self.url = f"http://127.0.0.1:{free_port()}"
         with (work / "daemon.log").open("wb") as log:
             self.process = subprocess.Popen(
@@ -116,8 +119,8 @@ class SpoolDaemon:
                 time.sleep(0.05)
         else:
             raise SystemExit(f"the daemon did not start; see {work / 'daemon.log'}")
-        for number, token in enumerate(tokens):
-            body = json.dumps({"user": user(number), "kind": kind, "token": token}).encode()
+        for number, device in enumerate(devices):
+            body = json.dumps({"user": user(number), "kind": kind, **device}).encode()
             request = urllib.request.Request(f"{self.url}/v1/devices", data=body, method="POST")
             request.add_header("Authorization", f"Bearer {INGRESS_TOKEN}")
             urllib.request.urlopen(request, timeout=10).read()
@@ -171,15 +174,20 @@ def measure(
     return bares, ours, alone
 
 
+#: What registers one device, beside its user and kind: ``{"token": ...}`` (APNs, FCM) or
+#: ``{"subscription": {...}}`` (Web Push).
+Device = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a benchmark module brings: the driver's name and settings, the device kind and
-    tokens (one per user), and its bare loop (``n`` pushes → one round)."""
+    one device per user, and its bare loop (``n`` pushes → one round)."""
 
     driver: str
     settings: dict[str, str]
     kind: str
-    tokens: list[str]
+    devices: list[Device]
     bare: Callable[[int], Round]
 
     @property
@@ -194,11 +202,11 @@ async def _driver_alone(plan: Setup, n: int) -> Round:
     from push_notification.testing import DriverHarness, make_event, make_transaction
 
     async with DriverHarness(plan.driver, plan.settings) as harness:
-        for number, token in enumerate(plan.tokens):
-            body = {"user": user(number), "kind": plan.kind, "token": token}
+        for number, device in enumerate(plan.devices):
+            body = {"user": user(number), "kind": plan.kind, **device}
             await harness.devices.register(parse_registration(body, harness.devices.kinds), "bench")
         status = {"messages": 1, "recent": 1, "unseen": 1, "uidvalidity": 1, "uidnext": 2}
-        txns = [make_transaction(make_event("MessageNew", uid=i + 1), user=user(i % len(plan.tokens)), status=status)
+        txns = [make_transaction(make_event("MessageNew", uid=i + 1), user=user(i % len(plan.devices)), status=status)
                 for i in range(n + 20)]  # fmt: skip
         for txn in txns[:20]:  # warm-up: connection, access token
             await harness.plugin.end_txn(txn, True)
@@ -216,14 +224,17 @@ def driver_alone(plan: Setup, n: int) -> Round:
 
 def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
          setup: Callable[[Path, Sink, int], Setup], title: str, bare_label: str) -> None:  # fmt: skip
-    """The command line of a benchmark module: ``[--pushes N] [--rounds N] [--users N]``;
-    ``title`` is formatted with the arguments. The sink starts first and writes the
+    """The command line of a benchmark module: ``[--pushes N] [--rounds N] [--users N]
+    [--setting LINE]...``; ``title`` is formatted with the arguments. The sink starts first and writes the
     credentials the push service hands out (the team key, the service account) to the work
     directory ``setup`` reads them from."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--pushes", type=int, default=1000, help="per round and side (default 1000)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--setting", action="append", default=[], help="a daemon config line, e.g. 'queue = memory'")
+    parser.add_argument("--instance-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the driver's instance block, e.g. max_parallel_deliveries=1")  # fmt: skip
     for hidden in ("--sink", "--port"):
         parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -236,7 +247,9 @@ def main(doc: str, script: str, sink: Callable[[argparse.Namespace], None],
     daemon: SpoolDaemon | None = None
     try:
         plan = setup(work, running, args.users)
-        daemon = SpoolDaemon(work, plan.instance, plan.kind, plan.tokens)
+        extra = dict(setting.split("=", 1) for setting in args.instance_setting)
+        plan = dataclasses.replace(plan, settings={**plan.settings, **{k.strip(): v.strip() for k, v in extra.items()}})
+        daemon = SpoolDaemon(work, plan.instance, plan.kind, plan.devices, args.setting)
         bares, ours, alone = measure(plan, daemon, running, args.pushes, args.rounds)
         report(title.format(**vars(args)), bare_label, bares, ours, alone, running.count()["bad"])
     finally:

@@ -79,7 +79,7 @@ def setup(work: Path, sink: Sink, users: int) -> Setup:
     url, account_file = f"http://127.0.0.1:{sink.port}", work / "service-account.json"
     account = json.loads(account_file.read_text())
     settings = {"service_account": str(account_file), "url": url}
-    return Setup("fcm", settings, "fcm", [token(u) for u in range(users)],
+    return Setup("fcm", settings, "fcm", [{"token": token(u)} for u in range(users)],
                  lambda n: asyncio.run(bare_loop(url, account, users, n)))  # fmt: skip
 
 

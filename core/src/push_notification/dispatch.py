@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
@@ -135,6 +136,7 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._busy.pop(name, None)  # what it had taken goes back to the queue
         self.queue.attach([name for name in recorded if name not in stopping or name in successors])
         for name in stopping:
             await self._finish(self.instances.pop(name))
@@ -236,6 +238,14 @@ class Dispatcher:
         await self.remove(list(self.instances))
 
     async def _work(self, instance: DriverInstance) -> None:
+        if instance.max_parallel > 1:
+            await self._work_parallel(instance)
+        else:
+            await self._work_in_order(instance)
+
+    async def _work_in_order(self, instance: DriverInstance) -> None:
+        """One delivery at a time, in the order the queue hands them out: the cheapest path
+        (no task per delivery), for instances that deliver one at a time."""
         name = instance.name
         queue = self.queue
         executor = self._executors.get(name)
@@ -252,10 +262,14 @@ class Dispatcher:
                 self._busy[name] = len(batch)
                 # A blocking instance gets the whole batch in one hand-off to its thread.
                 outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
+                # Asked once per batch: a clock read per delivery only when its line is written.
+                logged = self.log_deliveries and log.isEnabledFor(logging.INFO)
+                started = 0.0
                 for index, txn in enumerate(batch):
                     error: BaseException | None = None
                     expired = False
-                    started = loop.time()
+                    if logged:
+                        started = loop.time()
                     try:
                         if outcomes is not None:
                             async with asyncio.timeout(timeout):
@@ -281,7 +295,7 @@ class Dispatcher:
                         error = exc
                         _log_failure(instance, txn, exc, queue.durable)
                     await queue.done(name, txn, error)
-                    if error is None and self.log_deliveries:
+                    if error is None and logged:
                         _log_delivered(instance, txn, loop.time() - started)
                     self._busy[name] -= 1
                 if self._draining:
@@ -289,6 +303,86 @@ class Dispatcher:
         finally:
             if watched:
                 watchdog.cancel()
+
+    async def _work_parallel(self, instance: DriverInstance) -> None:
+        """Up to ``instance.max_parallel`` deliveries at once, each of a different user.
+
+        One task per user with work in hand delivers that user's transactions in order; a user
+        whose task is running gets nothing new from the queue (every queue hands out a user's
+        next transactions only once the earlier ones are done) and, should it, the transaction
+        waits behind. Users beyond the limit wait for a task to finish. Each delivery has the
+        instance's timeout. Stopping the worker cancels every delivery in flight; what they had
+        taken is handed back by the queue.
+        """
+        name = instance.name
+        queue = self.queue
+        limit = instance.max_parallel
+        #: Per user with a task: the transactions taken and waiting behind its delivery.
+        behind: dict[str, deque[Transaction]] = {}
+        #: First transactions of users that wait for a free task.
+        waiting: deque[Transaction] = deque()
+        room = asyncio.Event()
+        running = 0
+
+        async def deliver_user(txn: Transaction) -> None:
+            nonlocal running
+            user = txn.user.username
+            while True:
+                await self._deliver_timed(instance, txn)
+                later = behind[user]
+                if later:
+                    txn = later.popleft()
+                    continue
+                del behind[user]
+                if waiting:
+                    txn = waiting.popleft()
+                    user = txn.user.username
+                    continue
+                running -= 1
+                room.set()
+                return
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                while True:
+                    while running >= limit:
+                        room.clear()
+                        await room.wait()
+                    batch = await queue.get(name, BATCH)
+                    if not batch:
+                        return
+                    self._busy[name] += len(batch)
+                    for txn in batch:
+                        user = txn.user.username
+                        later = behind.get(user)
+                        if later is not None:
+                            later.append(txn)
+                            continue
+                        behind[user] = deque()
+                        if running < limit:
+                            running += 1
+                            group.create_task(deliver_user(txn))
+                        else:
+                            waiting.append(txn)
+        except BaseExceptionGroup as failure:  # a queue that failed mid-delivery: the worker crashed
+            raise failure.exceptions[0] from None
+
+    async def _deliver_timed(self, instance: DriverInstance, txn: Transaction) -> None:
+        """One delivery of the parallel path, with its own timeout, and its outcome reported."""
+        error: Exception | None = None
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(instance.timeout):
+                await deliver(instance, txn)
+        except Exception as exc:  # noqa: BLE001 - a driver's failure (or its timeout) is its own
+            error = exc
+            _log_failure(instance, txn, exc, self.queue.durable)
+        await self.queue.done(instance.name, txn, error)
+        if error is None and self.log_deliveries:
+            _log_delivered(instance, txn, asyncio.get_running_loop().time() - started)
+        self._busy[instance.name] -= 1
+        if self._draining:
+            self._progress.set()
 
     async def _watchdog(self, instance: DriverInstance, worker: asyncio.Task[None]) -> None:
         """Cancels a delivery that overran the instance's timeout.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -222,7 +223,17 @@ def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[
     if argnames == spec:
         return function
     picks = [spec.index(name) for name in argnames]
-    return lambda *args: function(*(args[i] for i in picks))
+    # One shape per common case: these run once per hook call, on the dispatcher's hot path.
+    if not picks:
+        return lambda *args: function()
+    if len(picks) == 1:
+        only = picks[0]
+        return lambda *args: function(args[only])
+    if picks == list(range(len(picks))):
+        count = len(picks)
+        return lambda *args: function(*args[:count])
+    pick = operator.itemgetter(*picks)
+    return lambda *args: function(*pick(args))
 
 
 def _then_event(specific: Callable[..., Any] | None, catch_all: Callable[..., Any]) -> Callable[..., Any]:
@@ -254,13 +265,25 @@ class DriverInstance:
     ``event`` hook folded into the event hooks, tracing (``PUSH_NOTIFICATION_TRACE``).
     """
 
-    def __init__(self, name: str, driver: str, plugin: object, *, timeout: float, trace: bool | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        driver: str,
+        plugin: object,
+        *,
+        timeout: float,
+        trace: bool | None = None,
+        max_parallel: int | None = None,
+    ) -> None:
         self.name = name
         self.driver = driver
         self.plugin = plugin
         self.timeout = timeout
         #: Run hooks in a thread of their own (drivers that block, such as Lua, say so).
         self.threaded = bool(getattr(plugin, "blocking", False))
+        #: How many users' transactions may be delivered at once (``max_parallel_deliveries``);
+        #: one user's are always delivered one after the other. A blocking instance has one thread.
+        self.max_parallel = 1 if self.threaded else max_parallel or default_parallel(plugin)
         manager = pluggy.PluginManager(hookspecs.PROJECT)
         manager.add_hookspecs(hookspecs)
         try:
@@ -287,6 +310,32 @@ class DriverInstance:
         return f"<DriverInstance {self.name} driver={self.driver}>"
 
 
+#: The instance setting read by the daemon, never by the driver.
+MAX_PARALLEL_KEY = "max_parallel_deliveries"
+#: More than this at once is a typo, not a setting.
+MAX_PARALLEL_LIMIT = 10_000
+
+
+def default_parallel(driver: object) -> int:
+    """A driver's own default for ``max_parallel_deliveries``: its ``max_parallel_deliveries``
+    attribute (drivers that wait on the network declare more than 1), else 1."""
+    value = getattr(driver, MAX_PARALLEL_KEY, 1)
+    return value if isinstance(value, int) and value >= 1 else 1
+
+
+def read_max_parallel(settings: Settings, driver: object) -> int:
+    """The instance's ``max_parallel_deliveries`` (the driver's default where the block is
+    silent); a blocking driver, which runs on one thread, accepts only 1."""
+    value = settings.get_int(MAX_PARALLEL_KEY, default_parallel(driver), minimum=1)
+    if value > MAX_PARALLEL_LIMIT:
+        raise settings.error(MAX_PARALLEL_KEY, f"must be at most {MAX_PARALLEL_LIMIT}")
+    if value > 1 and getattr(driver, "blocking", False):
+        raise settings.error(
+            MAX_PARALLEL_KEY, "this driver blocks and delivers on one thread, one transaction at a time (remove it)"
+        )
+    return value
+
+
 def create_instance(
     context: DriverContext,
     factory: Callable[[DriverContext], object],
@@ -294,7 +343,11 @@ def create_instance(
     timeout: float = 30.0,
     trace: bool | None = None,
 ) -> DriverInstance:
-    """Build an instance; any exception from the factory becomes one line naming the instance."""
+    """Build an instance; any exception from the factory becomes one line naming the instance.
+
+    ``max_parallel_deliveries`` is read from the instance's settings first, so the driver
+    never sees it as a setting of its own."""
+    max_parallel = read_max_parallel(context.settings, factory)
     try:
         plugin = factory(context)
     except PushNotificationError:
@@ -304,7 +357,9 @@ def create_instance(
             f"{context.settings.where}: push_notification {context.instance}: driver"
             f" {context.driver!r} failed to start: {type(exc).__name__}: {exc}"
         ) from None
-    return DriverInstance(context.instance, context.driver, plugin, timeout=timeout, trace=trace)
+    return DriverInstance(
+        context.instance, context.driver, plugin, timeout=timeout, trace=trace, max_parallel=max_parallel
+    )
 
 
 # --- PUSH_NOTIFICATION_TRACE=1: one log line per hook call, for seeing what a driver is given.

@@ -57,6 +57,9 @@ class WakingDriver:
     device_kinds: ClassVar[Mapping[str, DeviceKind]]
     #: Storm control is on by default for drivers that wake devices.
     storm_defaults: ClassVar[Mapping[str, str]] = MappingProxyType({"coalesce": "1s", "defer_non_new": "30s"})
+    #: Each push waits for the push service's answer: deliver this many users at once
+    #: (``max_parallel_deliveries``; one user's transactions still go one after the other).
+    max_parallel_deliveries: ClassVar[int] = 32
 
     def __init__(self, ctx: DriverContext) -> None:
         if ctx.devices is None:

@@ -115,7 +115,13 @@ class Queue(ABC):
     @abstractmethod
     async def get(self, instance: str, limit: int) -> list[Transaction]:
         """Wait for and return up to ``limit`` transactions for ``instance``, oldest first;
-        ``[]`` once ``instance`` is detached."""
+        ``[]`` once ``instance`` is detached.
+
+        Order per user: once a user's transactions are handed out, none of that user's later
+        ones is until ``done`` was told of each (a retry keeps them back too). Several of one
+        user's may come in one batch, in order. The dispatcher relies on this to deliver
+        different users at once while one user's arrive one after the other.
+        """
 
     @abstractmethod
     async def done(self, instance: str, txn: Transaction, error: BaseException | None) -> None:
