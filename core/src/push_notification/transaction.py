@@ -355,7 +355,7 @@ def _user_from(data: Any) -> User:
         kind = _USER_FIELDS.get(key)
         if kind is None:
             extra[key] = value
-        elif value is None or (type(value) is kind and (kind is str or low <= value <= high)):
+        elif value is None or (type(value) is kind is str) or (type(value) is kind is int and low <= value <= high):
             known[key] = value  # as Dovecot sends it: no conversion needed
         else:
             known[key] = _user_field(key, value)

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from push_notification.queue.contract import Queue, QueueFull
+from push_notification.queue.contract import Queue, QueueFull, Release
 from push_notification.transaction import Transaction
 
 
@@ -53,6 +53,16 @@ class MemoryQueue(Queue):
             self._wakeup[instance].set()
 
     async def put(self, txn: Transaction) -> None:
+        self._append(txn)
+
+    def offer_held(self, txn: Transaction, release: Release) -> bool:
+        """Memory mode never waits: taken, and the sender's copy released at once (nothing
+        survives a restart here anyway)."""
+        self._append(txn)
+        release()
+        return True
+
+    def _append(self, txn: Transaction) -> None:
         pending = self._pending
         for name, items in pending.items():
             if len(items) >= self.max_pending:
