@@ -222,7 +222,16 @@ def _adapt(function: Callable[..., Any], argnames: tuple[str, ...], spec: tuple[
     if argnames == spec:
         return function
     picks = [spec.index(name) for name in argnames]
-    return lambda *args: function(*(args[i] for i in picks))
+    # Runs for every transaction: the usual shapes without a generator per call.
+    if not picks:
+        return lambda *args: function()
+    if len(picks) == 1:
+        (only,) = picks
+        return lambda *args: function(args[only])
+    if len(picks) == 2:
+        first, second = picks
+        return lambda *args: function(args[first], args[second])
+    return lambda *args: function(*[args[i] for i in picks])
 
 
 def _then_event(specific: Callable[..., Any] | None, catch_all: Callable[..., Any]) -> Callable[..., Any]:
