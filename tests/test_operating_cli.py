@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from push_notification.config import cli_options
 from push_notification.cli import cli
+from push_notification.config import cli_options
 from push_notification.config.ingress_address import ingress_url
 from push_notification.queue import MemoryQueue
 from push_notification.queue.sqlite_store import open_store, pending_summary, queue_status

@@ -102,6 +102,13 @@ def test_chatmail_tokens_name_their_kind() -> None:
         "endpoint": "https://p.example/x", "keys": {"p256dh": "KEY", "auth": "AUTH"}}  # fmt: skip
 
 
+def test_a_token_encrypted_for_delta_chats_gateway_is_refused_in_one_line_saying_why() -> None:
+    with pytest.raises(DeviceError) as caught:
+        chatmail_registration("openpgp:wcBMA0u2dmMmP5AVAQf+...")
+    assert str(caught.value).startswith("an openpgp: device token is encrypted for Delta Chat's own notification")
+    assert "\n" not in str(caught.value) and "wcBMA" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [

@@ -10,9 +10,13 @@ from click.testing import CliRunner
 from push_notification.dovecot.bytecode import compile_lua
 from push_notification.dovecot.setup import (
     BYTECODE_NAME,
+    FALLBACK_NAME,
+    HTTP_BYTECODE_NAME,
+    HTTP_SOURCE_NAME,
     SCRIPT_NAME,
     SOURCE_NAME,
     dovecot_config,
+    fallback_source,
     install_script,
     loader_source,
     script_source,
@@ -31,9 +35,12 @@ def test_installs_the_loader_the_source_and_the_bytecode_readable_by_every_mail_
     assert code == 0
     assert installed.read_text() == loader_source()
     assert (share / SOURCE_NAME).read_text() == script_source()
+    assert (share / FALLBACK_NAME).read_text() == fallback_source()
     if compile_lua("return 1", "probe") is not None:  # a Lua library (Dovecot's mail_lua links one) is here
         assert (share / BYTECODE_NAME).read_bytes().startswith(b"\x1bLua")
-    for name in (SCRIPT_NAME, SOURCE_NAME, BYTECODE_NAME):
+        assert (share / HTTP_BYTECODE_NAME).read_bytes().startswith(b"\x1bLua")
+    assert "return function(id, body)" in (share / HTTP_SOURCE_NAME).read_text()
+    for name in (SCRIPT_NAME, SOURCE_NAME, FALLBACK_NAME, BYTECODE_NAME, HTTP_SOURCE_NAME, HTTP_BYTECODE_NAME):
         if not (share / name).exists():
             continue
         assert stat.S_IMODE((share / name).stat().st_mode) == 0o644
@@ -47,6 +54,7 @@ def test_without_a_lua_library_a_stale_bytecode_file_is_removed_so_the_source_ru
     monkeypatch.setattr("push_notification.dovecot.setup.compile_lua", lambda source, name: None)
     install_script(tmp_path)
     assert not (tmp_path / BYTECODE_NAME).exists()
+    assert not (tmp_path / HTTP_BYTECODE_NAME).exists()
     assert (tmp_path / SOURCE_NAME).read_text() == script_source()
 
 

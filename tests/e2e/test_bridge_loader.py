@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import BridgedDovecot, require_dovecot
-from push_notification.dovecot.setup import BYTECODE_NAME
+from e2e_support import BridgedDovecot, recording_server, require_dovecot
+from push_notification.dovecot.setup import BYTECODE_NAME, HTTP_BYTECODE_NAME, HTTP_SOURCE_NAME
 from scenario_mails import PLAIN
 
 require_dovecot()
@@ -60,3 +60,27 @@ def test_without_loadable_bytecode_the_source_hands_over_the_same_event(
     assert [without_uid_validity(e) for e in events] == [without_uid_validity(e) for e in expected]
     assert bool(log) is warned
     assert all(FALLBACK in line for line in log)  # once per script load, nothing else
+
+
+def test_the_http_transport_runs_from_its_source_when_its_bytecode_does_not_load() -> None:
+    with recording_server() as ingress, BridgedDovecot("http", url=ingress.url, token="t") as dovecot:
+        another_lua(Path(dovecot.options.script_path).with_name(HTTP_BYTECODE_NAME))
+        assert dovecot.deliver(PLAIN)[0][0] == 250
+        posted = [r.json()["events"][0]["name"] for r in ingress.requests]
+        assert dovecot.take_spool() == []
+        assert dovecot.log_errors() == []
+    assert posted == ["MailboxCreate", "MessageNew"]
+
+
+def test_without_the_http_transport_the_transaction_is_spooled_and_the_reason_logged() -> None:
+    with recording_server() as ingress, BridgedDovecot("http", url=ingress.url, token="t") as dovecot:
+        share = Path(dovecot.options.script_path).parent
+        (share / HTTP_BYTECODE_NAME).unlink()
+        (share / HTTP_SOURCE_NAME).unlink()
+        assert dovecot.deliver(PLAIN)[0][0] == 250
+        spooled = [t["events"][0]["name"] for t in dovecot.take_spool()]
+        errors = dovecot.log_lines("push-notification-bridge")
+    assert ingress.requests == []
+    assert spooled == ["MailboxCreate", "MessageNew"]
+    assert len(errors) == 1  # once per script load, then every transaction spools
+    assert "cannot load the http transport" in errors[0] and "rerun push-notification dovecot-config" in errors[0]

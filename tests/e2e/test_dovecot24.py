@@ -326,3 +326,16 @@ def test_lua_settings_reach_the_script_through_script_init() -> None:
     assert [e.name for e in delivered.events] == ["MessageNew"]
     assert delivered.status is None
     assert dict(delivered.metadata) == {}
+
+
+def test_a_chatmail_token_set_on_inbox_is_handed_over_with_the_next_delivery() -> None:
+    with BridgedDovecot24() as dovecot:
+        imap = dovecot.imap(ALICE)
+        typ, data = imap.xatom("SETMETADATA", 'INBOX (/private/devicetoken "sandbox:0a1b2c")')
+        assert typ == "OK", data
+        imap.logout()
+        dovecot.take_spool()
+        assert [code for code, _ in dovecot.deliver(MAIL)] == [250]
+        [txn] = [json.loads(raw) for raw in dovecot.take_spool()]
+        assert txn["metadata"]["/private/devicetoken"] == "sandbox:0a1b2c"
+        assert dovecot.log_errors() == []

@@ -4,21 +4,19 @@ it pushes to, over HTTP/2 and TLS."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from push_notification.testing.inprocess import RunningDaemon, running_daemon
+from push_notification.testing.inprocess import NO_STORM, RunningDaemon, daemon_starter
 from push_notification_apns.testing import FakeDevice, LoopbackApns
 
 TOPIC = "com.example.mail"
 KEY_ID, TEAM_ID = "ABC123DEFG", "TEAM123456"
-# Storm control waits are not what these tests are about.
-NO_STORM = "coalesce = 0\n  defer_non_new = 0"
 
 
 @dataclass
@@ -52,13 +50,10 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """``await start(extra settings)``: the loopback APNs and a daemon with token authentication."""
     key = ec.generate_private_key(ec.SECP256R1())
     key_file = p8_file(tmp_path / f"AuthKey_{KEY_ID}.p8", key)
-    async with AsyncExitStack() as stack:
-        apns = await stack.enter_async_context(
-            LoopbackApns(tmp_path, topic=TOPIC, key=key.public_key(), key_id=KEY_ID, team_id=TEAM_ID)
-        )
+    apns = LoopbackApns(tmp_path, topic=TOPIC, key=key.public_key(), key_id=KEY_ID, team_id=TEAM_ID)
+    async with apns, daemon_starter(tmp_path, partial(instance_config, apns, key_file)) as start_daemon:
 
         async def starter(extra: str = NO_STORM) -> Running:
-            daemon = await stack.enter_async_context(running_daemon(tmp_path, instance_config(apns, key_file, extra)))
-            return Running(daemon, apns)
+            return Running(await start_daemon(extra), apns)
 
         yield starter

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from push_notification.testing.inprocess import RunningDaemon, running_daemon
+from push_notification.testing.inprocess import NO_STORM, RunningDaemon, daemon_starter
 from push_notification_fcm.testing import FakeDevice, LoopbackFcm
-
-# Storm control waits are not what these tests are about.
-NO_STORM = "coalesce = 0\n  defer_non_new = 0"
 
 
 @dataclass
@@ -36,12 +33,11 @@ def instance_config(fcm: LoopbackFcm, account: Path, extra: str = "") -> str:
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """``await start(extra settings)``: the loopback FCM and a daemon pushing to it."""
-    async with AsyncExitStack() as stack:
-        fcm = await stack.enter_async_context(LoopbackFcm())
+    async with LoopbackFcm() as fcm:
         account = fcm.service_account(tmp_path / "service-account.json")
+        async with daemon_starter(tmp_path, partial(instance_config, fcm, account)) as start_daemon:
 
-        async def starter(extra: str = NO_STORM) -> Running:
-            daemon = await stack.enter_async_context(running_daemon(tmp_path, instance_config(fcm, account, extra)))
-            return Running(daemon, fcm)
+            async def starter(extra: str = NO_STORM) -> Running:
+                return Running(await start_daemon(extra), fcm)
 
-        yield starter
+            yield starter

@@ -36,6 +36,8 @@ async def test_the_driver_harness_wakes_a_registered_device(vapid_key: tuple[Pat
          "setting 'vapid_subject': must be mailto:ADDRESS or https://HOST (no path)"),
         ({"vapid_subject": "mailto:a@example.com", "urgency": "asap"}, "setting 'urgency': use one of very-low"),
         ({"vapid_subject": "mailto:a@example.com", "wake_events": "MessageNew Logout"}, "setting 'wake_events': event"),
+        ({"vapid_subject": "mailto:a@example.com", "urgancy": "high"},
+         "setting 'urgancy': unknown setting (this driver knows: "),
     ],
 )  # fmt: skip
 def test_a_config_mistake_is_one_line_naming_the_setting(

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 from conftest import Start
-
-# Storm control waits are not what these tests are about.
-NO_STORM = "coalesce = 0\n  defer_non_new = 0"
+from push_notification.testing.inprocess import INGRESS_TOKEN
 
 
 async def test_new_mail_wakes_the_subscription_with_a_content_free_message(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe()
     await running.register(subscriber)
-    await running.send(subject="Quarterly figures", **{"from": "boss@example.com"})
+    await running.daemon.send(subject="Quarterly figures", **{"from": "boss@example.com"})
     [message] = await running.service.wait_for(1)
     assert message.json() == {"account": "jane@example.com", "mailbox": "INBOX", "event": "MessageNew", "count": 1,
                               "unseen": 2}  # fmt: skip
@@ -28,22 +25,22 @@ async def test_new_mail_wakes_the_subscription_with_a_content_free_message(start
 
 
 async def test_a_unifiedpush_endpoint_is_a_web_push_endpoint(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe(unifiedpush=True)
     assert subscriber.endpoint.endswith("?up=1")
     await running.register(subscriber, user="bob")
-    await running.send(user="bob")
+    await running.daemon.send(user="bob")
     [message] = await running.service.wait_for(1)
     assert message.json()["account"] == "bob"
 
 
 async def test_registering_the_same_subscription_again_updates_it(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe()
     first = await running.register(subscriber, label="laptop")
     second = await running.register(subscriber, user="jane@example.com", label="work laptop")
     assert first == second
-    status, body = await running.call("GET", "/v1/devices?user=jane@example.com")
+    status, body = await running.daemon.call("GET", "/v1/devices?user=jane@example.com")
     assert status == 200 and [d["label"] for d in body["devices"]] == ["work laptop"]
     assert "endpoint" not in str(body) and subscriber.endpoint not in str(body)
 
@@ -59,94 +56,94 @@ async def test_registering_the_same_subscription_again_updates_it(start: Start) 
     ],
 )  # fmt: skip
 async def test_a_bad_subscription_is_a_one_line_400(start: Start, subscription: object, error: str) -> None:
-    running = await start(NO_STORM)
-    status, body = await running.call(
+    running = await start()
+    status, body = await running.daemon.call(
         "POST", "/v1/devices", {"user": "u", "kind": "webpush", "subscription": subscription}
     )
     assert status == 400 and body["error"].startswith(error) and "\n" not in body["error"]
 
 
 async def test_unknown_kind_and_invalid_json_are_one_line_400s(start: Start) -> None:
-    running = await start(NO_STORM)
-    status, body = await running.call("POST", "/v1/devices", {"user": "u", "kind": "pager", "token": "x"})
+    running = await start()
+    status, body = await running.daemon.call("POST", "/v1/devices", {"user": "u", "kind": "pager", "token": "x"})
     assert (status, body) == (400, {"error": "kind 'pager' is not served by any configured driver (served: webpush)"})
-    headers = {"Authorization": "Bearer s3cret-ingress"}
-    async with running.session.post(running.url + "/v1/devices", data=b"{nope", headers=headers) as response:
+    headers = {"Authorization": f"Bearer {INGRESS_TOKEN}"}
+    async with running.daemon.session.post(
+        running.daemon.url + "/v1/devices", data=b"{nope", headers=headers
+    ) as response:
         assert response.status == 400
         assert (await response.json())["error"].startswith("the registration is not valid JSON: ")
 
 
 async def test_registration_needs_the_ingress_token(start: Start) -> None:
-    running = await start(NO_STORM)
-    async with running.session.get(running.url + "/v1/devices?user=u") as response:
+    running = await start()
+    async with running.daemon.session.get(running.daemon.url + "/v1/devices?user=u") as response:
         assert response.status == 401
 
 
 async def test_a_gone_subscription_is_removed_and_counted(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     gone, kept = running.service.subscribe(), running.service.subscribe()
     gone.answers.append((410, {}))
     gone_id = await running.register(gone)
     await running.register(kept)
-    await running.send()
+    await running.daemon.send()
     await running.service.wait_for(1)
-    await running.daemon.dispatcher.drain(5)
-    _, body = await running.call("GET", "/v1/devices?user=jane@example.com")
-    assert gone_id not in [d["id"] for d in body["devices"]] and len(body["devices"]) == 1
-    assert 'push_notification_devices_removed_total{reason="gone"} 1.0' in await running.metrics()
+    await running.daemon.drain(5)
+    assert gone_id not in await running.daemon.devices() and len(await running.daemon.devices()) == 1
+    assert 'push_notification_devices_removed_total{reason="gone"} 1.0' in await running.daemon.metrics()
 
 
 async def test_429_is_retried_through_the_queue_without_pushing_twice_to_the_others(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     busy, fine = running.service.subscribe(), running.service.subscribe()
     busy.answers.append((429, {"Retry-After": "1"}))
     await running.register(busy)
     await running.register(fine)
-    await running.send()
+    await running.daemon.send()
     received = await running.service.wait_for(2)
     assert sorted(r.subscriber for r in received) == sorted([busy.id, fine.id])
-    await running.daemon.dispatcher.drain(5)
+    await running.daemon.drain(5)
     assert len(running.service.received) == 2
-    assert 'push_notification_deliveries_total{instance="webpush",outcome="retry"} 1.0' in await running.metrics()
+    assert (
+        'push_notification_deliveries_total{instance="webpush",outcome="retry"} 1.0' in await running.daemon.metrics()
+    )
 
 
 async def test_413_is_a_one_line_permanent_failure(start: Start, caplog: pytest.LogCaptureFixture) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     big = running.service.subscribe()
     big.answers.append((413, {}))
     await running.register(big)
-    await running.send()
-    for _ in range(200):
-        if running.daemon.queue.dead_letters("webpush"):
-            break
-        await asyncio.sleep(0.02)
-    assert running.daemon.queue.dead_letters("webpush") == 1
+    await running.daemon.send()
+    await running.daemon.dead_letter("webpush")
+    assert running.daemon.daemon.queue.dead_letters("webpush") == 1
     line = next(r.getMessage() for r in caplog.records if "dead letter" in r.getMessage())
     # The reason phrase is Python's own ("Request Entity Too Large", "Content Too Large" from 3.13).
     assert "413 " in line and "(the encrypted payload is too large for this push service)" in line
 
 
 async def test_mail_that_should_not_wake_does_not(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe()
     await running.register(subscriber)
-    await running.send(mailbox="Junk")
-    await running.send(mailbox="Archive")
-    await running.send(**{"from": "jane@example.com", "from_address": "jane@example.com"})
-    await running.send(name="FlagsSet", flags=["\\Seen"])
-    await running.send(uid=9)
+    await running.daemon.send(mailbox="Junk")
+    await running.daemon.send(mailbox="Archive")
+    await running.daemon.send(**{"from": "jane@example.com", "from_address": "jane@example.com"})
+    await running.daemon.send(name="FlagsSet", flags=["\\Seen"])
+    await running.daemon.send(uid=9)
     [message] = await running.service.wait_for(1)
-    await running.daemon.dispatcher.drain(5)
+    await running.daemon.drain(5)
     assert len(running.service.received) == 1 and message.json()["mailbox"] == "INBOX"
 
 
 async def test_no_log_line_shows_a_token_or_key(start: Start, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe()
     subscriber.answers.extend([(503, {}), (503, {})])  # both attempts in place fail: the queue retries
     await running.register(subscriber)
-    await running.send()
+    await running.daemon.send()
     await running.service.wait_for(1)
     secrets = [subscriber.endpoint.rsplit("/", 1)[1], *subscriber.subscription()["keys"].values()]
     text = "\n".join(r.getMessage() for r in caplog.records)
@@ -155,13 +152,13 @@ async def test_no_log_line_shows_a_token_or_key(start: Start, caplog: pytest.Log
 
 
 async def test_a_device_deleted_over_http_is_no_longer_woken(start: Start) -> None:
-    running = await start(NO_STORM)
+    running = await start()
     subscriber = running.service.subscribe()
     device_id = await running.register(subscriber)
-    assert await running.call("DELETE", f"/v1/devices/{device_id}") == (204, None)
-    status, body = await running.call("DELETE", f"/v1/devices/{device_id}")
+    assert await running.daemon.call("DELETE", f"/v1/devices/{device_id}") == (204, None)
+    status, body = await running.daemon.call("DELETE", f"/v1/devices/{device_id}")
     assert status == 404 and body["error"].startswith("no such device")
-    await running.send()
-    await running.daemon.dispatcher.drain(5)
+    await running.daemon.send()
+    await running.daemon.drain(5)
     assert running.service.received == []
-    assert 'push_notification_devices_removed_total{reason="deleted"} 1.0' in await running.metrics()
+    assert 'push_notification_devices_removed_total{reason="deleted"} 1.0' in await running.daemon.metrics()

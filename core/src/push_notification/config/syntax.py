@@ -206,6 +206,8 @@ class _Parser:
         pattern = unquote(argument.strip(), where, f"{directive} path")
         if not pattern:
             raise ConfigError(f"{where}: {directive} needs a file name (e.g. {directive} conf.d/*.conf)")
+        if "\0" in pattern:
+            raise ConfigError(f"{where}: {directive}: the file name contains a NUL byte (remove it)")
         base = os.path.dirname(source) if not source.startswith("<") else os.getcwd()
         pattern = os.path.normpath(os.path.join(base, os.path.expanduser(pattern)))
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]

@@ -21,6 +21,8 @@ from push_notification.devices.contract import DeviceError, DeviceFields, Device
 #: Our METADATA key: a JSON registration as above, without ``user`` (the key's owner is the user).
 DEVICE_METADATA_KEY = "/private/vendor/vendor.dovecot/push-device"
 #: chatmail's key (Delta Chat sets it on any server): a bare token in the gateway's notation.
+#: Clients set it on the INBOX mailbox (``SETMETADATA INBOX (/private/devicetoken ...)``); the
+#: bridge forwards that value under this key, or the server METADATA of the same name if set.
 CHATMAIL_METADATA_KEY = "/private/devicetoken"
 METADATA_KEYS = (DEVICE_METADATA_KEY, CHATMAIL_METADATA_KEY)
 #: Longest label kept (it is for people reading ``devices list``).
@@ -74,6 +76,11 @@ def chatmail_registration(token: str) -> dict[str, Any]:
     ``sandbox:TOKEN`` (APNs sandbox), ``webpush:ENDPOINT|P256DH|AUTH`` (Web Push), a bare
     token (APNs production)."""
     token = token.strip()
+    if token.startswith("openpgp:"):
+        raise DeviceError(
+            "an openpgp: device token is encrypted for Delta Chat's own notification gateway and cannot wake"
+            " a device from here; plain tokens can (webpush:, fcm-, sandbox:, APNs hex)"
+        )
     if token.startswith("webpush:"):
         parts = token[len("webpush:") :].split("|")
         if len(parts) != 3:

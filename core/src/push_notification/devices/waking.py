@@ -1,11 +1,12 @@
 """What every driver that wakes devices does around its one push: filter, look up, build the
 content-free payload, push to each device at once, and keep the registry's view of each device.
 
-A driver subclasses :class:`WakingDriver`, names its ``kind``, reads its own settings after
-``super().__init__`` and implements :meth:`WakingDriver.push` for one device, raising
-:class:`DeviceGone` when the push service says the device no longer exists (APNs 410, FCM
-UNREGISTERED), ``RetryableError`` for what may pass and ``PermanentError`` for the rest. A
-retried transaction skips the devices it already reached.
+A driver subclasses :class:`WakingDriver`, names its ``kind`` and ``device_kinds``, reads its
+own settings in :meth:`WakingDriver.connect` (which returns its client to the push service;
+unknown settings are refused after it) and implements :meth:`WakingDriver.push` for one
+device, raising :class:`DeviceGone` when the push service says the device no longer exists
+(Web Push 404/410, APNs 410, FCM UNREGISTERED), ``RetryableError`` for what may pass and
+``PermanentError`` for the rest. A retried transaction skips the devices it already reached.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 from push_notification import DriverContext, hookimpl
+from push_notification.devices.contract import DeviceKind
 from push_notification.devices.payload import PayloadBuilder
 from push_notification.devices.vapid import b64url
 from push_notification.devices.wake import read_wake_filter
 from push_notification.drivers import Devices, PushDevice
 from push_notification.errors import ConfigError, DriverError, PermanentError
 from push_notification.http import PartialDeliveries
+from push_notification.settings import Settings
 from push_notification.templates import TemplateError
 from push_notification.transaction import Transaction
 
@@ -48,8 +51,10 @@ class Connection(Protocol):
 class WakingDriver:
     """Base of the device drivers; see the module docstring."""
 
-    #: The device kind this driver pushes to (``apns``, ``fcm``).
+    #: The device kind this driver pushes to (``webpush``, ``apns``, ``fcm``).
     kind: ClassVar[str]
+    #: The device kinds this driver serves, with the parser that checks a registration.
+    device_kinds: ClassVar[Mapping[str, DeviceKind]]
     #: Storm control is on by default for drivers that wake devices.
     storm_defaults: ClassVar[Mapping[str, str]] = MappingProxyType({"coalesce": "1s", "defer_non_new": "30s"})
 
@@ -67,18 +72,21 @@ class WakingDriver:
         self.partial = PartialDeliveries()
         #: Pushes the push service accepted since start.
         self.pushed = 0
-        #: Set by the subclass: started at ``driver_init``, closed at ``driver_deinit``.
-        self.connection: Connection | None = None
+        #: Started at ``driver_init``, closed at ``driver_deinit``.
+        self.connection: Connection = self.connect(ctx.settings)
+        ctx.settings.check_unknown()
+
+    def connect(self, settings: Settings) -> Connection:
+        """Read the driver's own settings (one line per mistake); its client to the push service."""
+        raise NotImplementedError
 
     @hookimpl
     async def driver_init(self) -> None:
-        if self.connection is not None:
-            await self.connection.start()
+        await self.connection.start()
 
     @hookimpl
     async def driver_deinit(self) -> None:
-        if self.connection is not None:
-            await self.connection.close()
+        await self.connection.close()
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         """Push ``payload`` (content-free, plus any templated title/body) to one device."""

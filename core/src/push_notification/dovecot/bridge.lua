@@ -21,42 +21,33 @@
 --   push_notification_bridge_token = TOKEN       token = TOKEN
 --   push_notification_bridge_timeout_msecs = 1000 timeout_msecs = 1000
 --   push_notification_bridge_http_pause_secs = 10   http_pause_secs = 10 (spool only, after a failure)
---   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; costs a sync)
+--   push_notification_bridge_status = yes        status = yes   (mailbox status snapshot; opens it)
 --   push_notification_bridge_metadata = yes      metadata = yes (read the http-notify and device METADATA)
 -- `push-notification dovecot-config` prints these for you, and installs this file as
--- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac) and the loader Dovecot
--- loads (dovecot-bridge.lua, loader.lua here): Dovecot loads the script per mail user, and
--- parsing this source cost more than all the rest (see README.md, "Where the bridge's time goes").
+-- dovecot-bridge-source.lua beside its bytecode (dovecot-bridge.luac), the loader Dovecot loads
+-- (dovecot-bridge.lua, loader.lua here), the loader's fallback (fallback.lua) and the http
+-- transport (bridge_http.lua, loaded only when a transaction goes over http). Dovecot loads
+-- the script into a fresh Lua state for every mail user (every delivery), so what this file
+-- holds costs on every delivery: loading its bytecode, and what the main chunk builds. See
+-- README.md, "Where the bridge's time goes".
 
 local BRIDGE = "push-notification-bridge"
 local OX_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
 -- Server METADATA forwarded with each transaction: OX's activation, and a device to wake
 -- (ours: a JSON registration; chatmail's: a gateway token).
-local METADATA_KEYS = {
-  OX_METADATA_KEY,
-  "/private/vendor/vendor.dovecot/push-device",
-  "/private/devicetoken",
-}
--- The same keys as mailbox attributes of INBOX (user:metadata_get adds this prefix).
-local SERVER_PREFIX = "/private/vendor/vendor.dovecot/pvt/server"
-local SERVER_KEYS = {}
-for i, key in ipairs(METADATA_KEYS) do
-  SERVER_KEYS[i] = SERVER_PREFIX .. key:sub(#"/private" + 1)
-end
-local DEFAULTS = {
-  transport = "spool",
-  spool = "/var/spool/push-notification",
-  url = "http://127.0.0.1:8425/v1/transactions",
-  token = "",
-  timeout_msecs = "1000",
-  http_pause_secs = "10",
-  status = "yes",
-  metadata = "yes",
-}
+local DEVICE_KEY = "/private/vendor/vendor.dovecot/push-device"
+local TOKEN_KEY = "/private/devicetoken"
+-- The same keys as attributes of INBOX, where Dovecot keeps server METADATA (what
+-- user:metadata_get reads; it opens INBOX once per key).
+local SERVER_OX_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/http-notify"
+local SERVER_DEVICE_KEY = "/private/vendor/vendor.dovecot/pvt/server/vendor/vendor.dovecot/push-device"
+local SERVER_TOKEN_KEY = "/private/vendor/vendor.dovecot/pvt/server/devicetoken"
 
+-- The directory the bridge is installed in (the loader passes it; run as the source alone, it
+-- is this file's own).
+local DIR = ... or debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local init_args = nil -- 2.4 passes lua_settings to script_init
 local config = nil -- read once per script state (Dovecot loads the script per mail user)
-local http_client = nil
 local counter = 0
 
 -- ------------------------------------------------------------------ logging
@@ -65,11 +56,6 @@ local function log(level, message)
     local fn = dovecot[level] or dovecot.i_error
     fn(BRIDGE .. ": " .. message)
   end)
-end
-
-local function safe_url(url)
-  -- never log credentials that might be written into the URL
-  return (tostring(url):gsub("//[^/@]*@", "//***@"))
 end
 
 -- --------------------------------------------------------------------- JSON
@@ -105,9 +91,13 @@ local format, gsub, utf8_len = string.format, string.gsub, utf8.len
 -- Most values need no escaping: %q (a tight C loop) escapes exactly the quote, the backslash and
 -- the control characters, so when it adds nothing and the bytes are valid UTF-8, its output is
 -- the JSON string. Pattern matching scanned every string at ten times the cost.
+-- A C function call costs Lua more than the few operators around it, so the common path of
+-- jstr, jnum and jarr makes as few as it can (numbers become strings by concatenation).
 local function jstr(s)
-  if type(s) ~= "string" then
-    s = tostring(s)
+  if s == nil then
+    s = "nil"
+  else
+    s = s .. ""
   end
   local quoted = format("%q", s)
   if #quoted == #s + 2 and utf8_len(s) then
@@ -118,21 +108,20 @@ end
 
 -- Dovecot hands numbers to Lua as floats (uid = 42.0); JSON gets them as integers.
 local function jnum(n)
+  if n ~= nil and n == n and n % 1 == 0 and n + 0 >= -0x1p63 and n + 0 < 0x1p63 then
+    return format("%d", n)
+  end
   n = tonumber(n)
   if n == nil or n ~= n or n == math.huge or n == -math.huge then
     return "null"
   end
-  local i = math.tointeger(n)
-  if i then
-    return string.format("%d", i)
-  end
-  return string.format("%.17g", n)
+  return format("%.17g", n)
 end
 
 -- Repeated entries are dropped: with a second driver beside this one (e.g. dlog), Dovecot
 -- appends each keyword once per registering driver (["$Work","$Work"]); we do not copy that.
 local function jarr(t)
-  if type(t) ~= "table" or t[1] == nil then
+  if t == nil or t[1] == nil then
     return "[]"
   end
   if t[2] == nil then
@@ -152,78 +141,98 @@ end
 
 -- ------------------------------------------------------------------ settings
 local function truthy(v)
-  v = tostring(v):lower()
+  v = v:lower()
   return v == "yes" or v == "y" or v == "true" or v == "1"
 end
 
+-- Only the settings the transport uses are looked up (each is a plugin_getenv on 2.3).
 local function read_config(user)
-  local c = {}
-  local getenv = nil
-  pcall(function()
-    getenv = user.plugin_getenv
-  end)
-  for key, default in pairs(DEFAULTS) do
+  local args, getenv = init_args, nil
+  if type(args) ~= "table" then
+    args = nil
+    local ok, fn = pcall(function()
+      return user.plugin_getenv
+    end)
+    getenv = ok and fn or nil
+  end
+  local function get(key, default)
     local value = nil
-    if type(init_args) == "table" and init_args[key] ~= nil then
-      value = tostring(init_args[key])
+    if args ~= nil then
+      value = args[key]
+      value = value ~= nil and tostring(value) or nil
     elseif getenv ~= nil then
       local ok, v = pcall(getenv, user, "push_notification_bridge_" .. key)
-      if ok and v ~= nil and v ~= "" then
-        value = v
-      end
+      value = ok and v or nil
     end
-    c[key] = value or default
+    if value == nil or value == "" then
+      return default
+    end
+    return value
   end
-  c.timeout_msecs = math.tointeger(tonumber(c.timeout_msecs) or 1000) or 1000
-  c.http_pause_secs = math.tointeger(tonumber(c.http_pause_secs) or 10) or 10
-  c.status = truthy(c.status)
-  c.metadata = truthy(c.metadata)
-  c.spool = c.spool:gsub("/+$", "")
+  local c = {
+    transport = get("transport", "spool"),
+    spool = (get("spool", "/var/spool/push-notification"):gsub("/+$", "")),
+    status = truthy(get("status", "yes")),
+    metadata = truthy(get("metadata", "yes")),
+  }
+  if c.transport == "http" then
+    c.url = get("url", "http://127.0.0.1:8425/v1/transactions")
+    c.token = get("token", "")
+    c.timeout_msecs = math.tointeger(tonumber(get("timeout_msecs", "1000")) or 1000) or 1000
+    c.http_pause_secs = math.tointeger(tonumber(get("http_pause_secs", "10")) or 10) or 10
+  end
   return c
 end
 
 -- --------------------------------------------------------------- event data
--- Event table keys as Dovecot's Lua driver fills them → our event JSON keys. Dovecot's Lua
--- `subject` is already RFC 2047-decoded, so it travels as subject_utf8 (the raw header is not
+-- Event table keys as Dovecot's Lua driver fills them, the same keys in our event JSON. Dovecot's
+-- Lua `subject` is already RFC 2047-decoded, so it travels as subject_utf8 (the raw header is not
 -- available to Lua). Strings Dovecot reports as "" for a missing header are left out.
 local OPTIONAL_STRINGS = {
-  { "from", "from" }, { "to", "to" }, { "message_id", "message_id" }, { "snippet", "snippet" },
-  { "from_address", "from_address" }, { "from_display_name", "from_display_name" },
-  { "to_address", "to_address" }, { "to_display_name", "to_display_name" },
+  "from", "to", "message_id", "snippet", "from_address", "from_display_name", "to_address", "to_display_name",
 }
 local ARRAYS = { "flags", "keywords", "flags_old", "keywords_old" }
 local SAVED = { MessageNew = true, MessageAppend = true }
 
 local function encode_event(e)
-  local f = { '"name":' .. jstr(e.name), '"mailbox":' .. jstr(e.mailbox) }
+  local f = { '{"name":', jstr(e.name), ',"mailbox":', jstr(e.mailbox) }
+  local n = 4
   if e.uid ~= nil then
-    f[#f + 1] = '"uid":' .. jnum(e.uid)
-    f[#f + 1] = '"uid_validity":' .. jnum(e.uid_validity)
+    f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"uid":', jnum(e.uid), ',"uid_validity":', jnum(e.uid_validity)
+    n = n + 4
   end
   if e.mailbox_old ~= nil then
-    f[#f + 1] = '"mailbox_old":' .. jstr(e.mailbox_old)
+    f[n + 1], f[n + 2] = ',"mailbox_old":', jstr(e.mailbox_old)
+    n = n + 2
   end
   if SAVED[e.name] then
-    for _, pair in ipairs(OPTIONAL_STRINGS) do
-      local v = e[pair[1]]
+    for i = 1, #OPTIONAL_STRINGS do
+      local key = OPTIONAL_STRINGS[i]
+      local v = e[key]
       if v ~= nil and v ~= "" then
-        f[#f + 1] = '"' .. pair[2] .. '":' .. jstr(v)
+        f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jstr(v)
+        n = n + 4
       end
     end
     if e.subject ~= nil then
-      f[#f + 1] = '"subject_utf8":' .. jstr(e.subject)
+      f[n + 1], f[n + 2] = ',"subject_utf8":', jstr(e.subject)
+      n = n + 2
     end
     if e.date ~= nil then
-      f[#f + 1] = '"date":' .. jnum(e.date)
-      f[#f + 1] = '"tz":' .. jnum(e.tz or 0)
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"date":', jnum(e.date), ',"tz":', jnum(e.tz or 0)
+      n = n + 4
     end
   end
-  for _, key in ipairs(ARRAYS) do
-    if e[key] ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jarr(e[key])
+  for i = 1, 4 do
+    local key = ARRAYS[i]
+    local v = e[key]
+    if v ~= nil then
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jarr(v)
+      n = n + 4
     end
   end
-  return "{" .. table.concat(f, ",") .. "}"
+  f[n + 1] = "}"
+  return table.concat(f)
 end
 
 local USER_STRINGS = { "service", "session_id", "home" }
@@ -233,67 +242,99 @@ local USER_BOOLS = {
 }
 
 local function encode_user(user)
-  local f = { '"username":' .. jstr(user.username) }
-  for _, key in ipairs(USER_STRINGS) do
+  local f, n = { '{"username":', jstr(user.username) }, 2
+  for i = 1, 3 do
+    local key = USER_STRINGS[i]
     local v = user[key]
     if v ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jstr(v)
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jstr(v)
+      n = n + 4
     end
   end
-  for _, key in ipairs(USER_NUMBERS) do
+  for i = 1, 3 do
+    local key = USER_NUMBERS[i]
     local v = user[key]
     if v ~= nil then
-      f[#f + 1] = '"' .. key .. '":' .. jnum(math.floor(tonumber(v) or 0))
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', jnum(math.floor(tonumber(v) or 0))
+      n = n + 4
     end
   end
-  for _, key in ipairs(USER_BOOLS) do
+  for i = 1, 8 do
+    local key = USER_BOOLS[i]
     local v = user[key]
-    if type(v) == "boolean" then
-      f[#f + 1] = '"' .. key .. '":' .. tostring(v)
+    if v == true or v == false then
+      f[n + 1], f[n + 2], f[n + 3], f[n + 4] = ',"', key, '":', v and "true" or "false"
+      n = n + 4
     end
   end
-  return "{" .. table.concat(f, ",") .. "}"
+  f[n + 1] = "}"
+  return table.concat(f)
 end
 
--- The mailbox after the change, from a fresh instance. Saves and flag changes are in the index
+-- What a transaction reads from one mailbox instance, opened read-only as the OX driver opens
+-- its own: the bridge only looks.
+--
+-- The status snapshot is the mailbox after the change. Saves and flag changes are in the index
 -- the moment they commit, so reading it suffices; expunges are only requests in the index log
 -- until a sync applies them, so a transaction that expunged (or empties a mailbox being
 -- deleted) syncs first, as Dovecot's OX driver does for every delivery and as a script that
--- calls mbox:sync() before mbox:status() sees it. Opened read-only, as the OX driver opens its
--- instance: the bridge only looks. With `with_metadata` (the mailbox is INBOX, where Dovecot
--- keeps server METADATA) the METADATA value is read from the same open instance: what
--- user:metadata_get does, without opening INBOX a second time.
-local function status_snapshot(user, mailbox, sync, with_metadata)
-  local box = user:mailbox(mailbox, dovecot.storage.MAILBOX_FLAG_READONLY)
-  local ok, result, value = pcall(function()
-    box:open()
-    if sync then
-      box:sync()
-    end
-    local s = dovecot.storage
-    local status = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
-    if with_metadata then
-      local values = {}
-      for i, key in ipairs(SERVER_KEYS) do
-        values[i] = box:metadata_get(key)
-      end
-      return status, values
-    end
-    return status, nil
-  end)
-  pcall(box.free, box)
-  if not ok then
-    error(result, 0)
+-- calls mbox:sync() before mbox:status() sees it.
+--
+-- The METADATA values are attributes of INBOX, read in one call (nil for a key not set): from
+-- the snapshot's instance when the mailbox is INBOX, else from INBOX opened for them alone.
+-- chatmail clients set their token as METADATA of the INBOX mailbox (SETMETADATA INBOX
+-- (/private/devicetoken ...)), not of the server: it goes under the same key when the server
+-- METADATA has none.
+local function read_mailbox(box, sync, with_status, with_metadata)
+  box:open()
+  if sync then
+    box:sync()
   end
-  return string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
-    jnum(result.messages or 0), jnum(result.recent or 0), jnum(result.unseen or 0),
-    jnum(result.uidvalidity or 0), jnum(result.uidnext or 0)), value
+  local status = nil
+  if with_status then
+    local s = dovecot.storage
+    local st = box:status(s.STATUS_MESSAGES, s.STATUS_RECENT, s.STATUS_UNSEEN, s.STATUS_UIDVALIDITY, s.STATUS_UIDNEXT)
+    status = string.format('{"messages":%s,"recent":%s,"unseen":%s,"uidvalidity":%s,"uidnext":%s}',
+      jnum(st.messages or 0), jnum(st.recent or 0), jnum(st.unseen or 0), jnum(st.uidvalidity or 0),
+      jnum(st.uidnext or 0))
+  end
+  if with_metadata then
+    local ox, device, token, inbox_token =
+      box:metadata_get(SERVER_OX_KEY, SERVER_DEVICE_KEY, SERVER_TOKEN_KEY, TOKEN_KEY)
+    if token == nil then
+      token = inbox_token
+    end
+    return status, true, ox, device, token
+  end
+  return status, false
+end
+
+-- One mailbox instance, freed whatever happens: pcall's results (ok, status, metadata read, the
+-- three values, or ok = false and the error).
+local function with_mailbox(user, name, sync, with_status, with_metadata)
+  local box = user:mailbox(name, dovecot.storage.MAILBOX_FLAG_READONLY)
+  local ok, status, read, ox, device, token = pcall(read_mailbox, box, sync, with_status, with_metadata)
+  pcall(box.free, box)
+  return ok, status, read, ox, device, token
+end
+
+-- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own store (for
+-- senders that forward none) cannot keep push on after doveadm ... unset.
+local function metadata_json(ox, device, token)
+  local f = { '"metadata":{"', OX_METADATA_KEY, '":', jstr(ox or "") }
+  if device ~= nil then
+    f[#f + 1] = ',"' .. DEVICE_KEY .. '":' .. jstr(device)
+  end
+  if token ~= nil then
+    f[#f + 1] = ',"' .. TOKEN_KEY .. '":' .. jstr(token)
+  end
+  f[#f + 1] = "}"
+  return table.concat(f)
 end
 
 -- ---------------------------------------------------------------- transports
-local function new_id(user)
+local function new_id(session)
   counter = counter + 1
-  local session = tostring(user.session_id or ""):gsub("[^%w%-]", "_")
   return string.format("%d.%s.%d.%08x", os.time(), session, counter, math.random(0, 0x7fffffff))
 end
 
@@ -321,72 +362,6 @@ local function write_spool(id, body)
   return true
 end
 
-local function get_http_client()
-  if http_client ~= nil then
-    return http_client
-  end
-  local ua = BRIDGE .. "/1"
-  -- 2.3.19 key names first; 2.4 rejects them and takes its http_client_* names instead.
-  local ok, client = pcall(dovecot.http.client, {
-    request_timeout_msecs = config.timeout_msecs,
-    connect_timeout_msecs = config.timeout_msecs,
-    max_attempts = 1,
-    user_agent = ua,
-  })
-  if not ok then
-    ok, client = pcall(dovecot.http.client, {
-      request_timeout = config.timeout_msecs .. "ms",
-      connect_timeout = config.timeout_msecs .. "ms",
-      request_max_attempts = 1,
-      user_agent = ua,
-    })
-  end
-  if not ok then
-    error("cannot create the HTTP client: " .. tostring(client), 0)
-  end
-  http_client = client
-  return client
-end
-
-local function post(body)
-  local client = get_http_client()
-  local request = client:request({ url = config.url, method = "POST" })
-  request:add_header("Content-Type", "application/json")
-  if config.token ~= "" then
-    request:add_header("Authorization", "Bearer " .. config.token)
-  end
-  request:set_payload(body)
-  local response = request:submit()
-  local status = response:status()
-  if status >= 200 and status < 300 then
-    return true
-  end
-  return false, string.format("%d %s", status, tostring(response:reason()))
-end
-
--- After a failed POST, every process spools directly for http_pause_secs (a marker file in the
--- spool holds the time to try again): a hanging ingress costs one timeout, not one per mail.
-local function http_paused()
-  local file = io.open(config.spool .. "/.http-paused", "rb")
-  if not file then
-    return false
-  end
-  local until_time = tonumber(file:read("a"))
-  file:close()
-  return until_time ~= nil and os.time() < until_time
-end
-
-local function pause_http()
-  if config.http_pause_secs <= 0 then
-    return
-  end
-  local file = io.open(config.spool .. "/.http-paused", "wb")
-  if file then
-    file:write(tostring(os.time() + config.http_pause_secs))
-    file:close()
-  end
-end
-
 local function spool_or_log(id, body, prefix)
   local spooled, err = write_spool(id, body)
   if not spooled then
@@ -396,19 +371,30 @@ local function spool_or_log(id, body, prefix)
   return spooled
 end
 
+-- The http transport lives in its own file (bridge_http.lua here, installed as
+-- dovecot-bridge-http.luac and dovecot-bridge-http-source.lua), loaded the first time a
+-- transaction goes over http: a spool setup never pays for loading it.
+local http_hand_over = nil
+
+local function load_http()
+  local chunk = loadfile(DIR .. "dovecot-bridge-http.luac", "b")
+    or assert(loadfile(DIR .. "dovecot-bridge-http-source.lua", "t"))
+  return chunk(config, spool_or_log, log)
+end
+
 local function hand_over(id, body)
-  if config.transport == "http" and not http_paused() then
-    local ok, sent, why = pcall(post, body)
-    if ok and sent then
-      return
+  if config.transport == "http" then
+    if http_hand_over == nil then
+      local ok, result = pcall(load_http)
+      http_hand_over = ok and result or false
+      if not ok then
+        log("i_error", "cannot load the http transport (" .. tostring(result) .. "); spooling instead"
+          .. " (rerun push-notification dovecot-config)")
+      end
     end
-    local reason = "ingress " .. safe_url(config.url) .. " failed (" .. tostring(ok and why or sent) .. ")"
-    pause_http()
-    if spool_or_log(id, body, reason .. " and ") then
-      log("i_warning", reason .. "; spooled " .. id .. ", spooling for the next "
-        .. config.http_pause_secs .. "s")
+    if http_hand_over then
+      return http_hand_over(id, body)
     end
-    return
   end
   spool_or_log(id, body, "")
 end
@@ -420,7 +406,6 @@ function script_init(args)
 end
 
 function dovecot_lua_notify_begin_txn(user)
-  local ctx = { user = user, events = {}, seen = {}, mailbox = nil, has_messages = false, expunged = false }
   if config == nil then
     local ok, result = pcall(read_config, user)
     if ok then
@@ -429,7 +414,7 @@ function dovecot_lua_notify_begin_txn(user)
       log("i_error", "cannot read settings: " .. tostring(result))
     end
   end
-  return ctx
+  return { user = user, events = {}, n = 0, seen = nil, mailbox = nil, has_messages = false, expunged = false }
 end
 
 local function add_event(ctx, event)
@@ -442,83 +427,77 @@ local function add_event(ctx, event)
   if event.uid ~= nil then
     ctx.has_messages = true
     ctx.expunged = ctx.expunged or event.name == "MessageExpunge"
-  elseif ctx.seen[encoded] then
+  else
     -- Dovecot does not de-duplicate mailbox events registered by two drivers (dlog beside
     -- this script gives two MailboxCreate entries); one is the truth, so we keep one.
-    return
-  else
-    ctx.seen[encoded] = true
+    local seen = ctx.seen
+    if seen == nil then
+      seen = {}
+      ctx.seen = seen
+    elseif seen[encoded] then
+      return
+    end
+    seen[encoded] = true
   end
-  ctx.events[#ctx.events + 1] = encoded
+  local n = ctx.n + 1
+  ctx.n = n
+  ctx.events[n] = encoded
 end
 
--- The user's JSON, once per user session (one script state can serve several users: Dovecot
--- shares a loaded script between the users of one process, e.g. LMTP recipients).
-local user_json = {}
+-- The user's JSON and the spool-safe session id, once per user session (one script state can
+-- serve several users: Dovecot shares a loaded script between the users of one process that
+-- exist at the same time, e.g. the recipients of one LMTP transaction).
+local users = {}
 
-local function user_object(user)
+local function user_entry(user)
   local key = tostring(user.username) .. "\0" .. tostring(user.session_id)
-  local encoded = user_json[key]
-  if encoded == nil then
-    encoded = encode_user(user)
-    user_json[key] = encoded
+  local entry = users[key]
+  if entry == nil then
+    entry = { encode_user(user), (tostring(user.session_id or ""):gsub("[^%w%-]", "_")) }
+    users[key] = entry
   end
-  return encoded
+  return entry
 end
 
 local function finish(ctx)
   local user = ctx.user
-  local id = new_id(user)
+  local entry = user_entry(user)
+  local id = new_id(entry[2])
   local parts = {
-    '"id":' .. jstr(id),
-    '"user":' .. user_object(user),
-    '"mailbox":' .. jstr(ctx.mailbox),
-    '"success":true',
-    '"events":[' .. table.concat(ctx.events, ",") .. "]",
+    '{"id":"', id, '","user":', entry[1], ',"mailbox":', jstr(ctx.mailbox), ',"success":true,"events":[',
+    table.concat(ctx.events, ","), "]",
   }
-  local metadata_read, metadata = false, nil
-  if config.status and ctx.has_messages then
-    local with_metadata = config.metadata and ctx.mailbox == "INBOX"
-    local ok, status, value = pcall(status_snapshot, user, ctx.mailbox, ctx.expunged, with_metadata)
+  local with_status = config.status and ctx.has_messages
+  local with_metadata = config.metadata
+  local metadata_read, ox, device, token = false, nil, nil, nil
+  if with_status then
+    local here = with_metadata and ctx.mailbox == "INBOX"
+    local ok, status, read, a, b, c = with_mailbox(user, ctx.mailbox, ctx.expunged, true, here)
     if ok then
-      parts[#parts + 1] = '"status":' .. status
-      metadata_read, metadata = with_metadata, value
+      parts[#parts + 1] = ',"status":' .. status
+      metadata_read, ox, device, token = read, a, b, c
     else
       log("i_warning", "cannot get the status of mailbox " .. tostring(ctx.mailbox) .. ": " .. tostring(status))
     end
   end
-  if config.metadata and not metadata_read then
-    metadata = {}
-    for i, key in ipairs(METADATA_KEYS) do
-      local ok, value = pcall(user.metadata_get, user, key)
-      if ok then
-        metadata[i] = value
-      else
-        metadata[i] = false
-        log("i_warning", "cannot read METADATA " .. key .. ": " .. tostring(value))
-      end
+  if with_metadata and not metadata_read then
+    local ok, err, read, a, b, c = with_mailbox(user, "INBOX", false, false, true)
+    if ok then
+      metadata_read, ox, device, token = read, a, b, c
+    else
+      log("i_warning", "cannot read METADATA: " .. tostring(err))
     end
   end
-  if metadata ~= nil then
-    local found = {}
-    for i, key in ipairs(METADATA_KEYS) do
-      local value = metadata[i]
-      -- Dovecot's METADATA is the truth: the OX key unset goes as "" so the daemon's own
-      -- store (for senders that forward none) cannot keep push on after doveadm ... unset.
-      if value ~= false and (value ~= nil or key == OX_METADATA_KEY) then
-        found[#found + 1] = jstr(key) .. ":" .. jstr(value or "")
-      end
-    end
-    if #found > 0 then
-      parts[#parts + 1] = '"metadata":{' .. table.concat(found, ",") .. "}"
-    end
+  if metadata_read then
+    parts[#parts + 1] = "," .. metadata_json(ox, device, token)
   end
-  hand_over(id, "{" .. table.concat(parts, ",") .. "}\n")
+  parts[#parts + 1] = "}\n"
+  hand_over(id, table.concat(parts))
 end
 
 function dovecot_lua_notify_end_txn(ctx, success)
   -- A rolled-back transaction hands over nothing; neither does one without events.
-  if success == false or type(ctx) ~= "table" or #ctx.events == 0 or config == nil then
+  if success == false or type(ctx) ~= "table" or ctx.n == 0 or config == nil then
     return
   end
   local ok, err = pcall(finish, ctx)
@@ -527,15 +506,16 @@ function dovecot_lua_notify_end_txn(ctx, success)
   end
 end
 
-function dovecot_lua_notify_event_flags_clear(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_flags_set(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_create(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_delete(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_rename(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_subscribe(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_mailbox_unsubscribe(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_append(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_expunge(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_new(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_read(ctx, event) add_event(ctx, event) end
-function dovecot_lua_notify_event_message_trash(ctx, event) add_event(ctx, event) end
+-- Every event goes the same way: one function under the twelve names Dovecot calls.
+dovecot_lua_notify_event_flags_clear = add_event
+dovecot_lua_notify_event_flags_set = add_event
+dovecot_lua_notify_event_mailbox_create = add_event
+dovecot_lua_notify_event_mailbox_delete = add_event
+dovecot_lua_notify_event_mailbox_rename = add_event
+dovecot_lua_notify_event_mailbox_subscribe = add_event
+dovecot_lua_notify_event_mailbox_unsubscribe = add_event
+dovecot_lua_notify_event_message_append = add_event
+dovecot_lua_notify_event_message_expunge = add_event
+dovecot_lua_notify_event_message_new = add_event
+dovecot_lua_notify_event_message_read = add_event
+dovecot_lua_notify_event_message_trash = add_event

@@ -31,9 +31,14 @@ DEFAULT_INSTALL_DIR = "/usr/local/share/push-notification"
 DEFAULT_SPOOL = "/var/spool/push-notification"
 DEFAULT_INGRESS = DEFAULT_URL + TRANSACTIONS_PATH
 SCRIPT_NAME = "dovecot-bridge.lua"
-#: Beside SCRIPT_NAME (the loader Dovecot loads): the bridge's source and its bytecode.
+#: Beside SCRIPT_NAME (the loader Dovecot loads): the bridge's source, its bytecode, and what the
+#: loader runs when the bytecode does not load (fallback.lua: a warning, then the source).
 SOURCE_NAME = "dovecot-bridge-source.lua"
 BYTECODE_NAME = "dovecot-bridge.luac"
+FALLBACK_NAME = "dovecot-bridge-fallback.lua"
+#: The http transport (bridge_http.lua), which the bridge loads only when it POSTs: source and bytecode.
+HTTP_SOURCE_NAME = "dovecot-bridge-http-source.lua"
+HTTP_BYTECODE_NAME = "dovecot-bridge-http.luac"
 MAIL_PLUGINS = ("notify", "push_notification", "mail_lua", "push_notification_lua")
 #: Every service that changes mail: deliveries (Sieve runs inside lmtp and lda), IMAP, POP3
 #: and doveadm (its command line, its HTTP API and dsync). The 2.3 snippet loads the plugins
@@ -72,7 +77,7 @@ class BridgeOptions:
 
 def script_source() -> str:
     """The bridge script shipped inside the package."""
-    return resources.files("push_notification.dovecot").joinpath("bridge.lua").read_text(encoding="utf-8")
+    return _packaged("bridge.lua")
 
 
 def bridge_settings(options: BridgeOptions) -> dict[str, str]:
@@ -90,9 +95,18 @@ def plugin_settings(options: BridgeOptions, driver_key: str = "push_notification
     return {driver_key: driver_value(options), **bridge_settings(options)}
 
 
+def _packaged(name: str) -> str:
+    return resources.files("push_notification.dovecot").joinpath(name).read_text(encoding="utf-8")
+
+
 def loader_source() -> str:
-    """The file Dovecot loads: it runs the bytecode beside it, or the source (see loader.lua)."""
-    return resources.files("push_notification.dovecot").joinpath("loader.lua").read_text(encoding="utf-8")
+    """The file Dovecot loads: it runs the bytecode beside it, or the fallback (see loader.lua)."""
+    return _packaged("loader.lua")
+
+
+def fallback_source() -> str:
+    """What the loader runs when the bytecode does not load: a warning, then the source."""
+    return _packaged("fallback.lua")
 
 
 def _write(target: Path, data: bytes) -> None:
@@ -104,19 +118,25 @@ def _write(target: Path, data: bytes) -> None:
 
 def install_script(directory: str | os.PathLike[str]) -> Path:
     """Install the bridge into ``directory`` (mode 0644, readable by every mail user): its
-    source, its bytecode when a Lua library is here, and last the loader Dovecot loads
-    (returned); a stale bytecode file is removed when none can be made."""
+    source and the http transport's, the fallback, their bytecode when a Lua library is here,
+    and last the loader Dovecot loads (returned); a stale bytecode file is removed when none
+    can be made."""
     target_dir = Path(directory)
     target = target_dir / SCRIPT_NAME
-    source = script_source()
-    bytecode = compile_lua(source, "dovecot-bridge")
+    parts = [
+        (script_source(), SOURCE_NAME, BYTECODE_NAME, "dovecot-bridge"),
+        (_packaged("bridge_http.lua"), HTTP_SOURCE_NAME, HTTP_BYTECODE_NAME, "dovecot-bridge-http"),
+    ]
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        _write(target_dir / SOURCE_NAME, source.encode("utf-8"))
-        if bytecode is not None:
-            _write(target_dir / BYTECODE_NAME, bytecode)
-        else:
-            (target_dir / BYTECODE_NAME).unlink(missing_ok=True)
+        for source, source_name, bytecode_name, chunk_name in parts:
+            _write(target_dir / source_name, source.encode("utf-8"))
+            bytecode = compile_lua(source, chunk_name)
+            if bytecode is not None:
+                _write(target_dir / bytecode_name, bytecode)
+            else:
+                (target_dir / bytecode_name).unlink(missing_ok=True)
+        _write(target_dir / FALLBACK_NAME, fallback_source().encode("utf-8"))
         _write(target, loader_source().encode("utf-8"))
     except OSError as exc:
         raise click.ClickException(

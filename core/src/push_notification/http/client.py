@@ -5,8 +5,9 @@ timeout or an unreadable CA file is a one-line ConfigError naming the instance a
 Dovecot 2.4's names are the primary ones; 2.3's ``timeout_msecs`` and ``max_retries``
 (= attempts - 1) are accepted too, but not both names of one setting at once.
 
-:class:`HttpSender` sends one request with up to ``max_attempts`` attempts over one pooled
-keep-alive session per instance, under a :class:`~push_notification.http.RetryPolicy`,
+:class:`HttpSender` sends one request with up to ``max_attempts`` attempts over the
+instance's pooled keep-alive connections (:class:`~push_notification.http.Http1Transport`),
+under a :class:`~push_notification.http.RetryPolicy`,
 and turns what is left into ``RetryableError``/``PermanentError`` with one line naming the
 request (never its secrets), the failure and the attempts.
 """
@@ -14,21 +15,22 @@ request (never its secrets), the failure and the attempts.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import urlsplit
-
-import aiohttp
-from yarl import URL
 
 from push_notification.errors import DriverError, PermanentError, RetryableError
+from push_notification.http.attempt import (
+    HttpRequest,
+    HttpResponse,
+    RequestBuilder,
+    Transport,
+    TransportError,
+    safe_url,
+)
 from push_notification.http.retry import Failure, RetryPolicy
+from push_notification.http.transport import Http1Transport
 from push_notification.http.x509 import CA_EXTENSIONS_FIX, ca_problems
 from push_notification.settings import Settings
 
@@ -143,69 +145,6 @@ def _check_strict_ca(settings: Settings, ca_file: str) -> None:
 # ---------------------------------------------------------------- the sender
 
 
-def safe_url(url: str | URL) -> str:
-    """Scheme, host and port only: push URLs often carry their secret in the path or query
-    (Slack, Gotify, Web Push endpoints), so no log line or error shows more."""
-    try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable URL>"
-    rest = "/..." if parts.path not in ("", "/") or parts.query else "/"
-    return f"{parts.scheme}://{host}{port}{rest}"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """One attempt's request."""
-
-    method: str
-    url: str | URL
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: Names the request in errors (``"POST https://hooks.example.com/... (webhook-id t1.0)"``);
-    #: empty means method and :func:`safe_url`. Never put a secret in it.
-    label: str = ""
-
-
-#: Builds the request of attempt ``n`` (1-based): a fresh signature, token or ``Date`` each time.
-RequestBuilder = Callable[[int], HttpRequest]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """An answer, whatever its status; ``send`` returns the 2xx ones (a message id in the body)."""
-
-    status: int
-    reason: str
-    #: Case-insensitive, as HTTP header names are.
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class TransportError(Exception):
-    """An attempt that got no answer. ``kind`` tells the policy what went wrong: ``timeout``,
-    ``connect`` (refused, unreachable), ``certificate`` (not trusted), ``tls`` (handshake) or
-    ``lost`` (the connection broke); the message is one line without secrets."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class Transport(Protocol):
-    """What carries one attempt: aiohttp (HTTP/1.1) by default; an HTTP/2 client for APNs."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def request(self, request: HttpRequest) -> HttpResponse:
-        """One attempt, redirects not followed; raises :class:`TransportError` without an answer."""
-        ...
-
-
 class HttpRetryableError(RetryableError):
     """A request failed for now. ``status`` and ``response`` are the last answer, if any."""
 
@@ -232,80 +171,10 @@ class HttpPermanentError(PermanentError):
         self.response = response
 
 
-class AiohttpTransport:
-    """HTTP/1.1 over one pooled keep-alive aiohttp session.
-
-    ``skip_auto_headers``: headers aiohttp would add that the endpoint must not get (Dovecot
-    sends OX no ``User-Agent`` and no ``Accept``).
-    """
-
-    def __init__(
-        self, settings: HttpClientSettings, *, skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding")
-    ) -> None:
-        self.settings = settings
-        self.skip_auto_headers = skip_auto_headers
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is not None:
-            return
-        ssl_option: ssl.SSLContext | bool = self.settings.ssl_context or True
-        connector = aiohttp.TCPConnector(limit=self.settings.max_parallel_connections, ssl=ssl_option)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            skip_auto_headers=self.skip_auto_headers,
-            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
-            auto_decompress=False,
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def request(self, request: HttpRequest) -> HttpResponse:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        try:
-            async with self._session.request(
-                request.method, request.url, data=request.body or None, headers=request.headers, allow_redirects=False
-            ) as resp:
-                body = await resp.read()
-                return HttpResponse(resp.status, resp.reason or "", resp.headers, body)
-        except TimeoutError:
-            raise TransportError("timeout", f"Request timed out after {self.settings.request_timeout:g}s") from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            message = (
-                f"TLS certificate not accepted: {exc.certificate_error}; set ssl_client_ca_file to the CA"
-                " that signed the endpoint's certificate"
-            )
-            raise TransportError("certificate", message) from None
-        except aiohttp.ClientSSLError as exc:
-            raise TransportError("tls", f"TLS handshake failed: {exc}") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError("connect", connect_failure(exc.host, exc.port, exc.os_error)) from None
-        except aiohttp.ClientError as exc:
-            text = str(exc).replace(str(request.url), safe_url(request.url))
-            raise TransportError("lost", f"Connection lost: {type(exc).__name__}: {text}") from None
-
-
-def connect_failure(host: str, port: int | None, error: OSError) -> str:
-    """One line for a failed connection: ``cannot resolve HOST`` for a name that does not
-    resolve (not ``Unknown error -2``), else ``connect(HOST:PORT) failed: reason``."""
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve {host}: {error.strerror or error} (check the host name in url and the DNS)"
-    if error.errno:
-        reason = os.strerror(error.errno) if error.errno > 0 else str(error)
-    else:
-        reason = str(error) or type(error).__name__
-    return f"connect({host}:{port}) failed: {reason}"
-
-
 class HttpSender:
     """Sends a request with up to ``max_attempts`` attempts under a :class:`RetryPolicy`.
 
-    ``transport`` carries the attempts (an :class:`AiohttpTransport` by default, given
+    ``transport`` carries the attempts (an :class:`Http1Transport` by default, given
     ``skip_auto_headers``); ``start`` and ``close`` bracket it.
     """
 
@@ -320,7 +189,7 @@ class HttpSender:
         self.settings = settings
         self.policy = policy if policy is not None else RetryPolicy()
         self.transport: Transport = (
-            transport if transport is not None else AiohttpTransport(settings, skip_auto_headers=skip_auto_headers)
+            transport if transport is not None else Http1Transport(settings, skip_auto_headers=skip_auto_headers)
         )
 
     async def start(self) -> None:

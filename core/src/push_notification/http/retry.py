@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from push_notification.errors import DriverError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
-    from push_notification.http.client import HttpResponse
+    from push_notification.http.attempt import HttpResponse
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -104,11 +104,12 @@ class RetryPolicy:
         )
 
     def transport_failure(self, kind: str, what: str) -> Failure:
-        """An attempt without an answer (``TransportError.kind``): a refused certificate or a
-        failed TLS handshake is a configuration matter, anything else transient."""
+        """An attempt without an answer (``TransportError.kind``): a refused certificate, a
+        failed TLS handshake or a request that cannot be sent is a matter of configuration (or
+        of a template), anything else transient."""
         if kind == "certificate":
             return Failure(what, retryable=self.retry_certificate_errors, in_place=False)
-        return Failure(what, retryable=kind != "tls")
+        return Failure(what, retryable=kind not in ("tls", "request"))
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (1-based) when the server named none."""

@@ -9,15 +9,18 @@ dispatcher.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from push_notification.errors import PushNotificationError
-from push_notification.queue.retry import RetryPolicy
+from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction
+
+log = logging.getLogger("push_notification.queue")
 
 
 class QueueFull(PushNotificationError):
@@ -33,6 +36,13 @@ Outcome = Literal["delivered", "retry", "dead", "dropped"]
 
 #: Told by ``put_held`` that the queue no longer needs the sender's copy of a transaction.
 Release = Callable[[], None]
+
+
+class Letter(NamedTuple):
+    """A transaction to keep as a dead letter (:meth:`Queue.bury`), with when it was accepted."""
+
+    txn: Transaction
+    accepted_at: float
 
 
 class QueueObserver(Protocol):
@@ -64,6 +74,9 @@ class Queue(ABC):
     #: retries asks :meth:`retry_policy`; one that never retries (memory) ignores both.
     retry_policies: Mapping[str, RetryPolicy] = MappingProxyType({})
     default_retry: RetryPolicy = RetryPolicy()
+    #: Instances whose transactions a relay in front takes over (storm control holds them):
+    #: ``done`` without an error means handed over, not delivered; set by that relay.
+    relayed: frozenset[str] = frozenset()
 
     def retry_policy(self, instance: str) -> RetryPolicy:
         """The retry policy of ``instance``."""
@@ -125,6 +138,18 @@ class Queue(ABC):
     def dead_letters(self, instance: str | None = None) -> int:
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
+
+    async def bury(self, instance: str, letters: Sequence[Letter], error: BaseException, attempts: int) -> None:
+        """Keep ``letters``, transactions already taken from this queue, as dead letters of
+        ``instance``, as if their own delivery had failed for good: storm control's merged
+        delivery of them did. Returns once they are as durable as an accepted transaction;
+        raises if they cannot be kept (the caller keeps them meanwhile). A queue that keeps no
+        dead letters (memory) drops them, as it drops any failure."""
+        log.warning(
+            "push_notification %s: %d transaction(s) of user %s dropped after %d attempt(s): %s"
+            " (queue = memory keeps no dead letters)",
+            instance, len(letters), letters[0].txn.user.username if letters else "-", attempts, describe_error(error),
+        )  # fmt: skip
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect before the first ``attach`` (a shared queue checks it can be used: one clear

@@ -32,12 +32,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from push_notification.errors import PushNotificationError
-from push_notification.queue.contract import Queue, QueueFull
+from push_notification.queue.contract import Letter, Queue, QueueFull
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.redis_leases import Leases, Pair
 from push_notification.queue.redis_store import (
@@ -66,6 +66,21 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _letter(txn: Transaction, accepted_at: float, attempts: int, reason: str, now: float) -> str:
+    """A dead letter as ``push-notification queue`` reads it (redis_dead_letters.py)."""
+    letter = {"id": txn.id, "body": txn.json, "user": txn.user.username, "accepted_at": accepted_at,
+              "attempts": attempts, "error": reason, "failed_at": now}  # fmt: skip
+    return json.dumps(letter)
+
+
+def _log_dead(instance: str, txn: Transaction, attempts: int, reason: str) -> None:
+    log.warning(
+        "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
+        " see push-notification queue list --instance %s",
+        instance, txn.id, txn.user.username, attempts, reason, instance,
+    )  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -284,29 +299,23 @@ class RedisQueue(Queue):
             if lane is not None:
                 lane.finish(entry, now)
                 self._known.get(pair, set()).discard(entry.seq)
-            letter = {
-                "id": txn.id,
-                "body": txn.json,
-                "user": txn.user.username,
-                "accepted_at": entry.accepted_at,
-                "attempts": entry.attempts,
-                "error": reason,
-                "failed_at": now,
-            }
-            self._write("dead", (stream, instance, entry_id, json.dumps(letter)))
+            letter = _letter(txn, entry.accepted_at, entry.attempts, reason, now)
+            self._write("dead", (stream, instance, entry_id, letter))
             self._dead[instance] = self._dead.get(instance, 0) + 1
-            log.warning(
-                "push_notification %s: transaction %s (user %s) is a dead letter after %d attempt(s): %s;"
-                " see push-notification queue list --instance %s",
-                instance,
-                txn.id,
-                txn.user.username,
-                entry.attempts,
-                reason,
-                instance,
-            )
+            _log_dead(instance, txn, entry.attempts, reason)
             self._release_if_idle(pair)
         self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    async def bury(self, instance: str, letters: Sequence[Letter], error: BaseException, attempts: int) -> None:
+        """Dead letters for transactions acknowledged already (storm control's merged delivery
+        of them failed for good), in Redis before this returns; keyed by transaction id, as
+        their stream entries are gone."""
+        reason, now = describe_error(error), time.time()
+        kept = {f"txn:{txn.id}": _letter(txn, at, attempts, reason, now) for txn, at in letters}
+        await self.store.bury(instance, kept)
+        self._dead[instance] = self._dead.get(instance, 0) + len(letters)
+        for txn, _ in letters:
+            _log_dead(instance, txn, attempts, reason)
 
     def requeue_taken(self, instance: str) -> None:
         now = time.time()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from push_notification.errors import PushNotificationError
@@ -249,6 +249,10 @@ class RedisStore:
                 pipe.hdel(self.retries(group), *ids)
             leases.release_in(pipe, releases)
             await pipe.execute()
+
+    async def bury(self, instance: str, letters: Mapping[str, str]) -> None:
+        """Dead letters that have no stream entry (any more): field → letter JSON."""
+        await self.client.hset(self.dead(instance), mapping=dict(letters))
 
     async def count(self, instances: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
         """Per instance: its backlog (not yet acknowledged, over all partitions) and dead letters."""

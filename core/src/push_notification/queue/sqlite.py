@@ -29,13 +29,13 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from push_notification.log_fields import delivery_fields
-from push_notification.queue.contract import Queue, QueueFull, Release
+from push_notification.queue.contract import Letter, Queue, QueueFull, Release
 from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.retry import RetryPolicy, describe_error
@@ -246,10 +246,11 @@ class SqliteQueue(Queue):
             if entry.attempts or (instance, seq) in self._requeued_seqs:
                 self._requeued_seqs.discard((instance, seq))
                 log.info(
-                    "push_notification %s: transaction %s (user %s) delivered after %s",
+                    "push_notification %s: transaction %s (user %s) %s after %s",
                     instance,
                     txn.id,
                     txn.user.username,
+                    "taken into storm control" if instance in self.relayed else "delivered",
                     f"{entry.attempts + 1} attempts" if entry.attempts else "push-notification queue retry",
                     extra=delivery_fields(instance, txn, "delivered", attempt=entry.attempts + 1),
                 )
@@ -283,20 +284,52 @@ class SqliteQueue(Queue):
             self._dead[instance] = self._dead.get(instance, 0) + 1
             self._record(instance, entry, "dead", reason, now)
             self._requeued_seqs.discard((instance, seq))
-            log.warning(
-                "push_notification %s: transaction %s (user %s, mailbox %s) is a dead letter after %d attempt(s):"
-                " %s; see push-notification queue%s list --instance %s",
-                instance,
-                txn.id,
-                txn.user.username,
-                txn.mailbox,
-                attempts,
-                reason,
-                f" -c {self.config_source}" if self.config_source else "",
-                instance,
-                extra=delivery_fields(instance, txn, "dead", attempt=attempts),
-            )
+            self._log_dead(instance, txn, attempts, reason)
         self.observer.finished(instance, outcome, now - entry.accepted_at)
+
+    async def bury(self, instance: str, letters: Sequence[Letter], error: BaseException, attempts: int) -> None:
+        """Dead-letter rows for transactions taken already (storm control's merged delivery of
+        them failed for good), committed and synced as an acceptance is before this returns."""
+        reason, now = describe_error(error), time.time()
+        rows = []
+        for txn, accepted_at in letters:
+            rows.append((instance, self._next_seq, txn.id, txn.user.username, accepted_at, txn.json,
+                         "dead", attempts, now, reason, now))  # fmt: skip
+            self._next_seq += 1
+        kept: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def committed() -> None:
+            if not kept.done():
+                kept.set_result(None)
+
+        def write(conn: sqlite3.Connection) -> Callable[[], None]:
+            conn.executemany(_RECORD, rows)
+            return committed
+
+        def refused(message: str) -> None:
+            if not kept.done():
+                kept.set_exception(OSError(f"queue store {self.path} cannot be written: {message}"))
+
+        self._writer.submit(Write(write, sync=True, on_error=refused))
+        await kept
+        self._dead[instance] = self._dead.get(instance, 0) + len(rows)
+        for txn, _ in letters:
+            self._log_dead(instance, txn, attempts, reason)
+
+    def _log_dead(self, instance: str, txn: Transaction, attempts: int, reason: str) -> None:
+        log.warning(
+            "push_notification %s: transaction %s (user %s, mailbox %s) is a dead letter after %d attempt(s):"
+            " %s; see push-notification queue%s list --instance %s",
+            instance,
+            txn.id,
+            txn.user.username,
+            txn.mailbox,
+            attempts,
+            reason,
+            f" -c {self.config_source}" if self.config_source else "",
+            instance,
+            extra=delivery_fields(instance, txn, "dead", attempt=attempts),
+        )
 
     def requeue_taken(self, instance: str) -> None:
         lane = self._lanes.get(instance)

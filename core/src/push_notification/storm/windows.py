@@ -5,7 +5,10 @@ store and only then acknowledges it, so the queue hands over the user's next one
 delivery per user in flight). The user's window collects them until it is due: ``coalesce``
 after the first, ``defer_non_new`` after the first non-MessageNew one unless new mail comes
 first. Then the dispatcher gets the merged transactions; their outcome removes the held rows,
-or schedules them again with the instance's retry policy.
+or schedules them again with the instance's retry policy. A merged delivery that fails for good
+makes each transaction it stands for a dead letter of the queue (``Queue.bury``), as if its own
+delivery had failed: ``push-notification queue list`` shows them and ``queue retry`` sends them
+back through the window.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -25,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from push_notification.events import MessageNew
 from push_notification.queue import Queue
+from push_notification.queue.contract import Letter
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.threads import CrashReport
 from push_notification.storm.merge import merge
@@ -55,6 +59,9 @@ def _plain_task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[N
 PUMP_BATCH = 256
 #: After a store failure the pump waits this long before taking more.
 PUMP_PAUSE = 1.0
+#: Held transactions that failed for good and could not be made dead letters are tried again
+#: after this long (they stay in the storm store meanwhile, so a restart loses none either).
+BURY_PAUSE = 5.0
 
 
 @dataclass(eq=False)
@@ -210,6 +217,7 @@ class StormQueue(Queue):
                 continue
             lane = self._lanes[name] = _Lane(name, settings)
             lane.pump = self._spawn(f"storm control {name}", partial(self._pump, lane))
+        self.inner.relayed = frozenset(self._lanes)
 
     async def put(self, txn: Transaction) -> None:
         await self.inner.put(txn)
@@ -261,6 +269,9 @@ class StormQueue(Queue):
 
     def dead_letters(self, instance: str | None = None) -> int:
         return self.inner.dead_letters(instance)
+
+    async def bury(self, instance: str, letters: Sequence[Letter], error: BaseException, attempts: int) -> None:
+        await self.inner.bury(instance, letters, error, attempts)
 
     def requeue_taken(self, instance: str) -> None:
         """A restarted worker sees again the merged transactions its predecessor had taken."""
@@ -359,13 +370,18 @@ class StormQueue(Queue):
             window.not_before = when
             window.due = min(window.due, when)
             return
+        try:
+            await self.inner.bury(lane.name, [Letter(m.txn, m.at) for m in members], error, window.attempts)
+        except Exception as exc:  # noqa: BLE001 - they stay held and are tried again
+            log.error(
+                "push_notification %s: %d held transaction(s) of user %s failed for good (%s), but cannot be"
+                " kept as dead letters: %s; trying again in %gs",
+                lane.name, len(members), members[0].txn.user.username, describe_error(error), exc, BURY_PAUSE,
+            )  # fmt: skip
+            window.held[0:0] = members
+            window.not_before = now + BURY_PAUSE
+            window.due = min(window.due, window.not_before)
+            return
+        window.attempts = 0
         await self.store.remove([m.key for m in members])
         self.figures.dead.labels(lane.name).inc(len(members))
-        log.warning(
-            "push_notification %s: %d held transaction(s) of user %s given up after %d attempt(s): %s",
-            lane.name,
-            len(members),
-            members[0].txn.user.username,
-            window.attempts,
-            describe_error(error),
-        )

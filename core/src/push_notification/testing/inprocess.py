@@ -5,13 +5,15 @@ the way a mail server and an app backend reach it.
     async with running_daemon(tmp_path, "push_notification apns { ... }") as daemon:
         await daemon.register("apns", token=...)
         await daemon.send()
+
+A driver's conftest starts one daemon per test with :func:`daemon_starter`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from push_notification.server.daemon import Daemon
 
 INGRESS_TOKEN = "s3cret-ingress"
 USER = "jane@example.com"
+#: Instance settings that turn storm control off: its waits are not what most tests are about.
+NO_STORM = "coalesce = 0\n  defer_non_new = 0"
 
 
 @dataclass
@@ -96,6 +100,20 @@ async def running_daemon(directory: Path, instances: str, daemon_settings: str =
         finally:
             daemon.stop()
             await task
+
+
+@asynccontextmanager
+async def daemon_starter(
+    directory: Path, instance: Callable[[str], str]
+) -> AsyncIterator[Callable[..., Awaitable[RunningDaemon]]]:
+    """``await start(extra=NO_STORM, daemon_settings="")``: a daemon whose one instance block is
+    ``instance(extra)``; every daemon started stops when the context ends."""
+    async with AsyncExitStack() as stack:
+
+        async def start(extra: str = NO_STORM, daemon_settings: str = "") -> RunningDaemon:
+            return await stack.enter_async_context(running_daemon(directory, instance(extra), daemon_settings))
+
+        yield start
 
 
 def startup_error(directory: Path, driver: str, settings: str) -> str:

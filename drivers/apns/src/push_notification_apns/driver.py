@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
 from push_notification.errors import PermanentError
 from push_notification.http import HttpPermanentError, HttpRequest, HttpSender
+from push_notification.settings import Settings
 from push_notification.transaction import Transaction
 
 from .client import POLICY, Http2Transport, apple_reason
@@ -36,15 +36,12 @@ class ApnsDriver(WakingDriver):
 
     name = "apns"
     kind = KIND
-    #: The device kinds this driver serves, with the parser that checks a registration.
     device_kinds: ClassVar[Mapping[str, DeviceKind]] = MappingProxyType({KIND: parse_token})
 
-    def __init__(self, ctx: DriverContext) -> None:
-        super().__init__(ctx)
-        self.config = read_config(ctx.settings)
-        ctx.settings.check_unknown()
-        transport = Http2Transport(self.config.http)
-        self.sender = self.connection = HttpSender(self.config.http, POLICY, transport=transport)
+    def connect(self, settings: Settings) -> HttpSender:
+        self.config = read_config(settings)
+        self.sender = HttpSender(self.config.http, POLICY, transport=Http2Transport(self.config.http))
+        return self.sender
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         config = self.config

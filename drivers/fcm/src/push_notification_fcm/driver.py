@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from push_notification import DriverContext
 from push_notification.devices import DeviceKind
 from push_notification.devices.waking import DeviceGone, WakingDriver
 from push_notification.drivers import PushDevice
 from push_notification.http import HttpPermanentError, HttpRequest, HttpSender
+from push_notification.settings import Settings
 from push_notification.transaction import Transaction
 
 from .config import read_config
@@ -34,15 +34,13 @@ class FcmDriver(WakingDriver):
 
     name = "fcm"
     kind = KIND
-    #: The device kinds this driver serves, with the parser that checks a registration.
     device_kinds: ClassVar[Mapping[str, DeviceKind]] = MappingProxyType({KIND: parse_token})
 
-    def __init__(self, ctx: DriverContext) -> None:
-        super().__init__(ctx)
-        self.config = read_config(ctx.settings)
-        ctx.settings.check_unknown()
-        self.sender = self.connection = HttpSender(self.config.http, POLICY)
+    def connect(self, settings: Settings) -> HttpSender:
+        self.config = read_config(settings)
+        self.sender = HttpSender(self.config.http, POLICY)
         self.tokens = AccessTokens(self.config.account, self.sender)
+        return self.sender
 
     async def push(self, device: PushDevice, txn: Transaction, payload: Mapping[str, Any]) -> None:
         config = self.config

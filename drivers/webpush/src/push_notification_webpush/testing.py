@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections import deque
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from push_notification.devices.vapid import b64url, b64url_decode
+from push_notification.testing.loopback import loopback_server
 
 
 @dataclass
@@ -106,25 +108,15 @@ class LoopbackPushService:
         #: Requests refused (VAPID, headers, decryption), as one line each.
         self.rejected: list[str] = []
         self._arrived = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
+        self._server = AsyncExitStack()
         self.origin = ""
 
     async def __aenter__(self) -> LoopbackPushService:
-        app = web.Application()
-        app.router.add_post("/push/{id}", self._push)
-        # ntfy-style UnifiedPush endpoints: https://host/upTOPIC?up=1
-        app.router.add_post("/up{id}", self._push)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.origin = f"http://127.0.0.1:{port}"
+        self.origin = await self._server.enter_async_context(loopback_server(self._push))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.aclose()
 
     def subscribe(self, *, unifiedpush: bool = False) -> Subscriber:
         """A new subscription; ``unifiedpush`` gives it an ntfy-style UnifiedPush endpoint."""
@@ -141,7 +133,10 @@ class LoopbackPushService:
         return list(self.received)
 
     async def _push(self, request: web.Request) -> web.Response:
-        subscriber = self.subscribers.get(request.match_info["id"])
+        """``POST /push/ID``, or an ntfy-style UnifiedPush endpoint ``POST /upID?up=1``."""
+        path = request.path
+        sid = next((path[len(prefix) :] for prefix in ("/push/", "/up") if path.startswith(prefix)), "")
+        subscriber = self.subscribers.get(sid) if request.method == "POST" else None
         if subscriber is None:
             return web.Response(status=404, text="no such subscription")
         body = await request.read()

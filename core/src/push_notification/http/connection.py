@@ -1,0 +1,268 @@
+"""One keep-alive HTTP/1.1 client connection: an asyncio protocol writing a request's bytes and
+reading its answer with httptools (llhttp, the C parser of Node.js and uvicorn). h11, the
+well-kept pure-Python alternative, took some 25 times its CPU to read the same push answer
+(with its request state machine), so it would have given back much of what leaving aiohttp saved.
+
+One exchange at a time (no pipelining). The answer ends at its ``Content-Length``, after its
+last chunk, or, with neither, when the server closes the connection. Interim answers (``100
+Continue``, ``103 Early Hints``) are skipped. A body beyond :data:`MAX_BODY` is cut there and
+the connection dropped: the status is what a sender acts on, and memory stays bounded; a head
+beyond :data:`MAX_HEAD` is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from push_notification.http.attempt import HttpResponse, TransportError
+
+#: The most of an answer's body kept (push services answer a few hundred bytes).
+MAX_BODY = 1024 * 1024
+#: The longest answer head read (status line and headers).
+MAX_HEAD = 64 * 1024
+
+
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers, case-insensitive; decoded at the first look, since most answers
+    (a 2xx) are never looked at. Repeated names keep every value (``getall``)."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[bytes]) -> None:
+        self._raw = raw
+        self._decoded: CIMultiDictProxy[str] | None = None
+
+    def _headers(self) -> CIMultiDictProxy[str]:
+        if self._decoded is None:
+            self._decoded = CIMultiDictProxy(
+                CIMultiDict(
+                    (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                    for name, value in zip(self._raw[::2], self._raw[1::2], strict=True)
+                )
+            )
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._raw) // 2
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of ``name`` (``Set-Cookie``, ``Link``)."""
+        return self._headers().getall(name, [])
+
+    def __repr__(self) -> str:
+        return f"<AnswerHeaders {dict(self._headers())!r}>"
+
+
+class _Stop(Exception):
+    """Stops the parser inside a callback; the exchange has been settled already."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection to one origin; :meth:`send` starts an exchange and returns its answer's future.
+
+    ``on_lost`` is called once, when the connection is gone, so its pool forgets it.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_head_only",
+        "_head_size",
+        "_headers",
+        "_keep_alive",
+        "_reason",
+        "_request_close",
+        "_status",
+        "answered",
+        "idle_since",
+        "loop",
+        "on_lost",
+        "open",
+        "parser",
+        "reusable",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Connection], None]) -> None:
+        self.loop = loop
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[HttpResponse] | None = None
+        #: False once the server closed it or it was closed.
+        self.open = True
+        #: Whether the last answer left the connection fit for the next request.
+        self.reusable = False
+        #: Whether any byte of the current answer arrived (a reused connection lost before
+        #: that had closed while idle: the request may safely go again on a new one).
+        self.answered = False
+        self.idle_since = 0.0
+        self._request_close = False
+        self._head_only = False
+        self._status = 0
+        self._reason = b""
+        #: Names and values, alternating (no tuple per header for the garbage collector to count).
+        self._headers: list[bytes] = []
+        self._head_size = 0
+        self._keep_alive = False
+        self._body: bytes | bytearray = b""
+        self._body_size = 0
+
+    # ------------------------------------------------------------ the exchange
+
+    def send(self, data: bytes, *, head_only: bool, close: bool) -> asyncio.Future[HttpResponse]:
+        """Write a request; the future gets its answer or a :class:`TransportError`.
+        ``head_only``: a HEAD request, whose answer has no body; ``close``: the request asked
+        the server to close the connection after answering."""
+        waiter = self.loop.create_future()
+        self.waiter = waiter
+        self.reusable = self.answered = self._keep_alive = False
+        self._head_only, self._request_close = head_only, close
+        self._status, self._reason, self._head_size, self._body_size = 0, b"", 0, 0
+        self._headers, self._body = [], b""
+        assert self.transport is not None
+        self.transport.write(data)
+        return waiter
+
+    def close(self) -> None:
+        """Close the connection; an exchange still waiting for its answer fails as lost (only
+        the HTTP client's own closing leaves one waiting: every other caller settled it)."""
+        self.open = self.reusable = False
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransportError("lost", "Connection lost: the HTTP client was closed"))
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            # Bytes nobody asked for: the connection cannot be trusted with a request.
+            self.close()
+            return
+        self.answered = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):  # a bug here: fail the exchange, show it
+                self._fail(TransportError("lost", f"Connection lost: {type(exc.__context__).__name__}"))
+                raise
+        except httptools.HttpParserUpgrade:
+            self._fail(TransportError("lost", "Connection lost: the server switched protocols, which no request asked"))
+            return
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            self._fail(TransportError("lost", f"Connection lost: the answer is not valid HTTP ({reason})"))
+            return
+        if self._status < 200:  # the head is still coming: what came so far is all head
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD:
+                self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
+
+    def eof_received(self) -> bool:
+        self.open = False
+        self._end()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = self.reusable = False
+        if exc is None:
+            self._end()
+        else:
+            self._fail(TransportError("lost", f"Connection lost: {type(exc).__name__}: {exc}"))
+        self.on_lost(self)
+
+    # ------------------------------------------------------------ httptools callbacks
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason  # a status line split across reads comes in pieces
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append(name)
+        headers.append(value)
+
+    def on_headers_complete(self) -> None:
+        self._status = status = self.parser.get_status_code()
+        if status < 200:
+            return
+        self._keep_alive = self.parser.should_keep_alive()
+        if self._head_only:  # the parser cannot be told a HEAD answer has no body
+            self._answer(reusable=False)
+            self.close()
+            raise _Stop
+
+    def on_body(self, chunk: bytes) -> None:
+        size = self._body_size = self._body_size + len(chunk)
+        if size > MAX_BODY:
+            chunk = chunk[: len(chunk) - (size - MAX_BODY)]
+        body = self._body
+        if not body:
+            self._body = chunk  # most answers come in one piece
+        else:
+            if isinstance(body, bytes):
+                body = self._body = bytearray(body)
+            body += chunk
+        if size > MAX_BODY:
+            self._answer(reusable=False)
+            self.close()
+            raise _Stop
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # an interim answer: the final one follows
+            self._status, self._reason, self._headers, self._head_size = 0, b"", [], 0
+            return
+        self._answer(reusable=self._keep_alive and not self._request_close)
+
+    # ------------------------------------------------------------ outcomes
+
+    def _answer(self, *, reusable: bool) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        self.reusable = reusable and self.open
+        body = self._body if isinstance(self._body, bytes) else bytes(self._body)
+        reason = self._reason.decode("utf-8", "surrogateescape")
+        waiter.set_result(HttpResponse(self._status, reason, AnswerHeaders(self._headers), body))
+
+    def _fail(self, error: TransportError) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.close()
+
+    def _end(self) -> None:
+        """The server closed the connection: the end of an answer that runs until then, or a
+        connection lost before its answer was complete."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self._status >= 200 and self._runs_to_eof():
+            self._answer(reusable=False)
+            return
+        when = "in the middle of the answer" if self.answered else "before answering"
+        self._fail(TransportError("lost", f"Connection lost: the server closed the connection {when}"))
+
+    def _runs_to_eof(self) -> bool:
+        """Whether the answer's body ends with the connection (neither a length nor chunks)."""
+        for name, value in zip(self._headers[::2], self._headers[1::2], strict=True):
+            lower = name.lower()
+            if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+                return False
+        return True
