@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from push_notification.testing.daemon import DaemonProcess, daemon_config
@@ -101,11 +102,14 @@ class Daemon(DaemonProcess):
         return int(body["queue_depth"])
 
 
-async def throughput(daemon: Daemon, total: int, connections: int) -> tuple[float, float]:
-    """(accepted/s, delivered/s) for ``total`` transactions posted as fast as possible."""
-    requests = [request_bytes(daemon.port, f"user{i % 1000}", i) for i in range(total)]
-    pool = [await Connection.open(daemon.port) for _ in range(connections)]
-    probe = await Connection.open(daemon.port)
+async def post_all(
+    ports: list[int], total: int, connections: int, settled: Callable[[], Awaitable[bool]]
+) -> tuple[float, float]:
+    """(accepted/s, delivered/s): ``total`` transactions posted as fast as ``connections``
+    keep-alive connections spread over the daemons on ``ports`` allow; delivered once
+    ``settled()`` says so. Every throughput figure of the benchmarks comes from this loop."""
+    requests = [request_bytes(0, f"user{i % 1000}", i) for i in range(total)]
+    pool = [await Connection.open(ports[i % len(ports)]) for i in range(connections)]
     next_index = 0
 
     async def worker(connection: Connection) -> None:
@@ -120,12 +124,25 @@ async def throughput(daemon: Daemon, total: int, connections: int) -> tuple[floa
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in pool))
     accepted = time.perf_counter() - started
-    while await daemon.depth(probe):
+    while not await settled():
         await asyncio.sleep(0.002)
     delivered = time.perf_counter() - started
-    for connection in [*pool, probe]:
+    for connection in pool:
         connection.close()
     return total / accepted, total / delivered
+
+
+async def throughput(daemon: Daemon, total: int, connections: int) -> tuple[float, float]:
+    """(accepted/s, delivered/s) for one daemon: delivered once its queue is empty."""
+    probe = await Connection.open(daemon.port)
+
+    async def settled() -> bool:
+        return await daemon.depth(probe) == 0
+
+    try:
+        return await post_all([daemon.port], total, connections, settled)
+    finally:
+        probe.close()
 
 
 async def latency(daemon: Daemon, rate: float, seconds: float) -> tuple[float, float, float]:

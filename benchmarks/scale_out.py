@@ -22,12 +22,11 @@ import asyncio
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from durable import DRIVER_DIR, Connection, latency, request_bytes
+from durable import DRIVER_DIR, Connection, latency, post_all
 from push_notification.testing.daemon import DaemonProcess, daemon_config
 from push_notification.testing.redis import RedisServer
 
@@ -69,32 +68,22 @@ class Daemon(DaemonProcess):
 
 async def throughput(daemons: list[Daemon], total: int, connections: int) -> tuple[float, float, float]:
     """(accepted/s, delivered/s, daemon CPU ms per transaction) for ``total`` posts spread evenly."""
-    requests = [request_bytes(0, f"user{i % 1000}", i) for i in range(total)]
-    pool = [await Connection.open(daemons[i % len(daemons)].port) for i in range(connections)]
     probes = [await Connection.open(d.port) for d in daemons]
-    before = sum([await d.delivered(p) for d, p in zip(daemons, probes, strict=True)])
+
+    async def delivered() -> int:
+        return sum([await d.delivered(p) for d, p in zip(daemons, probes, strict=True)])
+
+    before = await delivered()
+
+    async def settled() -> bool:
+        return await delivered() - before >= total
+
     cpu_before = sum(d.cpu() for d in daemons)
-    next_index = 0
-
-    async def worker(connection: Connection) -> None:
-        nonlocal next_index
-        while next_index < total:
-            request = requests[next_index]
-            next_index += 1
-            status = await connection.post(request)
-            if status != 202:
-                raise SystemExit(f"ingress answered {status}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in pool))
-    accepted = time.perf_counter() - started
-    while sum([await d.delivered(p) for d, p in zip(daemons, probes, strict=True)]) - before < total:
-        await asyncio.sleep(0.005)
-    delivered = time.perf_counter() - started
+    accepted, done = await post_all([d.port for d in daemons], total, connections, settled)
     cpu = sum(d.cpu() for d in daemons) - cpu_before
-    for connection in [*pool, *probes]:
-        connection.close()
-    return total / accepted, total / delivered, cpu / total * 1000
+    for probe in probes:
+        probe.close()
+    return accepted, done, cpu / total * 1000
 
 
 async def measure(name: str, workdir: Path, queue_lines: str, count: int, args: argparse.Namespace) -> dict[str, float]:

@@ -16,7 +16,8 @@ ALLOWED = {
     "core": {"push_notification.queue.contract"},
     "config": set(),
     "http": set(),
-    "queue": set(),
+    # The Redis client helper reads queue_url, shared with devices/ and server/ (one copy).
+    "queue": {"push_notification.config.redis_client"},
     "server": {"config", "queue", "devices", "storm"},
     "devices": {"config", "http"},
     "storm": {"queue"},

@@ -80,6 +80,32 @@ async def test_a_permanent_failure_becomes_a_dead_letter_counted_by_every_daemon
         await wait_for(lambda: queue.depth("a") == 0)
 
 
+async def test_every_outcome_is_acknowledged_in_redis_whichever_batch_it_shares(redis_url: str) -> None:
+    """Acks share one command with each other and with dead letters and retries; none is lost."""
+    import redis.asyncio as aioredis
+
+    doomed = {f"u{i}" for i in range(0, 40, 7)}
+    # A visibility timeout longer than the test: a lost ack is not hidden by a takeover sweep.
+    queue = await started(redis_url, policy=FAST, visibility_timeout=30.0)
+    inst = recorder("a", lambda t, n: PermanentError("gone") if t.user.username in doomed else None)
+    admin = aioredis.from_url(redis_url, decode_responses=True)
+
+    async def pending() -> int:
+        return sum([int((await admin.xpending(f"pn:s:{p}", "a"))["pending"]) for p in range(4)])
+
+    async with Running(queue, inst):
+        for i in range(40):
+            await queue.put(txn(f"u{i}", i))
+        await wait_for(lambda: len(inst.plugin.attempts) >= 40)
+        deadline = asyncio.get_running_loop().time() + 5
+        while await pending() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert await pending() == 0
+        assert await admin.hlen("pn:d:a") == len(doomed)
+        assert set(inst.plugin.attempts.values()) == {1}
+    await admin.aclose()
+
+
 async def test_two_daemons_share_the_partitions_and_deliver_each_transaction_once_in_user_order(
     redis_url: str,
 ) -> None:

@@ -242,6 +242,41 @@ async def _accepts(daemon: Daemon) -> bool:
         return response.status == 202
 
 
+async def _health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{daemon.url}/healthz") as response:
+        return response.status, await response.json()
+
+
+async def test_healthz_names_a_redis_the_daemon_cannot_reach_and_recovers_by_itself(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    daemon = Daemon(tmp_path, f"queue = redis\nqueue_url = {redis_server.url}\npush_notification dlog {{ }}\n")
+    daemon.start()
+    try:
+        assert (await _health(daemon))[0] == 200
+        redis_server.stop()
+
+        async def degraded() -> bool:
+            return (await _health(daemon))[0] == 503
+
+        await eventually(degraded, 10, "/healthz degraded while Redis is away")
+        _, body = await _health(daemon)
+        assert body["status"] == "degraded"
+        [problem] = body["problems"]
+        assert f"queue {redis_server.url} is unreachable: " in problem and "\n" not in problem
+
+        redis_server.start()
+
+        async def healthy() -> bool:
+            status, body = await _health(daemon)
+            return status == 200 and body["status"] == "ok" and "problems" not in body
+
+        await eventually(healthy, 15, "/healthz ok again once Redis answers")
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.log()
+
+
 async def test_an_unreachable_redis_at_start_up_is_one_line(tmp_path: Path) -> None:
     from push_notification.testing.net import free_port
 

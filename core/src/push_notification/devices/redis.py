@@ -18,8 +18,8 @@ from collections.abc import Collection
 from types import MappingProxyType
 from typing import Any
 
+from push_notification.config.redis_client import redis_client
 from push_notification.devices.contract import Device, DeviceFields, DeviceRegistry
-from push_notification.errors import PushNotificationError
 
 #: KEYS: addr key, all, refreshed. ARGV: prefix, new id, user, kind, address, keys, label, now.
 #: Returns the id of the device now at that address.
@@ -94,13 +94,7 @@ class RedisDeviceRegistry(DeviceRegistry):
     """The :class:`DeviceRegistry` contract over the queue's Redis."""
 
     def __init__(self, url: str, prefix: str = "pn") -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:
-            raise PushNotificationError(
-                "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
-            ) from None
-        self.client: Any = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0)
+        self.client: Any = redis_client(url)
         self.prefix = prefix
 
     def _addr_key(self, kind: str, address: str) -> str:

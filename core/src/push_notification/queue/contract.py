@@ -139,6 +139,11 @@ class Queue(ABC):
         """Transactions given up on and kept for ``push-notification queue`` (none by default)."""
         return 0
 
+    def problem(self) -> str | None:
+        """Why the queue cannot accept now (a shared engine out of reach), one line for
+        ``/healthz``; ``None`` while it can. It clears by itself once the cause is gone."""
+        return None
+
     async def bury(self, instance: str, letters: Sequence[Letter], error: BaseException, attempts: int) -> None:
         """Keep ``letters``, transactions already taken from this queue, as dead letters of
         ``instance``, as if their own delivery had failed for good: storm control's merged

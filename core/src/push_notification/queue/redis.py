@@ -5,7 +5,8 @@ Why it looks like this:
 * A transaction goes to one of ``partitions`` streams, chosen by its user, with one ``XADD``;
   ``put`` returns once Redis answered, so the ingress answers 202 only for what Redis holds
   (what survives a Redis crash then depends on its ``appendfsync``: docs/scale-out.md).
-  Concurrent ``put``\\ s share one pipeline round trip.
+  Concurrent ``put``\\ s share one command (a script of their ``XADD``\\ s), as concurrent
+  SQLite puts share one commit; outcomes are written the same way, a batch per loop turn.
 * Every driver instance is one consumer group on every stream, so instances never hold each
   other back and any daemon's instance of that name may deliver.
 * One daemon at a time delivers an (instance, partition): the lease of ``redis_leases.py``.
@@ -18,8 +19,11 @@ Why it looks like this:
   daemon may arrive twice, and a retry scheduled there restarts its backoff on the new owner.
 * Retry counts and dead letters live in Redis too (hashes per instance), so any host's
   ``push-notification queue`` sees and retries them.
-* Backpressure is cluster-wide: every daemon reads each group's backlog (lag + pending) twice
-  a second; past ``high_water`` for any instance, ``put`` raises :class:`QueueFull` (503).
+* Backpressure is cluster-wide: every second each daemon counts the backlog (lag + pending)
+  of the partitions it owns into one shared hash and reads the sum back, in one command: its
+  upkeep grows with what it owns, not with the number of daemons. Past ``high_water`` for any
+  instance, ``put`` raises :class:`QueueFull` (503). Redis out of reach is a 503 too, and a
+  problem on ``/healthz`` until it answers again.
 """
 
 from __future__ import annotations
@@ -36,18 +40,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from push_notification.config.redis_client import RedisError, redis_client, safe_url
 from push_notification.errors import PushNotificationError
 from push_notification.queue.contract import Letter, Queue, QueueFull
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.redis_leases import Leases, Pair
-from push_notification.queue.redis_store import (
-    RedisError,
-    RedisStore,
-    decode_id,
-    encode_id,
-    partition_of_user,
-    redis_client,
-)
+from push_notification.queue.redis_store import SEQ_PER_MS, RedisStore, decode_id, encode_id, partition_of_user
 from push_notification.queue.retry import RetryPolicy, describe_error
 from push_notification.queue.threads import CrashReport, log_crash
 from push_notification.transaction import Transaction, transaction_from_json
@@ -58,8 +56,18 @@ log = logging.getLogger("push_notification.queue")
 READ_COUNT = 500
 #: How long a blocking read waits before it looks at its partitions again (ms).
 READ_BLOCK_MS = 1000
-#: How often backlogs and dead letters are counted (backpressure, /metrics).
-COUNT_INTERVAL = 0.5
+#: How often backlogs and dead letters are counted (backpressure, /metrics, /healthz).
+COUNT_INTERVAL = 1.0
+#: Longest an ack waits to share one command with others, and how many go without waiting.
+ACK_DELAY = 0.05
+ACK_BATCH = 512
+#: After a read that brought in a little, wait this long before the next (s): a daemon's reads
+#: per second stay bounded when its share of the traffic is thin (delivery waits that much more).
+READ_PACE = 0.02
+#: A read bringing in at least this many is not paced.
+READ_FULL = 200
+#: How often a daemon trims what every group acknowledged from the streams it owns.
+TRIM_INTERVAL = 5.0
 
 
 def _raise_if_cancelled() -> None:
@@ -134,14 +142,25 @@ class RedisQueue(Queue):
         self._local: dict[Pair, dict[str, Transaction]] = {}
         self._backlog: dict[str, int] = {}
         self._dead: dict[str, int] = {}
-        self._batch: list[tuple[str, dict[str, str], asyncio.Future[str]]] = []
+        self._batch: list[tuple[str, str, str]] = []
+        self._batch_futures: list[asyncio.Future[str]] = []
         #: Outcome writes that failed (Redis away): tried again by the maintenance loop.
         self._unwritten: list[tuple[str, Any]] = []
+        self._write_handle: asyncio.Handle | None = None
+        self._write_soon = False
+        self._writing: set[asyncio.Future[None]] = set()
+        #: (stream, instance, entry id) finished here whose ack Redis has not taken yet: a sweep
+        #: that finds them still pending (Redis was away) must not deliver them again.
+        self._acks_owed: set[tuple[str, str, str]] = set()
+        #: Pairs a read in flight covers.
+        self._reading: set[Pair] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._assigned = asyncio.Event()
         self._groups: asyncio.Future[None] | None = None
         self._reachable = True
+        #: Why Redis is out of reach (for /healthz), while it is.
+        self._unreachable_reason = ""
         self._closing = False
         self._report: CrashReport = log_crash
 
@@ -165,10 +184,14 @@ class RedisQueue(Queue):
         for task in [*self._readers.values(), *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._write_handle is not None:
+            self._write_handle.cancel()
         with contextlib.suppress(Exception):
+            await asyncio.gather(*self._writing)
             await self._write_unwritten()
             await self.leases.release(self._owned | self._moving)
             await self.leases.leave()
+        await self.store.close()
         await self.client.aclose()
 
     @property
@@ -196,7 +219,7 @@ class RedisQueue(Queue):
 
     async def put(self, txn: Transaction) -> None:
         if not self._reachable:
-            raise QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
+            raise QueueFull(f"queue {safe_url(self.url)} is unreachable", retry_after=1.0)
         for name in self._instances:
             if self._backlog.get(name, 0) >= self.high_water:
                 raise QueueFull(f"queue for push_notification {name} holds {self._backlog[name]} transactions")
@@ -206,11 +229,13 @@ class RedisQueue(Queue):
             await self._groups
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        fields = {"t": txn.json, "at": repr(time.time()), "id": txn.id}
-        if not self._batch:
-            loop.call_soon(self._flush_puts)
+        if not self._batch:  # the task's first step takes every put made until then
+            task = loop.create_task(self._send_puts())
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         partition = self.partition(txn.user.username)
-        self._batch.append((self.store.stream(partition), fields, future))
+        self._batch.append((self.store.stream(partition), txn.json, txn.id))
+        self._batch_futures.append(future)
         cached = [
             local
             for local in (self._local.get((name, partition)) for name in self._instances)
@@ -335,28 +360,29 @@ class RedisQueue(Queue):
             return self._dead.get(instance, 0)
         return sum(self._dead.values())
 
+    def problem(self) -> str | None:
+        if self._reachable:
+            return None
+        return f"queue {safe_url(self.url)} is unreachable: {self._unreachable_reason}"
+
     # -- accepting -----------------------------------------------------------------
 
     def partition(self, username: str) -> int:
         return partition_of_user(username, self.partitions)
 
-    def _flush_puts(self) -> None:
+    async def _send_puts(self) -> None:
         batch, self._batch = self._batch, []
-        asyncio.get_running_loop().create_task(self._send_puts(batch))
-
-    async def _send_puts(self, batch: list[tuple[str, dict[str, str], asyncio.Future[str]]]) -> None:
+        futures, self._batch_futures = self._batch_futures, []
         try:
             ids = await self.store.add(batch)
         except Exception as exc:  # noqa: BLE001 - any failure of Redis is a 503 for these puts
             self._unreachable(exc)
-            for *_, future in batch:
+            for future in futures:
                 if not future.done():
-                    future.set_exception(
-                        QueueFull(f"queue {self.store.safe_url(self.url)} is unreachable", retry_after=1.0)
-                    )
+                    future.set_exception(QueueFull(f"queue {safe_url(self.url)} is unreachable", retry_after=1.0))
             return
         self._reached()
-        for (_, _, future), entry_id in zip(batch, ids, strict=True):
+        for future, entry_id in zip(futures, ids, strict=True):
             if not future.done():
                 future.set_result(entry_id)
 
@@ -384,11 +410,23 @@ class RedisQueue(Queue):
                     continue
                 streams = {self.store.stream(p): ">" for _, p in pairs}
                 room = min(self.window - self._lanes[pair].in_memory for pair in pairs)
-                reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
+                # A pair being handed over is released only once no read covers it: what a read
+                # brings in after the release would wait for the idle sweep, out of order.
+                self._reading.update(pairs)
+                try:
+                    reply = await self.store.read(instance, self.me, streams, min(READ_COUNT, room), READ_BLOCK_MS)
+                finally:
+                    self._reading.difference_update(pairs)
                 self._reached()
+                read = 0
                 for stream, entries in reply:
                     pair = (instance, self.store.partition_of(stream))
                     self._admit(pair, entries, {})
+                    read += len(entries)
+                for pair in self._moving.intersection(pairs):
+                    self._release_if_idle(pair)
+                if 0 < read < READ_FULL:
+                    await asyncio.sleep(READ_PACE)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): read again
@@ -434,7 +472,7 @@ class RedisQueue(Queue):
         known = self._known.setdefault(pair, set())
         for entry_id, fields in entries:
             seq = encode_id(entry_id)
-            if seq in known:
+            if seq in known or (stream, instance, entry_id) in self._acks_owed:
                 continue
             only = fields.get("only")
             if only is not None and only != instance:
@@ -445,7 +483,10 @@ class RedisQueue(Queue):
                 txn = local.pop(fields.get("id", ""), None) if local is not None else None
                 if txn is None:
                     txn = transaction_from_json(fields["t"])
-                accepted_at = float(fields["at"])
+                # The entry id is the time Redis accepted it, unless the entry says otherwise
+                # (a requeued dead letter or a storm window keeps its first acceptance).
+                at = fields.get("at")
+                accepted_at = float(at) if at is not None else (seq // SEQ_PER_MS) / 1000
             except (KeyError, ValueError, PushNotificationError) as exc:
                 log.error("queue: entry %s of %s is unreadable (%s); acknowledged and dropped", entry_id, stream, exc)
                 self._write("ack", (stream, instance, entry_id, False))
@@ -472,17 +513,37 @@ class RedisQueue(Queue):
 
     def _release_if_idle(self, pair: Pair) -> None:
         lane = self._lanes.get(pair)
-        if pair in self._moving and (lane is None or not lane.in_flight):
+        if pair in self._moving and pair not in self._reading and (lane is None or not lane.in_flight):
             self._drop(pair)
             self._write("release", pair)
 
     # -- outcomes ------------------------------------------------------------------
 
     def _write(self, kind: str, args: Any) -> None:
-        """Record an outcome without waiting (at-least-once: a lost ack means one more delivery)."""
+        """Record an outcome without waiting (at-least-once: a lost ack means one more delivery).
+
+        Acks wait up to :data:`ACK_DELAY` to share one command, as the SQLite queue's lazy
+        writes share a commit: a daemon's ack commands per second stay bounded however thin
+        its share of the traffic is. Anything else (a retry's state, a dead letter, a lease
+        handed over) goes at the next loop turn, with the acks waiting before it."""
         self._unwritten.append((kind, args))
-        if len(self._unwritten) == 1:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._write_unwritten()))
+        if kind in ("ack", "dead"):
+            self._acks_owed.add(args[:3])
+        urgent = kind != "ack" or len(self._unwritten) >= ACK_BATCH
+        if urgent and not self._write_soon:
+            if self._write_handle is not None:
+                self._write_handle.cancel()
+            self._write_soon = True
+            self._write_handle = asyncio.get_running_loop().call_soon(self._flush_writes)
+        elif self._write_handle is None:
+            self._write_handle = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_writes)
+
+    def _flush_writes(self) -> None:
+        self._write_handle = None
+        self._write_soon = False
+        task = asyncio.ensure_future(self._write_unwritten())
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
 
     async def _write_unwritten(self) -> None:
         writes, self._unwritten = self._unwritten, []
@@ -493,38 +554,48 @@ class RedisQueue(Queue):
         except Exception as exc:  # noqa: BLE001 - kept and written by the maintenance loop
             self._unreachable(exc)
             self._unwritten[:0] = writes
+            return
+        for kind, args in writes:
+            if kind in ("ack", "dead"):  # both acknowledge the entry: (stream, instance, id, ...)
+                self._acks_owed.discard(args[:3])
 
     # -- maintenance ---------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Beat and balance leases, count backlogs, write what failed before, trim streams."""
+        """Beat and balance leases, count backlogs, write what failed before, trim streams: all
+        of it in a few commands a second, about the pairs this daemon owns."""
         beat_every = max(min(self.visibility_timeout / 3, 2.0), 0.2)
-        next_beat = 0.0
-        next_sweep = time.monotonic() + self.visibility_timeout
+        now = time.monotonic()
+        next_beat = next_count = 0.0
+        next_sweep = now + self.visibility_timeout
+        next_trim = now + TRIM_INTERVAL
         while not self._closing:
             _raise_if_cancelled()
             try:
-                if time.monotonic() >= next_beat:
-                    await self._rebalance()
+                if time.monotonic() >= next_beat:  # first: a late beat would let our leases lapse
                     next_beat = time.monotonic() + beat_every
+                    await self._rebalance()
                 if time.monotonic() >= next_sweep:
                     idle_ms = int(self.visibility_timeout * 1000)
                     for pair in sorted(self._owned - self._fresh):
                         await self._claim(pair, min_idle_ms=idle_ms)
                     next_sweep = time.monotonic() + self.visibility_timeout
-                backlog, dead = await self.store.count(self._instances)
-                self._backlog.update(backlog)
-                self._dead.update(dead)
-                await self._write_unwritten()
-                if self._instances:
-                    await self.store.trim({p for i, p in self._owned if i == self._instances[0]})
-                self._reached()
+                if time.monotonic() >= next_count:
+                    next_count = time.monotonic() + COUNT_INTERVAL
+                    trim = time.monotonic() >= next_trim
+                    backlog, dead = await self.store.maintain(self._instances, self._owned | self._moving, trim=trim)
+                    if trim:
+                        next_trim = time.monotonic() + TRIM_INTERVAL
+                    self._backlog.update(backlog)
+                    self._dead.update(dead)
+                    await self._write_unwritten()
+                    self._reached()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): keep going
                 _raise_if_cancelled()
                 self._failed("redis maintenance", exc)
-            await asyncio.sleep(COUNT_INTERVAL)
+            await asyncio.sleep(max(min(next_beat, next_count) - time.monotonic(), 0.05))
 
     async def _rebalance(self) -> None:
         beat_at = time.monotonic()
@@ -558,15 +629,17 @@ class RedisQueue(Queue):
             self._report(task, exc)
 
     def _unreachable(self, exc: BaseException) -> None:
+        reason = describe_error(exc)
         if self._reachable:
             log.error(
                 "queue %s is unreachable (%s); accepting nothing (503) until it answers again",
-                self.store.safe_url(self.url),
-                describe_error(exc),
+                safe_url(self.url),
+                reason,
             )
         self._reachable = False
+        self._unreachable_reason = reason
 
     def _reached(self) -> None:
         if not self._reachable:
-            log.info("queue %s answers again", self.store.safe_url(self.url))
+            log.info("queue %s answers again", safe_url(self.url))
         self._reachable = True

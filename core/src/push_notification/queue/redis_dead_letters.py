@@ -11,10 +11,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from push_notification.errors import PushNotificationError
-from push_notification.queue.redis_store import partition_of_user, sync_redis_client
+from push_notification.config.redis_client import safe_url, sync_redis_client, unusable
+from push_notification.queue.redis_store import partition_of_user
 from push_notification.queue.sqlite_store import DeadLetter, Filter, InstanceStatus
-from push_notification.settings import mask_url
 
 
 class RedisDeadLetters:
@@ -27,12 +26,12 @@ class RedisDeadLetters:
         try:
             stored = self.client.get(f"{prefix}:meta:partitions")
         except Exception as exc:  # noqa: BLE001 - one line, whatever the client raises
-            raise PushNotificationError(f"queue_url {mask_url(url)}: cannot use Redis: {exc}") from None
+            raise unusable(url, exc) from None
         self.partitions = int(stored) if stored else 0
 
     def where(self) -> str:
         """What ``queue`` commands say they read."""
-        return f"redis queue: {mask_url(self.url)}"
+        return f"redis queue: {safe_url(self.url)}"
 
     def status(self) -> list[InstanceStatus]:
         """Per instance (every consumer group): not yet delivered (a group's lag plus what its

@@ -2,23 +2,118 @@
 
 Keys, all under one prefix (``pn`` by default):
 
-* ``pn:s:<partition>``: a stream of accepted transactions (``t`` = JSON, ``at`` = accepted
-  time, ``only`` = one instance, for a requeued dead letter); one consumer group per instance;
+* ``pn:s:<partition>``: a stream of accepted transactions (``t`` = JSON, ``id`` = its id,
+  ``at`` = accepted time where it is not the entry id's, ``only`` = one instance, for a
+  requeued dead letter); one consumer group per instance;
 * ``pn:r:<instance>``: retry state per pending entry (attempts, next attempt, last error);
 * ``pn:d:<instance>``: dead letters per entry id (JSON: body, user, attempts, error, times);
 * ``pn:daemons``, ``pn:lease:<instance>:<partition>``: see redis_leases.py;
+* ``pn:backlog``: per ``<instance>:<partition>``, the backlog its owner counted last (so a
+  daemon reads the cluster's backlog with one command, and counts only what it owns);
 * ``pn:meta:partitions``: the partition count every daemon must agree on.
+
+Hot paths are one command per batch (a script where a pipeline would be many commands: each
+command costs the client more than Redis' work on it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from push_notification.config.redis_client import safe_url, unusable
 from push_notification.errors import PushNotificationError
-from push_notification.settings import mask_url
+from push_notification.queue.redis_wire import Wire
+
+#: ``KEYS`` = the stream of each transaction; ``ARGV`` = JSON and id of each. Returns the ids.
+ADD_SCRIPT = """
+local ids = {}
+for i, key in ipairs(KEYS) do
+  ids[i] = redis.call('XADD', key, '*', 't', ARGV[2 * i - 1], 'id', ARGV[2 * i])
+end
+return ids
+"""
+
+#: Lua's ``unpack`` takes a few thousand values at most: longer lists go in slices.
+_SLICES = """
+local function sliced(command, key, first, last, group)
+  for i = first, last, 1000 do
+    local j = math.min(i + 999, last)
+    if group then redis.call(command, key, group, unpack(ARGV, i, j))
+    else redis.call(command, key, unpack(ARGV, i, j)) end
+  end
+end
+"""
+
+#: ``KEYS`` = streams, then retry hashes; ``ARGV`` = the number of streams, then per stream:
+#: group, count, entry ids; then per retry hash: count, entry ids. A batch of acks, one step.
+ACK_SCRIPT = (
+    _SLICES
+    + """
+local a = 2
+local n = tonumber(ARGV[1])
+for k = 1, n do
+  local group, count = ARGV[a], tonumber(ARGV[a + 1])
+  sliced('XACK', KEYS[k], a + 2, a + 1 + count, group)
+  a = a + 2 + count
+end
+for k = n + 1, #KEYS do
+  local count = tonumber(ARGV[a])
+  sliced('HDEL', KEYS[k], a + 1, a + count)
+  a = a + 1 + count
+end
+return 1
+"""
+)
+
+#: ``KEYS`` = the backlog hash, the dead-letter hash of each instance, then the streams this
+#: daemon owns; ``ARGV`` = trim (1/0), the number of instances, the instances, then per stream:
+#: its partition, how many instances we own there, those instances. Counts the backlog
+#: (pending + lag) of what we own into the shared hash, trims acknowledged entries if asked,
+#: and returns the whole backlog hash and the dead-letter counts: the maintenance of one pass.
+MAINTAIN_SCRIPT = """
+local trim = ARGV[1] == '1'
+local n = tonumber(ARGV[2])
+local a = 3 + n
+for k = n + 2, #KEYS do
+  local key, partition, owned = KEYS[k], ARGV[a], tonumber(ARGV[a + 1])
+  local counts = {}
+  local floor_ms, floor_n
+  if redis.call('EXISTS', key) == 1 then
+    for _, group in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local info = {}
+      for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+      local pending = tonumber(info['pending'])
+      counts[info['name']] = pending + (tonumber(info['lag']) or 0)
+      if trim then
+        local bound = info['last-delivered-id']
+        if pending > 0 then bound = redis.call('XPENDING', key, info['name'])[2] or bound end
+        local ms, seq = string.match(bound, '(%d+)-(%d+)')
+        ms, seq = tonumber(ms), tonumber(seq)
+        if floor_ms == nil or ms < floor_ms or (ms == floor_ms and seq < floor_n) then
+          floor_ms, floor_n = ms, seq
+        end
+      end
+    end
+    if floor_ms ~= nil and (floor_ms > 0 or floor_n > 0) then
+      redis.call('XTRIM', key, 'MINID', '~', floor_ms .. '-' .. floor_n)
+    end
+  end
+  for i = a + 2, a + 1 + owned do
+    redis.call('HSET', KEYS[1], ARGV[i] .. ':' .. partition, counts[ARGV[i]] or 0)
+  end
+  a = a + 2 + owned
+end
+local dead = {}
+for i = 1, n do dead[i] = redis.call('HLEN', KEYS[1 + i]) end
+return {redis.call('HGETALL', KEYS[1]), dead}
+"""
+
+_ADD_SHA = hashlib.sha1(ADD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+_ACK_SHA = hashlib.sha1(ACK_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 #: ``KEYS`` = stream, dead hash, retry hash; ``ARGV`` = group, entry id, letter JSON. One step,
 #: so a dead letter is never both kept and still pending (or neither).
@@ -29,25 +124,17 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
-try:
-    from redis.exceptions import RedisError as RedisError
-except ImportError:  # the extra is not installed: redis_client() says so when a queue is made
-
-    class RedisError(Exception):  # type: ignore[no-redef]
-        """Stands in for the client's base error."""
-
-
-#: Stream ids are ``<ms>-<n>``; lanes order entries by one integer.
-_SEQ_BASE = 10**7
+#: Stream ids are ``<ms>-<n>``; lanes order entries by one integer, ``ms * SEQ_PER_MS + n``.
+SEQ_PER_MS = 10**7
 
 
 def encode_id(entry_id: str) -> int:
     ms, _, n = entry_id.partition("-")
-    return int(ms) * _SEQ_BASE + int(n or 0)
+    return int(ms) * SEQ_PER_MS + int(n or 0)
 
 
 def decode_id(seq: int) -> str:
-    return f"{seq // _SEQ_BASE}-{seq % _SEQ_BASE}"
+    return f"{seq // SEQ_PER_MS}-{seq % SEQ_PER_MS}"
 
 
 def partition_of_user(username: str, partitions: int) -> int:
@@ -55,64 +142,9 @@ def partition_of_user(username: str, partitions: int) -> int:
     return zlib.crc32(username.encode("utf-8", "surrogatepass")) % partitions
 
 
-MISSING_CLIENT = "queue = redis needs the Redis client: pip install 'push-notification[redis]'"
-
-
-def sync_redis_client(url: str, **options: Any) -> Any:
-    """A synchronous client for ``url``, for callers without an event loop (the METADATA store
-    drivers call from their hooks and threads, the ``queue`` commands); one clear line when the
-    client library is missing."""
-    try:
-        import redis
-    except ImportError:
-        raise PushNotificationError(MISSING_CLIENT) from None
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0, **options)
-
-
-def redis_client(url: str) -> Any:
-    """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``, or
-    ``redis+sentinel://host:port[,host:port]/service[/db]``); one clear line when the client
-    library is missing. Commands fail fast (no hidden retries): the queue decides what to do."""
-    try:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-    except ImportError:
-        raise PushNotificationError(MISSING_CLIENT) from None
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if url.startswith("redis+sentinel://"):
-        return _sentinel_client(url, options)
-    try:
-        return aioredis.from_url(url, **options)
-    except ValueError as exc:
-        raise PushNotificationError(f"queue_url {mask_url(url)}: {exc}") from None
-
-
-def _sentinel_client(url: str, options: dict[str, Any]) -> Any:
-    from urllib.parse import unquote, urlsplit
-
-    from redis.asyncio.sentinel import Sentinel
-
-    parts = urlsplit(url)
-    hosts = []
-    for item in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = item.rpartition(":")
-        hosts.append((host or item, int(port or 26379)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise PushNotificationError(
-            f"queue_url {mask_url(url)}: name the Sentinel service: redis+sentinel://host:26379/mymaster"
-        )
-    db = int(path[1]) if len(path) > 1 else 0
-    password = unquote(parts.password) if parts.password else None
-    make: Any = Sentinel  # untyped in redis-py
-    sentinel = make(hosts, sentinel_kwargs={"socket_connect_timeout": 2.0}, password=password, db=db, **options)
-    return sentinel.master_for(path[0])
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A stream entry's fields from Redis' flat ``[field, value, ...]`` list."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class RedisStore:
@@ -122,11 +154,12 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.partitions = partitions
+        self.backlog_key = f"{prefix}:backlog"
         self._groups: set[str] = set()
-
-    @staticmethod
-    def safe_url(url: str) -> str:
-        return mask_url(url)
+        self.wire = Wire(client)
+        self._read_wires: dict[str, Wire] = {}
+        self._ack = client.register_script(ACK_SCRIPT)
+        self._maintain = client.register_script(MAINTAIN_SCRIPT)
 
     def stream(self, partition: int) -> str:
         return f"{self.prefix}:s:{partition}"
@@ -150,19 +183,16 @@ class RedisStore:
         except PushNotificationError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, one line
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PushNotificationError(
-                f"queue_url {mask_url(url)}: cannot use Redis: {text} (is redis-server running and queue_url right?)"
-            ) from None
+            raise unusable(url, exc) from None
         policy = await self._eviction_policy()
         if policy.startswith("allkeys"):
             raise PushNotificationError(
-                f"queue_url {mask_url(url)}: Redis evicts keys when full (maxmemory-policy {policy}), which would"
+                f"queue_url {safe_url(url)}: Redis evicts keys when full (maxmemory-policy {policy}), which would"
                 " drop accepted transactions; set maxmemory-policy noeviction in redis.conf"
             )
         if stored != self.partitions:
             raise PushNotificationError(
-                f"queue_partitions = {self.partitions}, but the queue at {mask_url(url)} was made with"
+                f"queue_partitions = {self.partitions}, but the queue at {safe_url(url)} was made with"
                 f" {stored}; set queue_partitions = {stored} on every daemon"
             )
 
@@ -189,17 +219,31 @@ class RedisStore:
                 raise result
         self._groups.update(missing)
 
-    async def add(self, batch: Sequence[tuple[str, dict[str, str], Any]]) -> list[str]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, fields, _ in batch:
-                pipe.xadd(stream, fields)
-            return [str(entry_id) for entry_id in await pipe.execute()]
+    async def add(self, batch: Sequence[tuple[str, str, str]]) -> list[str]:
+        """``XADD`` each ``(stream, JSON, id)`` in one command; the entry ids, in order."""
+        keys = [stream for stream, _, _ in batch]
+        args = [value for _, text, txn_id in batch for value in (text, txn_id)]
+        return [str(entry_id) for entry_id in await self.wire.script(ADD_SCRIPT, _ADD_SHA, keys, args)]
 
     async def read(
         self, group: str, consumer: str, streams: dict[str, str], count: int, block_ms: int
     ) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
-        reply = await self.client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
-        return [(stream, entries) for stream, entries in reply or []]
+        """``XREADGROUP`` over the group's own connection (a blocking read holds its connection)."""
+        wire = self._read_wires.get(group)
+        if wire is None:
+            wire = self._read_wires[group] = Wire(self.client)
+        args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms, "STREAMS"]
+        reply = await wire.call(*args, *streams, *streams.values(), timeout=block_ms / 1000)
+        by_stream = reply.items() if isinstance(reply, dict) else (reply or [])  # RESP3 map, RESP2 list
+        return [
+            (stream, [(entry_id, _pairs(fields)) for entry_id, fields in entries if fields is not None])
+            for stream, entries in by_stream
+        ]
+
+    async def close(self) -> None:
+        """Close the connections of our own (the client's pool is closed by the client)."""
+        for wire in [self.wire, *self._read_wires.values()]:
+            await wire.close()
 
     async def claim(
         self, stream: str, group: str, consumer: str, start: str, count: int, min_idle_ms: int = 0
@@ -223,30 +267,35 @@ class RedisStore:
 
     async def record(self, writes: Sequence[tuple[str, Any]], leases: Any) -> None:
         """Outcomes in one round trip: retry states and dead letters in order, then the acks (one
-        ``XACK`` per stream and group), then lease releases, which must follow their acks."""
+        script for every stream and group), then lease releases, which must follow their acks."""
         acks: dict[tuple[str, str], list[str]] = {}
         cleared: dict[str, list[str]] = {}
+        others: list[tuple[str, Any]] = []
         releases = []
+        for kind, args in writes:
+            if kind == "ack":
+                stream, group, entry_id, had_state = args
+                acks.setdefault((stream, group), []).append(entry_id)
+                if had_state:
+                    cleared.setdefault(group, []).append(entry_id)
+            elif kind == "release":
+                releases.append(args)
+            else:
+                others.append((kind, args))
+        if acks and not others and not releases:  # the usual batch: one command, no pipeline
+            await self.wire.script(ACK_SCRIPT, _ACK_SHA, **self._ack_call(acks, cleared))
+            return
         async with self.client.pipeline(transaction=False) as pipe:
-            for kind, args in writes:
-                if kind == "ack":
-                    stream, group, entry_id, had_state = args
-                    acks.setdefault((stream, group), []).append(entry_id)
-                    if had_state:
-                        cleared.setdefault(group, []).append(entry_id)
-                elif kind == "retry":
+            for kind, args in others:
+                if kind == "retry":
                     instance, entry_id, state = args
                     pipe.hset(self.retries(instance), entry_id, state)
                 elif kind == "dead":
                     stream, instance, entry_id, letter = args
                     keys = [stream, self.dead(instance), self.retries(instance)]
                     pipe.eval(DEAD_SCRIPT, len(keys), *keys, instance, entry_id, letter)
-                elif kind == "release":
-                    releases.append(args)
-            for (stream, group), ids in acks.items():
-                pipe.xack(stream, group, *ids)
-            for group, ids in cleared.items():
-                pipe.hdel(self.retries(group), *ids)
+            if acks:
+                await self._ack(**self._ack_call(acks, cleared), client=pipe)
             leases.release_in(pipe, releases)
             await pipe.execute()
 
@@ -254,46 +303,37 @@ class RedisStore:
         """Dead letters that have no stream entry (any more): field → letter JSON."""
         await self.client.hset(self.dead(instance), mapping=dict(letters))
 
-    async def count(self, instances: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
-        """Per instance: its backlog (not yet acknowledged, over all partitions) and dead letters."""
+    def _ack_call(self, acks: dict[tuple[str, str], list[str]], cleared: dict[str, list[str]]) -> dict[str, Any]:
+        keys: list[str] = [stream for stream, _ in acks]
+        args: list[Any] = [len(acks)]
+        for (_, group), ids in acks.items():
+            args += [group, len(ids), *ids]
+        for group, ids in cleared.items():
+            keys.append(self.retries(group))
+            args += [len(ids), *ids]
+        return {"keys": keys, "args": args}
+
+    async def maintain(
+        self, instances: Sequence[str], owned: Iterable[tuple[str, int]], *, trim: bool
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """One pass of upkeep in one command: count the backlog of the pairs we own into the shared
+        hash (and trim their streams if ``trim``), then read every instance's backlog across the
+        cluster and its dead letters. Work per daemon: what it owns, not the whole queue."""
         if not instances:
             return {}, {}
-        async with self.client.pipeline(transaction=False) as pipe:
-            for partition in range(self.partitions):
-                pipe.xinfo_groups(self.stream(partition))
-            for name in instances:
-                pipe.hlen(self.dead(name))
-            results = await pipe.execute(raise_on_error=False)
+        per_stream: dict[int, list[str]] = {}
+        for instance, partition in sorted(owned):
+            per_stream.setdefault(partition, []).append(instance)
+        keys = [self.backlog_key, *(self.dead(name) for name in instances)]
+        args: list[Any] = ["1" if trim else "0", len(instances), *instances]
+        for partition, names in per_stream.items():
+            keys.append(self.stream(partition))
+            args += [partition, len(names), *names]
+        fields, dead_counts = await self._maintain(keys=keys, args=args)
         backlog = dict.fromkeys(instances, 0)
-        for groups in results[: self.partitions]:
-            if isinstance(groups, Exception):
-                continue
-            for group in groups:
-                name = group["name"]
-                if name in backlog:
-                    lag = group.get("lag")
-                    backlog[name] += int(group["pending"]) + int(lag or 0)
-        dead = {
-            name: int(n) for name, n in zip(instances, results[self.partitions :], strict=True) if isinstance(n, int)
-        }
-        return backlog, dead
-
-    async def trim(self, partitions: Iterable[int]) -> None:
-        """Drop entries every group has acknowledged (``XTRIM MINID``)."""
-        for partition in partitions:
-            stream = self.stream(partition)
-            if not await self.client.exists(stream):
-                continue
-            groups = await self.client.xinfo_groups(stream)
-            if not groups:
-                continue
-            floor: int | None = None
-            for group in groups:
-                bound = group["last-delivered-id"]
-                if int(group["pending"]):
-                    summary = await self.client.xpending(stream, group["name"])
-                    bound = summary["min"] or bound
-                value = encode_id(bound)
-                floor = value if floor is None else min(floor, value)
-            if floor:
-                await self.client.xtrim(stream, minid=decode_id(floor), approximate=True)
+        pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+        for field, value in pairs:
+            name = str(field).rpartition(":")[0]
+            if name in backlog:
+                backlog[name] += int(value)
+        return backlog, {name: int(n) for name, n in zip(instances, dead_counts, strict=True)}

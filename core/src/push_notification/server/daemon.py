@@ -196,13 +196,17 @@ class Daemon:
 
     def health(self) -> dict[str, object]:
         """``/healthz``: ``status`` is ``ok``, or ``degraded`` (HTTP 503) with the problems."""
+        problems = self.health_state.reasons()
+        queue_problem = self.queue.problem()  # a shared queue out of reach: clears by itself
+        if queue_problem is not None:
+            problems.append(queue_problem)
         details: dict[str, object] = {
-            "status": "ok" if self.health_state.ok else "degraded",
+            "status": "degraded" if problems else "ok",
             "instances": {name: inst.driver for name, inst in self.dispatcher.instances.items()},
             "queue_depth": self.queue.depth(),
         }
-        if not self.health_state.ok:
-            details["problems"] = self.health_state.reasons()
+        if problems:
+            details["problems"] = problems
         return details
 
     def stop(self) -> None:

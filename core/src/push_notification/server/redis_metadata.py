@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from push_notification.config.redis_client import safe_url, sync_redis_client
 from push_notification.errors import PushNotificationError
-from push_notification.queue.redis_store import sync_redis_client
 from push_notification.server.metadata import check_key
-from push_notification.settings import mask_url
 
 
 class RedisMetadataStore:
@@ -22,7 +21,7 @@ class RedisMetadataStore:
     def __init__(self, url: str, prefix: str = "pn") -> None:
         self.url = url
         self.prefix = prefix
-        self._client: Any = sync_redis_client(url, socket_timeout=5.0)
+        self._client: Any = sync_redis_client(url)
 
     def _key(self, username: str) -> str:
         return f"{self.prefix}:md:{username}"
@@ -31,7 +30,7 @@ class RedisMetadataStore:
         try:
             return getattr(self._client, method)(*args)
         except Exception as exc:  # noqa: BLE001 - one line naming the store, whatever the client raised
-            raise PushNotificationError(f"metadata in {mask_url(self.url)}: {type(exc).__name__}: {exc}") from None
+            raise PushNotificationError(f"metadata in {safe_url(self.url)}: {type(exc).__name__}: {exc}") from None
 
     def get(self, username: str, key: str, mailbox: str = "") -> str | None:
         value = self._call("hget", self._key(username), f"{mailbox}\0{check_key(key)}")
