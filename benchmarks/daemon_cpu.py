@@ -12,6 +12,9 @@ transaction at a steady rate, in interleaved rounds of one run:
 plus the sink, a bare aiohttp server answering 200: its CPU per request is what one aiohttp
 request costs a server here (the ingress speaks HTTP/1.1 itself, on httptools: that is not
 its floor). CPU is read from /proc per process.
+For the OX rows, latency is from the file's rename into new/ (or the POST) to its arrival at
+the sink, p50 and p99: what the daemon adds to Dovecot's delivery, at that rate (a loaded
+machine adds its own scheduling waits: compare rows of one run).
 
     python benchmarks/dovecot_e2e.py --help   # the end-to-end figures, with Dovecot
     python benchmarks/daemon_cpu.py [--rate 400] [--per-round 800] [--rounds 4]
@@ -76,6 +79,8 @@ class Variant:
     cpu: float = 0.0
     sent: int = 0
     connection: socket.socket | None = None
+    #: When each notification of the measured rounds was handed over (its sink tag → time).
+    handed: dict[str, float] | None = None
 
     @property
     def spool(self) -> Path:
@@ -100,8 +105,10 @@ class Variant:
             name = f"{number}.{uuid.uuid4().hex}.json"
             (self.spool / "tmp" / name).write_bytes(body)
             os.rename(self.spool / "tmp" / name, self.spool / "new" / name)
+            self._handed(number)
             return
         assert self.connection is not None  # one keep-alive connection, as one Dovecot process
+        self._handed(number)
         self.connection.sendall(
             b"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -116,6 +123,17 @@ class Variant:
         length = next(int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:")
         while len(rest) < length:
             rest += self.connection.recv(4096)
+
+    def _handed(self, number: int) -> None:
+        if self.handed is not None:
+            self.handed[f"{self.name}-{number}"] = time.time()
+
+    def latency(self, arrived: dict[str, float]) -> str:
+        """``p50 / p99`` ms from hand-over to the sink, or empty for the no-op rows."""
+        if not self.handed:
+            return ""
+        times = sorted((arrived[tag] - at) * 1000 for tag, at in self.handed.items() if tag in arrived)
+        return f"{times[len(times) // 2]:8.2f} / {times[int(len(times) * 0.99)]:.2f}" if times else ""
 
     def settled(self, numbers: range, arrived: dict[str, float]) -> bool:
         if self.driver == "ox":
@@ -175,6 +193,7 @@ def main() -> None:
         for variant in variants:  # warm up: connections, caches, first queue reads
             run_round(variant, range(1, 51), args.rate, sink_port, sink.pid)
             variant.cpu, variant.sent = 0.0, 0
+            variant.handed = {} if variant.driver == "ox" else None
         print(f"{args.rounds} interleaved rounds of {args.per_round} notifications at {args.rate:g}/s"
               f" per setup; {os.cpu_count()} CPUs")  # fmt: skip
         for r in range(args.rounds):
@@ -183,9 +202,10 @@ def main() -> None:
                 used = run_round(variant, range(first, first + args.per_round), args.rate, sink_port, sink.pid)
                 if variant.driver == "ox":
                     sink_cpu, sink_requests = sink_cpu + used, sink_requests + args.per_round
-        print(f"\n{'setup':<44} {'daemon CPU ms per notification':>32}")
+        arrived = sink_arrivals(sink_port)
+        print(f"\n{'setup':<44} {'daemon CPU ms per notification':>32}   latency ms p50 / p99")
         for variant in variants:
-            print(f"{variant.title:<44} {variant.cpu * 1000 / variant.sent:32.3f}")
+            print(f"{variant.title:<44} {variant.cpu * 1000 / variant.sent:32.3f}   {variant.latency(arrived)}")
         print(f"{'sink: a bare aiohttp server, per request':<44} {sink_cpu * 1000 / sink_requests:32.3f}")
     finally:
         for variant in variants:

@@ -169,3 +169,29 @@ async def test_an_instance_removed_by_a_reload_keeps_what_it_was_owed(tmp_path):
     await wait_for(lambda: back.plugin.delivered_ids == [t.id])
     await running.__aexit__()
     assert count_deliveries(path) == 0
+
+
+async def test_offered_without_waiting_it_is_delivered_from_memory_and_released_once(tmp_path):
+    path = tmp_path / "queue.db"
+    ox = recorder("ox")
+    releases = Releases()
+    sent = [txn(uid=i) for i in range(5)]
+    running, dispatcher = await started(SqliteQueue(path), ox)
+    assert all(dispatcher.queue.offer_held(t, releases.of(t)) for t in sent)
+    await wait_for(lambda: len(releases.count) == 5)
+    assert ox.plugin.delivered_ids == [t.id for t in sent]
+    assert set(releases.count.values()) == {1}
+    await running.__aexit__()
+    assert count_deliveries(path) == 0
+
+
+async def test_behind_a_backlog_an_offer_is_declined_and_nothing_is_held(tmp_path):
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])  # spilled: the sender must await put_held, which writes a row
+    releases = Releases()
+    t = txn()
+    assert queue.offer_held(t, releases.of(t)) is False
+    assert releases.count == {}
+    assert queue.depth() == 0
+    await queue.close()

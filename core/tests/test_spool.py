@@ -51,6 +51,9 @@ class Recorder(MemoryQueue):
         self.accepted.append(txn)
         self.arrived.set()
 
+    def offer_held(self, txn: Transaction, release: Release) -> bool:
+        return False  # every transaction goes through put, where it is recorded
+
     async def wait_for(self, count: int, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
             while len(self.accepted) < count:
@@ -88,6 +91,25 @@ async def test_files_arriving_while_running_are_picked_up(spool: Path, use_inoti
     finally:
         await reader.stop()
     assert sorted(t.id for t in recorder.accepted) == sorted(f"txn-{uid}" for uid in range(1, 21))
+    assert list((spool / "new").iterdir()) == []
+
+
+async def test_files_arriving_one_by_one_are_handed_over_in_rename_order(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = SpoolReader(spool, queue, poll_interval=30)  # no safety-net scan: inotify alone
+    await reader.start()
+    try:
+        await asyncio.sleep(0.05)
+        for uid in range(1, 11):
+            spool_file(spool, f"z{uid}.json", message_new(uid))  # names sort the other way round
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(5):
+            while reader.accepted < 10:
+                await asyncio.sleep(0.01)
+    finally:
+        await reader.stop()
+    assert [t.id for t in await queue.get("ox", 20)] == [f"txn-{uid}" for uid in range(1, 11)]
     assert list((spool / "new").iterdir()) == []
 
 

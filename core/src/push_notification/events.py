@@ -45,6 +45,8 @@ def shown(value: Any) -> str:
 
 def canonical_flags(flags: Any, *, field: str = "flags") -> tuple[str, ...]:
     """System flags de-duplicated, spelled and ordered as Dovecot reports them."""
+    if type(flags) is list and not flags:
+        return ()  # most messages: nothing to look up
     if isinstance(flags, str):
         flags = flags.split()
     if not isinstance(flags, (list, tuple)):
@@ -62,6 +64,8 @@ def canonical_flags(flags: Any, *, field: str = "flags") -> tuple[str, ...]:
 
 
 def _keywords(value: Any, *, field: str) -> tuple[str, ...]:
+    if type(value) is list and not value:
+        return ()
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) for k in value):
@@ -273,12 +277,6 @@ def event_type(name: str) -> type[Event]:
 
 # Field checks take the event's name and the field's key apart: "Event.field" is formatted
 # only for an error message, not for every field of every event.
-def _check_str(event: str, key: str, value: Any) -> Any:
-    if type(value) is str:
-        return value
-    raise EventError(f"{event}.{key}: expected a string, got {shown(value)}")
-
-
 def integer(where: str, value: Any, low: int, high: int) -> int:
     """``value`` as an integer in ``low..high``: a JSON integer, an integral number or the text
     of one (``"42"``, at most 20 digits); anything else is one EventError line."""
@@ -333,26 +331,30 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Spec:
-    """How one JSON field of one event type is checked, and which attribute it fills."""
+class _Fields:
+    """How one event type's JSON fields are checked, worked out once per type: the parser's
+    loop then does one dict lookup per field, and checks a string field without a call."""
 
-    attr: str
-    check: Callable[[str, str, Any], Any]
-    required: bool
-
-
-def _field_specs(cls: type[Event]) -> dict[str, _Spec]:
-    return {
-        _json_key(f.name): _Spec(
-            f.name,
-            _CHECKS.get(f.name, _check_str),
-            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-        )
-        for f in dataclasses.fields(cls)
-    }
+    cls: type[Event]
+    #: JSON key → (attribute, check); check None: a string, checked inline.
+    by_key: dict[str, tuple[str, Callable[[str, str, Any], Any] | None]]
+    #: ``(JSON key, attribute)`` of the fields without a default.
+    required: tuple[tuple[str, str], ...]
 
 
-_SPECS = {name: _field_specs(cls) for name, cls in EVENT_TYPES.items()}
+def _fields_of(cls: type[Event]) -> _Fields:
+    by_key: dict[str, tuple[str, Callable[[str, str, Any], Any] | None]] = {}
+    required = []
+    for f in dataclasses.fields(cls):
+        key = _json_key(f.name)
+        by_key[key] = (f.name, _CHECKS.get(f.name))
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append((key, f.name))
+    return _Fields(cls, by_key, tuple(required))
+
+
+#: By the exact names Dovecot's bridge sends (other spellings go through :func:`event_type`).
+_FIELDS = {name: _fields_of(cls) for name, cls in EVENT_TYPES.items()}
 
 
 def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> Event:
@@ -365,21 +367,33 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
         raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
     if "name" not in data:
         raise EventError('event has no \'name\' (e.g. "name": "MessageNew")')
-    cls = event_type(data["name"])
-    specs = _SPECS[cls.name]
+    name = data["name"]
+    fields = _FIELDS.get(name) if type(name) is str else None
+    if fields is None:
+        fields = _FIELDS[event_type(name).name]
+    cls = fields.cls
+    name = cls.name
+    by_key = fields.by_key
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "name":
-            continue
-        spec = specs.get(key)
+        spec = by_key.get(key)
         if spec is None:
-            raise EventError(f"{cls.name}: unknown field {shown(key)} (fields: {', '.join(specs)})")
-        if value is not None:
-            kwargs[spec.attr] = spec.check(cls.name, key, value)
+            if key == "name":
+                continue
+            raise EventError(f"{name}: unknown field {shown(key)} (fields: {', '.join(by_key)})")
+        if value is None:
+            continue
+        attr, check = spec
+        if check is not None:
+            kwargs[attr] = check(name, key, value)
+        elif type(value) is str:
+            kwargs[attr] = value
+        else:
+            raise EventError(f"{name}.{key}: expected a string, got {shown(value)}")
     if "mailbox" not in kwargs and mailbox is not None:
         kwargs["mailbox"] = mailbox
-    if len(kwargs) < len(specs):
-        missing = [key for key, spec in specs.items() if spec.required and spec.attr not in kwargs]
-        if missing:
-            raise EventError(f"{cls.name}: missing required field(s) {', '.join(missing)}")
+    for _key, attr in fields.required:
+        if attr not in kwargs:
+            missing = [key for key, attr in fields.required if attr not in kwargs]
+            raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
     return cls(**kwargs)

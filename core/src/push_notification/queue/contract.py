@@ -112,6 +112,16 @@ class Queue(ABC):
         await self.put(txn)
         release()
 
+    def offer_held(self, txn: Transaction, release: Release) -> bool:
+        """:meth:`put_held` without waiting, when the queue can take ``txn`` at once: True once
+        it is accepted (the same contract), False when the sender must ``await put_held``
+        instead. Raises :class:`QueueFull` as ``put_held`` does. It lets the spool reader hand
+        a file over from its inotify callback, with no task switch per notification.
+
+        This default never takes it: every sender falls back to ``put_held``.
+        """
+        return False
+
     @abstractmethod
     async def get(self, instance: str, limit: int) -> list[Transaction]:
         """Wait for and return up to ``limit`` transactions for ``instance``, oldest first;

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from push_notification.queue.contract import Queue, QueueFull
+from push_notification.queue.contract import Queue, QueueFull, Release
 from push_notification.transaction import Transaction
 
 
@@ -131,6 +131,16 @@ class MemoryQueue(Queue):
             stream.hand_back()
 
     async def put(self, txn: Transaction) -> None:
+        self._append(txn)
+
+    def offer_held(self, txn: Transaction, release: Release) -> bool:
+        """Memory mode never waits: taken, and the sender's copy released at once (nothing
+        survives a restart here anyway)."""
+        self._append(txn)
+        release()
+        return True
+
+    def _append(self, txn: Transaction) -> None:
         streams = self._streams
         for name, stream in streams.items():
             if stream.count >= self.max_pending:

@@ -164,12 +164,15 @@ class SqliteQueue(Queue):
             raise QueueFull(f"queue store {self.path} is {self._unwritten} transactions behind")
 
     async def put_held(self, txn: Transaction, release: Release) -> None:
-        lanes = self._lanes
-        if not lanes or not all(lane.has_room for lane in lanes.values()):
+        if not self.offer_held(txn, release):
             # A backlog waits on disk, in order: this one joins it as rows.
             await self.put(txn)
             release()
-            return
+
+    def offer_held(self, txn: Transaction, release: Release) -> bool:
+        lanes = self._lanes
+        if not lanes or not all(lane.has_room for lane in lanes.values()):
+            return False
         self._check_room()
         seq = self._next_seq
         self._next_seq += 1
@@ -178,6 +181,7 @@ class SqliteQueue(Queue):
         for lane in lanes.values():
             lane.accept(Entry(seq, txn, now, held=True), now)
         self.observer.accepted(txn)
+        return True
 
     async def put(self, txn: Transaction) -> None:
         lanes = self._lanes

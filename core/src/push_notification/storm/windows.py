@@ -225,6 +225,9 @@ class StormQueue(Queue):
     async def put_held(self, txn: Transaction, release: Callable[[], None]) -> None:
         await self.inner.put_held(txn, release)
 
+    def offer_held(self, txn: Transaction, release: Callable[[], None]) -> bool:
+        return self.inner.offer_held(txn, release)
+
     async def get(self, instance: str, limit: int) -> list[Transaction]:
         lane = self._lanes.get(instance)
         if lane is None:
