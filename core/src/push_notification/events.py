@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from push_notification.errors import EventError, UnsupportedEventError
 
@@ -35,6 +35,7 @@ _TZ_RANGE = (-5999, 5999)
 #: An integer sent as text (``cli send`` passes fields as text): a sign and at most 20 digits.
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
 _SHOWN_MAX = 60
+T = TypeVar("T")
 
 
 def shown(value: Any) -> str:
@@ -257,6 +258,42 @@ EVENT_ORDER = {name: i for i, name in enumerate(EVENT_TYPES)}
 _BY_LOWER = {name.lower(): cls for name, cls in EVENT_TYPES.items()}
 
 
+def slot_builder(cls: type[T]) -> Callable[[Mapping[str, Any]], T]:
+    """A constructor for a frozen, slotted dataclass that takes already checked field values
+    (attribute → value): what the parser builds every event and user with.
+
+    The dataclass ``__init__`` of a frozen class goes through ``object.__setattr__`` (a name
+    lookup in the class hierarchy) once per field; this sets each slot through its descriptor,
+    worked out once per class. The object is the same as ``cls(**values)`` makes (no
+    ``__post_init__`` runs: the classes built this way have none).
+    """
+    required: list[tuple[Callable[[Any, Any], None], str]] = []
+    optional: list[tuple[Callable[[Any, Any], None], str, Any]] = []
+    made: list[tuple[Callable[[Any, Any], None], str, Callable[[], Any]]] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        setter = getattr(cls, f.name).__set__
+        if f.default is not dataclasses.MISSING:
+            optional.append((setter, f.name, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            made.append((setter, f.name, f.default_factory))
+        else:
+            required.append((setter, f.name))
+    new = object.__new__
+
+    def build(values: Mapping[str, Any]) -> T:
+        obj = new(cls)
+        for set_slot, attr in required:
+            set_slot(obj, values[attr])
+        get = values.get
+        for set_slot, attr, default in optional:
+            set_slot(obj, get(attr, default))
+        for set_slot, attr, factory in made:
+            set_slot(obj, values[attr] if attr in values else factory())
+        return obj
+
+    return build
+
+
 def _json_key(attr: str) -> str:
     return "from" if attr == "from_" else attr
 
@@ -336,6 +373,8 @@ class _Fields:
     loop then does one dict lookup per field, and checks a string field without a call."""
 
     cls: type[Event]
+    #: Makes the event from checked values (see :func:`slot_builder`).
+    build: Callable[[Mapping[str, Any]], Event]
     #: JSON key → (attribute, check); check None: a string, checked inline.
     by_key: dict[str, tuple[str, Callable[[str, str, Any], Any] | None]]
     #: ``(JSON key, attribute)`` of the fields without a default.
@@ -350,7 +389,7 @@ def _fields_of(cls: type[Event]) -> _Fields:
         by_key[key] = (f.name, _CHECKS.get(f.name))
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.append((key, f.name))
-    return _Fields(cls, by_key, tuple(required))
+    return _Fields(cls, slot_builder(cls), by_key, tuple(required))
 
 
 #: By the exact names Dovecot's bridge sends (other spellings go through :func:`event_type`).
@@ -396,4 +435,4 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
         if attr not in kwargs:
             missing = [key for key, attr in fields.required if attr not in kwargs]
             raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    return fields.build(kwargs)

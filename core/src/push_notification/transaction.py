@@ -26,6 +26,7 @@ from push_notification.events import (
     event_from_dict,
     integer,
     shown,
+    slot_builder,
 )
 
 #: Where OX (and scripts following it) keep a user's push activation.
@@ -131,14 +132,7 @@ class Transaction:
     status: MailboxStatus | None = None
 
     def __post_init__(self) -> None:
-        if not self.success and self.events:
-            raise EventError("a rolled-back transaction (success=false) cannot carry events")
-        for event in self.events:
-            if event.mailbox != self.mailbox:
-                raise EventError(
-                    f"{event.name}: mailbox {event.mailbox!r} differs from the transaction's"
-                    f" mailbox {self.mailbox!r}; send one transaction per mailbox"
-                )
+        _check_consistent(self)
 
     @cached_property
     def mailbox_events(self) -> tuple[Event, ...]:
@@ -167,7 +161,7 @@ class Transaction:
         if len(events) == 1:  # the common case (one delivery, one flag change): no grouping
             event = events[0]
             if isinstance(event, MessageEvent):
-                message = Message(event.uid, event.uid_validity, (event,))
+                message = _new_message({"uid": event.uid, "uid_validity": event.uid_validity, "events": (event,)})
                 return (("process_msg", (self, message)), (event.hook, (self, event)))
             return (("process_mbox", (self,)), (event.hook, (self, event)))
         calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -199,6 +193,33 @@ class Transaction:
         if self.status is not None:
             data["status"] = self.status.to_dict()
         return data
+
+
+def _check_consistent(txn: Transaction) -> None:
+    """What no field shows alone: a rollback has no events, and every event is in the mailbox."""
+    if not txn.success and txn.events:
+        raise EventError("a rolled-back transaction (success=false) cannot carry events")
+    mailbox = txn.mailbox
+    for event in txn.events:
+        if event.mailbox != mailbox:
+            raise EventError(
+                f"{event.name}: mailbox {event.mailbox!r} differs from the transaction's"
+                f" mailbox {mailbox!r}; send one transaction per mailbox"
+            )
+
+
+def _new_transaction(values: dict[str, Any]) -> Transaction:
+    """``Transaction(**values)`` for the parser, whose values are checked and complete (every
+    field given): the frozen dataclass ``__init__`` sets its fields one ``object.__setattr__``
+    at a time; here the instance dict is filled at once, then the same consistency check runs."""
+    txn = object.__new__(Transaction)
+    txn.__dict__.update(values)
+    _check_consistent(txn)
+    return txn
+
+
+_new_user = slot_builder(User)
+_new_message = slot_builder(Message)
 
 
 def _event_order(event: Event) -> int:
@@ -284,14 +305,16 @@ def _from_dict(data: Any, max_events: int | None) -> Transaction:
             f"transaction: 'id' must be 1 to 200 visible ASCII characters (no spaces or control characters),"
             f" got {shown(txn_id)}"
         )
-    return Transaction(
-        id=txn_id,
-        user=_user_from(data.get("user")),
-        mailbox=mailbox,
-        events=tuple(events),
-        success=success,
-        metadata=_metadata_from(data.get("metadata")),
-        status=_status_from(data.get("status")),
+    return _new_transaction(
+        {
+            "user": _user_from(data.get("user")),
+            "mailbox": mailbox,
+            "events": tuple(events),
+            "success": success,
+            "id": txn_id,
+            "metadata": _metadata_from(data.get("metadata")),
+            "status": _status_from(data.get("status")),
+        }
     )
 
 
@@ -363,7 +386,8 @@ def _user_from(data: Any) -> User:
         for key, value in extra.items():
             if not isinstance(value, _SCALARS):
                 raise EventError(f"user field {shown(key)}: expected a string, number or boolean, got {shown(value)}")
-    return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
+    known["extra"] = MappingProxyType(extra) if extra else _EMPTY
+    return _new_user(known)
 
 
 def _user_field(key: str, value: Any) -> Any:
