@@ -46,7 +46,7 @@ class _HookPlan:
     """Which hooks an instance has, settled once per instance: a driver that implements only
     ``end_txn`` (or ``begin_txn``/``end_txn``) never has ``txn.hook_calls`` built for it."""
 
-    __slots__ = ("begin", "end", "hooks", "middle", "__weakref__")
+    __slots__ = ("__weakref__", "begin", "end", "hooks", "middle")
 
     def __init__(self, hooks: dict[str, Callable[..., Any]]) -> None:
         self.hooks = hooks

@@ -347,7 +347,17 @@ def _check_tz(event: str, key: str, value: Any) -> int:
     return integer(f"{event}.{key}", value, *_TZ_RANGE)
 
 
+#: One flag as Dovecot's bridge spells it → its canonical one-flag tuple: most flag lists.
+_ONE_FLAG = {flag: (flag,) for flag in SYSTEM_FLAGS}
+
+
 def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
+    if type(value) is list and len(value) == 1:
+        flag = value[0]
+        if type(flag) is str:
+            known = _ONE_FLAG.get(flag)
+            if known is not None:
+                return known
     return canonical_flags(value, field=f"{event}.{key}")
 
 
@@ -379,6 +389,8 @@ class _Fields:
     by_key: dict[str, tuple[str, Callable[[str, str, Any], Any] | None]]
     #: ``(JSON key, attribute)`` of the fields without a default.
     required: tuple[tuple[str, str], ...]
+    #: Their attributes, to check all at once.
+    required_attrs: frozenset[str]
 
 
 def _fields_of(cls: type[Event]) -> _Fields:
@@ -389,7 +401,7 @@ def _fields_of(cls: type[Event]) -> _Fields:
         by_key[key] = (f.name, _CHECKS.get(f.name))
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.append((key, f.name))
-    return _Fields(cls, slot_builder(cls), by_key, tuple(required))
+    return _Fields(cls, slot_builder(cls), by_key, tuple(required), frozenset(attr for _key, attr in required))
 
 
 #: By the exact names Dovecot's bridge sends (other spellings go through :func:`event_type`).
@@ -402,7 +414,7 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
     ``null`` is the same as leaving a field out: a default for an optional field, the
     "missing required field" error for a required one (``"uid": null`` can never be delivered).
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
     if "name" not in data:
         raise EventError('event has no \'name\' (e.g. "name": "MessageNew")')
@@ -431,8 +443,7 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
             raise EventError(f"{name}.{key}: expected a string, got {shown(value)}")
     if "mailbox" not in kwargs and mailbox is not None:
         kwargs["mailbox"] = mailbox
-    for _key, attr in fields.required:
-        if attr not in kwargs:
-            missing = [key for key, attr in fields.required if attr not in kwargs]
-            raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
+    if not fields.required_attrs <= kwargs.keys():
+        missing = [key for key, attr in fields.required if attr not in kwargs]
+        raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
     return fields.build(kwargs)

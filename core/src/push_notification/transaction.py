@@ -271,7 +271,7 @@ def transaction_from_dict(data: Any, *, max_events: int | None = None) -> Transa
 
 
 def _from_dict(data: Any, max_events: int | None) -> Transaction:
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError(f"a transaction must be a JSON object, got {type(data).__name__}")
     if not _TXN_FIELDS.issuperset(data):
         unknown = set(data) - _TXN_FIELDS
@@ -369,7 +369,11 @@ def _refuse_surrogates(data: Any) -> None:
 def _user_from(data: Any) -> User:
     if isinstance(data, str):
         data = {"username": data}
-    if not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]:
+    # As Dovecot sends it (a dict with a username string), no ABC check is needed.
+    as_sent = type(data) is dict and type(data.get("username")) is str and data["username"]
+    if not as_sent and (
+        not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]
+    ):
         raise EventError("transaction: 'user' must be an object with a \"username\" string")
     known: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -411,7 +415,7 @@ def _metadata_from(data: Any) -> Mapping[str, str]:
 def _status_from(data: Any) -> MailboxStatus | None:
     if data is None:
         return None
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError("transaction: 'status' must be an object")
     values = []
     for key in _STATUS_FIELDS:

@@ -256,9 +256,7 @@ class StormQueue(Queue):
             return self.inner.done(instance, txn, error)
         return self._done_windowed(lane, flight, error)
 
-    async def _done_windowed(
-        self, lane: _Lane, flight: tuple[str, list[_Held]], error: BaseException | None
-    ) -> None:
+    async def _done_windowed(self, lane: _Lane, flight: tuple[str, list[_Held]], error: BaseException | None) -> None:
         user, members = flight
         window = lane.windows[user]
         window.in_flight -= 1
