@@ -124,7 +124,8 @@ def run_child(src: Path, case: str, count: int, timed: bool, callgrind: Path | N
         argv.append("--timed")
     if callgrind is not None:
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *argv]
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # A fixed hash seed: string hashing otherwise moves the start-up cost between the two runs.
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}
     return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
 
 
