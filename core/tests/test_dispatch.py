@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from push_notification import DriverContext, Transaction, hookimpl
-from push_notification.dispatch import Dispatcher
+from push_notification.dispatch import Dispatcher, deliver
 from push_notification.drivers import DriverInstance, create_instance
 from push_notification.errors import ConfigError, PushNotificationError
 from push_notification.queue import MemoryQueue
@@ -215,3 +215,21 @@ async def test_a_driver_that_fails_to_start_is_one_line_naming_the_instance() ->
         Exception, match=r"^push_notification scripted: driver 'scripted' failed to start: OSError: script.lua"
     ):
         await dispatcher.start()
+
+
+class _EndOnly:
+    def __init__(self) -> None:
+        self.ended: list[bool] = []
+
+    @hookimpl
+    def end_txn(self, txn: Transaction, success: bool) -> None:
+        self.ended.append(success)
+
+
+def test_an_instance_with_only_end_txn_never_has_the_per_message_calls_built() -> None:
+    plugin = _EndOnly()
+    instance = DriverInstance("end-only", "test", plugin, timeout=5)
+    txn = make_transaction(make_event("MessageNew"))
+    asyncio.run(deliver(instance, txn))
+    assert plugin.ended == [True]
+    assert "hook_calls" not in txn.__dict__  # no Message and no call tuples for a driver that ignores them

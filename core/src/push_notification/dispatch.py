@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
+from typing import Any
 
 from push_notification.drivers import DriverInstance
 from push_notification.errors import PushNotificationError
@@ -40,38 +42,66 @@ def _plain_task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[N
     return asyncio.create_task(main(), name=name)
 
 
+class _HookPlan:
+    """Which hooks an instance has, settled once per instance: a driver that implements only
+    ``end_txn`` (or ``begin_txn``/``end_txn``) never has ``txn.hook_calls`` built for it."""
+
+    __slots__ = ("__weakref__", "begin", "end", "hooks", "middle")
+
+    def __init__(self, hooks: dict[str, Callable[..., Any]]) -> None:
+        self.hooks = hooks
+        self.begin = hooks.get("begin_txn")
+        self.end = hooks.get("end_txn")
+        #: Any hook between begin_txn and end_txn (process_*, an event hook).
+        self.middle = any(name not in ("begin_txn", "end_txn") for name in hooks)
+
+
+_PLANS: weakref.WeakKeyDictionary[DriverInstance, _HookPlan] = weakref.WeakKeyDictionary()
+
+
+def _plan(instance: DriverInstance) -> _HookPlan:
+    plan = _PLANS.get(instance)
+    if plan is None or plan.hooks is not instance.hooks:
+        plan = _PLANS[instance] = _HookPlan(instance.hooks)
+    return plan
+
+
 def deliver_sync(instance: DriverInstance, txn: Transaction) -> None:
     """Run one transaction through a blocking instance's hooks, in Dovecot's order."""
-    hooks = instance.hooks
-    begin = hooks.get("begin_txn")
+    plan = _plan(instance)
+    begin = plan.begin
     if begin is not None and begin(txn) is False:
         return
-    for name, args in txn.hook_calls:
-        hook = hooks.get(name)
-        if hook is not None:
-            hook(*args)
-    end = hooks.get("end_txn")
+    if plan.middle:
+        hooks = plan.hooks
+        for name, args in txn.hook_calls:
+            hook = hooks.get(name)
+            if hook is not None:
+                hook(*args)
+    end = plan.end
     if end is not None:
         end(txn, txn.success)
 
 
 async def deliver(instance: DriverInstance, txn: Transaction) -> None:
     """Run one transaction through an instance's hooks, awaiting what they return."""
-    hooks = instance.hooks
-    begin = hooks.get("begin_txn")
+    plan = _plan(instance)
+    begin = plan.begin
     if begin is not None:
         accepted = begin(txn)
         if accepted is not None and isawaitable(accepted):
             accepted = await accepted
         if accepted is False:
             return
-    for name, args in txn.hook_calls:
-        hook = hooks.get(name)
-        if hook is not None:
-            result = hook(*args)
-            if result is not None and isawaitable(result):
-                await result
-    end = hooks.get("end_txn")
+    if plan.middle:
+        hooks = plan.hooks
+        for name, args in txn.hook_calls:
+            hook = hooks.get(name)
+            if hook is not None:
+                result = hook(*args)
+                if result is not None and isawaitable(result):
+                    await result
+    end = plan.end
     if end is not None:
         result = end(txn, txn.success)
         if result is not None and isawaitable(result):

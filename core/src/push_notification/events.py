@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from push_notification.errors import EventError, UnsupportedEventError
 
@@ -35,6 +35,7 @@ _TZ_RANGE = (-5999, 5999)
 #: An integer sent as text (``cli send`` passes fields as text): a sign and at most 20 digits.
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
 _SHOWN_MAX = 60
+T = TypeVar("T")
 
 
 def shown(value: Any) -> str:
@@ -257,6 +258,42 @@ EVENT_ORDER = {name: i for i, name in enumerate(EVENT_TYPES)}
 _BY_LOWER = {name.lower(): cls for name, cls in EVENT_TYPES.items()}
 
 
+def slot_builder(cls: type[T]) -> Callable[[Mapping[str, Any]], T]:
+    """A constructor for a frozen, slotted dataclass that takes already checked field values
+    (attribute → value): what the parser builds every event and user with.
+
+    The dataclass ``__init__`` of a frozen class goes through ``object.__setattr__`` (a name
+    lookup in the class hierarchy) once per field; this sets each slot through its descriptor,
+    worked out once per class. The object is the same as ``cls(**values)`` makes (no
+    ``__post_init__`` runs: the classes built this way have none).
+    """
+    required: list[tuple[Callable[[Any, Any], None], str]] = []
+    optional: list[tuple[Callable[[Any, Any], None], str, Any]] = []
+    made: list[tuple[Callable[[Any, Any], None], str, Callable[[], Any]]] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        setter = getattr(cls, f.name).__set__
+        if f.default is not dataclasses.MISSING:
+            optional.append((setter, f.name, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            made.append((setter, f.name, f.default_factory))
+        else:
+            required.append((setter, f.name))
+    new = object.__new__
+
+    def build(values: Mapping[str, Any]) -> T:
+        obj = new(cls)
+        for set_slot, attr in required:
+            set_slot(obj, values[attr])
+        get = values.get
+        for set_slot, attr, default in optional:
+            set_slot(obj, get(attr, default))
+        for set_slot, attr, factory in made:
+            set_slot(obj, values[attr] if attr in values else factory())
+        return obj
+
+    return build
+
+
 def _json_key(attr: str) -> str:
     return "from" if attr == "from_" else attr
 
@@ -310,7 +347,17 @@ def _check_tz(event: str, key: str, value: Any) -> int:
     return integer(f"{event}.{key}", value, *_TZ_RANGE)
 
 
+#: One flag as Dovecot's bridge spells it → its canonical one-flag tuple: most flag lists.
+_ONE_FLAG = {flag: (flag,) for flag in SYSTEM_FLAGS}
+
+
 def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
+    if type(value) is list and len(value) == 1:
+        flag = value[0]
+        if type(flag) is str:
+            known = _ONE_FLAG.get(flag)
+            if known is not None:
+                return known
     return canonical_flags(value, field=f"{event}.{key}")
 
 
@@ -336,10 +383,14 @@ class _Fields:
     loop then does one dict lookup per field, and checks a string field without a call."""
 
     cls: type[Event]
+    #: Makes the event from checked values (see :func:`slot_builder`).
+    build: Callable[[Mapping[str, Any]], Event]
     #: JSON key → (attribute, check); check None: a string, checked inline.
     by_key: dict[str, tuple[str, Callable[[str, str, Any], Any] | None]]
     #: ``(JSON key, attribute)`` of the fields without a default.
     required: tuple[tuple[str, str], ...]
+    #: Their attributes, to check all at once.
+    required_attrs: frozenset[str]
 
 
 def _fields_of(cls: type[Event]) -> _Fields:
@@ -350,7 +401,7 @@ def _fields_of(cls: type[Event]) -> _Fields:
         by_key[key] = (f.name, _CHECKS.get(f.name))
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.append((key, f.name))
-    return _Fields(cls, by_key, tuple(required))
+    return _Fields(cls, slot_builder(cls), by_key, tuple(required), frozenset(attr for _key, attr in required))
 
 
 #: By the exact names Dovecot's bridge sends (other spellings go through :func:`event_type`).
@@ -363,7 +414,7 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
     ``null`` is the same as leaving a field out: a default for an optional field, the
     "missing required field" error for a required one (``"uid": null`` can never be delivered).
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
     if "name" not in data:
         raise EventError('event has no \'name\' (e.g. "name": "MessageNew")')
@@ -392,8 +443,7 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
             raise EventError(f"{name}.{key}: expected a string, got {shown(value)}")
     if "mailbox" not in kwargs and mailbox is not None:
         kwargs["mailbox"] = mailbox
-    for _key, attr in fields.required:
-        if attr not in kwargs:
-            missing = [key for key, attr in fields.required if attr not in kwargs]
-            raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    if not fields.required_attrs <= kwargs.keys():
+        missing = [key for key, attr in fields.required if attr not in kwargs]
+        raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
+    return fields.build(kwargs)

@@ -26,6 +26,7 @@ from push_notification.events import (
     event_from_dict,
     integer,
     shown,
+    slot_builder,
 )
 
 #: Where OX (and scripts following it) keep a user's push activation.
@@ -131,14 +132,7 @@ class Transaction:
     status: MailboxStatus | None = None
 
     def __post_init__(self) -> None:
-        if not self.success and self.events:
-            raise EventError("a rolled-back transaction (success=false) cannot carry events")
-        for event in self.events:
-            if event.mailbox != self.mailbox:
-                raise EventError(
-                    f"{event.name}: mailbox {event.mailbox!r} differs from the transaction's"
-                    f" mailbox {self.mailbox!r}; send one transaction per mailbox"
-                )
+        _check_consistent(self)
 
     @cached_property
     def mailbox_events(self) -> tuple[Event, ...]:
@@ -167,7 +161,7 @@ class Transaction:
         if len(events) == 1:  # the common case (one delivery, one flag change): no grouping
             event = events[0]
             if isinstance(event, MessageEvent):
-                message = Message(event.uid, event.uid_validity, (event,))
+                message = _new_message({"uid": event.uid, "uid_validity": event.uid_validity, "events": (event,)})
                 return (("process_msg", (self, message)), (event.hook, (self, event)))
             return (("process_mbox", (self,)), (event.hook, (self, event)))
         calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -199,6 +193,34 @@ class Transaction:
         if self.status is not None:
             data["status"] = self.status.to_dict()
         return data
+
+
+def _check_consistent(txn: Transaction) -> None:
+    """What no field shows alone: a rollback has no events, and every event is in the mailbox."""
+    if not txn.success and txn.events:
+        raise EventError("a rolled-back transaction (success=false) cannot carry events")
+    mailbox = txn.mailbox
+    for event in txn.events:
+        if event.mailbox != mailbox:
+            raise EventError(
+                f"{event.name}: mailbox {event.mailbox!r} differs from the transaction's"
+                f" mailbox {mailbox!r}; send one transaction per mailbox"
+            )
+
+
+def _new_transaction(values: dict[str, Any]) -> Transaction:
+    """``Transaction(**values)`` for the parser, whose values are checked and complete (every
+    field given): the frozen dataclass ``__init__`` sets its fields one ``object.__setattr__``
+    at a time; here the instance dict is filled at once, then the same consistency check runs."""
+    txn = object.__new__(Transaction)
+    txn.__dict__.update(values)
+    _check_consistent(txn)
+    return txn
+
+
+_new_user = slot_builder(User)
+_new_message = slot_builder(Message)
+_new_status = slot_builder(MailboxStatus)
 
 
 def _event_order(event: Event) -> int:
@@ -250,7 +272,7 @@ def transaction_from_dict(data: Any, *, max_events: int | None = None) -> Transa
 
 
 def _from_dict(data: Any, max_events: int | None) -> Transaction:
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError(f"a transaction must be a JSON object, got {type(data).__name__}")
     if not _TXN_FIELDS.issuperset(data):
         unknown = set(data) - _TXN_FIELDS
@@ -284,14 +306,16 @@ def _from_dict(data: Any, max_events: int | None) -> Transaction:
             f"transaction: 'id' must be 1 to 200 visible ASCII characters (no spaces or control characters),"
             f" got {shown(txn_id)}"
         )
-    return Transaction(
-        id=txn_id,
-        user=_user_from(data.get("user")),
-        mailbox=mailbox,
-        events=tuple(events),
-        success=success,
-        metadata=_metadata_from(data.get("metadata")),
-        status=_status_from(data.get("status")),
+    return _new_transaction(
+        {
+            "user": _user_from(data.get("user")),
+            "mailbox": mailbox,
+            "events": tuple(events),
+            "success": success,
+            "id": txn_id,
+            "metadata": _metadata_from(data.get("metadata")),
+            "status": _status_from(data.get("status")),
+        }
     )
 
 
@@ -322,7 +346,8 @@ def transaction_from_json(text: str | bytes, *, max_events: int | None = None) -
         raise EventError(f"invalid JSON: {_TOO_DEEP}") from None
     except ValueError as exc:
         raise EventError(f"invalid JSON: {exc}") from None
-    if _SURROGATE_ESCAPE.search(text) is not None:
+    # A substring scan first: most texts hold no escape at all, and the regex costs more.
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
         _refuse_surrogates(data)
     txn = _from_dict(data, max_events)
     if isinstance(data, dict) and data.get("id"):
@@ -346,7 +371,11 @@ def _refuse_surrogates(data: Any) -> None:
 def _user_from(data: Any) -> User:
     if isinstance(data, str):
         data = {"username": data}
-    if not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]:
+    # As Dovecot sends it (a dict with a username string), no ABC check is needed.
+    as_sent = type(data) is dict and type(data.get("username")) is str and data["username"]
+    if not as_sent and (
+        not isinstance(data, Mapping) or not isinstance(data.get("username"), str) or not data["username"]
+    ):
         raise EventError("transaction: 'user' must be an object with a \"username\" string")
     known: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -363,7 +392,8 @@ def _user_from(data: Any) -> User:
         for key, value in extra.items():
             if not isinstance(value, _SCALARS):
                 raise EventError(f"user field {shown(key)}: expected a string, number or boolean, got {shown(value)}")
-    return User(**known, extra=MappingProxyType(extra) if extra else _EMPTY)
+    known["extra"] = MappingProxyType(extra) if extra else _EMPTY
+    return _new_user(known)
 
 
 def _user_field(key: str, value: Any) -> Any:
@@ -387,14 +417,14 @@ def _metadata_from(data: Any) -> Mapping[str, str]:
 def _status_from(data: Any) -> MailboxStatus | None:
     if data is None:
         return None
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise EventError("transaction: 'status' must be an object")
-    values = []
+    values = {}
     for key in _STATUS_FIELDS:
         value = data.get(key)
         if type(value) is not int or not 0 <= value <= _UINT32_MAX:
             if isinstance(value, str):
                 raise EventError(f"status.{key}: expected a non-negative integer, got {shown(value)}")
             value = integer(f"status.{key}", value, 0, _UINT32_MAX)
-        values.append(value)
-    return MailboxStatus(*values)
+        values[key] = value
+    return _new_status(values)
