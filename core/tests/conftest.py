@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from push_notification.testing.redis import RedisServer, RedisUnavailable
+from push_notification.testing.pytest_plugin import started_redis_server
+from push_notification.testing.redis import RedisServer
 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(exc))
-    with server:
-        yield server
+    """One redis-server per test module (each test gets a flushed database from ``redis_url``)."""
+    yield from started_redis_server()
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,11 @@ from aiohttp import web
 from durable_kit import Daemon, eventually
 from push_notification.queue.redis_store import partition_of_user
 from push_notification.testing.loopback import loopback_server
-from push_notification.testing.redis import RedisServer, RedisUnavailable
+from push_notification.testing.redis import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 PARTITIONS = 16
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(exc))
-    with server:
-        yield server
 
 
 class WebhookSink:

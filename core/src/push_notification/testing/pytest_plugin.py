@@ -5,12 +5,14 @@ Only pytest loads this module; the daemon and the kit never import pytest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from push_notification.events import Event
 from push_notification.testing.kit import DriverHarness, make_event, make_transaction
+from push_notification.testing.redis import RedisServer, RedisUnavailable
 from push_notification.transaction import Transaction
 
 
@@ -30,3 +32,23 @@ def _make_transaction() -> Callable[..., Transaction]:
 def _driver_harness() -> Callable[..., DriverHarness]:
     """Create a :class:`DriverHarness`: ``async with driver_harness(MyDriver, {...}) as h``."""
     return DriverHarness
+
+
+def started_redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, stopped when the generator ends. Without
+    Debian's redis-server the test skips, except under ``CI=true``, where that is a failure
+    (``scripts/install-redis`` installs it). Fixtures of another scope ``yield from`` this."""
+    try:
+        server = RedisServer()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture(name="redis_server")
+def _redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (see :func:`started_redis_server`)."""
+    yield from started_redis_server()
