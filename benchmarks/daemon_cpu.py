@@ -18,6 +18,8 @@ machine adds its own scheduling waits: compare rows of one run).
 
     python benchmarks/dovecot_e2e.py --help   # the end-to-end figures, with Dovecot
     python benchmarks/daemon_cpu.py [--rate 400] [--per-round 800] [--rounds 4]
+    python benchmarks/daemon_cpu.py --against main   # each setup also on git revision main's
+                                                      # code, rounds interleaved: before/after
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from dovecot_e2e import OX_PATH, cpu_seconds, sink_arrivals, wait_for_sink
 from push_notification.testing.daemon import DaemonProcess, daemon_config
 from push_notification.testing.net import free_port
+from revision import source_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 NOOP_DRIVER_DIR = ROOT / "tests" / "durable" / "driver"
@@ -75,6 +78,8 @@ class Variant:
     driver: str
     queue: str
     directory: Path
+    #: Source folders first on the daemon's PYTHONPATH (another revision's code), or none.
+    code: tuple[Path, ...] = ()
     daemon: DaemonProcess | None = None
     cpu: float = 0.0
     sent: int = 0
@@ -96,7 +101,7 @@ class Variant:
         )
         source = f"spool_dir = {self.spool}\n" if self.transport == "spool" else f"ingress_token = {TOKEN}\n"
         config = daemon_config(self.directory, f"queue = {self.queue}\nlog_level = warning\n{source}{block}")
-        self.daemon = DaemonProcess(config, pythonpath=[NOOP_DRIVER_DIR]).start()
+        self.daemon = DaemonProcess(config, pythonpath=[*self.code, NOOP_DRIVER_DIR]).start()
         self.connection = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
 
     def send(self, number: int) -> None:
@@ -174,17 +179,29 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0, help="notifications/s (default 400)")
     parser.add_argument("--per-round", type=int, default=800)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--against", metavar="REV", help="also run each setup on git revision REV's code")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated setups to run (default: all)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pn-daemon-cpu-"))
     sink_port = free_port()
     e2e = Path(__file__).with_name("dovecot_e2e.py")
     sink = subprocess.Popen([sys.executable, str(e2e), "--sink", str(sink_port), str(work / "sink.json")])
-    variants = [
-        Variant("spool-noop-memory", "spool, no-op driver, memory queue", "spool", "noop", "memory", work / "a"),
-        Variant("spool-noop-sqlite", "spool, no-op driver, sqlite queue", "spool", "noop", "sqlite", work / "b"),
-        Variant("spool-ox-sqlite", "spool, OX driver, sqlite queue (default)", "spool", "ox", "sqlite", work / "c"),
-        Variant("http-ox-sqlite", "http ingress, OX driver, sqlite queue", "http", "ox", "sqlite", work / "d"),
+    setups = [
+        ("spool-noop-memory", "spool, no-op driver, memory queue", "spool", "noop", "memory"),
+        ("spool-noop-sqlite", "spool, no-op driver, sqlite queue", "spool", "noop", "sqlite"),
+        ("spool-ox-sqlite", "spool, OX driver, sqlite queue (default)", "spool", "ox", "sqlite"),
+        ("http-ox-sqlite", "http ingress, OX driver, sqlite queue", "http", "ox", "sqlite"),
     ]
+    if args.only:
+        setups = [setup for setup in setups if setup[0] in args.only.split(",")]
+    variants = [Variant(name, title, *rest, directory=work / name) for name, title, *rest in setups]
+    if args.against:  # the same setups on the other revision's code, each beside its twin
+        code = tuple(source_paths(args.against, work / "code"))
+        twins = [
+            Variant(f"{v.name}-rev", f"  {args.against}", v.transport, v.driver, v.queue, work / f"{v.name}-rev", code)
+            for v in variants
+        ]
+        variants = [v for pair in zip(variants, twins, strict=True) for v in pair]
     sink_cpu, sink_requests = 0.0, 0
     try:
         wait_for_sink(sink_port)

@@ -16,19 +16,17 @@ parsing ``n`` texts, divided by ``n``: start-up and imports cancel out.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from revision import source_paths
 
 MESSAGE_NEW = {
     "id": "6f1c2b0e9a7d4c3b8e5f1a2b3c4d5e6f",
@@ -104,20 +102,6 @@ def child(case: str, count: int, timed: bool) -> None:
     print(best / count * 1e6)
 
 
-def tree_of(rev: str | None, scratch: Path) -> Path:
-    """``core/src`` of this tree, or of git revision ``rev`` unpacked into ``scratch``."""
-    if rev is None:
-        return ROOT / "core" / "src"
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "core/src"], check=True, capture_output=True
-    ).stdout
-    target = scratch / rev.replace("/", "_")
-    target.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-    return target / "core" / "src"
-
-
 def run_child(src: Path, case: str, count: int, timed: bool, callgrind: Path | None = None) -> str:
     argv = [sys.executable, __file__, "--child", case, "--count", str(count)]
     if timed:
@@ -157,9 +141,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        trees = {"this tree": tree_of(None, scratch)}
+        trees = {"this tree": source_paths(None, scratch)[0]}
         if args.against:
-            trees[args.against] = tree_of(args.against, scratch)
+            trees[args.against] = source_paths(args.against, scratch)[0]
         print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")
         print(f"{'case':<22} {'tree':<12} {'µs/parse':>9} {'instr/parse':>12}")
         for case in CASES:
