@@ -13,13 +13,47 @@ from pathlib import Path
 import pytest
 from push_notification.queue import QueueFull
 from push_notification.queue.sqlite import SqliteQueue
-from push_notification.queue.sqlite_store import QueueStoreError, open_store
+from push_notification.queue.sqlite_store import PAGE_SIZE, SCHEMA, SCHEMA_VERSION, QueueStoreError, open_store
 from push_notification.testing import make_event, make_transaction
 
 
 def test_a_new_file_is_created_in_wal_mode(tmp_path: Path) -> None:
     conn = open_store(tmp_path / "queue.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_bridge_sized_transaction_is_one_page_written_per_acceptance(tmp_path: Path) -> None:
+    """A row of about 1 KiB fits a new file's page whole: no overflow page, no free-list churn."""
+    conn = open_store(tmp_path / "queue.db")
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    insert = "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES ('ox', ?, ?, 'u', 0, ?)"
+    conn.execute(insert, (1, "a" * 40, "x" * 1500))
+    wal = tmp_path / "queue.db-wal"
+    before = wal.stat().st_size
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM delivery WHERE seq = 1")
+    conn.execute(insert, (2, "b" * 40, "x" * 1500))
+    conn.execute("COMMIT")
+    assert wal.stat().st_size - before == 24 + PAGE_SIZE  # one frame: its header and the one leaf page
+    conn.close()
+
+
+def test_a_file_made_with_smaller_pages_keeps_them_and_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA page_size = 4096")
+    old.execute("PRAGMA journal_mode = WAL")
+    old.executescript(SCHEMA)
+    old.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    old.execute(
+        "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES ('ox', 1, 'x', 'u', 0, '{}')"
+    )
+    old.commit()
+    old.close()
+    conn = open_store(path)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert conn.execute("SELECT txn_id FROM delivery").fetchall() == [("x",)]
     conn.close()
 
 
