@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from push_notification.queue import MemoryQueue
+from push_notification.queue.sqlite import SqliteQueue
+from push_notification.queue.sqlite_store import count_deliveries
 from push_notification.server.connections import IngressServer
 from push_notification.server.ingress import Ingress, IngressLimits
 
@@ -38,7 +41,7 @@ def memory_queue(size: int = 1000) -> MemoryQueue:
     return queue
 
 
-async def start(queue: MemoryQueue | None = None, **limits: Any) -> IngressServer:
+async def start(queue: MemoryQueue | SqliteQueue | None = None, **limits: Any) -> IngressServer:
     chosen = IngressLimits(**limits)
     health = {"status": "ok", "queue_depth": 0}
     server = IngressServer(Ingress(queue or memory_queue(), token="t0ps3cret", health=lambda: health, limits=chosen),
@@ -192,6 +195,86 @@ async def test_over_the_connection_cap_the_least_recently_active_connection_goes
             assert (await answers(reader, 1))[0][0] == b"HTTP/1.1 202 Accepted"
             writer.close()
         second[1].close()
+    finally:
+        await server.close()
+
+
+async def test_with_the_sqlite_queue_each_202_comes_once_its_row_is_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    queue.attach(["one"])
+    server = await start(queue)
+    try:
+        ids = [b"txn-%d" % i for i in range(5)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        writer.write(b"".join(post(TXN[:-1] + b',"id":"%s"}' % i) for i in ids))
+        for number, txn_id in enumerate(ids, 1):
+            ((status, _, body),) = await answers(reader, 1)
+            assert status == b"HTTP/1.1 202 Accepted" and json.loads(body)["id"].encode() == txn_id
+            assert count_deliveries(path) >= number
+        writer.close()
+    finally:
+        await server.close()
+        await queue.close()
+
+
+class Told(MemoryQueue):
+    """A queue whose outcome the test tells: ``then`` is kept until ``tell``."""
+
+    def __init__(self) -> None:
+        super().__init__(10)
+        self.attach(["one"])
+        self.waiting: list[Callable[[BaseException | None], None]] = []
+
+    def put_then(self, txn: Any, then: Callable[[BaseException | None], None]) -> None:
+        self.waiting.append(then)
+
+    async def tell(self, outcome: BaseException | None) -> None:
+        await wait_until(lambda: bool(self.waiting))
+        self.waiting.pop()(outcome)
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_an_answer_given_later_holds_the_pipelined_requests_behind_it() -> None:
+    queue = Told()
+    server = await start(queue)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        writer.write(post() + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await queue.tell(None)
+        found = await answers(reader, 2)
+        assert [status for status, _, _ in found] == [b"HTTP/1.1 202 Accepted", b"HTTP/1.1 200 OK"]
+        writer.close()
+    finally:
+        await server.close()
+
+
+async def test_a_failed_put_is_one_line_500_and_a_cancelled_one_closes_unanswered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = Told()
+    server = await start(queue)
+    try:
+        found = asyncio.ensure_future(exchange(server, post()))
+        await queue.tell(RuntimeError("boom"))
+        ((status, _, body),) = await found
+        assert (
+            status == b"HTTP/1.1 500 Internal Server Error" and one_line(body) == "internal error: RuntimeError: boom"
+        )
+        assert "Traceback" not in caplog.text
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        writer.write(post())
+        await queue.tell(asyncio.CancelledError())  # the daemon is stopping
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
     finally:
         await server.close()
 

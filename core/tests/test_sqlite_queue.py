@@ -71,6 +71,30 @@ async def test_concurrent_puts_share_commits(tmp_path, fsync):
     await queue.close()
 
 
+async def test_put_then_tells_from_the_commit_once_the_rows_are_on_disk(tmp_path):
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])
+    told: list[tuple[BaseException | None, int]] = []
+    for i in range(3):  # as three requests read in one turn of the loop
+        queue.put_then(txn(uid=i), lambda error: told.append((error, count_deliveries(path))))
+    assert told == []  # not before the commit
+    await wait_for(lambda: len(told) == 3)
+    assert told == [(None, 3)] * 3  # every row on disk before the first is told
+    assert queue.commits == 1 and queue.depth("ox") == 3
+    await queue.close()
+
+
+async def test_put_then_past_the_high_water_mark_tells_queue_full_at_once(tmp_path):
+    queue = SqliteQueue(tmp_path / "queue.db", high_water=1)
+    queue.attach(["ox"])
+    await queue.put(txn())
+    told: list[BaseException | None] = []
+    queue.put_then(txn(uid=2), told.append)
+    assert len(told) == 1 and isinstance(told[0], QueueFull)
+    await queue.close()
+
+
 async def test_retryable_failures_are_retried_until_delivered(tmp_path):
     def fail_twice(t, attempt):
         return RetryableError("503 Service Unavailable") if attempt <= 2 else None

@@ -9,6 +9,7 @@ dispatcher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,10 @@ class Letter(NamedTuple):
 
     txn: Transaction
     accepted_at: float
+
+
+#: Told how a :meth:`Queue.put_then` ended: ``None`` once accepted, else why not.
+Accepted = Callable[[BaseException | None], None]
 
 
 class QueueObserver(Protocol):
@@ -94,6 +99,22 @@ class Queue(ABC):
     async def put(self, txn: Transaction) -> None:
         """Accept ``txn`` for every attached instance. Once it returns, the transaction is the
         queue's responsibility. Raises :class:`QueueFull` past the high-water mark."""
+
+    def put_then(self, txn: Transaction, then: Accepted) -> None:
+        """:meth:`put` for a caller told of the outcome rather than waiting for it (the HTTP
+        ingress): ``then(None)`` in the loop once ``txn`` is the queue's responsibility, as when
+        ``put`` returns; ``then(error)`` when it is not (:class:`QueueFull`, or
+        :class:`asyncio.CancelledError` when the daemon stops first). ``then`` runs once, maybe
+        before this returns; it never raises here.
+
+        This default runs ``put`` in a task; a queue that completes puts from its own callbacks
+        (SQLite's group commit) calls ``then`` from there: no task and no loop turn of its own.
+        """
+
+        def finished(task: asyncio.Task[None]) -> None:
+            then(asyncio.CancelledError() if task.cancelled() else task.exception())
+
+        asyncio.get_running_loop().create_task(self.put(txn)).add_done_callback(finished)
 
     async def put_held(self, txn: Transaction, release: Release) -> None:
         """Accept ``txn`` whose sender keeps a durable copy (a spool file) until ``release()``.

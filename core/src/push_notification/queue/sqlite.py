@@ -31,11 +31,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from push_notification.log_fields import delivery_fields
-from push_notification.queue.contract import Letter, Queue, QueueFull, Release
+from push_notification.queue.contract import Accepted, Letter, Queue, QueueFull, Release
 from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.retry import RetryPolicy, describe_error
@@ -50,6 +51,9 @@ POLL_INTERVAL = 0.5
 #: Most rows read back at once, so a refill never stalls the loop for long.
 REFILL_CHUNK = 2000
 
+
+#: A new delivery's row, one per attached instance.
+_INSERT = "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES (?, ?, ?, ?, ?, ?)"
 
 #: A delivery's row after an outcome: created for a held entry, updated otherwise.
 _RECORD = (
@@ -74,7 +78,7 @@ class _Put:
     txn: Transaction
     accepted_at: float
     instances: tuple[str, ...]
-    future: asyncio.Future[None]
+    then: Accepted
 
 
 class SqliteQueue(Queue):
@@ -184,34 +188,40 @@ class SqliteQueue(Queue):
         return True
 
     async def put(self, txn: Transaction) -> None:
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.put_then(txn, partial(_settle, accepted))
+        await accepted
+
+    def put_then(self, txn: Transaction, then: Accepted) -> None:
+        """Rows for every attached instance, in the next group commit; ``then`` runs from the
+        commit's callback (no task, no loop turn of its own): the ingress answers from there."""
         lanes = self._lanes
         if not lanes:
+            then(None)
             return
-        self._check_room()
-        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), asyncio.get_running_loop().create_future())
+        try:
+            self._check_room()
+        except QueueFull as exc:
+            then(exc)
+            return
+        put = _Put(self._next_seq, txn, time.time(), tuple(lanes), then)
         self._next_seq += 1
         body = txn.json
         rows = [(name, put.seq, txn.id, txn.user.username, put.accepted_at, body) for name in put.instances]
 
         def write(conn: sqlite3.Connection) -> Callable[[], None]:
-            conn.executemany(
-                "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            return lambda: self._committed(put)
+            if len(rows) == 1:
+                conn.execute(_INSERT, rows[0])
+            else:
+                conn.executemany(_INSERT, rows)
+            return partial(self._committed, put)
 
         def refuse(message: str) -> None:
-            if not put.future.done():
-                put.future.set_exception(
-                    QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0)
-                )
+            self._unwritten -= 1
+            then(QueueFull(f"queue store {self.path} cannot be written: {message}", retry_after=5.0))
 
         self._unwritten += 1
         self._writer.submit(Write(write, sync=True, on_error=refuse))
-        try:
-            await put.future
-        finally:
-            self._unwritten -= 1
 
     async def get(self, instance: str, limit: int) -> list[Transaction]:
         while True:
@@ -368,9 +378,7 @@ class SqliteQueue(Queue):
 
     def _committed(self, put: _Put) -> None:
         """Runs in the loop, in commit order, once ``put``'s rows are on disk."""
-        # The sender's answer first: its task then runs before the deliveries woken below.
-        if not put.future.done():
-            put.future.set_result(None)
+        self._unwritten -= 1
         for name in put.instances:
             lane = self._lanes.get(name)
             if lane is None:
@@ -378,6 +386,9 @@ class SqliteQueue(Queue):
                 continue
             lane.accept(Entry(put.seq, put.txn, put.accepted_at), put.accepted_at)
         self.observer.accepted(put.txn)
+        # The sender's answer last, yet before the deliveries woken above run: those wait
+        # for the loop, while the ingress writes its 202 from here.
+        put.then(None)
 
     # -- held transactions ---------------------------------------------------------------
 
@@ -488,6 +499,16 @@ class SqliteQueue(Queue):
             self._requeued(requeued)
 
         return apply
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``put``'s future, from ``put_then``'s outcome (unless its waiter went away)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _load(row: tuple[Any, ...]) -> Entry | None:

@@ -125,8 +125,37 @@ def error(status: int, message: str, *headers: tuple[str, str], close: bool = Fa
     return Response(status, json.dumps({"error": message}).encode(), headers=headers, close=close)
 
 
+class Later:
+    """An answer the application gives later with :meth:`give`, from a callback in the loop
+    (the queue's commit): the connection waits for it with no task and no loop turn of its own.
+
+    What is given is the response, or the exception that stopped it: a 500, as a handler's
+    own; :class:`asyncio.CancelledError` closes the connection unanswered (the daemon stops).
+    """
+
+    __slots__ = ("_given", "_then")
+
+    def __init__(self) -> None:
+        self._given: Response | BaseException | None = None
+        self._then: Callable[[Response | BaseException], None] | None = None
+
+    def give(self, outcome: Response | BaseException) -> None:
+        """The answer (once; a second is ignored)."""
+        then, self._then = self._then, None
+        if then is not None:
+            then(outcome)
+        elif self._given is None:
+            self._given = outcome
+
+    def when_given(self, then: Callable[[Response | BaseException], None]) -> Response | BaseException | None:
+        """The outcome if it was given already; else None, and ``then`` is told it once it is."""
+        if self._given is None:
+            self._then = then
+        return self._given
+
+
 #: What the application does with a request: an answer now, or one to wait for.
-Handler = Callable[[Request], "Response | Awaitable[Response]"]
+Handler = Callable[[Request], "Response | Later | Awaitable[Response]"]
 
 
 class Application(Protocol):
@@ -351,6 +380,17 @@ class Http11(asyncio.Protocol):
                 result = handler(request)
             except Exception as exc:  # noqa: BLE001 - a bug is one line and a 500, never a traceback
                 result = _internal_error(request, exc)
+            if isinstance(result, Later):
+                self._busy = (request, keep_alive)
+                given = result.when_given(self._given)
+                if given is None:
+                    continue  # _given answers, then goes on with the rest
+                self._busy = None
+                response = _response_to(request, given)
+                if response is None:
+                    self.close()
+                    return
+                result = response
             if isinstance(result, Response):
                 self._send(request, result, keep_alive)
                 continue
@@ -364,16 +404,17 @@ class Http11(asyncio.Protocol):
         self._reading()
 
     def _answered(self, task: asyncio.Task[Response]) -> None:
+        self._given(asyncio.CancelledError() if task.cancelled() else (task.exception() or task.result()))
+
+    def _given(self, outcome: Response | BaseException) -> None:
+        """The answer to the request in progress, now that it is known."""
         assert self._busy is not None
         request, keep_alive = self._busy
         self._busy = None
-        if task.cancelled():  # the daemon is stopping: the connection goes with it
+        response = _response_to(request, outcome)
+        if response is None:  # the daemon is stopping: the connection goes with it
             self.close()
             return
-        try:
-            response = task.result()
-        except Exception as exc:  # noqa: BLE001 - as in _answer_next
-            response = _internal_error(request, exc)
         if self._phase == _CLOSING or self._transport is None or self._transport.is_closing():
             self.close()  # refused meanwhile, or the client went away: what it sent was taken in all the same
             return
@@ -492,6 +533,16 @@ class Http11(asyncio.Protocol):
 
 def _answer_with(response: Response) -> Handler:
     return lambda request: response
+
+
+def _response_to(request: Request, outcome: Response | BaseException) -> Response | None:
+    """The answer for a handler's outcome: its response, a 500 for its failure, or None (no
+    answer: the connection closes) when it was cancelled."""
+    if isinstance(outcome, Response):
+        return outcome
+    if isinstance(outcome, asyncio.CancelledError):
+        return None
+    return _internal_error(request, outcome)
 
 
 def _internal_error(request: Request, exc: BaseException) -> Response:

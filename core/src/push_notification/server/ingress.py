@@ -14,7 +14,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,7 +24,7 @@ from push_notification.config.ingress_address import TRANSACTIONS_PATH
 from push_notification.devices.http import DEVICES_PATH, DeviceRoutes, Reply
 from push_notification.errors import EventError
 from push_notification.queue import Queue, QueueFull
-from push_notification.server.http11 import Handler, IngressLimits, Request, Response, error
+from push_notification.server.http11 import Handler, IngressLimits, Later, Request, Response, error
 from push_notification.transaction import Transaction, transaction_from_json
 
 __all__ = ["HEALTH_PATH", "METRICS_PATH", "Ingress", "IngressLimits", "listen_address"]
@@ -108,23 +109,17 @@ class Ingress:
 
     # -- POST /v1/transactions --------------------------------------------------------
 
-    def _post_transaction(self, request: Request) -> Response | Awaitable[Response]:
+    def _post_transaction(self, request: Request) -> Response | Later:
         try:
             txn = transaction_from_json(request.body, max_events=self.limits.max_events)
         except EventError as exc:
             log.warning("ingress: rejected transaction from %s: %s", request.remote, exc)
             return error(400, str(exc))
-        return self._queued(txn)
+        answer = Later()
+        self.queue.put_then(txn, partial(_queued, answer, txn))
+        return answer
 
-    async def _queued(self, txn: Transaction) -> Response:
-        """202 once the queue holds ``txn``; 503 with Retry-After when it is full."""
-        try:
-            await self.queue.put(txn)
-        except QueueFull as exc:
-            log.warning("ingress: busy, answering 503: %s", exc)
-            return error(503, f"busy: {exc}; retry later", ("Retry-After", str(max(1, round(exc.retry_after)))))
-        return Response(202, b'{"id":' + json.dumps(txn.id).encode() + b"}")
-
+    # -- GET /healthz, GET /metrics ---------------------------------------------------
     # -- GET /healthz, GET /metrics ---------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
@@ -154,6 +149,18 @@ class Ingress:
     async def _remove_device(self, request: Request) -> Response:
         assert self._devices is not None
         return _reply(await self._devices.remove(request.path[len(DEVICES_PATH) + 1 :]))
+
+
+def _queued(answer: Later, txn: Transaction, error_: BaseException | None) -> None:
+    """202 once the queue holds ``txn``; 503 with Retry-After when it is full."""
+    if error_ is None:
+        answer.give(Response(202, b'{"id":' + json.dumps(txn.id).encode() + b"}"))
+    elif isinstance(error_, QueueFull):
+        log.warning("ingress: busy, answering 503: %s", error_)
+        retry_after = str(max(1, round(error_.retry_after)))
+        answer.give(error(503, f"busy: {error_}; retry later", ("Retry-After", retry_after)))
+    else:
+        answer.give(error_)
 
 
 def _reply(reply: Reply) -> Response:
