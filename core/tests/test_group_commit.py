@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from push_notification.queue import QueueFull
-from push_notification.queue.group_commit import GroupCommitter, Write
+from push_notification.queue.group_commit import LAZY_DELAY, GroupCommitter, Write
 from push_notification.queue.sqlite import SqliteQueue
 from push_notification.queue.sqlite_store import open_store
 from push_notification.testing import make_event, make_transaction
@@ -86,4 +86,21 @@ async def test_a_writer_thread_crash_is_reported_and_the_thread_goes_on(tmp_path
     again = asyncio.get_running_loop().create_future()
     committer.submit(Write(lambda c: lambda: again.set_result(True), sync=True))
     assert await asyncio.wait_for(again, 5), "a write after the crash still commits"
+    await committer.close()
+
+
+async def test_a_lazy_write_rides_the_next_commit_or_gets_its_own_within_the_lazy_delay(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "queue.db")
+    committer = GroupCommitter(conn, tmp_path / "queue.db", fsync=False, tick=lambda c: None)
+    ran: list[str] = []
+    committer.submit(Write(lambda c: lambda: ran.append("lazy 1"), lazy=True))
+    committer.submit(Write(lambda c: lambda: ran.append("accept")))
+    await asyncio.sleep(0)
+    assert ran == ["lazy 1", "accept"] and committer.commits == 1  # one commit, no waiting
+    committer.submit(Write(lambda c: lambda: ran.append("lazy 2"), lazy=True))
+    committer.submit(Write(lambda c: lambda: ran.append("lazy 3"), lazy=True))
+    await asyncio.sleep(0)
+    assert ran[2:] == []  # nothing to share a commit with yet
+    await asyncio.sleep(LAZY_DELAY * 2)
+    assert ran[2:] == ["lazy 2", "lazy 3"] and committer.commits == 2
     await committer.close()

@@ -80,8 +80,10 @@ class GroupCommitter:
         self._synced = fsync
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writes: list[Write] = []
-        self._flush_handle: asyncio.Handle | None = None
-        self._flush_soon = False
+        self._soon: asyncio.Handle | None = None
+        # Armed by a lazy write, left armed when a sooner commit takes that write: cancelling
+        # and re-arming it for every delivery's delete cost more than a timer that finds nothing.
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._cond = threading.Condition()
         self._closing = False
@@ -104,13 +106,10 @@ class GroupCommitter:
         loop = self._loop
         assert loop is not None
         if write.lazy:
-            if self._flush_handle is None:
-                self._flush_handle = loop.call_later(LAZY_DELAY, self._flush)
-        elif not self._flush_soon:
-            if self._flush_handle is not None:
-                self._flush_handle.cancel()
-            self._flush_soon = True
-            self._flush_handle = loop.call_soon(self._flush)
+            if self._lazy_timer is None and self._soon is None:
+                self._lazy_timer = loop.call_later(LAZY_DELAY, self._flush_lazy)
+        elif self._soon is None:
+            self._soon = loop.call_soon(self._flush)
 
     async def close(self) -> None:
         """Commit what is waiting, stop, close the connection."""
@@ -123,6 +122,9 @@ class GroupCommitter:
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
         self._flush()
         self.conn.close()
 
@@ -137,13 +139,16 @@ class GroupCommitter:
     # -- in the loop (no fsync) --------------------------------------------------------
 
     def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush_handle = None
-        self._flush_soon = False
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         writes, self._writes = self._writes, []
         if writes:
             _run_all(self._commit(writes))
+
+    def _flush_lazy(self) -> None:
+        self._lazy_timer = None
+        self._flush()
 
     def _tick_inline(self) -> None:
         assert self._loop is not None
