@@ -71,17 +71,21 @@ async def test_concurrent_puts_share_commits(tmp_path, fsync):
     await queue.close()
 
 
-async def test_put_then_tells_from_the_commit_once_the_rows_are_on_disk(tmp_path):
+@pytest.mark.parametrize("fsync", [False, True], ids=["commit", "fsync"])
+async def test_put_then_tells_from_the_commit_once_the_rows_are_on_disk(tmp_path, fsync):
     path = tmp_path / "queue.db"
-    queue = SqliteQueue(path)
+    queue = SqliteQueue(path, fsync=fsync)
     queue.attach(["ox"])
-    told: list[tuple[BaseException | None, int]] = []
+    told: list[tuple[int, BaseException | None, int]] = []
     for i in range(3):  # as three requests read in one turn of the loop
-        queue.put_then(txn(uid=i), lambda error: told.append((error, count_deliveries(path))))
+        queue.put_then(txn(uid=i), lambda error, i=i: told.append((i, error, count_deliveries(path))))
     assert told == []  # not before the commit
     await wait_for(lambda: len(told) == 3)
-    assert told == [(None, 3)] * 3  # every row on disk before the first is told
-    assert queue.commits == 1 and queue.depth("ox") == 3
+    assert [(i, error) for i, error, _ in told] == [(0, None), (1, None), (2, None)]  # in order
+    assert all(on_disk > i for i, _, on_disk in told)  # each row is on disk when its sender is told
+    if not fsync:
+        assert queue.commits == 1  # one commit for the three
+    assert queue.depth("ox") == 3
     await queue.close()
 
 
