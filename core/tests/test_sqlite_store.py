@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -39,22 +40,67 @@ def test_a_bridge_sized_transaction_is_one_page_written_per_acceptance(tmp_path:
     conn.close()
 
 
-def test_a_file_made_with_smaller_pages_keeps_them_and_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "queue.db"
+_ONE = make_transaction(make_event("MessageNew", uid=1))
+
+
+def _old_file(path: Path, rows: int) -> None:
+    """A queue file as made before :data:`PAGE_SIZE`: 4 KiB pages, ``rows`` deliveries."""
     old = sqlite3.connect(path)
     old.execute("PRAGMA page_size = 4096")
     old.execute("PRAGMA journal_mode = WAL")
     old.executescript(SCHEMA)
     old.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    old.execute(
-        "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES ('ox', 1, 'x', 'u', 0, '{}')"
-    )
+    insert = "INSERT INTO delivery (instance, seq, txn_id, username, accepted_at, body) VALUES ('ox', ?, ?, 'u', 0, ?)"
+    old.executemany(insert, [(seq, _ONE.id, _ONE.json) for seq in range(1, rows + 1)])
     old.commit()
     old.close()
-    conn = open_store(path)
-    assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
-    assert conn.execute("SELECT txn_id FROM delivery").fetchall() == [("x",)]
-    conn.close()
+
+
+def page_size(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+    return size
+
+
+async def test_an_older_file_holding_rows_keeps_its_pages_and_delivers_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    _old_file(path, rows=3)
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])
+    assert queue.depth("ox") == 3
+    assert {t.id for t in await queue.get("ox", 10)} == {_ONE.id}
+    await queue.close()
+    assert page_size(path) == 4096
+
+
+async def test_an_older_file_takes_the_larger_pages_once_empty(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    _old_file(path, rows=0)
+    queue = SqliteQueue(path)
+    queue.attach(["ox"])
+    await queue.put(_ONE)
+    await queue.close()
+    assert page_size(path) == PAGE_SIZE
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM delivery").fetchone()[0] == 1
+
+
+async def test_a_reader_of_an_older_empty_file_only_postpones_the_larger_pages(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    _old_file(path, rows=0)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:  # push-notification queue
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM delivery").fetchone()
+        queue = SqliteQueue(path)  # at once: no waiting for the reader
+        queue.attach(["ox"])
+        await queue.put(_ONE)
+        reader.execute("COMMIT")
+    await queue.close()
+    assert page_size(path) == 4096
+    second = SqliteQueue(path)  # the next start: the row is still there, so are the small pages
+    await second.close()
+    assert page_size(path) == 4096
 
 
 def test_a_corrupt_file_is_refused(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from push_notification.queue.contract import Accepted, Letter, Queue, QueueFull,
 from push_notification.queue.group_commit import GroupCommitter, Write
 from push_notification.queue.lanes import Entry, Lane
 from push_notification.queue.retry import RetryPolicy, describe_error
-from push_notification.queue.sqlite_store import Checkpointer, lock_exclusively, open_store
+from push_notification.queue.sqlite_store import Checkpointer, lock_exclusively, open_store, take_page_size
 from push_notification.queue.threads import CrashReport
 from push_notification.transaction import Transaction, transaction_from_json
 
@@ -105,6 +105,7 @@ class SqliteQueue(Queue):
         self.fsync = fsync
         conn = self._conn = open_store(self.path, sync="full" if fsync else "normal")
         self._lock = lock_exclusively(self.path, conn)
+        take_page_size(conn)
         # Checkpoints (copying the WAL into the file, with fsyncs) run in a thread of their
         # own, never inside a commit that someone waits on.
         conn.execute("PRAGMA wal_autocheckpoint = 0")

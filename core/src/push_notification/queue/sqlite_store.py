@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS delivery (
 #: The page size of a new queue file. A row is a whole transaction (about 1 KiB as Dovecot's
 #: bridge writes one); with 4 KiB pages a ``WITHOUT ROWID`` row over about 1000 bytes spills
 #: into an overflow page, so each acceptance wrote four pages (leaf, overflow page, free-list
-#: trunk, header) where with 8 KiB pages it writes one. A file created before keeps its size.
+#: trunk, header) where with 8 KiB pages it writes one. A file made before takes it once empty
+#: (:func:`take_page_size`).
 PAGE_SIZE = 8192
 
 #: Columns of a dead-letter listing, in order.
@@ -113,6 +114,34 @@ def open_store(path: str | Path, *, sync: str = "full", create: bool = True) -> 
         conn.close()
         raise QueueStoreError(f"{where}: not usable ({exc}); {_fix(exc, path)}") from None
     return conn
+
+
+def take_page_size(conn: sqlite3.Connection) -> bool:
+    """Give a queue file made with smaller pages :data:`PAGE_SIZE` while it holds no row (the
+    usual state after a restart: copying an empty file is instant); one holding rows keeps its
+    size until a later start finds it empty. Call it holding the file's lock; another process
+    reading the file meanwhile (``push-notification queue``) only postpones it. True if done."""
+    if conn.execute("PRAGMA page_size").fetchone()[0] >= PAGE_SIZE:
+        return False
+    if conn.execute("SELECT 1 FROM delivery LIMIT 1").fetchone() is not None:
+        return False
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")  # a page size changes only outside WAL mode
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute("VACUUM")
+        done = True
+    except sqlite3.Error as exc:  # busy, or a full disk: the file is as it was
+        log.info("queue store: keeping the page size of the queue file for now (%s)", exc)
+        done = False
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.Error as exc:
+        mode = str(exc)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if str(mode).lower() != "wal":
+        raise QueueStoreError(f"queue store: cannot switch the queue file back to WAL mode ({mode}); start again")
+    return done
 
 
 def _fix(exc: sqlite3.Error, path: Path) -> str:
