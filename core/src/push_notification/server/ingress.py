@@ -120,7 +120,6 @@ class Ingress:
         return answer
 
     # -- GET /healthz, GET /metrics ---------------------------------------------------
-    # -- GET /healthz, GET /metrics ---------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
         """200 while ``status`` is ``ok``; 503 when degraded; the details only with the token."""
@@ -151,16 +150,17 @@ class Ingress:
         return _reply(await self._devices.remove(request.path[len(DEVICES_PATH) + 1 :]))
 
 
-def _queued(answer: Later, txn: Transaction, error_: BaseException | None) -> None:
-    """202 once the queue holds ``txn``; 503 with Retry-After when it is full."""
-    if error_ is None:
+def _queued(answer: Later, txn: Transaction, refused: BaseException | None) -> None:
+    """202 once the queue holds ``txn``; 503 with Retry-After when it is full; anything else
+    as http11 answers a handler's failure (a 500; a cancelled put closes the connection)."""
+    if refused is None:
         answer.give(Response(202, b'{"id":' + json.dumps(txn.id).encode() + b"}"))
-    elif isinstance(error_, QueueFull):
-        log.warning("ingress: busy, answering 503: %s", error_)
-        retry_after = str(max(1, round(error_.retry_after)))
-        answer.give(error(503, f"busy: {error_}; retry later", ("Retry-After", retry_after)))
+    elif isinstance(refused, QueueFull):
+        log.warning("ingress: busy, answering 503: %s", refused)
+        retry_after = str(max(1, round(refused.retry_after)))
+        answer.give(error(503, f"busy: {refused}; retry later", ("Retry-After", retry_after)))
     else:
-        answer.give(error_)
+        answer.give(refused)
 
 
 def _reply(reply: Reply) -> Response:
