@@ -113,6 +113,25 @@ async def test_files_arriving_one_by_one_are_handed_over_in_rename_order(spool: 
     assert list((spool / "new").iterdir()) == []
 
 
+async def test_a_file_whose_name_is_not_utf8_arriving_by_inotify_is_taken_in_and_deleted(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = SpoolReader(spool, queue, poll_interval=30)  # no safety-net scan: inotify alone
+    await reader.start()
+    try:
+        await asyncio.sleep(0.05)
+        # Latin-1 bytes on disk, as a str the way os.listdir gives them (surrogateescape)
+        spool_file(spool, os.fsdecode(b"caf\xe9-\xff.json"), message_new(1))
+        async with asyncio.timeout(5):
+            while reader.accepted < 1:
+                await asyncio.sleep(0.01)
+    finally:
+        await reader.stop()
+    assert [t.id for t in await queue.get("ox", 20)] == ["txn-1"]
+    assert os.listdir(spool / "new") == []
+    assert reader.held == set()
+
+
 async def test_a_full_queue_leaves_the_file_until_it_is_accepted(spool: Path) -> None:
     spool_file(spool, "one.json", message_new(1))
     recorder = Recorder(refuse=2)

@@ -39,8 +39,10 @@ import os
 import re
 import stat
 import struct
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from inotify_simple import INotify, flags
@@ -83,6 +85,8 @@ class SpoolReader:
         self.tmp_dir = self.spool_dir / "tmp"
         self.bad_dir = self.spool_dir / "bad"
         self._new = str(self.new_dir)  # per-file paths are plain strings: cheaper than Path
+        #: ``new/`` with its trailing separator: a name from inotify (never a ``/`` in it) is appended.
+        self._new_prefix = os.path.join(self._new, "")
         self.queue = queue
         self.max_size = max_size
         self.health = health or Health()
@@ -191,7 +195,7 @@ class SpoolReader:
             return True
         self.held.add(path)
         try:
-            taken = self.queue.offer_held(txn, lambda: self._release(path))
+            taken = self.queue.offer_held(txn, partial(self._release, path))
         except Exception:  # noqa: BLE001 - QueueFull or worse: put_held says it again, and take() handles it
             taken = False
         if not taken:
@@ -232,7 +236,7 @@ class SpoolReader:
         """``put_held``; False when the queue said "later" (the file stays)."""
         self.held.add(path)
         try:
-            await self.queue.put_held(txn, lambda: self._release(path))
+            await self.queue.put_held(txn, partial(self._release, path))
         except QueueFull as exc:
             self.held.discard(path)
             self._blocked_until = asyncio.get_running_loop().time() + exc.retry_after
@@ -247,11 +251,9 @@ class SpoolReader:
         return True
 
     def _release(self, path: str) -> None:
-        """The queue no longer needs the file. Runs inside the queue's ``done``: never raises."""
+        """The queue no longer needs the file: delete it. Runs inside the queue's ``done``
+        (or ``offer_held``), once per notification: never raises."""
         self.held.discard(path)
-        self._remove(path)
-
-    def _remove(self, path: str) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -358,6 +360,7 @@ class SpoolReader:
         safety net (overflow, files skipped while the queue was full). No task per event: the
         inotify fd is a loop reader, which keeps the cost per file low."""
         loop = asyncio.get_running_loop()
+        prefix = self._new_prefix
         wake = asyncio.Event()
         names: deque[str] = deque()
         scan_due = False
@@ -387,7 +390,7 @@ class SpoolReader:
             """Hand files over right here, while the queue takes them without waiting."""
             nonlocal carried
             while names and loop.time() >= self._blocked_until:
-                path = os.path.join(self._new, names[0])
+                path = prefix + names[0]
                 result = self.take_now(path)
                 if result is None:
                     return  # the task takes it
@@ -418,7 +421,7 @@ class SpoolReader:
                         names.clear()  # the next scan after the pause takes them in order
                         scan_due = True
                 while names:
-                    path = os.path.join(self._new, names.popleft())
+                    path = prefix + names.popleft()
                     if loop.time() < self._blocked_until or not await self.take(path):
                         names.clear()  # the next scan after the pause takes them in order
                         scan_due = True
@@ -431,6 +434,10 @@ class SpoolReader:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+
+
+#: How ``os.fsdecode`` turns a name into text (one call less per notification).
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class _Inotify:
@@ -471,7 +478,7 @@ class _Inotify:
             if mask & self._OVERFLOW:
                 overflow = True
             elif length:
-                names.append(os.fsdecode(data[pos - length : pos].rstrip(b"\0")))
+                names.append(data[pos - length : pos].rstrip(b"\0").decode(_FS_ENCODING, _FS_ERRORS))
         return names, overflow
 
     def close(self) -> None:
@@ -533,7 +540,7 @@ _KINDS = {
 def _read_fd(fd: int, size: int, max_size: int) -> bytes:
     """Read the whole file (which may have grown since ``fstat``), at most ``max_size`` bytes."""
     try:
-        want = min(size, max_size) + 1
+        want = (size if size < max_size else max_size) + 1
         data = os.read(fd, want)
         if len(data) < want:
             return data  # the usual case: one read
