@@ -27,6 +27,12 @@ once the directory is writable again. A restart meanwhile delivers them again
 
 Delivery is at-least-once: if the daemon dies before the release, the file is taken in again
 on restart with the same transaction ``id`` (drivers may use it to de-duplicate).
+
+While the reader runs, released files are deleted in batches (at the next safety-net scan, or
+once :data:`RELEASE_BATCH` are waiting), not one by one: a lone ``unlink`` between two
+notifications cost the kernel about twice what one in a batch does. They stay in ``held`` until
+then, so they are never taken again; a crash meanwhile delivers them again (at-least-once, as
+for the sqlite queue's own lazily written outcomes); stopping the reader deletes them.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
 DEFAULT_MAX_SIZE = 1 << 20
 #: The ``/healthz`` problem keys (``spool:read``, ``spool:write``) start with this.
 HEALTH_KEY = "spool"
+#: Released files deleted together, at the latest (else at the next scan, every ``poll_interval``).
+RELEASE_BATCH = 64
 
 
 class SpoolReader:
@@ -105,6 +113,9 @@ class SpoolReader:
         #: Set while ``new/`` cannot be listed, or will not let files go (one log line each).
         self._unreadable: str | None = None
         self._unwritable: str | None = None
+        #: Released while the reader runs, still in ``held``: deleted by :meth:`_delete_released`.
+        self._released: list[str] = []
+        self._running = False
 
     # ---------------------------------------------------------------- control
     def prepare(self) -> None:
@@ -142,6 +153,7 @@ class SpoolReader:
     async def run(self) -> None:
         """Read forever: everything present now, then whatever arrives."""
         inotify = self._open_inotify() if self.use_inotify else None
+        self._running = True
         try:
             await self.scan()
             if inotify is None:
@@ -151,12 +163,16 @@ class SpoolReader:
             else:
                 await self._follow(inotify)
         finally:
+            self._running = False
+            self._delete_released()
             if inotify is not None:
                 inotify.close()
 
     # ---------------------------------------------------------------- reading
     async def scan(self) -> int:
         """Take every file now in ``new/``, oldest first; returns how many were taken in."""
+        if self._released:
+            self._delete_released()
         if self.stuck:
             self._retry_stuck()
         loop = asyncio.get_running_loop()
@@ -251,16 +267,26 @@ class SpoolReader:
         return True
 
     def _release(self, path: str) -> None:
-        """The queue no longer needs the file: delete it. Runs inside the queue's ``done``
-        (or ``offer_held``), once per notification: never raises."""
-        self.held.discard(path)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            self.stuck[path] = None  # delivered: not to be taken again while we run
-            self._cannot_write(exc)
+        """The queue no longer needs the file: delete it, with the next batch while the reader
+        runs. Runs inside the queue's ``done`` (or ``offer_held``): never raises."""
+        released = self._released
+        released.append(path)
+        if len(released) >= RELEASE_BATCH or not self._running:
+            self._delete_released()
+
+    def _delete_released(self) -> None:
+        """Delete the released files; one ``new/`` will not let go of stays, remembered in ``stuck``."""
+        released, self._released = self._released, []
+        held = self.held
+        for path in released:
+            held.discard(path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self.stuck[path] = None  # delivered: not to be taken again while we run
+                self._cannot_write(exc)
 
     def _cannot_write(self, exc: OSError) -> None:
         """``new/`` will not let files go: one line with the fix, /healthz degraded."""
