@@ -284,6 +284,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         timeout = instance.timeout
         watched = instance.is_async
+        plan = _plan(instance)
         if watched:
             watchdog = asyncio.create_task(self._watchdog(instance, asyncio.current_task()))  # type: ignore[arg-type]
         try:
@@ -292,7 +293,8 @@ class Dispatcher:
                 if not batch:
                     return
                 self._busy[name] = len(batch)
-                plan = _plan(instance)  # once per batch, not per delivery
+                if plan.hooks is not instance.hooks:  # replaced meanwhile: settled again
+                    plan = _plan(instance)
                 # A blocking instance gets the whole batch in one hand-off to its thread.
                 outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
                 # Asked once per batch: a clock read per delivery only when its line is written.
