@@ -113,25 +113,6 @@ async def test_files_arriving_one_by_one_are_handed_over_in_rename_order(spool: 
     assert list((spool / "new").iterdir()) == []
 
 
-async def test_a_file_whose_name_is_not_utf8_arriving_by_inotify_is_taken_in_and_deleted(spool: Path) -> None:
-    queue = MemoryQueue()
-    queue.attach(["ox"])
-    reader = SpoolReader(spool, queue, poll_interval=30)  # no safety-net scan: inotify alone
-    await reader.start()
-    try:
-        await asyncio.sleep(0.05)
-        # Latin-1 bytes on disk, as a str the way os.listdir gives them (surrogateescape)
-        spool_file(spool, os.fsdecode(b"caf\xe9-\xff.json"), message_new(1))
-        async with asyncio.timeout(5):
-            while reader.accepted < 1:
-                await asyncio.sleep(0.01)
-    finally:
-        await reader.stop()
-    assert [t.id for t in await queue.get("ox", 20)] == ["txn-1"]
-    assert os.listdir(spool / "new") == []
-    assert reader.held == set()
-
-
 async def running_reader(spool: Path, queue: MemoryQueue) -> SpoolReader:
     """A started reader with no safety-net scan of its own (inotify alone)."""
     reader = SpoolReader(spool, queue, poll_interval=30)
@@ -144,6 +125,21 @@ async def until_accepted(reader: SpoolReader, count: int) -> None:
     async with asyncio.timeout(5):
         while reader.accepted < count:
             await asyncio.sleep(0.01)
+
+
+async def test_a_file_whose_name_is_not_utf8_arriving_by_inotify_is_taken_in_and_deleted(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = await running_reader(spool, queue)
+    try:
+        # Latin-1 bytes on disk, as a str the way os.listdir gives them (surrogateescape)
+        spool_file(spool, os.fsdecode(b"caf\xe9-\xff.json"), message_new(1))
+        await until_accepted(reader, 1)
+    finally:
+        await reader.stop()
+    assert [t.id for t in await queue.get("ox", 20)] == ["txn-1"]
+    assert os.listdir(spool / "new") == []
+    assert reader.held == set()
 
 
 async def test_released_files_are_deleted_together_at_the_next_scan_and_never_taken_again(spool: Path) -> None:
