@@ -12,7 +12,7 @@ import pytest
 from push_notification.errors import PushNotificationError
 from push_notification.queue import MemoryQueue, QueueFull
 from push_notification.queue.contract import Release
-from push_notification.server.spool import SpoolReader
+from push_notification.server.spool import RELEASE_BATCH, SpoolReader
 from push_notification.testing import make_event, make_transaction
 from push_notification.transaction import Transaction
 
@@ -111,6 +111,89 @@ async def test_files_arriving_one_by_one_are_handed_over_in_rename_order(spool: 
         await reader.stop()
     assert [t.id for t in await queue.get("ox", 20)] == [f"txn-{uid}" for uid in range(1, 11)]
     assert list((spool / "new").iterdir()) == []
+
+
+async def running_reader(spool: Path, queue: MemoryQueue) -> SpoolReader:
+    """A started reader with no safety-net scan of its own (inotify alone)."""
+    reader = SpoolReader(spool, queue, poll_interval=30)
+    await reader.start()
+    await asyncio.sleep(0.05)
+    return reader
+
+
+async def until_accepted(reader: SpoolReader, count: int) -> None:
+    async with asyncio.timeout(5):
+        while reader.accepted < count:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_file_whose_name_is_not_utf8_arriving_by_inotify_is_taken_in_and_deleted(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = await running_reader(spool, queue)
+    try:
+        # Latin-1 bytes on disk, as a str the way os.listdir gives them (surrogateescape)
+        spool_file(spool, os.fsdecode(b"caf\xe9-\xff.json"), message_new(1))
+        await until_accepted(reader, 1)
+    finally:
+        await reader.stop()
+    assert [t.id for t in await queue.get("ox", 20)] == ["txn-1"]
+    assert os.listdir(spool / "new") == []
+    assert reader.held == set()
+
+
+async def test_released_files_are_deleted_together_at_the_next_scan_and_never_taken_again(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = await running_reader(spool, queue)
+    try:
+        for uid in (1, 2, 3):
+            spool_file(spool, f"f{uid}.json", message_new(uid))
+        await until_accepted(reader, 3)
+        # Released by the memory queue at once, and deleted with the next batch, not one by one.
+        assert sorted(os.listdir(spool / "new")) == ["f1.json", "f2.json", "f3.json"]
+        assert await reader.scan() == 0  # the scan deletes them: none is taken a second time
+        assert os.listdir(spool / "new") == []
+        assert reader.held == set()
+    finally:
+        await reader.stop()
+    assert [t.id for t in await queue.get("ox", 20)] == ["txn-1", "txn-2", "txn-3"]
+
+
+async def test_a_full_batch_of_released_files_is_deleted_at_once(spool: Path) -> None:
+    queue = MemoryQueue()
+    queue.attach(["ox"])
+    reader = await running_reader(spool, queue)
+    try:
+        for uid in range(RELEASE_BATCH):
+            spool_file(spool, f"f{uid:03}.json", message_new(uid))
+        await until_accepted(reader, RELEASE_BATCH)
+        assert os.listdir(spool / "new") == []
+        assert reader.held == set()
+    finally:
+        await reader.stop()
+
+
+async def test_stopping_the_reader_deletes_what_was_released_and_later_releases_delete_at_once(spool: Path) -> None:
+    releases: list[Release] = []
+
+    class Holding(MemoryQueue):
+        def offer_held(self, txn: Transaction, release: Release) -> bool:
+            releases.append(release)
+            return True
+
+    reader = await running_reader(spool, Holding())
+    try:
+        for uid in (1, 2):
+            spool_file(spool, f"f{uid}.json", message_new(uid))
+        await until_accepted(reader, 2)
+        releases[0]()
+    finally:
+        await reader.stop()
+    assert os.listdir(spool / "new") == ["f2.json"]  # released: deleted on stop; held: kept
+    releases[1]()  # a delivery that ends after the reader stopped
+    assert os.listdir(spool / "new") == []
+    assert reader.held == set()
 
 
 async def test_a_full_queue_leaves_the_file_until_it_is_accepted(spool: Path) -> None:

@@ -38,6 +38,11 @@ async def health(daemon: Daemon) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
+async def degraded(daemon: Daemon) -> bool:
+    status, details = await health(daemon)
+    return status == 503 and details["status"] == "degraded"
+
+
 def error_lines(daemon: Daemon, what: str) -> list[str]:
     return [line for line in daemon.log().splitlines() if what in line]
 
@@ -119,6 +124,8 @@ async def test_a_read_only_spool_degrades_health_delivery_goes_on_and_it_recover
                 for number, txn in enumerate(files):
                     drop(spool, f"file-{number}", txn)
                 await eventually(lambda: sink.ids("hook") == {t["id"] for t in files}, 15, "spool delivery")
+                # Delivered files are deleted in a batch at the next scan: that is where it shows.
+                await eventually(lambda: degraded(daemon), 5, "/healthz degraded")
                 status, details = await health(daemon)
                 assert status == 503 and details["status"] == "degraded"
                 assert any("is not writable" in str(p) for p in details["problems"])  # type: ignore[union-attr]

@@ -85,7 +85,11 @@ def deliver_sync(instance: DriverInstance, txn: Transaction) -> None:
 
 async def deliver(instance: DriverInstance, txn: Transaction) -> None:
     """Run one transaction through an instance's hooks, awaiting what they return."""
-    plan = _plan(instance)
+    await _deliver_planned(_plan(instance), txn)
+
+
+async def _deliver_planned(plan: _HookPlan, txn: Transaction) -> None:
+    """:func:`deliver` with the instance's plan at hand (a worker looks it up once per batch)."""
     begin = plan.begin
     if begin is not None:
         accepted = begin(txn)
@@ -219,7 +223,11 @@ class Dispatcher:
         async def run() -> None:
             self.queue.requeue_taken(instance.name)
             self._busy[instance.name] = 0
-            await self._work(instance)
+            # Awaited from here, one coroutine less to resume at every wake-up.
+            if instance.max_parallel > 1:
+                await self._work_parallel(instance)
+            else:
+                await self._work_in_order(instance)
 
         return run
 
@@ -267,12 +275,6 @@ class Dispatcher:
         await self.drain(timeout)
         await self.remove(list(self.instances))
 
-    async def _work(self, instance: DriverInstance) -> None:
-        if instance.max_parallel > 1:
-            await self._work_parallel(instance)
-        else:
-            await self._work_in_order(instance)
-
     async def _work_in_order(self, instance: DriverInstance) -> None:
         """One delivery at a time, in the order the queue hands them out: the cheapest path
         (no task per delivery), for instances that deliver one at a time."""
@@ -282,6 +284,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         timeout = instance.timeout
         watched = instance.is_async
+        plan = _plan(instance)
         if watched:
             watchdog = asyncio.create_task(self._watchdog(instance, asyncio.current_task()))  # type: ignore[arg-type]
         try:
@@ -290,6 +293,8 @@ class Dispatcher:
                 if not batch:
                     return
                 self._busy[name] = len(batch)
+                if plan.hooks is not instance.hooks:  # replaced meanwhile: settled again
+                    plan = _plan(instance)
                 # A blocking instance gets the whole batch in one hand-off to its thread.
                 outcomes = _run_in_thread(executor, loop, instance, batch) if executor is not None else None
                 # Asked once per batch: a clock read per delivery only when its line is written.
@@ -309,12 +314,12 @@ class Dispatcher:
                         elif watched:
                             self._deadline[name] = loop.time() + timeout
                             try:
-                                await deliver(instance, txn)
+                                await _deliver_planned(plan, txn)
                             finally:
                                 self._deadline[name] = None
                                 expired = self._expired.pop(name, False)
                         else:
-                            await deliver(instance, txn)
+                            await _deliver_planned(plan, txn)
                     except asyncio.CancelledError:
                         # Only the watchdog's own cancel becomes a timeout; shutdown still stops us.
                         if not expired or asyncio.current_task().uncancel() > 0:  # type: ignore[union-attr]

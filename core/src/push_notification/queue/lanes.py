@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from push_notification.transaction import Transaction
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     """A transaction owed to one lane."""
 

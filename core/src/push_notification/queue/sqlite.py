@@ -64,7 +64,7 @@ _RECORD = (
 )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Held:
     """A transaction accepted with ``put_held``: whom it is still owed to, and its release."""
 
@@ -176,8 +176,11 @@ class SqliteQueue(Queue):
 
     def offer_held(self, txn: Transaction, release: Release) -> bool:
         lanes = self._lanes
-        if not lanes or not all(lane.has_room for lane in lanes.values()):
+        if not lanes:
             return False
+        for lane in lanes.values():  # Lane.has_room, inlined: this runs for every notification
+            if lane.spilled or lane.in_memory >= lane.window:
+                return False
         self._check_room()
         seq = self._next_seq
         self._next_seq += 1
@@ -229,9 +232,10 @@ class SqliteQueue(Queue):
             lane = self._lanes.get(instance)
             if lane is None:
                 return []
-            self._refill_if_low(lane)
+            if lane.spilled:  # else nothing waits on disk
+                self._refill_if_low(lane)
             now = time.time()
-            next_due = lane.promote(now)
+            next_due = lane.promote(now) if lane.waiting else None
             if lane.ready:
                 return lane.take(limit)
             await lane.wait(next_due, now)
@@ -254,7 +258,7 @@ class SqliteQueue(Queue):
                         lazy=True,
                     )
                 )
-            if entry.attempts or (instance, seq) in self._requeued_seqs:
+            if entry.attempts or (self._requeued_seqs and (instance, seq) in self._requeued_seqs):
                 self._requeued_seqs.discard((instance, seq))
                 log.info(
                     "push_notification %s: transaction %s (user %s) %s after %s",

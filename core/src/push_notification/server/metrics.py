@@ -171,10 +171,10 @@ class Metrics:
         tallies = self.tallies
         key = (instance, outcome)
         tallies.deliveries[key] = tallies.deliveries.get(key, 0) + 1
-        if outcome == "retry":
-            tallies.retries[instance] = tallies.retries.get(instance, 0) + 1
-        elif outcome == "delivered":
+        if outcome == "delivered":
             tallies.observe(instance, latency)
+        elif outcome == "retry":
+            tallies.retries[instance] = tallies.retries.get(instance, 0) + 1
 
     def task_crashed(self, task: str) -> None:
         """The supervisor saw ``task`` crash."""
