@@ -201,10 +201,14 @@ class RedisQueue(Queue):
                 await task
         if self._write_handle is not None:
             self._write_handle.cancel()
+        # Each step on its own: a write that failed must not keep the leases from being handed back.
         with contextlib.suppress(Exception):
-            await asyncio.gather(*self._writing)
+            await asyncio.gather(*self._writing, return_exceptions=True)
+        with contextlib.suppress(Exception):
             await self._write_unwritten()
+        with contextlib.suppress(Exception):
             await self.leases.release(self._owned | self._moving)
+        with contextlib.suppress(Exception):
             await self.leases.leave()
         await self.store.close()
         await self.client.aclose()
