@@ -55,7 +55,8 @@ async def test_a_retry_holds_back_only_that_users_later_transactions(redis_url: 
     def script(t, attempt):
         return RetryableError("endpoint busy") if t.id == first.id and attempt == 1 else None
 
-    queue = await started(redis_url, policy=FAST)
+    # A retry later than a paced read's wait (READ_PACE): bob's read comes before it for sure.
+    queue = await started(redis_url, policy=RetryPolicy(min_delay=0.5, max_delay=0.6, deadline=30.0))
     inst = recorder("a", script)
     async with Running(queue, inst):
         later, other = txn("alice", 2), txn("bob", 3)
@@ -253,3 +254,40 @@ async def test_a_redis_that_evicts_keys_is_refused_at_start_up(redis_url: str) -
     finally:
         await admin.config_set("maxmemory-policy", "noeviction")
         await admin.aclose()
+
+
+async def test_puts_made_while_one_command_is_in_flight_share_the_next(redis_url: str) -> None:
+    queue = await started(redis_url)
+    batches: list[int] = []
+    in_flight, answered = asyncio.Event(), asyncio.Event()
+    add = queue.store.add
+
+    async def slow_first(batch):  # the real command, the first one answered only when we say
+        batches.append(len(batch))
+        if len(batches) == 1:
+            in_flight.set()
+            await answered.wait()
+        return await add(batch)
+
+    queue.store.add = slow_first  # type: ignore[method-assign]
+    inst = recorder("a")
+    async with Running(queue, inst):
+        first = asyncio.ensure_future(queue.put(txn("alice", 1)))
+        await in_flight.wait()
+        later = []
+        for i in range(2, 12):  # one put per loop turn
+            later.append(asyncio.ensure_future(queue.put(txn(f"u{i}", i))))
+            await asyncio.sleep(0)
+        answered.set()
+        await asyncio.gather(first, *later)
+        await wait_for(lambda: len(inst.plugin.delivered) == 11)
+    assert batches == [1, 10]
+
+
+def test_a_thin_read_waits_until_a_full_one_is_likely_and_never_longer_than_the_pace() -> None:
+    from push_notification.queue.redis import READ_FULL, READ_PACE, _pace
+
+    assert _pace(READ_FULL, 0.001) == 0.0
+    assert _pace(READ_FULL // 2, 0.01) == pytest.approx(0.01)  # as long again as half a read took
+    assert _pace(1, 5.0) == READ_PACE  # a trickle: bounded
+    assert 0.0 < _pace(READ_FULL - 1, 0.001) < 0.001

@@ -61,9 +61,12 @@ COUNT_INTERVAL = 1.0
 #: Longest an ack waits to share one command with others, and how many go without waiting.
 ACK_DELAY = 0.05
 ACK_BATCH = 512
-#: After a read that brought in a little, wait this long before the next (s): a daemon's reads
-#: per second stay bounded when its share of the traffic is thin (delivery waits that much more).
-READ_PACE = 0.02
+#: After a read that brought in fewer than :data:`READ_FULL`, wait before the next until about
+#: that many are likely to have come in (from the rate the last read saw), at most this long (s):
+#: a read, its dispatch and its acks cost about the same for 5 entries as for 100, so a daemon
+#: whose share of the traffic is thin (one of many) reads less often, not less per read.
+#: Delivery waits that much more; a read after a quiet spell returns at once (it blocks).
+READ_PACE = 0.05
 #: A read bringing in at least this many is not paced.
 READ_FULL = 200
 #: How often a daemon trims what every group acknowledged from the streams it owns.
@@ -74,6 +77,16 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _pace(read: int, since_last: float) -> float:
+    """How long to wait after a read that brought in ``read`` entries ``since_last`` seconds
+    after the one before: until :data:`READ_FULL` are likely in, at most :data:`READ_PACE`."""
+    if read >= READ_FULL:
+        return 0.0
+    if since_last <= 0.0:
+        return READ_PACE
+    return min(READ_PACE, (READ_FULL - read) * since_last / read)
 
 
 def _letter(txn: Transaction, accepted_at: float, attempts: int, reason: str, now: float) -> str:
@@ -144,6 +157,8 @@ class RedisQueue(Queue):
         self._dead: dict[str, int] = {}
         self._batch: list[tuple[str, str, str]] = []
         self._batch_futures: list[asyncio.Future[str]] = []
+        #: The task sending puts, while one is: at most one put command is in flight.
+        self._putting: asyncio.Task[None] | None = None
         #: Outcome writes that failed (Redis away): tried again by the maintenance loop.
         self._unwritten: list[tuple[str, Any]] = []
         self._write_handle: asyncio.Handle | None = None
@@ -186,10 +201,14 @@ class RedisQueue(Queue):
                 await task
         if self._write_handle is not None:
             self._write_handle.cancel()
+        # Each step on its own: a write that failed must not keep the leases from being handed back.
         with contextlib.suppress(Exception):
-            await asyncio.gather(*self._writing)
+            await asyncio.gather(*self._writing, return_exceptions=True)
+        with contextlib.suppress(Exception):
             await self._write_unwritten()
+        with contextlib.suppress(Exception):
             await self.leases.release(self._owned | self._moving)
+        with contextlib.suppress(Exception):
             await self.leases.leave()
         await self.store.close()
         await self.client.aclose()
@@ -229,8 +248,8 @@ class RedisQueue(Queue):
             await self._groups
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        if not self._batch:  # the task's first step takes every put made until then
-            task = loop.create_task(self._send_puts())
+        if self._putting is None:  # its first step takes every put made until then
+            task = self._putting = loop.create_task(self._send_puts())
             self._writing.add(task)
             task.add_done_callback(self._writing.discard)
         partition = self.partition(txn.user.username)
@@ -371,10 +390,24 @@ class RedisQueue(Queue):
         return partition_of_user(username, self.partitions)
 
     async def _send_puts(self) -> None:
-        batch, self._batch = self._batch, []
-        futures, self._batch_futures = self._batch_futures, []
+        """Send the puts made so far in one command, then those made meanwhile, until none
+        wait: one command in flight at a time, as a group commit, so the busier the daemon
+        the more puts share a command (and a lone put waits for nothing)."""
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                futures, self._batch_futures = self._batch_futures, []
+                await self._send_batch(batch, futures)
+        finally:
+            self._putting = None
+
+    async def _send_batch(self, batch: list[tuple[str, str, str]], futures: list[asyncio.Future[str]]) -> None:
         try:
             ids = await self.store.add(batch)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of Redis is a 503 for these puts
             self._unreachable(exc)
             for future in futures:
@@ -390,6 +423,7 @@ class RedisQueue(Queue):
 
     async def _read(self, instance: str) -> None:
         """Bring this instance's entries into memory: taken-over ones first, then new ones."""
+        last_read = time.monotonic()
         while not self._closing:
             _raise_if_cancelled()  # a cancellation the client swallowed still ends the task
             try:
@@ -425,8 +459,10 @@ class RedisQueue(Queue):
                     read += len(entries)
                 for pair in self._moving.intersection(pairs):
                     self._release_if_idle(pair)
+                now = time.monotonic()
                 if 0 < read < READ_FULL:
-                    await asyncio.sleep(READ_PACE)
+                    await asyncio.sleep(_pace(read, now - last_read))
+                last_read = now
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away (or a bug, reported): read again

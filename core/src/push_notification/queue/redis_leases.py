@@ -78,6 +78,8 @@ class Leases:
         self._release = client.register_script(RELEASE)
         #: How many daemons were alive at the last beat.
         self.live = 1
+        #: The pairs rendezvous gave us, and for which instances and live daemons.
+        self._assignment: tuple[tuple[str, ...], tuple[str, ...], frozenset[Pair]] | None = None
 
     def key(self, instance: str, partition: int) -> str:
         return f"{self.prefix}:lease:{instance}:{partition}"
@@ -93,18 +95,26 @@ class Leases:
         members = await self._heartbeat(keys=[f"{self.prefix}:daemons"], args=[self.me, self.ttl_ms])
         daemons = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
         self.live = max(len(daemons), 1)
-        mine = {
-            (instance, p)
-            for instance in instances
-            for p in range(self.partitions)
-            if rendezvous_owner(instance, p, daemons) == self.me
-        }
+        mine = self._mine(tuple(instances), tuple(daemons))
         wanted = sorted(mine | current)
         if not wanted:
             return set(), set()
         result = await self._claim(keys=[self.key(i, p) for i, p in wanted], args=[self.me, self.ttl_ms])
         held = {pair for pair, ok in zip(wanted, result, strict=True) if int(ok)}
         return held, held - mine
+
+    def _mine(self, instances: tuple[str, ...], daemons: tuple[str, ...]) -> frozenset[Pair]:
+        """The pairs rendezvous gives us, worked out again only when the instances or the live
+        daemons changed (every beat would hash each pair for each daemon)."""
+        if self._assignment is None or self._assignment[:2] != (instances, daemons):
+            mine = frozenset(
+                (instance, p)
+                for instance in instances
+                for p in range(self.partitions)
+                if rendezvous_owner(instance, p, daemons) == self.me
+            )
+            self._assignment = (instances, daemons, mine)
+        return self._assignment[2]
 
     async def release(self, pairs: Iterable[Pair]) -> None:
         keys = [self.key(i, p) for i, p in pairs]
