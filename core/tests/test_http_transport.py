@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +381,32 @@ async def test_what_is_sent_besides_the_requests_own_headers() -> None:
     assert b"\r\nAccept: application/json\r\n" in sent[1] and b"Content-Length: 0\r\n" in sent[1]
     assert b"Accept:" not in sent[2] and b"Content-Type:" not in sent[2]
     assert f"Authorization: Basic {credentials}".encode() in sent[2] and b"Bearer" not in sent[2]
+
+
+async def test_send_date_writes_the_date_of_each_request_unless_it_has_its_own() -> None:
+    sent: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            sent.append(await read_request(reader))
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    async with scripted(record) as server:
+        dated = Http1Transport(settings(), send_date=True)
+        before = time.time()
+        await dated.request(HttpRequest("PUT", server.url, b"{}", {"X-First": "1"}))
+        after = time.time()
+        await dated.request(HttpRequest("PUT", server.url, b"{}", {"Date": "Sun, 06 Nov 1994 08:49:37 GMT"}))
+        await dated.close()
+        async with transport() as plain:
+            await plain.request(HttpRequest("PUT", server.url, b"{}"))
+    [date] = [line[6:] for line in sent[0].split(b"\r\n") if line.startswith(b"Date: ")]
+    assert int(before) <= email.utils.parsedate_to_datetime(date.decode()).timestamp() <= after
+    # After the request's own headers, before the framing: as the header Dovecot sends OX.
+    assert sent[0].index(b"X-First: 1\r\n") < sent[0].index(b"Date: ") < sent[0].index(b"Content-Length: ")
+    assert sent[1].count(b"Date: ") == 1 and b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" in sent[1]
+    assert b"Date: " not in sent[2]
 
 
 async def test_a_header_with_a_line_break_is_not_sent_and_is_permanent() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from push_notification.events import MessageNew
 from push_notification.testing import make_event
 from push_notification_ox.payload import build_payload, clean_snippet, json_string
@@ -44,3 +45,46 @@ def test_clean_snippet_keeps_no_break_spaces_like_dovecot() -> None:
 
 def test_clean_snippet_leaves_a_clean_snippet_alone() -> None:
     assert clean_snippet("Hello Alice, see you tomorrow") == "Hello Alice, see you tomorrow"
+
+
+TRICKY = ['say "hi"', "back\\slash", "tab\there", "bell\x07", "line\u2028sep", "caf\udce9", "del\x7f", "nbsp\u00a0"]
+FIELDS = ("user", "mailbox", "from_", "subject", "snippet")
+
+
+@pytest.mark.parametrize("text", TRICKY)
+@pytest.mark.parametrize("where", FIELDS)
+def test_every_field_is_escaped_whichever_holds_what_needs_it(where: str, text: str) -> None:
+    texts = {"user": "11@3", "mailbox": "INBOX", "from_": "Bob <b@example.org>", "subject": "Hi", "snippet": "Hey"}
+    texts[where] = text
+    event = make_event(
+        "MessageNew",
+        mailbox=texts["mailbox"],
+        uid=7,
+        uid_validity=42,
+        from_=texts["from_"],
+        subject=texts["subject"],
+        snippet=texts["snippet"],
+    )
+    assert isinstance(event, MessageNew)
+    fields = (
+        f'{{"user":{json_string(texts["user"])},"event":"messageNew","folder":{json_string(texts["mailbox"])},'
+        f'"imap-uidvalidity":42,"imap-uid":7,"from":{json_string(texts["from_"])},'
+        f'"subject":{json_string(texts["subject"])},"snippet":{json_string(clean_snippet(texts["snippet"]))},'
+        '"unseen":1}'
+    )
+    assert build_payload(texts["user"], event, 1) == fields.encode()
+
+
+@pytest.mark.parametrize(
+    ("snippet", "clean"),
+    [
+        ("  lead", "lead"),
+        ("a  b", "a b"),
+        ("a\tb", "a b"),
+        ("a\x0bb", "a b"),
+        ("x" * 205, "x" * 200),
+        ("a\u00a0b", "a\u00a0b"),
+    ],
+)
+def test_clean_snippet_collapses_ascii_blanks_only(snippet: str, clean: str) -> None:
+    assert clean_snippet(snippet) == clean

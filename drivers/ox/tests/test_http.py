@@ -5,6 +5,7 @@ masked) and never in a traceback."""
 
 from __future__ import annotations
 
+import email.utils
 import logging
 
 import pytest
@@ -73,6 +74,16 @@ async def test_408_and_429_are_retried(ox_endpoint: OxEndpoint, logs: pytest.Log
         await h.send(new_mail())
     assert len(ox_endpoint.received) == 3
     assert errors(logs) == []
+
+
+async def test_each_attempt_carries_the_date_it_was_sent_at(ox_endpoint: OxEndpoint) -> None:
+    # As Dovecot's lib-http: the Date of a request sent again is that of the new attempt.
+    ox_endpoint.replies = [Reply(503, {"Retry-After": "1"})]
+    async with harness({"url": ox_endpoint.url()}, metadata=activated("alice")) as h:
+        await h.send(new_mail())
+    first, second = (email.utils.parsedate_to_datetime(r.headers["Date"]) for r in ox_endpoint.received)
+    assert (second - first).total_seconds() >= 1
+    assert ox_endpoint.received[0].body == ox_endpoint.received[1].body
 
 
 async def test_a_retry_after_longer_than_the_timeout_is_left_to_the_queue(ox_endpoint: OxEndpoint) -> None:

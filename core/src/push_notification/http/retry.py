@@ -150,6 +150,10 @@ class PartialDeliveries:
     def __len__(self) -> int:
         return len(self._done)
 
+    def __contains__(self, txn_id: object) -> bool:
+        """Whether ``txn_id`` failed part-way and parts of it are remembered as delivered."""
+        return txn_id in self._done
+
     async def send(
         self, txn_id: str, parts: Sequence[Part], *, ordered: bool, failed: Sequence[DriverError] = ()
     ) -> int:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from push_notification.http.attempt import HttpRequest, HttpResponse, TransportError, connect_failure
 from push_notification.http.connection import Connection
 from push_notification.http.pool import OriginPool
-from push_notification.http.wire import Origin, RequestHeads, framing, target_of
+from push_notification.http.wire import Origin, RequestHeads, Target, target_of
 
 if TYPE_CHECKING:
     from push_notification.http.client import HttpClientSettings
@@ -45,14 +45,23 @@ class Http1Transport:
 
     ``skip_auto_headers``: automatic headers the endpoint must not get (Dovecot sends OX no
     ``Accept``); ``User-Agent`` and ``Accept-Encoding`` are never sent, so naming them is moot.
+    ``send_date``: each attempt carries a ``Date`` of when it is written (Dovecot's to OX).
     """
 
     def __init__(
-        self, settings: HttpClientSettings, *, skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding")
+        self,
+        settings: HttpClientSettings,
+        *,
+        skip_auto_headers: tuple[str, ...] = ("User-Agent", "Accept-Encoding"),
+        send_date: bool = False,
     ) -> None:
         self.settings = settings
         skipped = {name.lower() for name in skip_auto_headers}
-        self.heads = RequestHeads(tuple(header for header in AUTO_HEADERS if header[0] not in skipped))
+        auto_headers = tuple(header for header in AUTO_HEADERS if header[0] not in skipped)
+        self.heads = RequestHeads(auto_headers, send_date=send_date)
+        #: The last URL and its target: a driver sends to one URL object again and again.
+        self._url: object = None
+        self._target: Target | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[Origin, OriginPool] = {}
         self._deadlines: Deadlines | None = None
@@ -77,10 +86,12 @@ class Http1Transport:
         deadlines = self._deadlines
         assert deadlines is not None
         deadline = loop.time() + self.settings.request_timeout
-        method, body = request.method, request.body
-        target = target_of(request.url)
-        head, close = self.heads.head(method, target, request.headers, bool(body))
-        data = head + framing(method, len(body)) + body
+        method, url = request.method, request.url
+        target = self._target
+        if url is not self._url or target is None:  # identity: URLs and strings are immutable
+            target = self._target = target_of(url)
+            self._url = url
+        data, close = self.heads.message(method, target, request.headers, request.body)
         pool = self._pools.get(target.origin)
         if pool is None:
             pool = self._pools[target.origin] = self._new_pool(loop, target.origin)

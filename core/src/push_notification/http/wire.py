@@ -8,6 +8,8 @@ bounded cache: a driver sends to one URL, or to a set of device URLs, again and 
 from __future__ import annotations
 
 import base64
+import email.utils
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -89,32 +91,55 @@ HEAD_CACHE_SIZE = 256
 
 
 class RequestHeads:
-    """Writes requests' heads, keeping the bytes of recent ones: the OX driver sends the same
-    headers (a ``Date`` new each second) to one URL, so a head is written once, not per request.
+    """Writes requests' heads, keeping the bytes of recent ones: a driver sends the same
+    headers to one URL, so a head is written once, not per request.
 
     ``auto_headers`` are ``(lowercase name, name, value)``, sent unless the request has its
-    own (``Accept: */*``; a ``Content-Type`` only with a body).
+    own (``Accept: */*``; a ``Content-Type`` only with a body). ``send_date``: a ``Date``
+    header of the time the request is written (unless the request has its own), as Dovecot
+    sends OX; formatted once a second, and fresh for each attempt since each is written anew.
     """
 
-    def __init__(self, auto_headers: tuple[tuple[str, str, str], ...]) -> None:
+    def __init__(self, auto_headers: tuple[tuple[str, str, str], ...], *, send_date: bool = False) -> None:
         self.auto_headers = auto_headers
-        self._cache: dict[tuple[object, ...], tuple[bytes, bool]] = {}
+        self.send_date = send_date
+        #: Head bytes up to the ``Date`` line, whether the request asks to close, whether a
+        #: ``Date`` line follows.
+        self._cache: dict[tuple[object, ...], tuple[bytes, bool, bool]] = {}
+        self._second = -1
+        self._date_line = b""
 
-    def head(self, method: str, target: Target, headers: Mapping[str, str], has_body: bool) -> tuple[bytes, bool]:
-        """The head's bytes up to its framing (:func:`framing` follows), and whether the
-        request asks to close the connection after its answer. A line break in a header is a
-        ``request`` :class:`TransportError`: it would forge headers."""
+    def message(self, method: str, target: Target, headers: Mapping[str, str], body: bytes) -> tuple[bytes, bool]:
+        """The request's bytes, head and body, and whether it asks to close the connection
+        after its answer. A line break in a header is a ``request`` :class:`TransportError`:
+        it would forge headers."""
         # Keys and values as they are: no tuple per header, which the garbage collector counts.
-        key = (method, target, has_body, *headers.keys(), *headers.values())
+        key = (method, target, not body, *headers.keys(), *headers.values())
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._write(method, target, headers, has_body)
+            cached = self._write(method, target, headers, bool(body))
             if len(self._cache) >= HEAD_CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = cached
-        return cached
+        head, close, dated = cached
+        if body or method not in _BODILESS:
+            end = b"Content-Length: %d\r\n\r\n" % len(body)
+        else:
+            end = b"\r\n"
+        if dated:
+            return b"".join((head, self._date(), end, body)), close
+        return b"".join((head, end, body)), close
 
-    def _write(self, method: str, target: Target, headers: Mapping[str, str], has_body: bool) -> tuple[bytes, bool]:
+    def _date(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:  # also when the clock was set back
+            self._second = second
+            self._date_line = f"Date: {email.utils.formatdate(second, usegmt=True)}\r\n".encode()
+        return self._date_line
+
+    def _write(
+        self, method: str, target: Target, headers: Mapping[str, str], has_body: bool
+    ) -> tuple[bytes, bool, bool]:
         lines = [f"{method} {target.path} HTTP/1.1\r\n"]
         given: set[str] = set()
         close = False
@@ -137,15 +162,7 @@ class RequestHeads:
         text = "".join(lines)
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
             raise TransportError("request", _line_break(method, headers))
-        return text.encode(), close
-
-
-def framing(method: str, body_length: int) -> bytes:
-    """The head's end: ``Content-Length`` (``0`` for a method that normally has a body) and
-    the blank line."""
-    if body_length or method not in _BODILESS:
-        return b"Content-Length: %d\r\n\r\n" % body_length
-    return b"\r\n"
+        return text.encode(), close, self.send_date and "date" not in given
 
 
 def _line_break(method: str, headers: Mapping[str, str]) -> str:

@@ -35,10 +35,12 @@ _PARTIAL_MAX = 4096
 class _Pending:
     """What one accepted transaction collects between ``begin_txn`` and ``end_txn``."""
 
-    __slots__ = ("bodies", "user")
+    __slots__ = ("bodies", "debug", "user")
 
-    def __init__(self, user: str) -> None:
+    def __init__(self, user: str, debug: bool) -> None:
         self.user = user
+        #: Whether debug lines are wanted (asked once per transaction, not per line).
+        self.debug = debug
         self.bodies: list[tuple[int, bytes]] = []
 
 
@@ -102,7 +104,7 @@ class OxDriver:
             return False
         # The metadata's user is the endpoint's own id for the user; it is used only when
         # asked for (Dovecot's fix cad784f10d: users could otherwise push to each other).
-        self._pending[txn.id] = _Pending(unsafe_user if self.config.user_from_metadata else txn.user.username)
+        self._pending[txn.id] = _Pending(unsafe_user if self.config.user_from_metadata else txn.user.username, debug)
         return True
 
     def _skipped_inactive(self, txn: Transaction) -> None:
@@ -134,7 +136,7 @@ class OxDriver:
             return
         unseen = txn.status.unseen if txn.status is not None else None
         body = build_payload(pending.user, event, unseen)
-        if self.log.isEnabledFor(logging.DEBUG):
+        if pending.debug:
             self.log.debug("%sSending notification: %s", self.prefix, body.decode())
         pending.bodies.append((event.uid, body))
 
@@ -143,5 +145,14 @@ class OxDriver:
         pending = self._pending.pop(txn.id, None)
         if pending is None or not pending.bodies:
             return
-        parts = [(uid, f"UID {uid}", functools.partial(self.sender.put, body)) for uid, body in pending.bodies]
+        bodies = pending.bodies
+        if len(bodies) == 1 and txn.id not in self._partial:
+            # The common case, one new message: sent as it is, its error its own (as the
+            # partial deliveries would report a lone request), with no bookkeeping to make.
+            sender = self.sender
+            response = await sender.http.send(sender.request(bodies[0][1]))
+            if pending.debug:
+                sender.sent(response)
+            return
+        parts = [(uid, f"UID {uid}", functools.partial(self.sender.put, body)) for uid, body in bodies]
         await self._partial.send(txn.id, parts, ordered=False)

@@ -13,16 +13,21 @@ retried too, since the daemon, unlike Dovecot, does not block a mail delivery me
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 from types import MappingProxyType
 
-from push_notification.http import HttpClientSettings, HttpRequest, HttpSender, RetryPolicy
+from push_notification.http import (
+    Http1Transport,
+    HttpClientSettings,
+    HttpRequest,
+    HttpResponse,
+    HttpSender,
+    RetryPolicy,
+)
 
 from .config import OxConfig
 
-_STATIC_HEADERS = {
+_HEADERS = {
     "Content-Type": "application/json; charset=utf-8",
     "Connection": "Keep-Alive",
 }
@@ -39,25 +44,6 @@ def ox_policy(config: OxConfig) -> RetryPolicy:
     )
 
 
-class _Headers:
-    """The request headers: fixed ones, plus the ``Date`` Dovecot sends, re-formatted once a
-    second. The transport writes a head once per distinct set of headers and copies nothing,
-    so one dict serves every request (and its head is written once a second)."""
-
-    def __init__(self, authorization: str | None) -> None:
-        self._second = -1
-        self._headers = dict(_STATIC_HEADERS)
-        if authorization is not None:
-            self._headers["Authorization"] = authorization
-
-    def now(self) -> dict[str, str]:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._headers["Date"] = email.utils.formatdate(second, usegmt=True)
-        return self._headers
-
-
 class Sender:
     """The instance's HTTP client; ``start`` and ``close`` bracket its session."""
 
@@ -65,7 +51,9 @@ class Sender:
         self.config = config
         self.log = log
         self.prefix = prefix
-        self._headers = _Headers(config.authorization)
+        self._headers = dict(_HEADERS)
+        if config.authorization is not None:
+            self._headers["Authorization"] = config.authorization
         self._label = f"Error when sending notification to {config.display_url}"
         settings = HttpClientSettings(
             request_timeout=config.request_timeout,
@@ -73,7 +61,9 @@ class Sender:
             max_parallel_connections=config.max_parallel_connections,
             ssl_context=config.ssl_context,
         )
-        self.http = HttpSender(settings, ox_policy(config), skip_auto_headers=_SKIP_AUTO_HEADERS)
+        # The transport writes the Date Dovecot sends, anew for each attempt.
+        transport = Http1Transport(settings, skip_auto_headers=_SKIP_AUTO_HEADERS, send_date=True)
+        self.http = HttpSender(settings, ox_policy(config), transport=transport)
 
     async def start(self) -> None:
         await self.http.start()
@@ -81,12 +71,14 @@ class Sender:
     async def close(self) -> None:
         await self.http.close()
 
-    async def put(self, body: bytes) -> None:
-        """Send ``body``; return on a 2xx, else raise once the attempts are spent."""
+    def request(self, body: bytes) -> HttpRequest:
+        """The PUT of one notification; send it with ``self.http.send`` and say :meth:`sent`."""
+        return HttpRequest("PUT", self.config.request_url, body, self._headers, self._label)
 
-        def request(attempt: int) -> HttpRequest:  # a fresh Date per attempt, as Dovecot
-            return HttpRequest("PUT", self.config.request_url, body, self._headers.now(), self._label)
-
-        response = await self.http.send(request)
+    def sent(self, response: HttpResponse) -> None:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("%sNotification sent successfully: %d %s", self.prefix, response.status, response.reason)
+
+    async def put(self, body: bytes) -> None:
+        """Send ``body``; return on a 2xx, else raise once the attempts are spent."""
+        self.sent(await self.http.send(self.request(body)))
