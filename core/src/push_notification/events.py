@@ -294,6 +294,19 @@ def slot_builder(cls: type[T]) -> Callable[[Mapping[str, Any]], T]:
     return build
 
 
+def unfrozen_twin(cls: type) -> type[Any]:
+    """A subclass of the frozen, slotted dataclass ``cls`` with the same slots, whose slots
+    plain assignment sets: a fast builder fills a twin, then makes it a ``cls`` with
+    ``obj.__class__ = cls`` (Python allows it: the layouts are the same).
+
+    Setting a slot of ``cls`` itself takes a call of its descriptor (``object.__setattr__``
+    or ``slot.__set__``), ten times what an assignment costs; the object that comes out is
+    the one ``cls(**values)`` makes (no ``__post_init__`` runs: no class built so has one).
+    """
+    namespace = {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__}
+    return type(f"_Unfrozen{cls.__name__}", (cls,), namespace)
+
+
 def _json_key(attr: str) -> str:
     return "from" if attr == "from_" else attr
 
@@ -447,3 +460,93 @@ def event_from_dict(data: Mapping[str, Any], *, mailbox: str | None = None) -> E
         missing = [key for key, attr in fields.required if attr not in kwargs]
         raise EventError(f"{name}: missing required field(s) {', '.join(missing)}")
     return fields.build(kwargs)
+
+
+# -- Fast builders: an event as Dovecot's bridge sends it, without a call per field ------------
+#
+# For each event type, a function generated once (as dataclasses generate ``__init__``) checks
+# the fields in straight-line code and fills an unfrozen twin. It only ever accepts: at the first
+# value that is not exactly what the bridge sends (a float or text uid, an unknown field, an odd
+# flag...) it answers None, and the transaction goes the checked way (:func:`event_from_dict`),
+# which takes the same decisions and names the mistake. So a fast builder has no error message
+# of its own to get wrong; tests/test_parse_equivalence.py compares both ways on generated input.
+
+_STR_ONLY = frozenset((str,))
+
+
+def _fast_flags(value: Any) -> tuple[str, ...] | None:
+    """What :func:`canonical_flags` makes of a flag list, or None where it refuses it."""
+    if type(value) is list and len(value) == 1:
+        flag = value[0]
+        if type(flag) is str:
+            known = _ONE_FLAG.get(flag)
+            if known is not None:
+                return known
+    try:
+        return canonical_flags(value)
+    except EventError:
+        return None
+
+
+def _fast_keywords(value: Any) -> tuple[str, ...] | None:
+    """What the keywords check makes of a keyword list, or None where it refuses it."""
+    if type(value) is list and _STR_ONLY.issuperset(map(type, value)):
+        return tuple(value)
+    try:
+        return _keywords(value, field="keywords")
+    except EventError:
+        return None
+
+
+def _int_between(low: int, high: int) -> str:
+    return f"if v is not None and (type(v) is not int or not {low} <= v <= {high}):\n    return None"
+
+
+def _tuple_by(convert: str) -> str:
+    return (
+        "if v is None or type(v) is list and not v:\n    v = ()\n"
+        f"else:\n    v = {convert}(v)\n    if v is None:\n        return None"
+    )
+
+
+#: Attribute → the lines that accept its value ``v`` (and convert it), or ``return None``.
+_FAST_CHECKS = {
+    # A transaction's events are all in its mailbox: one left out is in it.
+    "mailbox": "if v is None:\n    v = mailbox\nelif type(v) is not str or v != mailbox:\n    return None",
+    "uid": f"if type(v) is not int or not 0 <= v <= {_UINT32_MAX}:\n    return None",
+    "uid_validity": f"if type(v) is not int or not 0 <= v <= {_UINT32_MAX}:\n    return None",
+    "date": _int_between(*_DATE_RANGE),
+    "tz": _int_between(*_TZ_RANGE),
+    "flags": _tuple_by("flags"),
+    "flags_old": _tuple_by("flags"),
+    "keywords": _tuple_by("keywords"),
+    "keywords_old": _tuple_by("keywords"),
+}
+_REQUIRED_STR = "if type(v) is not str:\n    return None"
+_OPTIONAL_STR = "if v is not None and type(v) is not str:\n    return None"
+
+FastEventBuilder = Callable[[dict[str, Any], str], "Event | None"]
+
+
+def _fast_builder(cls: type[Event]) -> FastEventBuilder:
+    """``build(data, mailbox)``: the ``cls`` event that ``data`` (a dict) describes in the
+    transaction's ``mailbox``, or None where only the checked way can tell."""
+    lines = ["def build(data, mailbox):", "    if not data.keys() <= keys:", "        return None"]
+    lines += ["    get = data.get", "    obj = new(twin)"]
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        check = _FAST_CHECKS.get(f.name, _REQUIRED_STR if required else _OPTIONAL_STR)
+        lines.append(f"    v = get({_json_key(f.name)!r})")
+        lines += [f"    {line}" for line in check.splitlines()]
+        lines.append(f"    obj.{f.name} = v")
+    lines += ["    obj.__class__ = cls", "    return obj"]
+    keys = frozenset(["name", *(_json_key(f.name) for f in dataclasses.fields(cls))])
+    namespace: dict[str, Any] = {"keys": keys, "new": object.__new__, "twin": unfrozen_twin(cls), "cls": cls}
+    namespace.update(flags=_fast_flags, keywords=_fast_keywords)
+    exec("\n".join(lines), namespace)  # the lines above, nothing from outside
+    build: FastEventBuilder = namespace["build"]
+    return build
+
+
+#: By the exact name Dovecot's bridge sends.
+FAST_EVENT_BUILDERS: dict[str, FastEventBuilder] = {name: _fast_builder(cls) for name, cls in EVENT_TYPES.items()}
