@@ -352,8 +352,8 @@ async def test_a_head_request_reads_no_body(peer: tuple[Peer, str]) -> None:
 # ---------------------------------------------------------------- requests
 
 
-async def test_what_is_sent_besides_the_requests_own_headers() -> None:
-    sent: list[bytes] = []
+def recording(sent: list[bytes]) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A server script that keeps each request's bytes in ``sent`` and answers 204."""
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -361,7 +361,12 @@ async def test_what_is_sent_besides_the_requests_own_headers() -> None:
             writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
             await writer.drain()
 
-    async with scripted(record) as server:
+    return record
+
+
+async def test_what_is_sent_besides_the_requests_own_headers() -> None:
+    sent: list[bytes] = []
+    async with scripted(recording(sent)) as server:
         port = server.url.split(":")[2].split("/")[0]
         url = f"http://us%40er:p%C3%A4ss@127.0.0.1:{port}/a%2Fb/c d?q=1&r=%7e"
         async with transport() as client:
@@ -385,14 +390,7 @@ async def test_what_is_sent_besides_the_requests_own_headers() -> None:
 
 async def test_send_date_writes_the_date_of_each_request_unless_it_has_its_own() -> None:
     sent: list[bytes] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            sent.append(await read_request(reader))
-            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-            await writer.drain()
-
-    async with scripted(record) as server:
+    async with scripted(recording(sent)) as server:
         dated = Http1Transport(settings(), send_date=True)
         before = time.time()
         await dated.request(HttpRequest("PUT", server.url, b"{}", {"X-First": "1"}))

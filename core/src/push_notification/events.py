@@ -364,13 +364,19 @@ def _check_tz(event: str, key: str, value: Any) -> int:
 _ONE_FLAG = {flag: (flag,) for flag in SYSTEM_FLAGS}
 
 
-def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
+def _known_one_flag(value: Any) -> tuple[str, ...] | None:
+    """The canonical tuple of a one-system-flag list (the common case, no sorting), else None."""
     if type(value) is list and len(value) == 1:
         flag = value[0]
         if type(flag) is str:
-            known = _ONE_FLAG.get(flag)
-            if known is not None:
-                return known
+            return _ONE_FLAG.get(flag)
+    return None
+
+
+def _check_flags(event: str, key: str, value: Any) -> tuple[str, ...]:
+    known = _known_one_flag(value)
+    if known is not None:
+        return known
     return canonical_flags(value, field=f"{event}.{key}")
 
 
@@ -476,12 +482,9 @@ _STR_ONLY = frozenset((str,))
 
 def _fast_flags(value: Any) -> tuple[str, ...] | None:
     """What :func:`canonical_flags` makes of a flag list, or None where it refuses it."""
-    if type(value) is list and len(value) == 1:
-        flag = value[0]
-        if type(flag) is str:
-            known = _ONE_FLAG.get(flag)
-            if known is not None:
-                return known
+    known = _known_one_flag(value)
+    if known is not None:
+        return known
     try:
         return canonical_flags(value)
     except EventError:
