@@ -13,7 +13,7 @@ from push_notification.drivers import DriverInstance
 from push_notification.errors import PermanentError, PushNotificationError, RetryableError
 from push_notification.hookspecs import hookimpl
 from push_notification.queue import QueueFull
-from push_notification.queue.redis import RedisQueue
+from push_notification.queue.redis import RedisQueue, _letter
 from push_notification.queue.redis_dead_letters import RedisDeadLetters
 from push_notification.queue.retry import RetryPolicy
 from push_notification.queue.sqlite_store import Filter
@@ -240,6 +240,28 @@ async def test_purge_deletes_only_matching_dead_letters(redis_url: str) -> None:
         assert book.purge(Filter(user="bob")) == 1
         assert [d.username for d in book.dead_letters(Filter())] == ["alice"]
         book.close()
+
+
+async def test_entries_of_two_partitions_with_one_id_keep_their_own_retry_state_and_dead_letter(
+    redis_url: str,
+) -> None:
+    # Every stream numbers its entries by the clock: puts of one millisecond to two partitions
+    # get the same entry id. Keyed by id alone, one user's dead letter overwrote the other's.
+    queue = await started(redis_url)
+    async with Running(queue, recorder("a")):
+        store = queue.store
+        first, second = store.stream(0), store.stream(1)
+        await store.record([("retry", (first, "a", "7-0", '{"attempts": 1}')), ("retry", (second, "a", "7-0", '{"attempts": 2}'))], queue.leases)  # fmt: skip
+        assert await store.retry_states("a", first, ["7-0"]) == {"7-0": {"attempts": 1}}
+        assert await store.retry_states("a", second, ["7-0"]) == {"7-0": {"attempts": 2}}
+        letters = [_letter(txn(user), 0.0, 1, "gone", 1.0) for user in ("alice", "bob")]
+        await store.record([("dead", (first, "a", "7-0", letters[0])), ("dead", (second, "a", "7-0", letters[1]))], queue.leases)  # fmt: skip
+        book = RedisDeadLetters(redis_url)
+        assert sorted(d.username for d in book.dead_letters(Filter())) == ["alice", "bob"]
+        book.close()
+        # Each dead letter took its own entry's retry state along, not the other's.
+        assert await store.retry_states("a", first, ["7-0"]) == {}
+        assert await store.retry_states("a", second, ["7-0"]) == {}
 
 
 async def test_a_redis_that_evicts_keys_is_refused_at_start_up(redis_url: str) -> None:

@@ -332,7 +332,7 @@ class RedisQueue(Queue):
             else:
                 entry.next_at = when
             state = {"attempts": entry.attempts, "next_at": when, "error": reason}
-            self._write("retry", (instance, entry_id, json.dumps(state)))
+            self._write("retry", (stream, instance, entry_id, json.dumps(state)))
             log.info(
                 "push_notification %s: transaction %s (user %s) will be retried in %.1fs (attempt %d)",
                 instance,
@@ -494,7 +494,7 @@ class RedisQueue(Queue):
             start, entries, deleted = await self.store.claim(stream, instance, self.me, start, room, min_idle_ms)
             if deleted:
                 await self.store.ack(stream, instance, deleted)
-            states = await self.store.retry_states(instance, [entry_id for entry_id, _ in entries])
+            states = await self.store.retry_states(instance, stream, [entry_id for entry_id, _ in entries])
             self._admit(pair, entries, states)
             if start == "0-0":
                 return

@@ -17,7 +17,8 @@ from push_notification.queue.sqlite_store import DeadLetter, Filter, InstanceSta
 
 
 class RedisDeadLetters:
-    """Dead letters kept in Redis (``pn:d:<instance>`` hashes, keyed by stream entry id)."""
+    """Dead letters kept in Redis (``pn:d:<instance>`` hashes, keyed by partition and stream
+    entry id: ``redis_store.entry_field``)."""
 
     def __init__(self, url: str, prefix: str = "pn") -> None:
         self.url = url

@@ -6,7 +6,9 @@ Keys, all under one prefix (``pn`` by default):
   ``at`` = accepted time where it is not the entry id's, ``only`` = one instance, for a
   requeued dead letter); one consumer group per instance;
 * ``pn:r:<instance>``: retry state per pending entry (attempts, next attempt, last error);
-* ``pn:d:<instance>``: dead letters per entry id (JSON: body, user, attempts, error, times);
+* ``pn:d:<instance>``: dead letters per entry (JSON: body, user, attempts, error, times);
+  both keyed by :func:`entry_field` (partition and entry id: two streams hand out the same
+  entry id for puts in the same millisecond);
 * ``pn:daemons``, ``pn:lease:<instance>:<partition>``: see redis_leases.py;
 * ``pn:backlog``: per ``<instance>:<partition>``, the backlog its owner counted last (so a
   daemon reads the cluster's backlog with one command, and counts only what it owns);
@@ -115,14 +117,22 @@ return {redis.call('HGETALL', KEYS[1]), dead}
 _ADD_SHA = hashlib.sha1(ADD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _ACK_SHA = hashlib.sha1(ACK_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
-#: ``KEYS`` = stream, dead hash, retry hash; ``ARGV`` = group, entry id, letter JSON. One step,
-#: so a dead letter is never both kept and still pending (or neither).
+#: ``KEYS`` = stream, dead hash, retry hash; ``ARGV`` = group, entry id, letter JSON, the
+#: entry's field. One step, so a dead letter is never both kept and still pending (or neither).
 DEAD_SCRIPT = """
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[4])
 return 1
 """
+
+
+def entry_field(stream: str, entry_id: str) -> str:
+    """An entry's field in the per-instance retry and dead-letter hashes: its partition and
+    id, since every stream numbers its entries by the clock (``<ms>-<n>``) on its own, and
+    keyed by id alone two users' dead letters of one millisecond overwrote each other."""
+    return f"{stream.rpartition(':')[2]}/{entry_id}"
+
 
 #: Stream ids are ``<ms>-<n>``; lanes order entries by one integer, ``ms * SEQ_PER_MS + n``.
 SEQ_PER_MS = 10**7
@@ -259,10 +269,11 @@ class RedisStore:
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
         await self.client.xack(stream, group, *ids)
 
-    async def retry_states(self, instance: str, ids: Sequence[str]) -> dict[str, Any]:
+    async def retry_states(self, instance: str, stream: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The retry states kept for entries ``ids`` of ``stream``, by entry id."""
         if not ids:
             return {}
-        values = await self.client.hmget(self.retries(instance), list(ids))
+        values = await self.client.hmget(self.retries(instance), [entry_field(stream, i) for i in ids])
         return {entry_id: json.loads(value) for entry_id, value in zip(ids, values, strict=True) if value}
 
     async def record(self, writes: Sequence[tuple[str, Any]], leases: Any) -> None:
@@ -277,7 +288,7 @@ class RedisStore:
                 stream, group, entry_id, had_state = args
                 acks.setdefault((stream, group), []).append(entry_id)
                 if had_state:
-                    cleared.setdefault(group, []).append(entry_id)
+                    cleared.setdefault(group, []).append(entry_field(stream, entry_id))
             elif kind == "release":
                 releases.append(args)
             else:
@@ -288,12 +299,12 @@ class RedisStore:
         async with self.client.pipeline(transaction=False) as pipe:
             for kind, args in others:
                 if kind == "retry":
-                    instance, entry_id, state = args
-                    pipe.hset(self.retries(instance), entry_id, state)
+                    stream, instance, entry_id, state = args
+                    pipe.hset(self.retries(instance), entry_field(stream, entry_id), state)
                 elif kind == "dead":
                     stream, instance, entry_id, letter = args
                     keys = [stream, self.dead(instance), self.retries(instance)]
-                    pipe.eval(DEAD_SCRIPT, len(keys), *keys, instance, entry_id, letter)
+                    pipe.eval(DEAD_SCRIPT, len(keys), *keys, instance, entry_id, letter, entry_field(stream, entry_id))
             if acks:
                 await self._ack(**self._ack_call(acks, cleared), client=pipe)
             leases.release_in(pipe, releases)
