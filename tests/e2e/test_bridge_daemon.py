@@ -116,6 +116,8 @@ def test_our_dlog_writes_what_dovecots_dlog_writes(tmp_path: Path, transport: st
         wait_until(lambda: transactions_ended(daemon_streams(daemon.log(), INSTANCE)) >= 1)
         problems, matched = run_with_parity(dovecot, daemon)
         errors = dovecot.log_errors()
+        # Delivered files go at the spool reader's next scan (deleted in batches), not at once.
+        wait_until(lambda: not any((dovecot.spool / "new").iterdir()), 10)
         leftover = list((dovecot.spool / "new").iterdir())
     assert problems == [], "\n".join(problems)
     assert matched >= 20
