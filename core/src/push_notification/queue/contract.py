@@ -48,6 +48,8 @@ class Letter(NamedTuple):
 
 #: Told how a :meth:`Queue.put_then` ended: ``None`` once accepted, else why not.
 Accepted = Callable[[BaseException | None], None]
+#: The puts :meth:`Queue.put_then` runs in tasks, held until they end.
+_PUTTING: set[asyncio.Task[None]] = set()
 
 
 class QueueObserver(Protocol):
@@ -112,9 +114,12 @@ class Queue(ABC):
         """
 
         def finished(task: asyncio.Task[None]) -> None:
+            _PUTTING.discard(task)
             then(asyncio.CancelledError() if task.cancelled() else task.exception())
 
-        asyncio.get_running_loop().create_task(self.put(txn)).add_done_callback(finished)
+        task = asyncio.get_running_loop().create_task(self.put(txn))
+        _PUTTING.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(finished)
 
     async def put_held(self, txn: Transaction, release: Release) -> None:
         """Accept ``txn`` whose sender keeps a durable copy (a spool file) until ``release()``.
