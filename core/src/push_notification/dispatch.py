@@ -17,10 +17,9 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from inspect import isawaitable
 from typing import Any
 
-from push_notification.drivers import DriverInstance
+from push_notification.drivers import DriverInstance, isawaitable
 from push_notification.errors import PushNotificationError
 from push_notification.log_fields import delivery_fields
 from push_notification.queue.contract import Queue
