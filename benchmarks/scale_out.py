@@ -10,7 +10,11 @@ over the daemons. Printed per setup, all in one run so they can be compared:
 * a breakdown of the CPU figure: each daemon's share, each daemon's CPU while idle (its fixed
   costs: leases, upkeep, reads that find nothing), and the commands the daemons sent Redis per
   transaction (scripts and reads: the round trips), so growth from 1 to 4 daemons can be told
-  apart into more work per transaction and more daemons costing their fixed share.
+  apart into more work per transaction and more daemons costing their fixed share;
+* SQLite and Redis with one daemon again, at a quarter of the connections (no latency run):
+  what one daemon costs per transaction with the share of the load each of four daemons
+  serves, so the growth from 1 to 4 daemons can be told apart into thinner traffic per daemon
+  (batches, wake-ups) and the daemons themselves.
 
     python benchmarks/scale_out.py [--transactions 20000] [--rate 400] [--seconds 10]
 
@@ -114,21 +118,30 @@ async def round_trips(url: str | None) -> int:
 
 
 async def measure(
-    name: str, workdir: Path, queue_lines: str, count: int, args: argparse.Namespace, url: str | None = None
+    name: str,
+    workdir: Path,
+    queue_lines: str,
+    count: int,
+    args: argparse.Namespace,
+    url: str | None = None,
+    *,
+    connections: int | None = None,
+    with_latency: bool = True,
 ) -> dict[str, Any]:
+    connections = connections or args.connections
     daemons = [Daemon(workdir, f"{name}-{i}", queue_lines) for i in range(count)]
     try:
         for daemon in daemons:
             await daemon.ready()
         await asyncio.sleep(1.0 if count > 1 else 0.2)  # leases settle
-        await throughput(daemons, 2000, args.connections)  # warm-up
+        await throughput(daemons, 2000, connections)  # warm-up
         idle_before = [d.run_time() for d in daemons]
         await asyncio.sleep(IDLE_SECONDS)
         idle = [(d.run_time() - b) / IDLE_SECONDS * 1000 for d, b in zip(daemons, idle_before, strict=True)]
         trips_before = await round_trips(url)
-        accepted, delivered, shares = await throughput(daemons, args.transactions, args.connections)
+        accepted, delivered, shares = await throughput(daemons, args.transactions, connections)
         trips = (await round_trips(url) - trips_before) / args.transactions
-        p50, p99, _ = await latency(daemons[0], args.rate, args.seconds)
+        p50, p99, _ = await latency(daemons[0], args.rate, args.seconds) if with_latency else (0.0, 0.0, 0.0)
     finally:
         for daemon in daemons:
             daemon.stop()
@@ -144,12 +157,19 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="pn-scale-bench-") as tmp:
         results["sqlite x1"] = await measure("sqlite", Path(tmp), "queue = sqlite\n", 1, args)
         for count in (1, 2, 4):
             with RedisServer() as redis:
                 lines = f"queue = redis\nqueue_url = {redis.url}\n"
                 results[f"redis x{count}"] = await measure(f"redis{count}", Path(tmp), lines, count, args, redis.url)
+        # One daemon with a quarter of the connections: the share each of four daemons serves.
+        thin = {"connections": max(args.connections // 4, 1), "with_latency": False}
+        extra["sqlite x1"] = await measure("sqlite-thin", Path(tmp), "queue = sqlite\n", 1, args, **thin)
+        with RedisServer() as redis:
+            lines = f"queue = redis\nqueue_url = {redis.url}\n"
+            extra["redis x1"] = await measure("redis-thin", Path(tmp), lines, 1, args, redis.url, **thin)
     load = os.getloadavg()[0]
     print(
         f"push-notification daemons over HTTP, no-op driver, {os.cpu_count()} CPUs (load average {load:.1f}),"
@@ -170,6 +190,11 @@ async def main() -> None:
         idle = " ".join(f"{x:.1f}" for x in r["idle"])
         trips = f"{r['trips']:.3f}" if name.startswith("redis") else "-"
         print(f"{name:10} {shares:>32}   {idle:>24}   {trips}")
+    thin = max(args.connections // 4, 1)
+    print(f"one daemon at {thin} connections (the share each of four daemons serves of {args.connections}):")
+    for name, r in extra.items():
+        trips = f", {r['trips']:.3f} Redis calls/tx" if name.startswith("redis") else ""
+        print(f"{name:10} {r['cpu']:.3f} ms/tx, {r['cpu'] / results[name]['cpu']:.2f}x at {args.connections}{trips}")
     one, sqlite, four = results["redis x1"], results["sqlite x1"], results["redis x4"]
     print(
         f"targets: redis x1 accepted >= 5,000 tx/s: {'met' if one['accepted'] >= 5000 else 'NOT met'}"
