@@ -4,6 +4,13 @@ Accepting connections until the process runs out of file descriptors would let a
 thousand idle sockets (slowloris) starve every real client. When ``ingress_max_connections``
 are open, a new connection closes the least recently active one: an idle attacker's sockets
 go first, a client that is sending stays. (Each connection's own deadlines are in http11.py.)
+
+Those deadlines are kept here, on one timer wheel for all connections, rather than with a loop
+timer per connection: arming, moving and cancelling a uvloop timer cost more than the rest of
+accepting a connection, and the bridge opens one per LMTP process. The wheel turns every
+:func:`wheel_tick` seconds (a quarter of the shortest timeout, at most 0.25 s) while any
+connection is open; a deadline is acted on at its tick, never before it and at most one tick
+after.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import resource
 import time
 from collections import OrderedDict
 
-from push_notification.server.http11 import Application, Http11, IngressLimits
+from push_notification.server.http11 import LINGER, Application, Http11, IngressLimits
 
 log = logging.getLogger("push_notification.server.ingress")
 
@@ -50,15 +58,25 @@ def connection_cap(wanted: int) -> int:
     return wanted
 
 
-class Connections:
-    """The open ingress connections, least recently active first."""
+def wheel_tick(limits: IngressLimits) -> float:
+    """How often the deadlines are looked at: a quarter of the shortest timeout, 10 ms to 0.25 s."""
+    return max(0.01, min(0.25, min(limits.header_timeout, limits.body_timeout, LINGER) / 4))
 
-    def __init__(self, max_connections: int) -> None:
+
+class Connections:
+    """The open ingress connections, least recently active first, and their deadlines."""
+
+    def __init__(self, max_connections: int, tick: float = 0.25) -> None:
         self.max_connections = max_connections
+        self.tick = tick
         self._open: OrderedDict[Http11, None] = OrderedDict()
         self._evicted = 0
         self._warned = 0.0
         self._emptied: asyncio.Event | None = None
+        # The wheel: connections by the tick at which to look at them, and the ticks gone by.
+        self._wheel: dict[int, set[Http11]] = {}
+        self._turned = 0
+        self._turning: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -86,8 +104,55 @@ class Connections:
 
     def closed(self, connection: Http11) -> None:
         self._open.pop(connection, None)
+        self._unschedule(connection)
         if not self._open and self._emptied is not None:
             self._emptied.set()
+
+    # -- the wheel ----------------------------------------------------------------------
+
+    def wake(self, connection: Http11, when: float) -> None:
+        """Call ``connection.expired()`` at loop time ``when``, or within a tick after it,
+        instead of any later call asked for before (an earlier one stays)."""
+        if self._turning is None:
+            loop = asyncio.get_running_loop()
+            self._turned = math.floor(loop.time() / self.tick)
+            self._turning = loop.call_at((self._turned + 1) * self.tick, self._turn)
+        slot = max(math.ceil(when / self.tick), self._turned + 1)
+        current = connection.wheel_slot
+        if current:
+            if current <= slot:
+                return  # it is looked at sooner anyway, and asks again for what is left
+            self._unschedule(connection)
+        connection.wheel_slot = slot
+        due = self._wheel.get(slot)
+        if due is None:
+            self._wheel[slot] = {connection}
+        else:
+            due.add(connection)
+
+    def _unschedule(self, connection: Http11) -> None:
+        slot, connection.wheel_slot = connection.wheel_slot, 0
+        due = self._wheel.get(slot) if slot else None
+        if due is not None:
+            due.discard(connection)
+            if not due:
+                del self._wheel[slot]
+
+    def _turn(self) -> None:
+        """One turn of the wheel: the connections whose tick has come are told so."""
+        loop = asyncio.get_running_loop()
+        now = math.floor(loop.time() / self.tick)
+        wheel = self._wheel
+        while self._turned < now:
+            self._turned += 1
+            for connection in wheel.pop(self._turned, ()):
+                connection.wheel_slot = 0
+                try:
+                    connection.expired()
+                except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the wheel
+                    log.error("ingress: a connection's deadline check failed: %s", exc)
+                    connection.close()
+        self._turning = loop.call_at((now + 1) * self.tick, self._turn) if wheel else None
 
     async def finish(self, grace: float) -> None:
         """Close the idle connections; let the others answer what they were sent, for up to
@@ -108,7 +173,7 @@ class IngressServer:
     def __init__(self, app: Application, limits: IngressLimits) -> None:
         self.app = app
         self.limits = limits
-        self.connections = Connections(connection_cap(limits.max_connections))
+        self.connections = Connections(connection_cap(limits.max_connections), wheel_tick(limits))
         self._server: asyncio.Server | None = None
 
     async def start(self, address: tuple[str, int] | str) -> None:
