@@ -23,6 +23,7 @@ class Sleeper:
     def __init__(self, connections: Connections) -> None:
         self.connections = connections
         self.wheel_slot = 0
+        self.reusable = False
         self.woken: list[float] = []
         self.done = asyncio.Event()
 

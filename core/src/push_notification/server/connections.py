@@ -31,6 +31,9 @@ log = logging.getLogger("push_notification.server.ingress")
 _MIN_RESERVE = 128
 #: At most one "connection cap reached" warning per this many seconds.
 _WARN_EVERY = 60.0
+#: Lost connections kept to serve new ones (their parser and state, reset): the http bridge
+#: opens a connection per Dovecot process, and a new one costs more than a reset.
+_SPARES = 32
 
 
 def connection_cap(wanted: int) -> int:
@@ -77,6 +80,9 @@ class Connections:
         self._wheel: dict[int, set[Http11]] = {}
         self._turned = 0
         self._turning: asyncio.TimerHandle | None = None
+        #: Lost connections ready to serve a new one (:attr:`Http11.reusable`), at most ``max_spares``.
+        self.spares: list[Http11] = []
+        self.max_spares = _SPARES
 
     def __len__(self) -> int:
         return len(self._open)
@@ -105,6 +111,9 @@ class Connections:
     def closed(self, connection: Http11) -> None:
         self._open.pop(connection, None)
         self._unschedule(connection)
+        if connection.reusable and len(self.spares) < self.max_spares:
+            connection.serve_again()
+            self.spares.append(connection)
         if not self._open and self._emptied is not None:
             self._emptied.set()
 
@@ -181,8 +190,10 @@ class IngressServer:
         loop = asyncio.get_running_loop()
         app, limits, connections = self.app, self.limits, self.connections
 
+        spares = connections.spares
+
         def connection() -> Http11:
-            return Http11(app, limits, connections)
+            return spares.pop() if spares else Http11(app, limits, connections)
 
         if isinstance(address, str):
             self._server = await loop.create_unix_server(connection, address)

@@ -212,6 +212,12 @@ class Http11(asyncio.Protocol):
         self._connections = connections
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
+        # Parsed requests waiting for their answer, in order.
+        self._pending: deque[tuple[Request, Handler, bool]] = deque()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of a connection not yet made: a new one's, and a spare's taken again."""
         self._transport: asyncio.Transport | None = None
         self._remote: str | None = None  # the peer's address, looked up when first named
         self._phase = _IDLE
@@ -229,9 +235,7 @@ class Http11(asyncio.Protocol):
         self._request: Request | None = None
         self._handler: Handler | None = None
         self._refusal: Response | None = None
-        # Parsed requests waiting for their answer, in order; the one being answered.
-        self._pending: deque[tuple[Request, Handler, bool]] = deque()
-        self._busy: tuple[Request, bool] | None = None
+        self._busy: tuple[Request, bool] | None = None  # the request being answered
         self._eof = False
         self._finish = False  # close once the requests in hand are answered (shutdown)
         self._write_paused = False
@@ -242,6 +246,15 @@ class Http11(asyncio.Protocol):
         self._woken_at = 0.0
         #: The wheel's slot holding this connection (0: none); the connection list's to keep.
         self.wheel_slot = 0
+        #: Lost between two requests of a keep-alive stream, all answered: the parser is at a
+        #: message boundary with nothing of this client in it, and no callback can reach this
+        #: object any more. The connection list may then keep it to serve another client.
+        self.reusable = True
+
+    def serve_again(self) -> None:
+        """Make this lost (``reusable``) connection the protocol of a new one."""
+        assert self.reusable and self._phase == _CLOSING
+        self._fresh()
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -315,6 +328,7 @@ class Http11(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._remote is None:
             self._remote = "a client that has gone"  # too late to look it up: for a line still to come
+        self.reusable = self.reusable and self._phase == _IDLE and self._busy is None and not self._pending
         self._phase = _CLOSING
         self._pending.clear()
         self._connections.closed(self)
@@ -323,6 +337,7 @@ class Http11(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._phase = _HEAD
+        self.reusable = False  # until the message ends well
         self._url = []
         self._headers = {}
         self._fields = 0
@@ -391,7 +406,8 @@ class Http11(asyncio.Protocol):
         request.body = body[0] if len(body) == 1 else b"".join(body)
         self._phase = _IDLE
         self._request = self._handler = None
-        self._pending.append((request, handler, self._parser.should_keep_alive() and not self._http10))
+        keep_alive = self.reusable = self._parser.should_keep_alive() and not self._http10
+        self._pending.append((request, handler, keep_alive))
 
     # -- answering --------------------------------------------------------------------
 
@@ -487,6 +503,7 @@ class Http11(asyncio.Protocol):
     def _linger(self) -> None:
         """Stop taking requests; drop what still comes for a moment, then close."""
         self._phase = _CLOSING
+        self.reusable = False
         self._pending.clear()
         transport = self._transport
         if transport is None or transport.is_closing():
