@@ -81,3 +81,16 @@ async def test_a_later_time_waits_for_the_wake_up_in_hand() -> None:
     connections.wake(sleeper, now + 10)  # type: ignore[arg-type]
     await asyncio.wait_for(sleeper.done.wait(), 5)
     assert len(sleeper.woken) == 1 and sleeper.woken[0] < now + 10
+
+
+async def test_the_timer_is_set_for_the_first_deadline_only_not_every_tick() -> None:
+    connections = Connections(10, tick=TICK)
+    idle, busy = Sleeper(connections), Sleeper(connections)
+    now = asyncio.get_running_loop().time()
+    connections.wake(idle, now + 60)  # type: ignore[arg-type]
+    assert connections._turning is not None and connections._turning.when() >= now + 60
+    connections.wake(busy, now + 0.02)  # type: ignore[arg-type]
+    assert connections._turning.when() < now + 1  # moved to the sooner deadline
+    await asyncio.wait_for(busy.done.wait(), 5)
+    assert connections._turning is not None and connections._turning.when() >= now + 60
+    idle.close()

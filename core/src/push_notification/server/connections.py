@@ -7,16 +7,17 @@ go first, a client that is sending stays. (Each connection's own deadlines are i
 
 Those deadlines are kept here, on one timer wheel for all connections, rather than with a loop
 timer per connection: arming, moving and cancelling a uvloop timer cost more than the rest of
-accepting a connection, and the bridge opens one per LMTP process. The wheel turns every
-:func:`wheel_tick` seconds (a quarter of the shortest timeout, at most 0.25 s) while any
-connection is open; a deadline is acted on at its tick, never before it and at most one tick
-after.
+accepting a connection. Deadlines fall into ticks of :func:`wheel_tick` seconds (a quarter of
+the shortest timeout, at most 0.25 s); one loop timer is set for the first tick holding any,
+so a deadline is acted on at its tick, never before it and at most one tick after, and an
+idle daemon is not woken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import resource
@@ -76,9 +77,11 @@ class Connections:
         self._evicted = 0
         self._warned = 0.0
         self._emptied: asyncio.Event | None = None
-        # The wheel: connections by the tick at which to look at them, and the ticks gone by.
+        # The wheel: connections by the tick (loop time / tick) at which to look at them; the
+        # ticks that hold any (a heap, with stale entries); the timer set for the first of them.
         self._wheel: dict[int, set[Http11]] = {}
-        self._turned = 0
+        self._slots: list[int] = []
+        self._armed = 0
         self._turning: asyncio.TimerHandle | None = None
         #: Lost connections ready to serve a new one (:attr:`Http11.reusable`), at most ``max_spares``.
         self.spares: list[Http11] = []
@@ -122,11 +125,7 @@ class Connections:
     def wake(self, connection: Http11, when: float) -> None:
         """Call ``connection.expired()`` at loop time ``when``, or within a tick after it,
         instead of any later call asked for before (an earlier one stays)."""
-        if self._turning is None:
-            loop = asyncio.get_running_loop()
-            self._turned = math.floor(loop.time() / self.tick)
-            self._turning = loop.call_at((self._turned + 1) * self.tick, self._turn)
-        slot = max(math.ceil(when / self.tick), self._turned + 1)
+        slot = math.ceil(when / self.tick)
         current = connection.wheel_slot
         if current:
             if current <= slot:
@@ -134,10 +133,13 @@ class Connections:
             self._unschedule(connection)
         connection.wheel_slot = slot
         due = self._wheel.get(slot)
-        if due is None:
-            self._wheel[slot] = {connection}
-        else:
+        if due is not None:
             due.add(connection)
+            return
+        self._wheel[slot] = {connection}
+        heapq.heappush(self._slots, slot)
+        if not self._armed or slot < self._armed:
+            self._arm(slot)
 
     def _unschedule(self, connection: Http11) -> None:
         slot, connection.wheel_slot = connection.wheel_slot, 0
@@ -145,23 +147,32 @@ class Connections:
         if due is not None:
             due.discard(connection)
             if not due:
-                del self._wheel[slot]
+                del self._wheel[slot]  # its entry in _slots goes when its time comes
+
+    def _arm(self, slot: int) -> None:
+        if self._turning is not None:
+            self._turning.cancel()
+        self._armed = slot
+        self._turning = asyncio.get_running_loop().call_at(slot * self.tick, self._turn)
 
     def _turn(self) -> None:
-        """One turn of the wheel: the connections whose tick has come are told so."""
-        loop = asyncio.get_running_loop()
-        now = math.floor(loop.time() / self.tick)
-        wheel = self._wheel
-        while self._turned < now:
-            self._turned += 1
-            for connection in wheel.pop(self._turned, ()):
+        """The connections whose tick has come are told so; the timer moves to the next tick
+        that holds any (none while nothing waits: an idle daemon is not woken)."""
+        self._turning, self._armed = None, 0
+        now = math.floor(asyncio.get_running_loop().time() / self.tick + 1e-6)
+        wheel, slots = self._wheel, self._slots
+        while slots and slots[0] <= now:
+            for connection in wheel.pop(heapq.heappop(slots), ()):
                 connection.wheel_slot = 0
                 try:
                     connection.expired()
-                except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the wheel
+                except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the others
                     log.error("ingress: a connection's deadline check failed: %s", exc)
                     connection.close()
-        self._turning = loop.call_at((now + 1) * self.tick, self._turn) if wheel else None
+        while slots and slots[0] not in wheel:
+            heapq.heappop(slots)  # left by connections that closed or asked for sooner
+        if slots and (not self._armed or slots[0] < self._armed):
+            self._arm(slots[0])
 
     async def finish(self, grace: float) -> None:
         """Close the idle connections; let the others answer what they were sent, for up to
