@@ -71,7 +71,8 @@ class IngressLimits:
 @dataclass(slots=True)
 class Request:
     """One request: ``headers`` by lower-case name (the first of repeated ones), the body whole;
-    ``origin`` the connection it came on."""
+    ``origin`` the connection it came on (read ``remote`` while answering: once answered, the
+    connection's object may serve another client)."""
 
     method: str
     path: str
