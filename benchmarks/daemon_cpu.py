@@ -10,7 +10,10 @@ transaction at a steady rate, in interleaved rounds of one run:
   http,  OX driver, sqlite queue      the ingress instead of the spool, one keep-alive connection
   http as the bridge, kept            the http bridge's exchange (dovecot_e2e.py's d): Dovecot's
                                       head with ``Expect: 100-continue``, the body only after the
-                                      100, on the connection its process keeps
+                                      100, on the connection its process keeps (on the wire, 4
+                                      LMTP connections x 25 deliveries made 5 TCP connections:
+                                      Dovecot's HTTP client pools them per process, across mail
+                                      users; 2.3.19's Lua set_payload always asks for the 100)
   http as the bridge, fresh           the same exchange on a new connection per notification,
                                       closed by the client once it read the 202 (a process that
                                       delivers one mail and exits)

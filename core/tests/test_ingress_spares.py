@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from push_notification.server.connections import IngressServer
 
-from .test_ingress_http import TXN, answers, port_of, post, start
+from .test_ingress_http import TXN, _whole_conversation, answers, port_of, post, start
 
 _DATE = re.compile(rb"Date: [^\r]*\r\n")
 _ID = re.compile(rb'"id": ?"[^"]*"')
@@ -27,14 +27,8 @@ _conversations = st.lists(st.lists(_pieces, min_size=1, max_size=4).map(b"".join
 
 
 async def conversation(server: IngressServer, data: bytes) -> bytes:
-    """All the server answers ``data`` with, the client half-closing after it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
-    writer.write(data)
-    writer.write_eof()
-    answer = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    await writer.wait_closed()
-    return _ID.sub(b'"id":"?"', _DATE.sub(b"", answer))
+    """All the server answers ``data`` with (the client half-closing after it), but its dates and ids."""
+    return _ID.sub(b'"id":"?"', _DATE.sub(b"", await _whole_conversation(server, data)))
 
 
 @pytest.fixture(scope="module")
