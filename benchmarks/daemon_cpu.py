@@ -7,7 +7,16 @@ transaction at a steady rate, in interleaved rounds of one run:
   spool, no-op driver, memory queue   the spool reader and the dispatcher alone
   spool, no-op driver, sqlite queue   + the durable queue
   spool, OX driver, sqlite queue      the default setup (benchmarks/dovecot_e2e.py's c)
-  http,  OX driver, sqlite queue      the ingress instead of the spool (dovecot_e2e.py's d)
+  http,  OX driver, sqlite queue      the ingress instead of the spool, one keep-alive connection
+  http as the bridge, kept            the http bridge's exchange (dovecot_e2e.py's d): Dovecot's
+                                      head with ``Expect: 100-continue``, the body only after the
+                                      100, on the connection its process keeps (on the wire, 4
+                                      LMTP connections x 25 deliveries made 5 TCP connections:
+                                      Dovecot's HTTP client pools them per process, across mail
+                                      users; 2.3.19's Lua set_payload always asks for the 100)
+  http as the bridge, fresh           the same exchange on a new connection per notification,
+                                      closed by the client once it read the 202 (a process that
+                                      delivers one mail and exits)
 
 plus the sink, a bare aiohttp server answering 200: its CPU per request is what one aiohttp
 request costs a server here (the ingress speaks HTTP/1.1 itself, on httptools: that is not
@@ -25,6 +34,7 @@ machine adds its own scheduling waits: compare rows of one run).
 from __future__ import annotations
 
 import argparse
+import email.utils
 import json
 import os
 import socket
@@ -33,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dovecot_e2e import OX_PATH, cpu_seconds, sink_arrivals, wait_for_sink
@@ -70,6 +80,17 @@ def transaction(name: str, number: int) -> dict[str, object]:
     }  # fmt: skip
 
 
+def bridge_head(port: int, length: int) -> bytes:
+    """The head Dovecot 2.3.19's HTTP client sends for the http bridge's POST, field for field
+    (as captured on the wire): its own fields first, the script's after them."""
+    date = email.utils.formatdate(usegmt=True)
+    return (
+        f"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nDate: {date}\r\n"
+        f"User-Agent: push-notification-bridge/1\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n"
+        f"Connection: Keep-Alive\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    ).encode()
+
+
 @dataclass
 class Variant:
     name: str  # letters and dashes only: the sink finds "bench-NAME-N" in request bodies
@@ -80,6 +101,8 @@ class Variant:
     directory: Path
     #: Source folders first on the daemon's PYTHONPATH (another revision's code), or none.
     code: tuple[Path, ...] = ()
+    #: For http: "keep-alive" (one request per write), "bridge" or "fresh" (Dovecot's exchange).
+    exchange: str = "keep-alive"
     daemon: DaemonProcess | None = None
     cpu: float = 0.0
     sent: int = 0
@@ -102,7 +125,8 @@ class Variant:
         source = f"spool_dir = {self.spool}\n" if self.transport == "spool" else f"ingress_token = {TOKEN}\n"
         config = daemon_config(self.directory, f"queue = {self.queue}\nlog_level = warning\n{source}{block}")
         self.daemon = DaemonProcess(config, pythonpath=[*self.code, NOOP_DRIVER_DIR]).start()
-        self.connection = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        if self.transport == "http" and self.exchange != "fresh":
+            self.connection = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
 
     def send(self, number: int) -> None:
         body = json.dumps(transaction(self.name, number), separators=(",", ":")).encode()
@@ -112,22 +136,39 @@ class Variant:
             os.rename(self.spool / "tmp" / name, self.spool / "new" / name)
             self._handed(number)
             return
-        assert self.connection is not None  # one keep-alive connection, as one Dovecot process
         self._handed(number)
-        self.connection.sendall(
-            b"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        if self.exchange == "keep-alive":
+            assert self.connection is not None
+            self.connection.sendall(
+                b"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            self._answer(self.connection, b"HTTP/1.1 202")
+            return
+        assert self.daemon is not None
+        connection = self.connection or socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        connection.sendall(bridge_head(self.daemon.port, len(body)))
+        self._answer(connection, b"HTTP/1.1 100")  # Dovecot 2.3 sends the body only after it
+        connection.sendall(body)
+        self._answer(connection, b"HTTP/1.1 202")
+        if connection is not self.connection:
+            connection.close()  # the client closes first, as Dovecot does at the end of its process
+
+    def _answer(self, connection: socket.socket, status: bytes) -> None:
+        """Read one response, which must begin with ``status``."""
         answer = b""
         while b"\r\n\r\n" not in answer:
-            answer += self.connection.recv(4096)
+            answer += connection.recv(4096)
         head, _, rest = answer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 202"):
+        if not head.startswith(status):
             raise SystemExit(f"{self.name}: ingress answered {head.splitlines()[0]!r}")
-        length = next(int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:")
+        if rest and status == b"HTTP/1.1 100":
+            raise SystemExit(f"{self.name}: the ingress answered before the body was sent: {rest[:80]!r}")
+        lengths = [int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:"]
+        length = lengths[0] if lengths else 0
         while len(rest) < length:
-            rest += self.connection.recv(4096)
+            rest += connection.recv(4096)
 
     def _handed(self, number: int) -> None:
         if self.handed is not None:
@@ -191,14 +232,19 @@ def main() -> None:
         ("spool-noop-sqlite", "spool, no-op driver, sqlite queue", "spool", "noop", "sqlite"),
         ("spool-ox-sqlite", "spool, OX driver, sqlite queue (default)", "spool", "ox", "sqlite"),
         ("http-ox-sqlite", "http ingress, OX driver, sqlite queue", "http", "ox", "sqlite"),
+        ("http-bridge-ox-sqlite", "http as the bridge, kept connection", "http", "ox", "sqlite", "bridge"),
+        ("http-fresh-ox-sqlite", "http as the bridge, fresh connections", "http", "ox", "sqlite", "fresh"),
     ]
     if args.only:
         setups = [setup for setup in setups if setup[0] in args.only.split(",")]
-    variants = [Variant(name, title, *rest, directory=work / name) for name, title, *rest in setups]
+    variants = [
+        Variant(name, title, transport, driver, queue, work / name, exchange=exchange[0] if exchange else "keep-alive")
+        for name, title, transport, driver, queue, *exchange in setups
+    ]
     if args.against:  # the same setups on the other revision's code, each beside its twin
         code = tuple(source_paths(args.against, work / "code"))
         twins = [
-            Variant(f"{v.name}-rev", f"  {args.against}", v.transport, v.driver, v.queue, work / f"{v.name}-rev", code)
+            replace(v, name=f"{v.name}-rev", title=f"  {args.against}", directory=work / f"{v.name}-rev", code=code)
             for v in variants
         ]
         variants = [v for pair in zip(variants, twins, strict=True) for v in pair]

@@ -122,6 +122,18 @@ async def test_expect_100_continue_is_answered_before_the_body(ingress: IngressS
     writer.close()
 
 
+async def test_no_100_continue_when_the_body_came_with_the_head(ingress: IngressServer) -> None:
+    ((status, _, _),) = await exchange(ingress, post(TXN, b"Expect: 100-continue"))
+    assert status == b"HTTP/1.1 202 Accepted"  # the first answer: no interim 100 before it
+
+
+async def test_a_log_line_names_the_client_address(ingress: IngressServer, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        ((status, _, _),) = await exchange(ingress, post(b'{"user": "alice"}'))
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert "rejected transaction from 127.0.0.1:" in caplog.text
+
+
 async def test_without_the_token_the_body_is_not_read_and_the_answer_is_401(ingress: IngressServer) -> None:
     ((status, headers, body),) = await exchange(ingress, post(TXN, b"Expect: 100-continue", token=b"wrong"))
     assert status.startswith(b"HTTP/1.1 401 ") and headers[b"www-authenticate"] == b"Bearer"

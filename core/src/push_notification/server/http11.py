@@ -70,14 +70,21 @@ class IngressLimits:
 
 @dataclass(slots=True)
 class Request:
-    """One request: ``headers`` by lower-case name (the first of repeated ones), the body whole."""
+    """One request: ``headers`` by lower-case name (the first of repeated ones), the body whole;
+    ``origin`` the connection it came on (read ``remote`` while answering: once answered, the
+    connection's object may serve another client)."""
 
     method: str
     path: str
     query: str
     headers: dict[bytes, bytes]
-    remote: str
+    origin: Http11 | None = None
     body: bytes = b""
+
+    @property
+    def remote(self) -> str:
+        """The client's address (for log lines)."""
+        return self.origin.remote if self.origin is not None else "a local client"
 
 
 class Response:
@@ -166,11 +173,13 @@ class Application(Protocol):
 
 
 class Connections(Protocol):
-    """Where the connections report in (:class:`~push_notification.server.connections.Connections`)."""
+    """Where the connections report in (:class:`~push_notification.server.connections.Connections`),
+    and what keeps their deadlines: ``wake`` calls :meth:`Http11.expired` at a loop time."""
 
     def opened(self, connection: Http11) -> None: ...
     def active(self, connection: Http11) -> None: ...
     def closed(self, connection: Http11) -> None: ...
+    def wake(self, connection: Http11, when: float) -> None: ...
 
 
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
@@ -204,8 +213,14 @@ class Http11(asyncio.Protocol):
         self._connections = connections
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
+        # Parsed requests waiting for their answer, in order.
+        self._pending: deque[tuple[Request, Handler, bool]] = deque()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of a connection not yet made: a new one's, and a spare's taken again."""
         self._transport: asyncio.Transport | None = None
-        self.remote = "a local client"
+        self._remote: str | None = None  # the peer's address, looked up when first named
         self._phase = _IDLE
         self._since = 0.0  # when the current head (or body) began
         self._head_bytes = 0
@@ -215,30 +230,46 @@ class Http11(asyncio.Protocol):
         self._fields = 0
         self._parsed_head = 0  # the request line's and header fields' bytes, as llhttp gives them
         self._http10 = False
+        self._continue = False  # the client waits for "100 Continue" before it sends the body
         self._body: list[bytes] = []
         self._size = 0
         self._request: Request | None = None
         self._handler: Handler | None = None
         self._refusal: Response | None = None
-        # Parsed requests waiting for their answer, in order; the one being answered.
-        self._pending: deque[tuple[Request, Handler, bool]] = deque()
-        self._busy: tuple[Request, bool] | None = None
+        self._busy: tuple[Request, bool] | None = None  # the request being answered
         self._eof = False
         self._finish = False  # close once the requests in hand are answered (shutdown)
         self._write_paused = False
         self._read_paused = False
-        # One timer per connection, moved lazily: it fires at or before ``_deadline``.
+        # When the current phase ends (a head, a body, idleness, a linger). The connection
+        # list's wheel wakes this connection at or before it: ``_woken_at``, moved lazily.
         self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._woken_at = 0.0
+        #: The wheel's slot holding this connection (0: none); the connection list's to keep.
+        self.wheel_slot = 0
+        #: Lost between two requests of a keep-alive stream, all answered: the parser is at a
+        #: message boundary with nothing of this client in it, and no callback can reach this
+        #: object any more. The connection list may then keep it to serve another client.
+        self.reusable = True
+
+    def serve_again(self) -> None:
+        """Make this lost (``reusable``) connection the protocol of a new one."""
+        assert self.reusable and self._phase == _CLOSING
+        self._fresh()
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
+    @property
+    def remote(self) -> str:
+        """The client's address, for log lines; looked up on first use (two system calls that
+        a request answered 202 never needs)."""
+        if self._remote is None:
+            peer = self._transport.get_extra_info("peername") if self._transport is not None else None
+            self._remote = str(peer[0]) if isinstance(peer, tuple) and peer else "a local client"
+        return self._remote
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            self.remote = str(peer[0])
         self._connections.opened(self)
         self._arm(self._loop.time() + IDLE_TIMEOUT)
 
@@ -275,6 +306,11 @@ class Http11(asyncio.Protocol):
         elif self._phase == _BODY:
             self._arm(self._since + self._limits.body_timeout)
         self._answer_next()
+        if self._continue:
+            # Asked for before the body, and only if none of it came with the head (RFC 9110 10.1.1).
+            self._continue = False
+            if self._phase == _BODY and not self._size and self._transport is not None:
+                self._transport.write(_CONTINUE)
 
     def eof_received(self) -> bool:
         if self._busy is not None or self._pending:
@@ -291,9 +327,9 @@ class Http11(asyncio.Protocol):
         self._reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._remote is None:
+            self._remote = "a client that has gone"  # too late to look it up: for a line still to come
+        self.reusable = self.reusable and self._phase == _IDLE and self._busy is None and not self._pending
         self._phase = _CLOSING
         self._pending.clear()
         self._connections.closed(self)
@@ -302,6 +338,7 @@ class Http11(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._phase = _HEAD
+        self.reusable = False  # until the message ends well
         self._url = []
         self._headers = {}
         self._fields = 0
@@ -315,10 +352,13 @@ class Http11(asyncio.Protocol):
         self._head_size(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields += 1
-        if self._fields > MAX_HEADERS:
+        # Runs for every header field of every request: the checks of _head_size, inlined.
+        fields = self._fields = self._fields + 1
+        size = self._parsed_head = self._parsed_head + len(name) + len(value)
+        if fields > MAX_HEADERS:
             self._stop(self._malformed(f"more than {MAX_HEADERS} header fields"))
-        self._head_size(len(name) + len(value))
+        if size > MAX_HEAD:
+            self._stop(self._too_large())
         self._headers.setdefault(name.lower(), value)
 
     def on_headers_complete(self) -> None:
@@ -337,7 +377,7 @@ class Http11(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, errors="surrogateescape")
         headers = self._headers
-        request = Request(self._parser.get_method().decode("ascii"), path, query, headers, self.remote)
+        request = Request(self._parser.get_method().decode("ascii"), path, query, headers, self)
         length = headers.get(b"content-length")
         routed = self._app.route(request)
         if isinstance(routed, Response):
@@ -350,8 +390,7 @@ class Http11(asyncio.Protocol):
                 self._stop(error(413, f"transaction of {int(length)} bytes is larger than the {max_body} allowed"
                                       " (ingress_max_body_size)", close=True))  # fmt: skip
             self._handler = routed
-            if headers.get(b"expect", b"").lower() == b"100-continue" and self._transport is not None:
-                self._transport.write(_CONTINUE)
+            self._continue = headers.get(b"expect", b"").lower() == b"100-continue"
         self._request = request
 
     def on_body(self, body: bytes) -> None:
@@ -368,7 +407,8 @@ class Http11(asyncio.Protocol):
         request.body = body[0] if len(body) == 1 else b"".join(body)
         self._phase = _IDLE
         self._request = self._handler = None
-        self._pending.append((request, handler, self._parser.should_keep_alive() and not self._http10))
+        keep_alive = self.reusable = self._parser.should_keep_alive() and not self._http10
+        self._pending.append((request, handler, keep_alive))
 
     # -- answering --------------------------------------------------------------------
 
@@ -447,7 +487,7 @@ class Http11(asyncio.Protocol):
         """The request being parsed, for a log line (what is known of it)."""
         if self._request is not None:
             return self._request
-        return Request(self._parser.get_method().decode("ascii", "replace"), "?", "", {}, self.remote)
+        return Request(self._parser.get_method().decode("ascii", "replace"), "?", "", {}, self)
 
     def _head_size(self, size: int) -> None:
         self._parsed_head += size
@@ -464,6 +504,7 @@ class Http11(asyncio.Protocol):
     def _linger(self) -> None:
         """Stop taking requests; drop what still comes for a moment, then close."""
         self._phase = _CLOSING
+        self.reusable = False
         self._pending.clear()
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -492,14 +533,15 @@ class Http11(asyncio.Protocol):
 
     def _arm(self, when: float) -> None:
         self._deadline = when
-        if self._timer is None or self._timer_at > when:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_at(when, self._expired)
-            self._timer_at = when
+        if not self.wheel_slot or self._woken_at > when:
+            self._woken_at = when
+            self._connections.wake(self, when)
 
-    def _expired(self) -> None:
-        self._timer = None
+    def expired(self) -> None:
+        """The wheel's call, at or after the time this connection asked for: act on the
+        deadline that has passed, or ask again for the one that has not."""
+        if self._phase == _CLOSING and (self._transport is None or self._transport.is_closing()):
+            return  # closed meanwhile: connection_lost follows
         if self._busy is not None or self._pending:
             self._arm(self._loop.time() + IDLE_TIMEOUT)  # answering: the client waits for us
             return

@@ -19,6 +19,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
+
 from push_notification.config.daemon import parse_listen
 from push_notification.config.ingress_address import TRANSACTIONS_PATH
 from push_notification.devices.http import DEVICES_PATH, DeviceRoutes, Reply
@@ -154,13 +156,21 @@ def _queued(answer: Later, txn: Transaction, refused: BaseException | None) -> N
     """202 once the queue holds ``txn``; 503 with Retry-After when it is full; anything else
     as http11 answers a handler's failure (a 500; a cancelled put closes the connection)."""
     if refused is None:
-        answer.give(Response(202, b'{"id":' + json.dumps(txn.id).encode() + b"}"))
+        answer.give(Response(202, b'{"id":%s}' % _json_string(txn.id)))
     elif isinstance(refused, QueueFull):
         log.warning("ingress: busy, answering 503: %s", refused)
         retry_after = str(max(1, round(refused.retry_after)))
         answer.give(error(503, f"busy: {refused}; retry later", ("Retry-After", retry_after)))
     else:
         answer.give(refused)
+
+
+def _json_string(text: str) -> bytes:
+    """``text`` as a JSON string: orjson's, or Python's for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(text)
+    except TypeError:
+        return json.dumps(text).encode()
 
 
 def _reply(reply: Reply) -> Response:
