@@ -74,8 +74,6 @@ def reason_of(raw: bytes, interim: bool) -> str:
     answer's head, when ``interim``)."""
     if interim:
         return _HeadReader(raw).reason.decode("utf-8", "surrogateescape")
-    if raw.startswith(_OK_LINE):
-        return "OK"
     line = raw[: raw.find(b"\n")]
     reason = _REASONS.get(line)
     if reason is None:
@@ -137,7 +135,6 @@ class Connection(asyncio.Protocol):
         "_head_done",
         "_head_only",
         "_interim",
-        "_keep_alive",
         "_raw",
         "_request_close",
         "_status",
@@ -174,7 +171,6 @@ class Connection(asyncio.Protocol):
         self._head_done = False
         #: Whether an interim answer came before the final one.
         self._interim = False
-        self._keep_alive = False
         self._body: bytes | bytearray = b""
         self._body_size = 0
 
@@ -256,9 +252,8 @@ class Connection(asyncio.Protocol):
             return
         self._status = status
         self._head_done = True
-        self._keep_alive = self.parser.should_keep_alive()
         if self._head_only:  # the parser cannot be told a HEAD answer has no body
-            self._answer(reusable=False)
+            self._answer(False)
             self.close()
             raise _Stop
 
@@ -274,25 +269,29 @@ class Connection(asyncio.Protocol):
                 body = self._body = bytearray(body)
             body += chunk
         if size > MAX_BODY:
-            self._answer(reusable=False)
+            self._answer(False)
             self.close()
             raise _Stop
 
     def on_message_complete(self) -> None:
         if not self._head_done:  # an interim answer: the final one follows
             return
-        self._answer(reusable=self._keep_alive and not self._request_close)
+        self._answer(not self._request_close and self.parser.should_keep_alive())
 
     # ------------------------------------------------------------ outcomes
 
-    def _answer(self, *, reusable: bool) -> None:
+    def _answer(self, reusable: bool) -> None:
+        """Settle the exchange with the answer read; ``reusable``: the connection may serve again."""
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
         self.reusable = reusable and self.open
-        body = self._body if isinstance(self._body, bytes) else bytes(self._body)
+        body = self._body
+        if type(body) is not bytes:
+            body = bytes(body)
         raw = self._raw
-        waiter.set_result(HttpResponse(self._status, reason_of(raw, self._interim), AnswerHeaders(raw), body))
+        reason = "OK" if raw.startswith(_OK_LINE) and not self._interim else reason_of(raw, self._interim)
+        waiter.set_result(HttpResponse(self._status, reason, AnswerHeaders(raw), body))
 
     def _fail(self, error: TransportError) -> None:
         waiter = self.waiter
@@ -307,7 +306,7 @@ class Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         if self._head_done and self._runs_to_eof():
-            self._answer(reusable=False)
+            self._answer(False)
             return
         when = "in the middle of the answer" if self.answered else "before answering"
         self._fail(TransportError("lost", f"Connection lost: the server closed the connection {when}"))
