@@ -13,6 +13,13 @@ printed are the best run of each, the median ratio of runs of the same round, an
 per request. Target: ox >= 90 % of bare.
 
     python benchmarks/ox.py [--requests 1000] [--rounds 12]
+    python benchmarks/ox.py --instructions [--requests 400]   # callgrind: instructions per
+                                                               # notification through the driver
+
+``--instructions`` runs the OX driver (begin_txn, message_new, end_txn: payload, METADATA,
+sender, transport) under ``valgrind --tool=callgrind`` for N and 2N transactions and prints
+the difference per transaction, building the transactions subtracted: a count that a loaded
+machine does not blur, for before/after comparisons of the driver's and the client's code.
 """
 
 from __future__ import annotations
@@ -23,15 +30,22 @@ import base64
 import email.utils
 import gc
 import multiprocessing
+import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from push_notification import DriverContext, MessageNew, Transaction, hookimpl
 from push_notification.server.metadata import MetadataStore
+from push_notification.settings import Settings
 from push_notification.testing import DriverHarness, make_event, make_transaction
 from push_notification.testing.net import free_port
 from push_notification.transaction import OX_METADATA_KEY
@@ -188,6 +202,51 @@ async def floor_loop(url: str, bodies: list[bytes], txns: list[Transaction]) -> 
     return measured
 
 
+async def instructions_child(url: str, count: int, mode: str) -> None:
+    """What ``--instructions`` counts: ``count`` transactions built (``build``) or built and
+    delivered through the OX driver's hooks (``ox``), after 100 to warm up."""
+    store = MetadataStore()
+    store.set("alice", OX_METADATA_KEY, "user=11@3")
+    settings = {"url": url.replace("http://", "http://login:pass@")}
+    driver = OxDriver(DriverContext("ox", "ox", Settings.from_dict("ox", settings), metadata=store))
+    await driver.driver_init()
+
+    async def deliver(txns: list[Transaction]) -> None:
+        for txn in txns:
+            if mode == "ox" and driver.begin_txn(txn):
+                for event in txn.events:
+                    driver.message_new(txn, event)  # type: ignore[arg-type]
+                await driver.end_txn(txn, True)
+
+    await deliver(transactions(100))
+    txns = transactions(count)
+    gc.collect()
+    await deliver(txns)
+    await driver.driver_deinit()
+
+
+def count_instructions(url: str, count: int) -> float:
+    """Instructions per delivered transaction: callgrind totals for N and 2N, each less the
+    same run building its transactions only."""
+
+    def total(mode: str, n: int) -> int:
+        with tempfile.NamedTemporaryFile(prefix="pn-ox-callgrind-") as out:
+            command = [sys.executable, __file__, "--child", url, str(n), mode]
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}", *command],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+            )
+            found = re.search(rb"^(?:summary|totals):\s*(\d+)", Path(out.name).read_bytes(), re.M)
+            assert found is not None, "callgrind wrote no total"
+            return int(found.group(1))
+
+    delivered = total("ox", 2 * count) - total("ox", count)
+    built = total("build", 2 * count) - total("build", count)
+    return (delivered - built) / count
+
+
 Loop = Callable[[str, list[bytes], list[Transaction]], Awaitable[Measured]]
 CONTENDERS: dict[str, Loop] = {"bare": bare_loop, "ox": ox_loop, "floor": floor_loop}
 
@@ -196,7 +255,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        import uvloop
+
+        url, count, mode = args.child
+        uvloop.run(instructions_child(url, int(count), mode))
+        return
 
     port = free_port()
     ready = multiprocessing.Event()
@@ -207,6 +274,10 @@ def main() -> None:
         if not ready.wait(10):
             raise SystemExit("sink did not start")
         url = f"http://127.0.0.1:{port}{PATH}"
+        if args.instructions:
+            count = min(args.requests, 1000)
+            print(f"OX driver: {count_instructions(url, count):,.0f} instructions per notification (callgrind)")
+            return
 
         async def run(name: str, count: int) -> Measured:
             # Fresh transactions each run (drivers' cached per-transaction work must not carry

@@ -285,6 +285,50 @@ async def test_interim_answers_are_skipped_and_headers_are_case_insensitive() ->
     assert "Link" not in response.headers
 
 
+async def test_reason_and_headers_are_the_servers_own_even_split_across_reads() -> None:
+    answers = [
+        [b"HTTP/1.1 2", b"02 Accepted For Later\r\nX-Req", b"uest-Id: a1\r\nContent-Length: 0\r\n\r\n"],
+        [b"HTTP/1.1 202 Taken\r\nX-Request-Id: b2\r\nX-Request-Id: b3\r\nContent-Length: 2\r\n\r\nok"],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+        [b"HTTP/1.1 200 Fine\r\nContent-Length: 0\r\n\r\n"],
+    ]
+
+    async def piecemeal(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for pieces in answers:
+            await read_request(reader)
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.01)  # each piece its own read
+
+    async with scripted(piecemeal) as server, transport() as client:
+        got = [await client.request(HttpRequest("POST", server.url, b"x")) for _ in answers]
+    assert [(r.status, r.reason) for r in got] == [
+        (202, "Accepted For Later"),
+        (202, "Taken"),
+        (200, "OK"),
+        (200, "Fine"),
+    ]
+    assert got[0].headers["x-request-id"] == "a1" and len(got[0].headers) == 2
+    assert got[1].headers.getall("X-Request-Id") == ["b2", "b3"] and got[1].body == b"ok"  # type: ignore[attr-defined]
+    assert dict(got[2].headers) == {"Content-Length": "0"} and server.connections == 1
+
+
+async def test_a_headers_mapping_changed_between_requests_sends_its_new_values() -> None:
+    sent: list[bytes] = []
+    headers = {"X-Token": "first"}
+    async with scripted(recording(sent)) as server, transport() as client:
+        await client.request(HttpRequest("PUT", server.url, b"{}", headers))
+        headers["X-Token"] = "second"
+        await client.request(HttpRequest("PUT", server.url, b"{}", headers))
+        headers["X-Extra"] = "1"
+        await client.request(HttpRequest("PUT", server.url, b"{}", headers))
+        await client.request(HttpRequest("PUT", server.url, b"", headers))
+    assert b"X-Token: first\r\n" in sent[0] and b"X-Token: second\r\n" in sent[1] and b"X-Extra" not in sent[1]
+    assert b"X-Token: second\r\nX-Extra: 1\r\n" in sent[2] and sent[2].endswith(b"Content-Length: 2\r\n\r\n{}")
+    assert sent[3].endswith(b"Content-Length: 0\r\n\r\n") and b"Content-Type" not in sent[3]
+
+
 async def test_a_body_beyond_the_cap_is_cut_and_its_connection_dropped(peer: tuple[Peer, str]) -> None:
     endpoint, base = peer
     async with transport() as client:

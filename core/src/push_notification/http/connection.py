@@ -8,11 +8,18 @@ last chunk, or, with neither, when the server closes the connection. Interim ans
 Continue``, ``103 Early Hints``) are skipped. A body beyond :data:`MAX_BODY` is cut there and
 the connection dropped: the status is what a sender acts on, and memory stays bounded; a head
 beyond :data:`MAX_HEAD` is refused.
+
+The parser gets no ``on_status`` nor ``on_header`` callback: llhttp frames the answer and
+tells keep-alive by itself, and a 2xx's headers are read by no one, so calling into Python
+for each of them (a bytes object per name and value, a call per header: some 8k instructions
+an answer) bought nothing. The bytes of the head are kept instead; the reason phrase comes
+from the status line, and the headers are parsed from those bytes when first looked at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
 import httptools
@@ -26,22 +33,75 @@ MAX_BODY = 1024 * 1024
 MAX_HEAD = 64 * 1024
 
 
+class _Stop(Exception):
+    """Stops the parser inside a callback: the exchange was settled, or enough was read."""
+
+
+class _HeadReader:
+    """Reads the final answer's reason phrase and headers from the bytes of a head that
+    parsed once already (so it cannot fail), skipping interim answers."""
+
+    __slots__ = ("headers", "parser", "reason")
+
+    def __init__(self, raw: bytes) -> None:
+        self.reason = b""
+        #: Names and values, alternating.
+        self.headers: list[bytes] = []
+        self.parser = httptools.HttpResponseParser(self)
+        with contextlib.suppress(httptools.HttpParserError):  # stopped at the final head
+            self.parser.feed_data(raw)
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers += (name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() >= 200:
+            raise _Stop
+        self.reason, self.headers = b"", []  # an interim answer's: the final one follows
+
+
+#: Reason phrases by status line (``HTTP/1.1 200 OK``): a server answers with a few.
+_REASONS: dict[bytes, str] = {}
+_REASONS_SIZE = 64
+_OK_LINE = b"HTTP/1.1 200 OK\r\n"
+
+
+def reason_of(raw: bytes, interim: bool) -> str:
+    """The reason phrase of the final answer whose head starts ``raw`` (after an interim
+    answer's head, when ``interim``)."""
+    if interim:
+        return _HeadReader(raw).reason.decode("utf-8", "surrogateescape")
+    line = raw[: raw.find(b"\n")]
+    reason = _REASONS.get(line)
+    if reason is None:
+        reason = _HeadReader(raw).reason.decode("utf-8", "surrogateescape")
+        if len(_REASONS) >= _REASONS_SIZE:
+            _REASONS.clear()
+        _REASONS[line] = reason
+    return reason
+
+
 class AnswerHeaders(Mapping[str, str]):
-    """An answer's headers, case-insensitive; decoded at the first look, since most answers
-    (a 2xx) are never looked at. Repeated names keep every value (``getall``)."""
+    """An answer's headers, case-insensitive; parsed from the head's bytes at the first look,
+    since most answers (a 2xx) are never looked at. Repeated names keep every value (``getall``)."""
 
     __slots__ = ("_decoded", "_raw")
 
-    def __init__(self, raw: list[bytes]) -> None:
+    def __init__(self, raw: bytes) -> None:
+        #: The bytes that came until the head was complete (interim heads and some body too).
         self._raw = raw
         self._decoded: CIMultiDictProxy[str] | None = None
 
     def _headers(self) -> CIMultiDictProxy[str]:
         if self._decoded is None:
+            raw = _HeadReader(self._raw).headers
             self._decoded = CIMultiDictProxy(
                 CIMultiDict(
                     (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-                    for name, value in zip(self._raw[::2], self._raw[1::2], strict=True)
+                    for name, value in zip(raw[::2], raw[1::2], strict=True)
                 )
             )
         return self._decoded
@@ -53,7 +113,7 @@ class AnswerHeaders(Mapping[str, str]):
         return iter(self._headers())
 
     def __len__(self) -> int:
-        return len(self._raw) // 2
+        return len(self._headers())
 
     def getall(self, name: str) -> list[str]:
         """Every value of ``name`` (``Set-Cookie``, ``Link``)."""
@@ -61,10 +121,6 @@ class AnswerHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"<AnswerHeaders {dict(self._headers())!r}>"
-
-
-class _Stop(Exception):
-    """Stops the parser inside a callback; the exchange has been settled already."""
 
 
 class Connection(asyncio.Protocol):
@@ -76,11 +132,10 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
+        "_head_done",
         "_head_only",
-        "_head_size",
-        "_headers",
-        "_keep_alive",
-        "_reason",
+        "_interim",
+        "_raw",
         "_request_close",
         "_status",
         "answered",
@@ -111,11 +166,11 @@ class Connection(asyncio.Protocol):
         self._request_close = False
         self._head_only = False
         self._status = 0
-        self._reason = b""
-        #: Names and values, alternating (no tuple per header for the garbage collector to count).
-        self._headers: list[bytes] = []
-        self._head_size = 0
-        self._keep_alive = False
+        #: What came of the answer until its head was complete (see :class:`AnswerHeaders`).
+        self._raw = b""
+        self._head_done = False
+        #: Whether an interim answer came before the final one.
+        self._interim = False
         self._body: bytes | bytearray = b""
         self._body_size = 0
 
@@ -127,12 +182,11 @@ class Connection(asyncio.Protocol):
         the server to close the connection after answering."""
         waiter = self.loop.create_future()
         self.waiter = waiter
-        self.reusable = self.answered = self._keep_alive = False
+        self.reusable = self.answered = self._head_done = self._interim = False
         self._head_only, self._request_close = head_only, close
-        self._status, self._reason, self._head_size, self._body_size = 0, b"", 0, 0
-        self._headers, self._body = [], b""
-        assert self.transport is not None
-        self.transport.write(data)
+        self._status = self._body_size = 0
+        self._raw = self._body = b""
+        self.transport.write(data)  # type: ignore[union-attr]  # set once connected
         return waiter
 
     def close(self) -> None:
@@ -157,6 +211,9 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self.answered = True
+        head_done = self._head_done
+        if not head_done:
+            self._raw = data if not self._raw else self._raw + data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -170,10 +227,8 @@ class Connection(asyncio.Protocol):
             reason = str(exc) or type(exc).__name__
             self._fail(TransportError("lost", f"Connection lost: the answer is not valid HTTP ({reason})"))
             return
-        if self._status < 200:  # the head is still coming: what came so far is all head
-            self._head_size += len(data)
-            if self._head_size > MAX_HEAD:
-                self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
+        if not head_done and not self._head_done and len(self._raw) > MAX_HEAD:  # the head is still coming
+            self._fail(TransportError("lost", f"Connection lost: the answer's head exceeds {MAX_HEAD // 1024} KiB"))
 
     def eof_received(self) -> bool:
         self.open = False
@@ -190,21 +245,15 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------ httptools callbacks
 
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason  # a status line split across reads comes in pieces
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append(name)
-        headers.append(value)
-
     def on_headers_complete(self) -> None:
-        self._status = status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
         if status < 200:
+            self._interim = True
             return
-        self._keep_alive = self.parser.should_keep_alive()
+        self._status = status
+        self._head_done = True
         if self._head_only:  # the parser cannot be told a HEAD answer has no body
-            self._answer(reusable=False)
+            self._answer(False)
             self.close()
             raise _Stop
 
@@ -220,26 +269,29 @@ class Connection(asyncio.Protocol):
                 body = self._body = bytearray(body)
             body += chunk
         if size > MAX_BODY:
-            self._answer(reusable=False)
+            self._answer(False)
             self.close()
             raise _Stop
 
     def on_message_complete(self) -> None:
-        if self._status < 200:  # an interim answer: the final one follows
-            self._status, self._reason, self._headers, self._head_size = 0, b"", [], 0
+        if not self._head_done:  # an interim answer: the final one follows
             return
-        self._answer(reusable=self._keep_alive and not self._request_close)
+        self._answer(not self._request_close and self.parser.should_keep_alive())
 
     # ------------------------------------------------------------ outcomes
 
-    def _answer(self, *, reusable: bool) -> None:
+    def _answer(self, reusable: bool) -> None:
+        """Settle the exchange with the answer read; ``reusable``: the connection may serve again."""
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
         self.reusable = reusable and self.open
-        body = self._body if isinstance(self._body, bytes) else bytes(self._body)
-        reason = self._reason.decode("utf-8", "surrogateescape")
-        waiter.set_result(HttpResponse(self._status, reason, AnswerHeaders(self._headers), body))
+        body = self._body
+        if type(body) is not bytes:
+            body = bytes(body)
+        raw = self._raw
+        reason = "OK" if raw.startswith(_OK_LINE) and not self._interim else reason_of(raw, self._interim)
+        waiter.set_result(HttpResponse(self._status, reason, AnswerHeaders(raw), body))
 
     def _fail(self, error: TransportError) -> None:
         waiter = self.waiter
@@ -253,15 +305,16 @@ class Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self._status >= 200 and self._runs_to_eof():
-            self._answer(reusable=False)
+        if self._head_done and self._runs_to_eof():
+            self._answer(False)
             return
         when = "in the middle of the answer" if self.answered else "before answering"
         self._fail(TransportError("lost", f"Connection lost: the server closed the connection {when}"))
 
     def _runs_to_eof(self) -> bool:
         """Whether the answer's body ends with the connection (neither a length nor chunks)."""
-        for name, value in zip(self._headers[::2], self._headers[1::2], strict=True):
+        headers = _HeadReader(self._raw).headers
+        for name, value in zip(headers[::2], headers[1::2], strict=True):
             lower = name.lower()
             if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False

@@ -48,12 +48,12 @@ class OriginPool:
         self._addresses: list[tuple[int, str]] = []
         self._resolved_until = 0.0
 
-    def take_idle(self) -> Connection | None:
-        """An idle connection fit for a request, if there is one (no waiting)."""
+    def take_idle(self, now: float) -> Connection | None:
+        """An idle connection fit for a request at loop time ``now``, if there is one (no waiting)."""
         idle = self.idle
         while idle:
             connection = idle.pop()
-            if connection.open and self.loop.time() - connection.idle_since < KEEPALIVE:
+            if connection.open and now - connection.idle_since < KEEPALIVE:
                 return connection
             self._drop(connection)
         return None

@@ -80,12 +80,16 @@ class Http1Transport:
         self._loop = None
 
     async def request(self, request: HttpRequest) -> HttpResponse:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        loop = self._loop
+        # A loop that is running is the one running here (one per thread); asking asyncio
+        # which loop runs costs a getpid() system call per request on Python 3.11.
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
             await self._bind(loop)
         deadlines = self._deadlines
         assert deadlines is not None
-        deadline = loop.time() + self.settings.request_timeout
+        now = loop.time()
+        deadline = now + self.settings.request_timeout
         method, url = request.method, request.url
         target = self._target
         if url is not self._url or target is None:  # identity: URLs and strings are immutable
@@ -97,7 +101,7 @@ class Http1Transport:
             pool = self._pools[target.origin] = self._new_pool(loop, target.origin)
         may_repeat = method in IDEMPOTENT
         while True:
-            connection = pool.take_idle()
+            connection = pool.take_idle(now)
             reused = connection is not None
             if connection is None:
                 connection, reused = await self._connection(pool, deadline, deadlines)
@@ -109,6 +113,7 @@ class Http1Transport:
                 pool.release(connection)
                 if reused and may_repeat and not connection.answered:
                     may_repeat = False
+                    now = loop.time()
                     continue
                 raise
             except TimeoutError:
@@ -124,6 +129,8 @@ class Http1Transport:
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Use ``loop``: connections made on another one (a test's) are of no use on it."""
+        if loop is self._loop:
+            return
         await self.close()
         self._loop = loop
         self._deadlines = Deadlines(loop)

@@ -88,6 +88,9 @@ _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: How many distinct heads a transport keeps written (a driver sends the same few headers).
 HEAD_CACHE_SIZE = 256
+#: ``Content-Length`` lines by length (one ``%`` formatting cost more than the rest of a head).
+_ENDS: dict[int, bytes] = {}
+ENDS_CACHE_SIZE = 4096
 
 
 class RequestHeads:
@@ -106,36 +109,66 @@ class RequestHeads:
         #: Head bytes up to the ``Date`` line, whether the request asks to close, whether a
         #: ``Date`` line follows.
         self._cache: dict[tuple[object, ...], tuple[bytes, bool, bool]] = {}
-        self._second = -1
+        #: The last head written and what it was written for (its headers as an object and
+        #: as a copy): a driver sends one request again and again, and comparing its headers
+        #: with the copy costs a tenth of making a key and looking it up.
+        self._last: tuple[bytes, bool, bool] = (b"", False, False)
+        self._last_method = ""
+        self._last_target: Target | None = None
+        self._last_headers: Mapping[str, str] | None = None
+        self._last_copy: dict[str, str] = {}
+        self._last_has_body = False
+        #: The ``Date`` line, and the wall-clock second it is for.
         self._date_line = b""
+        self._date_from = self._date_until = 0.0
 
     def message(self, method: str, target: Target, headers: Mapping[str, str], body: bytes) -> tuple[bytes, bool]:
         """The request's bytes, head and body, and whether it asks to close the connection
         after its answer. A line break in a header is a ``request`` :class:`TransportError`:
         it would forge headers."""
-        # Keys and values as they are: no tuple per header, which the garbage collector counts.
-        key = (method, target, not body, *headers.keys(), *headers.values())
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._write(method, target, headers, bool(body))
-            if len(self._cache) >= HEAD_CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = cached
-        head, close, dated = cached
-        if body or method not in _BODILESS:
-            end = b"Content-Length: %d\r\n\r\n" % len(body)
+        has_body = bool(body)
+        if (
+            target is self._last_target
+            and headers is self._last_headers
+            and has_body is self._last_has_body
+            and method == self._last_method
+            and self._last_copy == headers  # the same object, but a dict may have changed since
+        ):
+            head, close, dated = self._last
+        else:
+            head, close, dated = self._last = self._head(method, target, headers, has_body)
+            self._last_method, self._last_target, self._last_has_body = method, target, has_body
+            self._last_headers, self._last_copy = headers, dict(headers)
+        if has_body or method not in _BODILESS:
+            length = len(body)
+            end = _ENDS.get(length)
+            if end is None:
+                if len(_ENDS) >= ENDS_CACHE_SIZE:
+                    _ENDS.clear()
+                end = _ENDS[length] = b"Content-Length: %d\r\n\r\n" % length
         else:
             end = b"\r\n"
         if dated:
-            return b"".join((head, self._date(), end, body)), close
-        return b"".join((head, end, body)), close
+            now = time.time()
+            if not self._date_from <= now < self._date_until:  # a new second, or the clock set back
+                second = int(now)
+                self._date_from, self._date_until = second, second + 1
+                self._date_line = f"Date: {email.utils.formatdate(second, usegmt=True)}\r\n".encode()
+            return head + self._date_line + end + body, close
+        return head + end + body, close
 
-    def _date(self) -> bytes:
-        second = int(time.time())
-        if second != self._second:  # also when the clock was set back
-            self._second = second
-            self._date_line = f"Date: {email.utils.formatdate(second, usegmt=True)}\r\n".encode()
-        return self._date_line
+    def _head(
+        self, method: str, target: Target, headers: Mapping[str, str], has_body: bool
+    ) -> tuple[bytes, bool, bool]:
+        # Keys and values as they are: no tuple per header, which the garbage collector counts.
+        key = (method, target, has_body, *headers.keys(), *headers.values())
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._write(method, target, headers, has_body)
+            if len(self._cache) >= HEAD_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = cached
+        return cached
 
     def _write(
         self, method: str, target: Target, headers: Mapping[str, str], has_body: bool
