@@ -1,7 +1,7 @@
 """``push-notification new-driver``: a generated driver installs, is found and works.
 
-The end-to-end test builds a fresh venv with the core from this checkout and the generated
-project, as a driver author would, and runs the generated tests there.
+The end-to-end tests build a fresh venv (one for the module) with the core from this checkout
+and install generated projects into it, as a driver author would, and run the generated tests there.
 """
 
 from __future__ import annotations
@@ -87,22 +87,30 @@ def _wait_for(path: Path, timeout: float = 10.0) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def _fresh_venv(tmp_path: Path) -> tuple[str, str, list[str], dict[str, str]]:
-    """A venv with the core from this checkout: its python, its CLI, ``pip install`` and the env."""
-    env_dir = tmp_path / "venv"
+FreshVenv = tuple[str, str, list[str], dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
+    """A venv with the core from this checkout: its python, its CLI, ``pip install`` and the env.
+
+    One per module: creating it and installing the core is most of these tests' time. Each
+    test installs drivers of its own names into it, and none depends on another's being absent.
+    """
+    env_dir = tmp_path_factory.mktemp("scaffold") / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     python, cli = str(bin_dir / "python"), str(bin_dir / "push-notification")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run([*pip, str(CORE)], tmp_path, env)
+    _run([*pip, str(CORE)], env_dir.parent, env)
     return python, cli, pip, env
 
 
-def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path) -> None:
+def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path, fresh_venv: FreshVenv) -> None:
     started = time.monotonic()
-    python, cli, pip, env = _fresh_venv(tmp_path)
+    python, cli, pip, env = fresh_venv
 
     project = tmp_path / "push-notification-matrix"
     if HAS_NEW_DRIVER:
@@ -134,15 +142,17 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
         lines = _wait_for(out)
     assert lines == '{"user": "bob", "mailbox": "INBOX", "uid": 5, "from": null, "subject": "Hi"}\n'
     print(
-        f"\nscaffold end-to-end: venv+install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",
+        f"\nscaffold end-to-end: driver install {installed - started:.1f}s, total {time.monotonic() - started:.1f}s",
         file=sys.stderr,
     )
 
 
-def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(tmp_path: Path) -> None:
+def test_a_driver_installed_editable_while_the_daemon_runs_is_found_on_reload(
+    tmp_path: Path, fresh_venv: FreshVenv
+) -> None:
     """``pip install -e`` puts the driver's source on sys.path through a ``.pth`` file, which
     Python reads only at start-up: SIGHUP re-reads new ones, so no restart is needed."""
-    _, cli, pip, env = _fresh_venv(tmp_path)
+    _, cli, pip, env = fresh_venv
     for name in ("first", "later"):
         _run([cli, "new-driver", name, "--dir", str(tmp_path / name)], tmp_path, env)
     _run([*pip, "-e", "."], tmp_path / "first", env)

@@ -184,12 +184,18 @@ def recording_server(status: int = 202, delay: float = 0.0) -> Iterator[Recordin
     async def serve() -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", server._handle)
-        runner = web.AppRunner(app, access_log=None)
+        # At the end, a request still held by ``delay`` is cut off (it was recorded when it
+        # came) rather than waited for: its client, Dovecot's bridge, gave up long before.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", server.port).start()
         ready.set()
         await stop.wait()
         await runner.cleanup()
+        held = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()

@@ -45,7 +45,7 @@ def test_the_readme_set_up_command_serves_and_a_send_reaches_dlog(debian: StockD
     debian.start(f"{set_up} --listen 127.0.0.1:{port}")
 
     came_up = wait_until(lambda: healthz(url) is not None or debian.proc is None or debian.proc.poll() is not None,
-                         INSTALL_TIMEOUT, interval=0.5)  # fmt: skip
+                         INSTALL_TIMEOUT, interval=0.1)  # fmt: skip
     assert came_up and healthz(url) is not None, f"the daemon did not come up:\n{debian.output()[-4000:]}"
     health = healthz(url)
     assert health is not None and health["status"] == "ok" and "dlog" in health["instances"]  # type: ignore[operator]

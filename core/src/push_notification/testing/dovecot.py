@@ -337,10 +337,13 @@ service lmtp {{
         )
         log.close()
         self.pid = self._process.pid
-        ports = [self.imap_port, self.lmtp_port] + [p for p in (self.doveadm_port, self.pop3_port) if p]
+        # IMAP, LMTP and POP3 wait for their greeting: the master listens at once, but a
+        # process still starting when SIGTERM comes holds up Dovecot's shutdown for seconds.
+        greeted = [self.imap_port, self.lmtp_port] + ([self.pop3_port] if self.pop3_port else [])
+        ports = [*greeted, *([self.doveadm_port] if self.doveadm_port else [])]
         deadline = time.monotonic() + self.start_timeout
         for port in ports:
-            while not _port_open(port):
+            while not (_greets(port, deadline) if port in greeted else _port_open(port)):
                 if self._process.poll() is not None:
                     problem = self._startup_problem()
                     self._process = None
@@ -512,11 +515,40 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _greets(port: int, deadline: float) -> bool:
+    """Whether the server on ``port`` sends its greeting line (its process is ready). The
+    line is read whole, so closing is a plain end of connection, not a reset."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.settimeout(max(0.2, deadline - time.monotonic()))
+            with sock.makefile("rb") as stream:
+                return stream.readline(4096).endswith(b"\n")
+    except OSError:
+        return False
+
+
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. A zombie does not count: it holds no
+    port, file or lock, and once the master is gone it waits for the system's init to reap
+    it, which in a container can take seconds."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: the group exists, count it as alive
+    return any(entry.isdigit() and _running_in_group(Path("/proc", entry, "stat"), pgid) for entry in entries)
+
+
+def _running_in_group(stat: Path, pgid: int) -> bool:
+    """Whether ``/proc/PID/stat`` is a process of group ``pgid`` that is not a zombie."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False  # gone meanwhile
+    state, group = fields[0], int(fields[2])
+    return group == pgid and state not in ("Z", "X")
