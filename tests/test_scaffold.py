@@ -135,7 +135,9 @@ def test_a_generated_driver_installs_beside_the_core_and_delivers(tmp_path: Path
     # ...and the daemon, with the driver enabled by name in its config, delivers events to it.
     out = tmp_path / "mail.jsonl"
     config = tmp_path / "pn.conf"
-    config.write_text(f"push_notification matrix {{\n  driver = matrix\n  matrix_path = {out}\n}}\n")
+    config.write_text(
+        f"state_dir = {tmp_path / 'state'}\npush_notification matrix {{\n  driver = matrix\n  matrix_path = {out}\n}}\n"
+    )
     with DaemonProcess(config, env=env, inherit_env=False, command=[cli]) as daemon:
         fields = ["-f", "uid=5", "-f", "uid_validity=7", "-f", "subject_utf8=Hi"]
         _run([cli, "send", "MessageNew", "-u", "bob", *fields, "--url", daemon.url], tmp_path, env)
