@@ -21,7 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from inspect import isawaitable as _inspect_isawaitable
 from pathlib import Path
 from types import CoroutineType, MappingProxyType
 from typing import Any, Protocol, TypeGuard
@@ -42,7 +41,7 @@ _NOT_AWAITABLE = frozenset((bool, int, str, bytes, type(None)))
 def isawaitable(result: object) -> TypeGuard[Awaitable[Any]]:
     """``inspect.isawaitable``, quick for what hooks return (a coroutine, None, a bool)."""
     kind = type(result)
-    return kind is CoroutineType or (kind not in _NOT_AWAITABLE and _inspect_isawaitable(result))
+    return kind is CoroutineType or (kind not in _NOT_AWAITABLE and inspect.isawaitable(result))
 
 
 ENTRY_POINT_GROUP = "push_notification.drivers"
