@@ -20,13 +20,19 @@ transaction at a steady rate, in interleaved rounds of one run:
 
 plus the sink, a bare aiohttp server answering 200: its CPU per request is what one aiohttp
 request costs a server here (the ingress speaks HTTP/1.1 itself, on httptools: that is not
-its floor). CPU is read from /proc per process.
+its floor), and each row's "x sink" is its CPU over the sink's in the same rounds: the
+host's speed and wake-up cost move both alike. CPU is read from /proc per process.
 For the OX rows, latency is from the file's rename into new/ (or the POST) to its arrival at
 the sink, p50 and p99: what the daemon adds to Dovecot's delivery, at that rate (a loaded
 machine adds its own scheduling waits: compare rows of one run).
 
     python benchmarks/dovecot_e2e.py --help   # the end-to-end figures, with Dovecot
     python benchmarks/daemon_cpu.py [--rate 400] [--per-round 800] [--rounds 4]
+    python benchmarks/daemon_cpu.py --only spool-ox-sqlite --rate 100,400,1600
+                                                      # one table per rate: on a virtual
+                                                      # machine a wake-up is dear, and the
+                                                      # same code costs more per notification
+                                                      # the longer it sleeps between them
     python benchmarks/daemon_cpu.py --against main   # each setup also on git revision main's
                                                       # code, rounds interleaved: before/after
 """
@@ -215,9 +221,47 @@ def run_round(variant: Variant, numbers: range, rate: float, sink_port: int, sin
     return cpu_seconds(lambda: [sink_pid]) - sink_before
 
 
+def measure(variants: list[Variant], rate: float, args: argparse.Namespace, first: int, port: int, sink: int) -> int:
+    """Run every setup's rounds at ``rate`` and print its table; the next unused number."""
+    sink_cpu, sink_requests = 0.0, 0
+    for variant in variants:
+        variant.cpu, variant.sent = 0.0, 0
+        variant.handed = {} if variant.driver == "ox" else None
+    print(f"\n{args.rounds} interleaved rounds of {args.per_round} notifications at {rate:g}/s"
+          f" per setup; {os.cpu_count()} CPUs")  # fmt: skip
+    for _ in range(args.rounds):
+        for variant in variants:
+            used = run_round(variant, range(first, first + args.per_round), rate, port, sink)
+            if variant.driver == "ox":
+                sink_cpu, sink_requests = sink_cpu + used, sink_requests + args.per_round
+        first += args.per_round
+    arrived = sink_arrivals(port)
+    sink_ms = sink_cpu * 1000 / sink_requests if sink_requests else 0.0
+    print(f"{'setup':<44} {'daemon CPU ms per notification':>32} {'x sink':>7}   latency ms p50 / p99")
+    for variant in variants:
+        ms = variant.cpu * 1000 / variant.sent
+        ratio = f"{ms / sink_ms:7.2f}" if sink_ms else f"{'':7}"
+        print(f"{variant.title:<44} {ms:32.3f} {ratio}   {variant.latency(arrived)}")
+    if sink_requests:
+        print(f"{'sink: a bare aiohttp server, per request':<44} {sink_ms:32.3f}")
+    return first
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give notifications/s, e.g. 400 or 100,400,1600") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: every rate must be above 0")
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=float, default=400.0, help="notifications/s (default 400)")
+    parser.add_argument(
+        "--rate", type=_rates, default=[400.0], help="notifications/s, or several, comma-separated (default 400)"
+    )
     parser.add_argument("--per-round", type=int, default=800)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--against", metavar="REV", help="also run each setup on git revision REV's code")
@@ -248,28 +292,15 @@ def main() -> None:
             for v in variants
         ]
         variants = [v for pair in zip(variants, twins, strict=True) for v in pair]
-    sink_cpu, sink_requests = 0.0, 0
     try:
         wait_for_sink(sink_port)
         for variant in variants:
             variant.start(f"http://login:pass@127.0.0.1:{sink_port}{OX_PATH}")
         for variant in variants:  # warm up: connections, caches, first queue reads
-            run_round(variant, range(1, 51), args.rate, sink_port, sink.pid)
-            variant.cpu, variant.sent = 0.0, 0
-            variant.handed = {} if variant.driver == "ox" else None
-        print(f"{args.rounds} interleaved rounds of {args.per_round} notifications at {args.rate:g}/s"
-              f" per setup; {os.cpu_count()} CPUs")  # fmt: skip
-        for r in range(args.rounds):
-            for variant in variants:
-                first = 1000 + r * args.per_round
-                used = run_round(variant, range(first, first + args.per_round), args.rate, sink_port, sink.pid)
-                if variant.driver == "ox":
-                    sink_cpu, sink_requests = sink_cpu + used, sink_requests + args.per_round
-        arrived = sink_arrivals(sink_port)
-        print(f"\n{'setup':<44} {'daemon CPU ms per notification':>32}   latency ms p50 / p99")
-        for variant in variants:
-            print(f"{variant.title:<44} {variant.cpu * 1000 / variant.sent:32.3f}   {variant.latency(arrived)}")
-        print(f"{'sink: a bare aiohttp server, per request':<44} {sink_cpu * 1000 / sink_requests:32.3f}")
+            run_round(variant, range(1, 51), args.rate[0], sink_port, sink.pid)
+        first = 1000
+        for rate in args.rate:
+            first = measure(variants, rate, args, first, sink_port, sink.pid)
     finally:
         for variant in variants:
             variant.stop()
