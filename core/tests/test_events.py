@@ -33,8 +33,22 @@ def test_event_names_match_case_insensitively_as_in_dovecot() -> None:
 
 
 def test_unknown_event_lists_the_supported_ones() -> None:
-    with pytest.raises(EventError, match="unknown event 'MessageNeu'; supported events: FlagsClear"):
-        event_type("MessageNeu")
+    with pytest.raises(EventError, match="unknown event 'Vacation'; supported events: FlagsClear"):
+        event_type("Vacation")
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("MessageNeu", "MessageNew"), ("messagenwe", "MessageNew"), ("FlagSet", "FlagsSet")]
+)
+def test_a_misspelt_event_is_named_with_the_event_meant(typed: str, meant: str) -> None:
+    with pytest.raises(EventError, match=rf"unknown event '{typed}' \(did you mean '{meant}'\?\); supported events"):
+        event_type(typed)
+
+
+def test_a_long_unknown_name_is_refused_without_a_guess() -> None:
+    with pytest.raises(EventError) as info:
+        event_type("MessageNew" * 10_000)
+    assert "did you mean" not in str(info.value)
 
 
 def test_message_new_carries_raw_and_decoded_headers() -> None:

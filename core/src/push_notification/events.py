@@ -8,6 +8,7 @@ is ``from_``, the JSON key stays ``from``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -322,7 +323,16 @@ def event_type(name: str) -> type[Event]:
                 f"event {unsupported!r} is not supported by the notification framework"
                 f" ({handler} handles it); supported events: {' '.join(EVENT_TYPES)}"
             )
-    raise EventError(f"unknown event {shown(name)}; supported events: {' '.join(EVENT_TYPES)}")
+    raise EventError(f"unknown event {shown(name)}{_near_miss(name)}; supported events: {' '.join(EVENT_TYPES)}")
+
+
+def _near_miss(name: object) -> str:
+    """`` (did you mean 'MessageNew'?)`` for a misspelt event name, else nothing. Only short
+    names are compared: an event name is at most 18 characters, hostile input may be long."""
+    if not isinstance(name, str) or len(name) > 40:
+        return ""
+    close = difflib.get_close_matches(name.lower(), _BY_LOWER, n=1, cutoff=0.6)
+    return f" (did you mean {_BY_LOWER[close[0]].name!r}?)" if close else ""
 
 
 # Field checks take the event's name and the field's key apart: "Event.field" is formatted
