@@ -12,7 +12,6 @@ an unrelated broken package cannot stop the daemon.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import operator
@@ -28,7 +27,7 @@ from typing import Any, Protocol, TypeGuard
 import pluggy
 
 from push_notification import hookspecs
-from push_notification.errors import ConfigError, PushNotificationError
+from push_notification.errors import ConfigError, PushNotificationError, closest
 from push_notification.events import EVENT_TYPES, Event
 from push_notification.settings import Settings
 from push_notification.transaction import Message, Transaction
@@ -125,9 +124,9 @@ def meant_driver(name: str, instance: str, drivers: Iterable[str], setting_keys:
         for driver in known:
             if any(key.lower().startswith(f"{driver}_") for key in setting_keys):
                 return f"its settings are the {driver} driver's: add `driver = {driver}` to the block"
-    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    close = closest(name.lower(), known)
     if close:
-        return f"did you mean {close[0]!r}? (driver = {close[0]})"
+        return f"did you mean {close!r}? (driver = {close})"
     return None
 
 

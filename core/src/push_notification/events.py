@@ -8,13 +8,12 @@ is ``from_``, the JSON key stays ``from``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from push_notification.errors import EventError, UnsupportedEventError
+from push_notification.errors import EventError, UnsupportedEventError, closest
 
 #: System flags in Dovecot's bit order, the order every flag list is reported in.
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
@@ -331,8 +330,8 @@ def _near_miss(name: object) -> str:
     names are compared: an event name is at most 18 characters, hostile input may be long."""
     if not isinstance(name, str) or len(name) > 40:
         return ""
-    close = difflib.get_close_matches(name.lower(), _BY_LOWER, n=1, cutoff=0.6)
-    return f" (did you mean {_BY_LOWER[close[0]].name!r}?)" if close else ""
+    close = closest(name.lower(), _BY_LOWER)
+    return f" (did you mean {_BY_LOWER[close].name!r}?)" if close else ""
 
 
 # Field checks take the event's name and the field's key apart: "Event.field" is formatted

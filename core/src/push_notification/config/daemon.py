@@ -7,7 +7,6 @@ follow from the row.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -17,7 +16,7 @@ from typing import Any
 from push_notification.config.ingress_address import is_loopback_host
 from push_notification.config.instances import InstanceConfig
 from push_notification.config.syntax import Entry
-from push_notification.errors import ConfigError
+from push_notification.errors import ConfigError, closest
 from push_notification.settings import SizeTooLarge, parse_bool, parse_size, parse_time
 
 
@@ -284,9 +283,9 @@ def is_local(listen: str) -> bool:
 
 def _unknown_hint(key: str) -> str:
     known = ", ".join(DAEMON_SETTINGS_BY_NAME)
-    close = difflib.get_close_matches(key, DAEMON_SETTINGS_BY_NAME, n=1, cutoff=0.6)
+    close = closest(key, DAEMON_SETTINGS_BY_NAME)
     if close:
-        return f"did you mean {close[0]!r}? known: {known}"
+        return f"did you mean {close!r}? known: {known}"
     return (
         "this file is the push-notification daemon's config, not dovecot.conf; top-level settings are "
         f"{known}; driver settings go in 'push_notification NAME {{ }}' or 'plugin {{ }}'"
