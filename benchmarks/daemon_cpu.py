@@ -252,7 +252,7 @@ def _rates(text: str) -> list[float]:
         rates = [float(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give notifications/s, e.g. 400 or 100,400,1600") from None
-    if not rates or min(rates) <= 0:
+    if not all(rate > 0 for rate in rates):  # a split gives at least one; NaN is not above 0 either
         raise argparse.ArgumentTypeError(f"{text!r}: every rate must be above 0")
     return rates
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The one of ``choices`` that ``word`` most likely misspells, for a "did you mean" hint
     (event names, driver names, config keys: one rule of what counts as close); None if none is."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
